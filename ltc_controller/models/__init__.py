@@ -1,0 +1,1 @@
+"""LTC/NCP models, perception heads and policy files (torch only, no transport)."""

@@ -1,0 +1,1 @@
+"""Node classes written once against the transport port (transport/port.py)."""

@@ -1,0 +1,1 @@
+"""Deadline-aware fixed-step runtime and preprocessing (ROS-free)."""

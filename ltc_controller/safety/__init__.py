@@ -1,0 +1,1 @@
+"""Safety gate: limits, timeouts and the fallback state machine (ROS-free, pure)."""

@@ -1,0 +1,1 @@
+"""Closed-loop simulation (MuJoCo) for lane keeping."""

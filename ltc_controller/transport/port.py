@@ -1,0 +1,102 @@
+"""The transport port: the small surface that node classes are written against.
+
+Both backends (``transport.dds`` on Cyclone DDS, and later rclpy) implement it, so a node class runs
+unchanged under either. Message objects are plain attribute bags with the ROS field names
+(``msg.header.stamp.sec``); construct them with :meth:`Node.msg` so that every backend can supply
+its own classes and defaults.
+
+Time: ``now()`` is ROS time in seconds (system clock, or simulation time); timers and deadlines use
+``steady()``, a monotonic clock that never jumps, so a safety timer keeps firing when ``/clock`` or
+the wall clock stops or jumps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True)
+class QoS:
+    """A ROS 2 QoS profile (the subset this package uses).
+
+    reliability: ``"reliable"`` or ``"best_effort"``; durability: ``"volatile"`` or
+    ``"transient_local"``; history is always keep-last with ``depth`` samples.
+    """
+
+    reliability: Literal["reliable", "best_effort"] = "reliable"
+    durability: Literal["volatile", "transient_local"] = "volatile"
+    depth: int = 10
+
+
+#: rclpy's ``qos_profile_sensor_data``: best effort, volatile, keep last 5.
+SENSOR_DATA = QoS("best_effort", "volatile", 5)
+#: A plain reliable keep-last-10 profile (rclpy's default for publishers and subscriptions).
+RELIABLE = QoS("reliable", "volatile", 10)
+#: Latched: reliable, transient local, keep last 1 (e-stop, status snapshots).
+LATCHED = QoS("reliable", "transient_local", 1)
+
+
+class Publisher(Protocol):
+    def publish(self, msg: Any) -> None: ...
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Logger(Protocol):
+    def debug(self, msg: str) -> None: ...
+    def info(self, msg: str) -> None: ...
+    def warning(self, msg: str) -> None: ...
+    def error(self, msg: str) -> None: ...
+
+
+class Node(Protocol):
+    """What a node class may use of its transport.
+
+    Topic names follow ROS 2 rules: ``"/abs"`` is absolute, ``"rel"`` resolves under the node's
+    namespace, ``"~/x"`` under ``<namespace>/<node name>``; remaps given on the command line
+    (``-r from:=to``) apply after resolution.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def logger(self) -> Logger: ...
+
+    def msg(self, type_name: str, **fields: Any) -> Any:
+        """A new message of ``type_name`` (e.g. ``"sensor_msgs/msg/Image"``), unset fields at their
+        ROS defaults (0, "", empty sequences, nested defaults)."""
+        ...
+
+    def create_publisher(self, type_name: str, topic: str, qos: QoS = RELIABLE) -> Publisher: ...
+
+    def create_subscription(
+        self, type_name: str, topic: str, callback: Callable[[Any], None], qos: QoS = RELIABLE
+    ) -> None:
+        """``callback(msg)`` runs on the node's executor thread (never concurrently with timers)."""
+        ...
+
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
+        """A periodic timer on the steady clock; missed periods are skipped, not queued."""
+        ...
+
+    def now(self) -> float:
+        """ROS time, seconds since the epoch (float)."""
+        ...
+
+    def steady(self) -> float:
+        """Monotonic seconds (``time.monotonic`` or equivalent)."""
+        ...
+
+    def spin(self) -> None:
+        """Run callbacks and timers until :meth:`shutdown` or SIGINT/SIGTERM."""
+        ...
+
+    def shutdown(self) -> None: ...
