@@ -1,0 +1,252 @@
+"""The closed-loop demo: simulator → ltc_policy → safety_fallback → simulator, as three processes
+talking ROS 2's wire protocol over Cyclone DDS on loopback.
+
+:class:`Stack` starts and watches the processes (the fault-injection tests use it too);
+:func:`run_demo` drives, stops everything cleanly, prints a summary and writes a plot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ltc_controller.nodes.stamps import to_seconds
+
+
+class ProcessDied(RuntimeError):
+    """A node process exited while it should have been running."""
+
+
+@dataclass
+class Monitor:
+    """What an in-process DDS participant sees of the running stack."""
+
+    safety_states: list[tuple[float, str]] = field(default_factory=list)
+    policy_status: Any = None
+    safety_status: Any = None
+    final_cmds: int = 0
+    last_cmd: tuple[float, float, float] | None = None  # (receive time, steer, speed)
+
+
+class Stack:
+    """Simulator, policy and safety node as child processes, plus a monitor participant.
+
+    ``node_args`` maps a node kind to extra ``--ros-args`` items (e.g. ``["-p", "x:=1"]``).
+    Processes share one DDS domain on loopback; their stderr goes to ``<output>/<kind>.log``.
+    """
+
+    KINDS = ("simulator", "safety_fallback", "ltc_policy")
+
+    def __init__(
+        self,
+        output: Path,
+        node_args: dict[str, list[str]] | None = None,
+        domain_id: int | None = None,
+        kinds: tuple[str, ...] = KINDS,
+    ) -> None:
+        from ltc_controller.transport.dds import loopback_env
+
+        self.output = output
+        output.mkdir(parents=True, exist_ok=True)
+        if domain_id is None:
+            env_dom = os.environ.get("ROS_DOMAIN_ID")
+            domain_id = int(env_dom) if env_dom else 100 + os.getpid() % 100
+        self.env = {**os.environ, **loopback_env(), "ROS_DOMAIN_ID": str(domain_id)}
+        self.env.setdefault("MUJOCO_GL", "osmesa")
+        self.node_args = node_args or {}
+        self.kinds = kinds
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[Any] = []
+        self.monitor = Monitor()
+        self._mon_node: Any = None
+
+    def start(self) -> None:
+        for kind in self.kinds:
+            cmd = [sys.executable, "-m", "ltc_controller", "node", kind]
+            if kind == "simulator":
+                cmd += ["--log", str(self.output / "sim_log.npz")]
+            cmd += ["--ros-args", *self.node_args.get(kind, [])]
+            log = open(self.output / f"{kind}.log", "wb")  # noqa: SIM115 - closed in stop()
+            self._logs.append(log)
+            self.procs[kind] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log)
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith(("CYCLONE", "ROS"))})
+        from ltc_controller.transport.dds import DdsNode
+        from ltc_controller.transport.port import RELIABLE
+
+        self._mon_node = mon = DdsNode("demo_monitor")
+        m = self.monitor
+
+        def on_safety(msg: Any) -> None:
+            m.safety_status = msg
+            if not m.safety_states or m.safety_states[-1][1] != msg.state_name:
+                m.safety_states.append((time.monotonic(), str(msg.state_name)))
+
+        def on_policy(msg: Any) -> None:
+            m.policy_status = msg
+
+        def on_cmd(msg: Any) -> None:
+            m.final_cmds += 1
+            m.last_cmd = (time.monotonic(), msg.drive.steering_angle, msg.drive.speed)
+
+        mon.create_subscription("ltc_controller/msg/SafetyStatus", "safety_status", on_safety,
+                                RELIABLE)
+        mon.create_subscription("ltc_controller/msg/PolicyStatus", "policy_status", on_policy,
+                                RELIABLE)
+        mon.create_subscription("ackermann_msgs/msg/AckermannDriveStamped", "ackermann_cmd",
+                                on_cmd, RELIABLE)
+
+    def check_alive(self) -> None:
+        """Raises :class:`ProcessDied` naming the first process that has exited."""
+        for kind, p in self.procs.items():
+            rc = p.poll()
+            if rc is not None:
+                raise ProcessDied(
+                    f"{kind} exited with status {rc}; see {self.output / (kind + '.log')}"
+                )
+
+    def spin_for(self, seconds: float, until: Any = None) -> bool:
+        """Process monitor messages for up to ``seconds``, checking the processes; returns
+        early (True) when ``until(monitor)`` becomes true."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self._mon_node.spin_once(0.02)
+            self.check_alive()
+            if until is not None and until(self.monitor):
+                return True
+        return False
+
+    def signal(self, kind: str, sig: int) -> None:
+        self.procs[kind].send_signal(sig)
+
+    def stop(self, timeout_s: float = 15.0) -> dict[str, int]:
+        """SIGINT every live process (simulator first, so it logs the drive as it was), wait,
+        SIGKILL stragglers. Returns the exit statuses."""
+        codes: dict[str, int] = {}
+        for kind in self.kinds:
+            p = self.procs.get(kind)
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                try:
+                    p.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            if p is not None:
+                codes[kind] = int(p.returncode)
+        if self._mon_node is not None:
+            self._mon_node.shutdown()
+            self._mon_node = None
+        for f in self._logs:
+            f.close()
+        return codes
+
+
+def _percentile(x: np.ndarray, q: float) -> float:
+    return float(np.percentile(x, q)) if x.size else float("nan")
+
+
+def run_demo(
+    duration_s: float = 20.0,
+    output: Path = Path("demo_out"),
+    policy: str = "",
+    track_seed: int = 7,
+    domain_id: int | None = None,
+    startup_timeout_s: float = 90.0,
+) -> int:
+    """Run the closed-loop demo; returns the exit status (non-zero if any process died)."""
+    node_args = {
+        "simulator": ["-p", f"track_seed:={track_seed}"],
+        "ltc_policy": ["-p", f"policy_file:={policy}"] if policy else [],
+    }
+    stack = Stack(output, node_args, domain_id)
+    print(f"demo: starting simulator, safety_fallback, ltc_policy (logs in {output}/)")
+    stack.start()
+    died: str | None = None
+    t_drive = float("nan")
+    try:
+        if not stack.spin_for(startup_timeout_s, lambda m: m.policy_status is not None
+                              and m.policy_status.frames_used > 0):
+            raise ProcessDied(f"the policy processed no frame within {startup_timeout_s} s")
+        t0 = time.monotonic()
+        print(f"demo: driving for {duration_s:.0f} s ...")
+        stack.spin_for(duration_s)
+        t_drive = time.monotonic() - t0
+    except ProcessDied as e:
+        died = str(e)
+    except KeyboardInterrupt:
+        died = "interrupted"
+    m = stack.monitor
+    codes = stack.stop()
+    bad = {k: c for k, c in codes.items() if c != 0}
+    if died or bad:
+        print(f"demo: FAILED: {died or ''} exit statuses {codes}", file=sys.stderr)
+        return 1
+
+    summary = summarize(output, m, t_drive, track_seed)
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    print_summary(summary)
+    return 0
+
+
+def summarize(output: Path, m: Monitor, t_drive: float, track_seed: int) -> dict[str, Any]:
+    """Numbers for the summary, from the simulator's log and the last status messages."""
+    from ltc_controller.sim.plot import plot_run
+    from ltc_controller.sim.track import make_track
+
+    sim = json.loads((output / "sim_log.json").read_text())
+    ps = m.policy_status
+    transitions = []
+    t_first = m.safety_states[0][0] if m.safety_states else 0.0
+    for t, name in m.safety_states:
+        transitions.append({"t_s": round(t - t_first, 3), "state": name})
+    png = output / "demo_run.png"
+    plot_run(output / "sim_log.npz", png, make_track(track_seed))
+    return {
+        "drive_time_s": t_drive,
+        "frames_published": sim["frames_published"],
+        "frames_used_by_policy": int(ps.frames_used) if ps is not None else 0,
+        "commands_received_by_sim": sim["commands_received"],
+        "policy_ticks": int(ps.ticks) if ps is not None else 0,
+        "achieved_command_rate_hz": sim["commands_received"] / max(sim["duration_s"], 1e-9),
+        "latency_p50_ms": 1e3 * sim["latency_p50_s"],
+        "latency_p99_ms": 1e3 * sim["latency_p99_s"],
+        "deadline_misses": int(ps.deadline_misses) if ps is not None else 0,
+        "safety_states": transitions,
+        "mean_abs_lateral_error_m": sim["mean_abs_lateral_error_m"],
+        "max_abs_lateral_error_m": sim["max_abs_lateral_error_m"],
+        "lane_departures": sim["lane_departures"],
+        "distance_m": sim["distance_m"],
+        "plot": str(png),
+    }
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    states = " -> ".join(f"{x['state']}@{x['t_s']:.1f}s" for x in s["safety_states"]) or "none"
+    lines = [
+        ("drive time", f"{s['drive_time_s']:.1f} s"),
+        ("frames published / used", f"{s['frames_published']} / {s['frames_used_by_policy']}"),
+        ("commands at simulator", f"{s['commands_received_by_sim']}"),
+        ("achieved command rate", f"{s['achieved_command_rate_hz']:.1f} Hz"),
+        ("policy ticks / deadline misses", f"{s['policy_ticks']} / {s['deadline_misses']}"),
+        ("image->command latency", f"p50 {s['latency_p50_ms']:.1f} ms, "
+         f"p99 {s['latency_p99_ms']:.1f} ms"),
+        ("safety states", states),
+        ("lateral error", f"mean {s['mean_abs_lateral_error_m']:.2f} m, "
+         f"max {s['max_abs_lateral_error_m']:.2f} m"),
+        ("lane departures", f"{s['lane_departures']}"),
+        ("distance driven", f"{s['distance_m']:.1f} m"),
+        ("plot", s["plot"]),
+    ]
+    w = max(len(k) for k, _ in lines)
+    print("\nltc-controller demo summary")
+    for k, v in lines:
+        print(f"  {k.ljust(w)}  {v}")

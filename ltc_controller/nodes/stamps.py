@@ -1,0 +1,25 @@
+"""Conversions between ``builtin_interfaces/msg/Time`` and float seconds."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ltc_controller.transport.port import Node
+
+
+def to_seconds(stamp: Any) -> float:
+    """``builtin_interfaces/msg/Time`` → seconds (float)."""
+    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
+
+
+def to_stamp(node: Node, t: float) -> Any:
+    """Seconds → ``builtin_interfaces/msg/Time`` (nanosec in [0, 1e9))."""
+    sec = math.floor(t)
+    nsec = min(int(round((t - sec) * 1e9)), 999_999_999)
+    return node.msg("builtin_interfaces/msg/Time", sec=int(sec), nanosec=nsec)
+
+
+def header(node: Node, t: float, frame_id: str = "") -> Any:
+    """A ``std_msgs/msg/Header`` stamped ``t`` (s)."""
+    return node.msg("std_msgs/msg/Header", stamp=to_stamp(node, t), frame_id=frame_id)

@@ -1,0 +1,134 @@
+"""The repository is a valid ROS 2 package and installs what it names."""
+
+import ast
+import configparser
+import glob
+from pathlib import Path
+
+import yaml
+from catkin_pkg.package import parse_package
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# pip distribution (setup.cfg) -> rosdep key in package.xml
+ROSDEP_KEYS = {
+    "torch": "python3-torch",
+    "numpy": "python3-numpy",
+    "safetensors": "python3-safetensors-pip",
+    "cyclonedds": "python3-cyclonedds-pip",
+    "rosbags": "python3-rosbags-pip",
+    "mujoco": "python3-mujoco-pip",
+    "pyyaml": "python3-yaml",
+    "matplotlib": "python3-matplotlib",
+    "pillow": "python3-pil",
+    "pytest": "python3-pytest",
+    "catkin-pkg": "python3-catkin-pkg",
+    "ncps": "python3-ncps-pip",
+}
+# Keys we define ourselves (rosdep.yaml); the rest are rosdistro's.
+STANDARD_KEYS = {
+    "python3-torch", "python3-numpy", "python3-yaml", "python3-matplotlib", "python3-pil",
+    "python3-pytest", "python3-catkin-pkg",
+}
+
+
+def _setup_cfg() -> configparser.ConfigParser:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    return cfg
+
+
+def _reqs(text: str) -> list[str]:
+    return [line.split("==")[0].strip().lower() for line in text.strip().splitlines() if line]
+
+
+def test_package_xml_is_valid_format_3():
+    pkg = parse_package(str(ROOT / "package.xml"))
+    pkg.validate()  # raises InvalidPackage on any problem
+    assert pkg.package_format == 3
+    assert pkg.name == "ltc_controller"
+    assert pkg.get_build_type() == "ament_cmake"
+    import ltc_controller
+
+    assert pkg.version == ltc_controller.__version__
+
+
+def test_every_pip_dependency_has_a_rosdep_key():
+    pkg = parse_package(str(ROOT / "package.xml"))
+    exec_keys = {d.name for d in pkg.exec_depends}
+    test_keys = {d.name for d in pkg.test_depends}
+    cfg = _setup_cfg()
+    for dist in _reqs(cfg["options"]["install_requires"]):
+        assert ROSDEP_KEYS[dist] in exec_keys, dist
+    test_extra = _reqs(cfg["options.extras_require"]["test"])
+    for dist in ("pytest", "catkin-pkg", "ncps"):
+        assert dist in test_extra
+        assert ROSDEP_KEYS[dist] in test_keys, dist
+
+
+def test_custom_rosdep_keys_are_defined():
+    pkg = parse_package(str(ROOT / "package.xml"))
+    defined = yaml.safe_load((ROOT / "rosdep.yaml").read_text())
+    for dep in pkg.exec_depends + pkg.test_depends:
+        if dep.name.startswith("python3-") and dep.name not in STANDARD_KEYS:
+            assert dep.name in defined, dep.name
+            assert defined[dep.name]["ubuntu"]["pip"]["packages"]
+
+
+def test_every_installed_data_file_exists():
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and
+                getattr(n.func, "id", "") == "setup")
+    data_files = next(k.value for k in call.keywords if k.arg == "data_files")
+    n = 0
+    for entry in data_files.elts:
+        dest, files = entry.elts
+        if isinstance(files, ast.List):
+            paths = [ast.literal_eval(f) for f in files.elts]
+        else:  # glob("pattern")
+            paths = glob.glob(str(ROOT / ast.literal_eval(files.args[0])))
+            assert paths, f"{ast.literal_eval(dest)}: glob matches nothing"
+        for p in paths:
+            assert (ROOT / p).is_file(), p
+            n += 1
+    assert n >= 6
+
+
+def test_cmake_installs_existing_files():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    for name in ("msg/PolicyStatus.msg", "msg/SafetyStatus.msg", "scripts/ltc_policy",
+                 "scripts/safety_fallback"):
+        assert name in text
+        assert (ROOT / name).is_file(), name
+    for d in ("launch", "config", "msg"):
+        assert (ROOT / d).is_dir()
+
+
+def test_console_scripts_resolve():
+    import importlib
+
+    cfg = _setup_cfg()
+    for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines():
+        name, target = (s.strip() for s in line.split("="))
+        mod, func = target.split(":")
+        assert callable(getattr(importlib.import_module(mod), func)), name
+    assert {"ltc-controller", "ltc_policy", "safety_fallback"} <= {
+        line.split("=")[0].strip()
+        for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines()
+    }
+
+
+def test_launch_files_compile_and_name_existing_executables_and_configs():
+    cfg = _setup_cfg()
+    scripts = {line.split("=")[0].strip()
+               for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines()}
+    for f in glob.glob(str(ROOT / "launch" / "*.launch.py")):
+        src = Path(f).read_text()
+        tree = ast.parse(src, f)
+        compile(tree, f, "exec")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword) and node.arg == "executable":
+                assert ast.literal_eval(node.value) in scripts
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    node.value.endswith(".yaml"):
+                assert (ROOT / "config" / node.value).is_file(), node.value
