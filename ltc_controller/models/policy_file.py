@@ -1,0 +1,208 @@
+"""Policy files: one ``.safetensors`` file, weights plus the JSON config in its metadata.
+
+Format (version 1): a standard safetensors file whose header metadata holds
+
+* ``"format"``: ``"ltc_controller.policy"``;
+* ``"format_version"``: ``"1"``;
+* ``"config"``: :meth:`PolicyConfig.to_json` text (every field present);
+
+and one float32 tensor per entry of ``Policy.state_dict()`` (``head.*``, ``ltc.*``; ``ltc.*`` is an
+ncps ``LTCCell`` state_dict, masks included). A single file keeps weights and config from drifting
+apart. Loading parses the header itself (8-byte little-endian length + JSON) and the tensors with
+``safetensors`` only: no pickle, no ``torch.load``, no code from the file is ever run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
+
+from .policy import Policy, PolicyConfig
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "PolicyFileError", "load_policy", "save_policy"]
+
+FORMAT = "ltc_controller.policy"
+FORMAT_VERSION = "1"
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+class PolicyFileError(Exception):
+    """A policy file that cannot be read or does not match its config; the message names the
+    file and the field (e.g. ``"policy.safetensors: tensor 'ltc.w' has shape (20, 20); config
+    says units=19 ..."``)."""
+
+
+def save_policy(policy: Policy, path: str | os.PathLike[str]) -> Path:
+    """Write ``policy`` to ``path`` (a ``.safetensors`` file) atomically.
+
+    The file is written next to ``path`` and renamed over it, so an existing file is never left
+    half-written.
+
+    Returns:
+        The path written.
+
+    Raises:
+        PolicyFileError: a weight is not finite (nothing is written).
+    """
+    path = Path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in policy.state_dict().items():
+        tensor = value.detach().to("cpu", torch.float32).contiguous()
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise PolicyFileError(
+                f"{path}: refusing to save, tensor '{name}' has {bad} non-finite values"
+            )
+        tensors[name] = tensor.clone()
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": policy.config.to_json(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _header(path: Path, data: bytes) -> dict[str, Any]:
+    if len(data) < 8:
+        raise PolicyFileError(
+            f"{path}: truncated or not a safetensors file ({len(data)} bytes; a safetensors file "
+            "starts with an 8-byte header length)"
+        )
+    size = int.from_bytes(data[:8], "little")
+    if size > _MAX_HEADER:
+        raise PolicyFileError(
+            f"{path}: not a safetensors file (header length {size} is implausible)"
+        )
+    if 8 + size > len(data):
+        raise PolicyFileError(
+            f"{path}: truncated: the header needs {8 + size} bytes, the file has {len(data)}"
+        )
+    try:
+        header = json.loads(data[8 : 8 + size].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PolicyFileError(
+            f"{path}: not a safetensors file (header is not JSON: {exc})"
+        ) from exc
+    if not isinstance(header, dict):
+        raise PolicyFileError(f"{path}: not a safetensors file (header is not a JSON object)")
+    body = len(data) - 8 - size
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2):
+            raise PolicyFileError(
+                f"{path}: not a safetensors file (tensor '{name}' has no data_offsets)"
+            )
+        if offsets[1] > body:
+            raise PolicyFileError(
+                f"{path}: truncated: tensor '{name}' ends at byte {offsets[1]} of the data "
+                f"section, which has {body} bytes"
+            )
+    return header
+
+
+def _config_from_metadata(path: Path, metadata: Any) -> PolicyConfig:
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise PolicyFileError(
+            f"{path}: not a policy file: metadata field 'format' must be {FORMAT!r}, got "
+            f"{metadata.get('format') if isinstance(metadata, dict) else None!r}"
+        )
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise PolicyFileError(
+            f"{path}: metadata field 'format_version' is {version!r}; this reader supports "
+            f"{FORMAT_VERSION!r}"
+        )
+    text = metadata.get("config")
+    if not isinstance(text, str):
+        raise PolicyFileError(f"{path}: metadata field 'config' is missing")
+    try:
+        return PolicyConfig.from_json(text, strict=True)
+    except json.JSONDecodeError as exc:
+        raise PolicyFileError(f"{path}: metadata field 'config' is not valid JSON: {exc}") from exc
+    except ValueError as exc:
+        raise PolicyFileError(f"{path}: config: {exc}") from exc
+
+
+def _shape_reason(config: PolicyConfig, name: str) -> str:
+    wiring = config.build_wiring()
+    if name.startswith("ltc."):
+        return (
+            f"config says units={wiring.units}, input_dim={wiring.input_dim}, "
+            f"motor={wiring.output_dim}"
+        )
+    return f"config says image {config.image_height}x{config.image_width}"
+
+
+def load_policy(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Policy:
+    """Read a policy file written by :func:`save_policy`; returns the policy in eval mode.
+
+    Never executes code from the file (safetensors + JSON only).
+
+    Raises:
+        PolicyFileError: missing file, truncated file, not a safetensors file, not a policy file,
+            unsupported format version, missing/unknown/invalid config keys, missing or extra
+            tensors, a shape that disagrees with the config, a non-float or non-finite tensor,
+            or sparsity masks that disagree with the config's wiring.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise PolicyFileError(f"{path}: file not found") from exc
+    except OSError as exc:
+        raise PolicyFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    header = _header(path, data)
+    config = _config_from_metadata(path, header.get("__metadata__"))
+    try:
+        tensors = load_safetensors(data)
+    except Exception as exc:  # safetensors raises its own error types
+        raise PolicyFileError(f"{path}: not a valid safetensors file: {exc}") from exc
+
+    with torch.random.fork_rng(devices=[]):
+        policy = Policy(config)
+    expected = policy.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing:
+        raise PolicyFileError(f"{path}: missing tensor(s) {missing} required by the config")
+    if extra:
+        raise PolicyFileError(f"{path}: unexpected tensor(s) {extra} not in the config's model")
+    for name, want in expected.items():
+        got = tensors[name]
+        if tuple(got.shape) != tuple(want.shape):
+            raise PolicyFileError(
+                f"{path}: tensor '{name}' has shape {tuple(got.shape)}; "
+                f"{_shape_reason(config, name)} (expected {tuple(want.shape)})"
+            )
+        if not got.is_floating_point():
+            raise PolicyFileError(f"{path}: tensor '{name}' has dtype {got.dtype}; expected float")
+        bad = int((~torch.isfinite(got)).sum())
+        if bad:
+            raise PolicyFileError(f"{path}: tensor '{name}' has {bad} non-finite values")
+    for name in ("ltc.sparsity_mask", "ltc.sensory_sparsity_mask"):
+        if not torch.equal(tensors[name].to(torch.float32), expected[name].to(torch.float32)):
+            seed = config.wiring.get("seed")
+            raise PolicyFileError(
+                f"{path}: tensor '{name}' disagrees with the wiring in the config "
+                f"({config.wiring.get('type')}, seed={seed})"
+            )
+    policy.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()}, strict=True)
+    return policy.to(device).eval()

@@ -1,0 +1,70 @@
+"""Conv head of the NCP paper (Lechner et al. 2020, Table 2)."""
+
+import math
+
+import pytest
+import torch
+
+from ltc_controller.models.heads import ConvHead, per_image_standardization, same_padding
+
+
+def test_conv_head_has_exactly_79420_parameters():
+    assert sum(p.numel() for p in ConvHead(78, 200).parameters()) == 79_420
+
+
+def test_shapes_follow_tf_same_padding_to_10x25x8():
+    head = ConvHead()
+    maps = head.feature_maps(torch.rand(2, 3, 78, 200))
+    assert [tuple(m.shape[1:]) for m in maps] == [
+        (24, 39, 100),
+        (36, 20, 50),
+        (48, 10, 25),
+        (64, 10, 25),
+        (8, 10, 25),
+    ]
+    assert head(torch.rand(2, 3, 78, 200)).shape == (2, 32)
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "expected"),
+    [
+        (78, 5, 2, (1, 2)),
+        (200, 5, 2, (1, 2)),
+        (39, 5, 2, (2, 2)),
+        (20, 3, 2, (0, 1)),
+        (10, 3, 1, (1, 1)),
+        (4, 1, 2, (0, 0)),
+    ],
+)
+def test_same_padding_puts_the_odd_pixel_after(size, kernel, stride, expected):
+    assert same_padding(size, kernel, stride) == expected
+    before, after = expected
+    assert (size + before + after - kernel) // stride + 1 == math.ceil(size / stride)
+
+
+def test_per_image_standardization_matches_tf_definition():
+    images = torch.rand(3, 3, 8, 9, dtype=torch.float64) * 5 + 2
+    out = per_image_standardization(images)
+    for b in range(3):
+        x = images[b]
+        n = x.numel()
+        expected = (x - x.mean()) / max(float(x.std(correction=0)), 1 / math.sqrt(n))
+        torch.testing.assert_close(out[b], expected)
+    flat = per_image_standardization(torch.full((1, 3, 4, 4), 0.7))
+    # constant image: the 1/sqrt(N) floor applies, no division by 0
+    torch.testing.assert_close(flat, torch.zeros_like(flat), rtol=0, atol=1e-5)
+
+
+def test_features_are_channel_major_per_channel_dense():
+    head = ConvHead().double()
+    images = torch.rand(1, 3, 78, 200, dtype=torch.float64)
+    last = head.feature_maps(images)[-1]
+    out = head(images)
+    for c in range(8):
+        expected = torch.relu(last[0, c].flatten() @ head.dense_weight[c] + head.dense_bias[c])
+        torch.testing.assert_close(out[0, 4 * c : 4 * c + 4], expected)
+
+
+def test_wrong_image_size_raises():
+    with pytest.raises(ValueError, match=r"\(B, 3, 78, 200\)"):
+        ConvHead()(torch.rand(1, 3, 80, 200))

@@ -1,0 +1,247 @@
+"""PolicyConfig, Policy and the policy file format (safetensors + JSON metadata)."""
+
+import json
+import struct
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from ltc_controller.models.policy import Crop, Policy, PolicyConfig, substep_counts
+from ltc_controller.models.policy_file import PolicyFileError, load_policy, save_policy
+from ltc_controller.models.wiring import AutoNCP
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return Policy.from_config(PolicyConfig(output_scale=(0.5,)), seed=3)
+
+
+@pytest.fixture
+def saved(policy, tmp_path):
+    return save_policy(policy, tmp_path / "policy.safetensors")
+
+
+def test_default_config_is_the_19_neuron_lane_keeping_ncp():
+    cfg = PolicyConfig()
+    wiring = cfg.build_wiring()
+    assert cfg.wiring["type"] == "NCP" and cfg.wiring["seed"] == 22222
+    assert (wiring.units, wiring.output_dim, wiring.input_dim) == (19, 1, 32)
+    assert (cfg.image_height, cfg.image_width, cfg.step_s) == (78, 200, 0.05)
+    assert cfg.output_names == ("steering_angle",) and cfg.output_units == ("rad",)
+
+
+def test_config_json_round_trip():
+    cfg = PolicyConfig(
+        wiring=AutoNCP(20, 2, seed=5, input_dim=32).get_config(),
+        crop=Crop(top=10, bottom=2),
+        output_names=("steering_angle", "speed"),
+        output_units=("rad", "m/s"),
+        output_scale=(0.3, 2.0),
+        step_s=1 / 30,
+        color_order="bgr",
+    )
+    again = PolicyConfig.from_json(cfg.to_json())
+    assert again == cfg
+    assert json.loads(again.to_json()) == json.loads(cfg.to_json())
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"output_names": ("a", "b")}, "output_names"),
+        ({"step_s": 0.0}, "step_s"),
+        ({"color_order": "yuv"}, "color_order"),
+        ({"crop": Crop(top=-1)}, "crop"),
+        ({"wiring": AutoNCP(20, 2, input_dim=16).get_config()}, "wiring"),
+        ({"architecture": "lstm"}, "architecture"),
+    ],
+)
+def test_invalid_config_names_the_field(change, field):
+    with pytest.raises(ValueError, match=f"'{field}'"):
+        PolicyConfig(**change)
+
+
+def test_from_config_is_deterministic_and_leaves_global_rng(policy):
+    state = torch.random.get_rng_state()
+    a = Policy.from_config(PolicyConfig(), seed=7)
+    b = Policy.from_config(PolicyConfig(), seed=7)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+    assert not torch.equal(a.ltc.w, Policy.from_config(PolicyConfig(), seed=8).ltc.w)
+
+
+def test_step_scales_outputs_and_uses_step_s(policy):
+    feats = torch.rand(2, 32)
+    state = policy.initial_state(2)
+    with torch.no_grad():
+        out, new_state = policy.step(feats, state)
+        motor, same_state = policy.ltc(feats, state, 0.05)
+    torch.testing.assert_close(out, 0.5 * motor)
+    torch.testing.assert_close(new_state, same_state)
+    assert out.shape == (2, 1) and new_state.shape == (2, 19)
+
+
+def test_forward_equals_runtime_style_fixed_stepping(policy):
+    images = torch.rand(2, 4, 3, 78, 200)
+    timespans = torch.tensor([[0.05, 0.1, 0.02, 0.04], [0.05, 0.05, 0.15, 0.0]])
+    counts = substep_counts(timespans, 0.05)
+    assert counts.tolist() == [[1, 2, 0, 1], [1, 1, 3, 0]]
+    with torch.no_grad():
+        out = policy(images, timespans)
+        for b in range(2):
+            state = policy.initial_state(1)
+            for t in range(4):
+                feats = policy.features(images[b : b + 1, t])
+                y = policy.ltc.map_outputs(state) * 0.5
+                for _ in range(int(counts[b, t])):
+                    y, state = policy.step(feats, state, 0.05)
+                torch.testing.assert_close(out[b, t], y[0], rtol=0, atol=1e-6)
+
+
+def test_save_load_round_trip_gives_identical_outputs(policy, saved):
+    loaded = load_policy(saved)
+    assert loaded.config == policy.config
+    images = torch.rand(1, 3, 3, 78, 200)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), policy(images), rtol=0, atol=0)
+    header = json.loads(saved.read_bytes()[8 : 8 + struct.unpack("<Q", saved.read_bytes()[:8])[0]])
+    assert header["__metadata__"]["format"] == "ltc_controller.policy"
+
+
+def _rewrite(path, tensors=None, metadata=None):
+    """Re-save ``path`` with changed tensors and/or metadata (no pickle involved)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        old_meta = f.metadata()
+    tensors = load_file(str(path)) if tensors is None else tensors
+    save_file(tensors, str(path), metadata=old_meta if metadata is None else metadata)
+
+
+def _meta(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata())
+
+
+def _edit_config(path, edit):
+    meta = _meta(path)
+    cfg = json.loads(meta["config"])
+    edit(cfg)
+    meta["config"] = json.dumps(cfg)
+    _rewrite(path, metadata=meta)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(PolicyFileError, match=r"nope\.safetensors: file not found"):
+        load_policy(tmp_path / "nope.safetensors")
+
+
+def test_truncated_file(saved):
+    data = saved.read_bytes()
+    saved.write_bytes(data[: len(data) - 100])
+    with pytest.raises(PolicyFileError, match="policy.safetensors: truncated: tensor"):
+        load_policy(saved)
+    saved.write_bytes(data[:4])
+    with pytest.raises(PolicyFileError, match="truncated"):
+        load_policy(saved)
+
+
+def test_not_a_safetensors_file(saved):
+    saved.write_bytes(b"\x80\x04\x95 this is a pickle, not a policy" * 10)
+    with pytest.raises(PolicyFileError, match="not a safetensors file"):
+        load_policy(saved)
+
+
+def test_not_a_policy_file(saved):
+    _rewrite(saved, metadata={"hello": "world"})
+    with pytest.raises(PolicyFileError, match="metadata field 'format'"):
+        load_policy(saved)
+
+
+def test_wrong_format_version(saved):
+    _rewrite(saved, metadata={**_meta(saved), "format_version": "2"})
+    with pytest.raises(PolicyFileError, match="'format_version' is '2'"):
+        load_policy(saved)
+
+
+def test_missing_config_key(saved):
+    _edit_config(saved, lambda cfg: cfg.pop("step_s"))
+    with pytest.raises(PolicyFileError, match=r"missing config key\(s\) \['step_s'\]"):
+        load_policy(saved)
+
+
+def test_unknown_config_key(saved):
+    _edit_config(saved, lambda cfg: cfg.update(gain=3))
+    with pytest.raises(PolicyFileError, match=r"unknown config key\(s\) \['gain'\]"):
+        load_policy(saved)
+
+
+def test_invalid_config_value(saved):
+    _edit_config(saved, lambda cfg: cfg.update(step_s=-1))
+    with pytest.raises(PolicyFileError, match="config field 'step_s'"):
+        load_policy(saved)
+
+
+def test_missing_tensor(saved):
+    tensors = load_file(str(saved))
+    del tensors["ltc.w"]
+    _rewrite(saved, tensors)
+    with pytest.raises(PolicyFileError, match=r"missing tensor\(s\) \['ltc.w'\]"):
+        load_policy(saved)
+
+
+def test_extra_tensor(saved):
+    tensors = load_file(str(saved))
+    tensors["ltc.extra"] = torch.zeros(2)
+    _rewrite(saved, tensors)
+    with pytest.raises(PolicyFileError, match=r"unexpected tensor\(s\) \['ltc.extra'\]"):
+        load_policy(saved)
+
+
+def test_shape_mismatch_names_tensor_and_config(saved):
+    tensors = load_file(str(saved))
+    tensors["ltc.w"] = torch.zeros(20, 20)
+    _rewrite(saved, tensors)
+    with pytest.raises(
+        PolicyFileError,
+        match=r"policy.safetensors: tensor 'ltc.w' has shape \(20, 20\); config says units=19",
+    ):
+        load_policy(saved)
+
+
+def test_non_finite_weights(saved):
+    tensors = load_file(str(saved))
+    tensors["head.dense_bias"][0, 1] = float("nan")
+    _rewrite(saved, tensors)
+    with pytest.raises(PolicyFileError, match="tensor 'head.dense_bias' has 1 non-finite"):
+        load_policy(saved)
+
+
+def test_mask_that_disagrees_with_wiring(saved):
+    tensors = load_file(str(saved))
+    tensors["ltc.sparsity_mask"] = torch.ones(19, 19)
+    _rewrite(saved, tensors)
+    with pytest.raises(PolicyFileError, match="'ltc.sparsity_mask' disagrees with the wiring"):
+        load_policy(saved)
+
+
+def test_save_refuses_non_finite_and_keeps_existing_file(policy, saved):
+    before = saved.read_bytes()
+    broken = Policy.from_config(PolicyConfig(), seed=1)
+    with torch.no_grad():
+        broken.ltc.cm[0] = float("inf")
+    with pytest.raises(PolicyFileError, match="'ltc.cm'"):
+        save_policy(broken, saved)
+    assert saved.read_bytes() == before
