@@ -92,10 +92,10 @@ class PolicyNode:
                 PreprocessConfig(
                     height=cfg.image_height,
                     width=cfg.image_width,
-                    crop_top=cfg.crop[0],
-                    crop_bottom=cfg.crop[1],
-                    crop_left=cfg.crop[2],
-                    crop_right=cfg.crop[3],
+                    crop_top=cfg.crop.top,
+                    crop_bottom=cfg.crop.bottom,
+                    crop_left=cfg.crop.left,
+                    crop_right=cfg.crop.right,
                     color_order=cfg.color_order,
                 )
             ),
@@ -119,7 +119,7 @@ class PolicyNode:
         self._last: Any = None
         self.timer = node.create_timer(period, self._tick)
         node.logger.info(
-            f"ltc_policy: {cfg.architecture}, {model.num_neurons} neurons, step {step_s} s, "
+            f"ltc_policy: {cfg.architecture}, {model.state_size} neurons, step {step_s} s, "
             f"control {p['control_rate_hz']} Hz, deadline {self.runtime.cfg.deadline_s * 1e3:.1f} ms"
         )
 

@@ -244,15 +244,15 @@ class PolicyRuntime:
             return "bad_stamp"
         if frame.stamp > now + cfg.max_future_s:
             return "future"
+        if now - frame.stamp > cfg.max_frame_age_s:
+            return "stale"
+        # Fresh by the tick clock yet far behind the newest stamp: the clock went back.
         if frame.stamp < self._newest_stamp - cfg.clock_jump_s:
             return "clock_jump_back"
         if frame.stamp == self._newest_stamp:
             return "duplicate"
         if frame.stamp < self._newest_stamp:
             return "out_of_order"
-        if now - frame.stamp > cfg.max_frame_age_s:
-            self._newest_stamp = frame.stamp
-            return "stale"
         return ""
 
     def _take_frame(self, frame: RawFrame, events: list[str]) -> None:
