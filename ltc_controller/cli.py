@@ -1,9 +1,9 @@
 """``ltc-controller``: the command-line entry point, and the node executables.
 
-    ltc-controller demo [--duration S] [--output DIR] [--policy FILE]
-    ltc-controller node {ltc_policy,safety_fallback,simulator} [--log FILE] [--ros-args ...]
-    ltc_policy [--ros-args ...]          # same as `ltc-controller node ltc_policy`
-    safety_fallback [--ros-args ...]
+ltc-controller demo [--duration S] [--output DIR] [--policy FILE]
+ltc-controller node {ltc_policy,safety_fallback,simulator} [--log FILE] [--ros-args ...]
+ltc_policy [--ros-args ...]          # same as `ltc-controller node ltc_policy`
+safety_fallback [--ros-args ...]
 """
 
 from __future__ import annotations
@@ -76,16 +76,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ltc-controller", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    d = sub.add_parser("demo", help="closed-loop demo: simulator, policy and safety node as "
-                       "processes over DDS on loopback; prints a summary and writes a plot")
+    d = sub.add_parser(
+        "demo",
+        help="closed-loop demo: simulator, policy and safety node as "
+        "processes over DDS on loopback; prints a summary and writes a plot",
+    )
     d.add_argument("--duration", type=float, default=20.0, help="driving time in s (default 20)")
-    d.add_argument("--output", type=Path, default=Path("demo_out"),
-                   help="folder for the run log, summary and plot (default ./demo_out)")
-    d.add_argument("--policy", type=str, default="",
-                   help="policy file (.safetensors); default: the bundled policy")
+    d.add_argument(
+        "--output",
+        type=Path,
+        default=Path("demo_out"),
+        help="folder for the run log, summary and plot (default ./demo_out)",
+    )
+    d.add_argument(
+        "--policy",
+        type=str,
+        default="",
+        help="policy file (.safetensors); default: the bundled policy",
+    )
     d.add_argument("--track-seed", type=int, default=7, help="seed of the generated track")
-    d.add_argument("--domain-id", type=int, default=None,
-                   help="DDS domain (default: ROS_DOMAIN_ID, else one derived from the pid)")
+    d.add_argument(
+        "--domain-id",
+        type=int,
+        default=None,
+        help="DDS domain (default: ROS_DOMAIN_ID, else one derived from the pid)",
+    )
 
     n = sub.add_parser("node", help="run one node (the ROS executables do the same)")
     n.add_argument("kind", choices=NODE_KINDS)

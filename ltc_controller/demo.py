@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from ltc_controller.nodes.stamps import to_seconds
-
 
 class ProcessDied(RuntimeError):
     """A node process exited while it should have been running."""
@@ -65,6 +63,7 @@ class Stack:
         self.node_args = node_args or {}
         self.kinds = kinds
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.killed: dict[str, int] = {}
         self._logs: list[Any] = []
         self.monitor = Monitor()
         self._mon_node: Any = None
@@ -97,12 +96,15 @@ class Stack:
             m.final_cmds += 1
             m.last_cmd = (time.monotonic(), msg.drive.steering_angle, msg.drive.speed)
 
-        mon.create_subscription("ltc_controller/msg/SafetyStatus", "safety_status", on_safety,
-                                RELIABLE)
-        mon.create_subscription("ltc_controller/msg/PolicyStatus", "policy_status", on_policy,
-                                RELIABLE)
-        mon.create_subscription("ackermann_msgs/msg/AckermannDriveStamped", "ackermann_cmd",
-                                on_cmd, RELIABLE)
+        mon.create_subscription(
+            "ltc_controller/msg/SafetyStatus", "safety_status", on_safety, RELIABLE
+        )
+        mon.create_subscription(
+            "ltc_controller/msg/PolicyStatus", "policy_status", on_policy, RELIABLE
+        )
+        mon.create_subscription(
+            "ackermann_msgs/msg/AckermannDriveStamped", "ackermann_cmd", on_cmd, RELIABLE
+        )
 
     def check_alive(self) -> None:
         """Raises :class:`ProcessDied` naming the first process that has exited."""
@@ -124,8 +126,15 @@ class Stack:
                 return True
         return False
 
-    def signal(self, kind: str, sig: int) -> None:
-        self.procs[kind].send_signal(sig)
+    def kill(self, kind: str) -> float:
+        """SIGKILL ``kind`` (fault injection) and stop watching it; returns the monotonic time
+        of the kill."""
+        p = self.procs.pop(kind)
+        t = time.monotonic()
+        p.kill()
+        p.wait()
+        self.killed[kind] = int(p.returncode)
+        return t
 
     def stop(self, timeout_s: float = 15.0) -> dict[str, int]:
         """SIGINT every live process (simulator first, so it logs the drive as it was), wait,
@@ -173,8 +182,10 @@ def run_demo(
     died: str | None = None
     t_drive = float("nan")
     try:
-        if not stack.spin_for(startup_timeout_s, lambda m: m.policy_status is not None
-                              and m.policy_status.frames_used > 0):
+        if not stack.spin_for(
+            startup_timeout_s,
+            lambda m: m.policy_status is not None and m.policy_status.frames_used > 0,
+        ):
             raise ProcessDied(f"the policy processed no frame within {startup_timeout_s} s")
         t0 = time.monotonic()
         print(f"demo: driving for {duration_s:.0f} s ...")
@@ -237,11 +248,15 @@ def print_summary(s: dict[str, Any]) -> None:
         ("commands at simulator", f"{s['commands_received_by_sim']}"),
         ("achieved command rate", f"{s['achieved_command_rate_hz']:.1f} Hz"),
         ("policy ticks / deadline misses", f"{s['policy_ticks']} / {s['deadline_misses']}"),
-        ("image->command latency", f"p50 {s['latency_p50_ms']:.1f} ms, "
-         f"p99 {s['latency_p99_ms']:.1f} ms"),
+        (
+            "image->command latency",
+            f"p50 {s['latency_p50_ms']:.1f} ms, p99 {s['latency_p99_ms']:.1f} ms",
+        ),
         ("safety states", states),
-        ("lateral error", f"mean {s['mean_abs_lateral_error_m']:.2f} m, "
-         f"max {s['max_abs_lateral_error_m']:.2f} m"),
+        (
+            "lateral error",
+            f"mean {s['mean_abs_lateral_error_m']:.2f} m, max {s['max_abs_lateral_error_m']:.2f} m",
+        ),
         ("lane departures", f"{s['lane_departures']}"),
         ("distance driven", f"{s['distance_m']:.1f} m"),
         ("plot", s["plot"]),

@@ -27,8 +27,13 @@ ROSDEP_KEYS = {
 }
 # Keys we define ourselves (rosdep.yaml); the rest are rosdistro's.
 STANDARD_KEYS = {
-    "python3-torch", "python3-numpy", "python3-yaml", "python3-matplotlib", "python3-pil",
-    "python3-pytest", "python3-catkin-pkg",
+    "python3-torch",
+    "python3-numpy",
+    "python3-yaml",
+    "python3-matplotlib",
+    "python3-pil",
+    "python3-pytest",
+    "python3-catkin-pkg",
 }
 
 
@@ -77,8 +82,11 @@ def test_custom_rosdep_keys_are_defined():
 
 def test_every_installed_data_file_exists():
     tree = ast.parse((ROOT / "setup.py").read_text())
-    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and
-                getattr(n.func, "id", "") == "setup")
+    call = next(
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup"
+    )
     data_files = next(k.value for k in call.keywords if k.arg == "data_files")
     n = 0
     for entry in data_files.elts:
@@ -96,8 +104,12 @@ def test_every_installed_data_file_exists():
 
 def test_cmake_installs_existing_files():
     text = (ROOT / "CMakeLists.txt").read_text()
-    for name in ("msg/PolicyStatus.msg", "msg/SafetyStatus.msg", "scripts/ltc_policy",
-                 "scripts/safety_fallback"):
+    for name in (
+        "msg/PolicyStatus.msg",
+        "msg/SafetyStatus.msg",
+        "scripts/ltc_policy",
+        "scripts/safety_fallback",
+    ):
         assert name in text
         assert (ROOT / name).is_file(), name
     for d in ("launch", "config", "msg"):
@@ -120,8 +132,10 @@ def test_console_scripts_resolve():
 
 def test_launch_files_compile_and_name_existing_executables_and_configs():
     cfg = _setup_cfg()
-    scripts = {line.split("=")[0].strip()
-               for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines()}
+    scripts = {
+        line.split("=")[0].strip()
+        for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines()
+    }
     for f in glob.glob(str(ROOT / "launch" / "*.launch.py")):
         src = Path(f).read_text()
         tree = ast.parse(src, f)
@@ -129,6 +143,9 @@ def test_launch_files_compile_and_name_existing_executables_and_configs():
         for node in ast.walk(tree):
             if isinstance(node, ast.keyword) and node.arg == "executable":
                 assert ast.literal_eval(node.value) in scripts
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                    node.value.endswith(".yaml"):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and node.value.endswith(".yaml")
+            ):
                 assert (ROOT / "config" / node.value).is_file(), node.value

@@ -71,13 +71,17 @@ def test_fallback_within_command_timeout_and_ramps_to_stop():
     speeds = [o.command.speed for _, _, o in outs]
     assert speeds[-1] == 0.0
     # Never faster than max_decel, never a jump.
-    assert all(a - b <= CFG.max_decel * DT + 1e-9 for a, b in zip(speeds, speeds[1:]))
+    assert all(a - b <= CFG.max_decel * DT + 1e-9 for a, b in zip(speeds, speeds[1:], strict=False))
 
 
 @pytest.mark.parametrize(
     "steer,speed,fault",
-    [(math.nan, 5.0, COMMAND_NON_FINITE), (0.1, math.inf, COMMAND_NON_FINITE),
-     (2.0, 5.0, COMMAND_OUT_OF_RANGE), (0.1, 50.0, COMMAND_OUT_OF_RANGE)],
+    [
+        (math.nan, 5.0, COMMAND_NON_FINITE),
+        (0.1, math.inf, COMMAND_NON_FINITE),
+        (2.0, 5.0, COMMAND_OUT_OF_RANGE),
+        (0.1, 50.0, COMMAND_OUT_OF_RANGE),
+    ],
 )
 def test_bad_command_triggers_fallback(steer, speed, fault):
     st = GateState()
@@ -118,8 +122,9 @@ def test_estop_latches_and_reset_is_refused_while_asserted():
     assert st.state == SafetyState.ESTOP and "estop_reset_refused" in out.events
     st, out = tick(CFG, st, healthy(0.24, 12), 0.24)  # released but not reset: still latched
     assert st.state == SafetyState.ESTOP
-    st, out = tick(CFG, st, GateInputs(**{**healthy(0.26, 13).__dict__,
-                                          "estop_reset_requested": True}), 0.26)
+    st, out = tick(
+        CFG, st, GateInputs(**{**healthy(0.26, 13).__dict__, "estop_reset_requested": True}), 0.26
+    )
     assert st.state == SafetyState.FALLBACK
 
 

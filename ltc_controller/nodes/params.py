@@ -127,7 +127,10 @@ def validate_set(
 
 def markdown_table(specs: Iterable[ParamSpec]) -> str:
     """The README's parameter table for ``specs``."""
-    rows = ["| name | type | default | unit | range | read-only | meaning |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| name | type | default | unit | range | read-only | meaning |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for s in specs:
         if s.choices:
             rng = " / ".join(s.choices)

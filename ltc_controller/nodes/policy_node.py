@@ -19,6 +19,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ltc_controller.nodes.params import COMMON, ParamSpec, resolve
 from ltc_controller.nodes.stamps import header, to_seconds
 from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig
@@ -26,29 +28,80 @@ from ltc_controller.runtime.preprocess import PreprocessConfig, Preprocessor
 from ltc_controller.transport.port import RELIABLE, SENSOR_DATA, Node
 
 PARAMS: tuple[ParamSpec, ...] = COMMON + (
-    ParamSpec("policy_file", str, "", "Policy file (.safetensors); empty = the bundled policy, "
-              "or an untrained NCP-19 if none is bundled", read_only=True),
-    ParamSpec("untrained_seed", int, 0, "Seed of the untrained policy used when no file is given",
-              min=0, read_only=True),
+    ParamSpec(
+        "policy_file",
+        str,
+        "",
+        "Policy file (.safetensors); empty = the bundled policy, "
+        "or an untrained NCP-19 if none is bundled",
+        read_only=True,
+    ),
+    ParamSpec(
+        "untrained_seed",
+        int,
+        0,
+        "Seed of the untrained policy used when no file is given",
+        min=0,
+        read_only=True,
+    ),
+    ParamSpec(
+        "num_threads",
+        int,
+        1,
+        "CPU threads for inference (1 keeps latency predictable beside other processes)",
+        "",
+        1,
+        64,
+        read_only=True,
+    ),
     ParamSpec("device", str, "cpu", "Inference device", choices=("cpu",), read_only=True),
-    ParamSpec("control_rate_hz", float, 20.0, "Control tick rate", "Hz", 1.0, 1000.0,
-              read_only=True),
-    ParamSpec("integration.step_s", float, 0.0, "Fixed integration step; 0 = the policy file's",
-              "s", 0.0, 1.0, read_only=True),
-    ParamSpec("deadline_s", float, 0.0, "Work budget per tick; 0 = half the control period",
-              "s", 0.0, 1.0),
-    ParamSpec("max_frame_age_s", float, 0.3, "Frames older than this are stale", "s", 0.001,
-              10.0),
-    ParamSpec("max_lag_s", float, 0.25, "Integration lag beyond this is a fault", "s", 0.0,
-              10.0),
-    ParamSpec("camera_qos", str, "sensor_data", "Camera subscription QoS",
-              choices=("sensor_data", "reliable"), read_only=True),
-    ParamSpec("speed_mps", float, 5.0, "Commanded speed when the policy outputs steering only",
-              "m/s", 0.0, 50.0),
-    ParamSpec("steering_scale", float, 1.0, "Factor applied to the policy's steering output",
-              "", -10.0, 10.0),
-    ParamSpec("max_steering_angle", float, 0.5, "Steering output is clamped to ±this", "rad",
-              0.0, 1.6),
+    ParamSpec(
+        "control_rate_hz", float, 20.0, "Control tick rate", "Hz", 1.0, 1000.0, read_only=True
+    ),
+    ParamSpec(
+        "integration.step_s",
+        float,
+        0.0,
+        "Fixed integration step; 0 = the policy file's",
+        "s",
+        0.0,
+        1.0,
+        read_only=True,
+    ),
+    ParamSpec(
+        "deadline_s", float, 0.0, "Work budget per tick; 0 = half the control period", "s", 0.0, 1.0
+    ),
+    ParamSpec("max_frame_age_s", float, 0.3, "Frames older than this are stale", "s", 0.001, 10.0),
+    ParamSpec("max_lag_s", float, 0.25, "Integration lag beyond this is a fault", "s", 0.0, 10.0),
+    ParamSpec(
+        "camera_qos",
+        str,
+        "sensor_data",
+        "Camera subscription QoS",
+        choices=("sensor_data", "reliable"),
+        read_only=True,
+    ),
+    ParamSpec(
+        "speed_mps",
+        float,
+        5.0,
+        "Commanded speed when the policy outputs steering only",
+        "m/s",
+        0.0,
+        50.0,
+    ),
+    ParamSpec(
+        "steering_scale",
+        float,
+        1.0,
+        "Factor applied to the policy's steering output",
+        "",
+        -10.0,
+        10.0,
+    ),
+    ParamSpec(
+        "max_steering_angle", float, 0.5, "Steering output is clamped to ±this", "rad", 0.0, 1.6
+    ),
 )
 
 
@@ -80,6 +133,7 @@ class PolicyNode:
     def __init__(self, node: Node, params: dict[str, Any]) -> None:
         self.node = node
         self.p = p = resolve(PARAMS, params)
+        torch.set_num_threads(p["num_threads"])
         model = load_model(p["policy_file"], p["untrained_seed"])
         model.eval()
         cfg = model.config
@@ -120,7 +174,8 @@ class PolicyNode:
         self.timer = node.create_timer(period, self._tick)
         node.logger.info(
             f"ltc_policy: {cfg.architecture}, {model.state_size} neurons, step {step_s} s, "
-            f"control {p['control_rate_hz']} Hz, deadline {self.runtime.cfg.deadline_s * 1e3:.1f} ms"
+            f"control {p['control_rate_hz']} Hz, "
+            f"deadline {self.runtime.cfg.deadline_s * 1e3:.1f} ms"
         )
 
     def _on_image(self, msg: Any) -> None:

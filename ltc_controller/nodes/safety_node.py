@@ -36,27 +36,76 @@ from ltc_controller.transport.port import LATCHED, RELIABLE, Node
 
 _D = GateConfig()
 PARAMS: tuple[ParamSpec, ...] = COMMON + (
-    ParamSpec("rate_hz", float, 50.0, "Safety tick (and output) rate", "Hz", 1.0, 1000.0,
-              read_only=True),
-    ParamSpec("command_timeout_s", float, _D.command_timeout_s,
-              "Fallback when no policy command arrived for this long", "s", 0.001, 10.0),
-    ParamSpec("heartbeat_timeout_s", float, _D.heartbeat_timeout_s,
-              "Fallback when no healthy heartbeat arrived for this long", "s", 0.001, 10.0),
-    ParamSpec("max_steering_angle", float, _D.max_steering_angle, "Absolute steering limit",
-              "rad", 0.0, 1.6),
-    ParamSpec("max_steering_rate", float, _D.max_steering_rate, "Steering rate limit", "rad/s",
-              0.0, 100.0),
+    ParamSpec(
+        "rate_hz", float, 50.0, "Safety tick (and output) rate", "Hz", 1.0, 1000.0, read_only=True
+    ),
+    ParamSpec(
+        "command_timeout_s",
+        float,
+        _D.command_timeout_s,
+        "Fallback when no policy command arrived for this long",
+        "s",
+        0.001,
+        10.0,
+    ),
+    ParamSpec(
+        "heartbeat_timeout_s",
+        float,
+        _D.heartbeat_timeout_s,
+        "Fallback when no healthy heartbeat arrived for this long",
+        "s",
+        0.001,
+        10.0,
+    ),
+    ParamSpec(
+        "max_steering_angle",
+        float,
+        _D.max_steering_angle,
+        "Absolute steering limit",
+        "rad",
+        0.0,
+        1.6,
+    ),
+    ParamSpec(
+        "max_steering_rate", float, _D.max_steering_rate, "Steering rate limit", "rad/s", 0.0, 100.0
+    ),
     ParamSpec("max_speed", float, _D.max_speed, "Absolute speed limit", "m/s", 0.0, 100.0),
-    ParamSpec("min_speed", float, _D.min_speed, "Lowest speed (negative allows reverse)", "m/s",
-              -100.0, 0.0),
+    ParamSpec(
+        "min_speed",
+        float,
+        _D.min_speed,
+        "Lowest speed (negative allows reverse)",
+        "m/s",
+        -100.0,
+        0.0,
+    ),
     ParamSpec("max_accel", float, _D.max_accel, "Acceleration limit", "m/s^2", 0.0, 100.0),
-    ParamSpec("max_decel", float, _D.max_decel, "Deceleration limit (also the fallback ramp)",
-              "m/s^2", 0.01, 100.0),
-    ParamSpec("recovery_heartbeats", int, _D.recovery_heartbeats,
-              "Healthy heartbeats needed to leave FALLBACK", "", 1, 100000),
+    ParamSpec(
+        "max_decel",
+        float,
+        _D.max_decel,
+        "Deceleration limit (also the fallback ramp)",
+        "m/s^2",
+        0.01,
+        100.0,
+    ),
+    ParamSpec(
+        "recovery_heartbeats",
+        int,
+        _D.recovery_heartbeats,
+        "Healthy heartbeats needed to leave FALLBACK",
+        "",
+        1,
+        100000,
+    ),
     ParamSpec("auto_recover", bool, _D.auto_recover, "Return to ACTIVE after recovery"),
-    ParamSpec("fallback_steering", str, _D.fallback_steering, "Steering during fallback",
-              choices=("hold", "centre")),
+    ParamSpec(
+        "fallback_steering",
+        str,
+        _D.fallback_steering,
+        "Steering during fallback",
+        choices=("hold", "centre"),
+    ),
 )
 
 _GATE_FIELDS = {f for f in GateConfig.__dataclass_fields__}
@@ -125,9 +174,7 @@ class SafetyNode:
             self.inputs = replace(self.inputs, estop_reset_requested=False)
         for e in out.events:
             if "->" in e:
-                node.logger.warning(
-                    f"safety: {e} ({self.state.active_fault or 'inputs healthy'})"
-                )
+                node.logger.warning(f"safety: {e} ({self.state.active_fault or 'inputs healthy'})")
                 self.fault_log.append((node.now(), e))
             else:
                 node.logger.info(f"safety: {e}")

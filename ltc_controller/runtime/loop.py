@@ -52,6 +52,9 @@ class RuntimeConfig:
     max_future_s: float = 0.05
     #: A frame or tick this far behind the newest seen means the clock jumped back (reset).
     clock_jump_s: float = 1.0
+    #: A frame that does not fit in the time left waits at most this many ticks; then it is
+    #: taken anyway (and the miss counted), so a slow head never starves the policy of frames.
+    max_frame_skips: int = 2
 
 
 @dataclass(frozen=True)
@@ -100,13 +103,25 @@ class TickResult:
 
 
 class _Cost:
-    """Online cost estimate: a peak that decays slowly, so one slow sample is remembered."""
+    """Online cost estimate (s): smoothed mean plus four smoothed absolute deviations, as TCP
+    estimates its retransmission timeout (Jacobson/Karels). Allocation-free; a single outlier
+    raises it for a few samples, not for good."""
 
     def __init__(self, initial: float) -> None:
-        self.peak = initial
+        self.mean = initial
+        self.dev = initial / 2
 
     def add(self, sample: float) -> None:
-        self.peak = max(sample, self.peak * 0.98)
+        err = sample - self.mean
+        self.mean += 0.125 * err
+        self.dev += 0.25 * (abs(err) - self.dev)
+
+    @property
+    def peak(self) -> float:
+        return self.mean + 4.0 * self.dev
+
+    def seed(self, sample: float) -> None:
+        self.mean, self.dev = sample, sample / 2
 
 
 class PolicyRuntime:
@@ -138,8 +153,10 @@ class PolicyRuntime:
         self._newest_stamp = -math.inf
         self._last_tick_time = -math.inf
         self._outputs: NDArray[np.float64] | None = None
-        self._step_cost = _Cost(1e-4)
-        self._frame_cost = _Cost(2e-3)
+        self._skips = 0
+        self._step_cost = _Cost(0.0)
+        self._frame_cost = _Cost(0.0)
+        self._warm_up(preprocessor)
 
     # -- inputs ---------------------------------------------------------------------------
     def offer_frame(self, frame: RawFrame) -> None:
@@ -186,11 +203,16 @@ class PolicyRuntime:
             if reason:
                 c.reject(reason)
                 self._pending = None
-            elif self.clock() + self._frame_cost.peak > deadline:
-                c.frames_skipped += 1  # keep it: the next tick with room takes it
+            elif (
+                self.clock() + self._frame_cost.peak > deadline
+                and self._skips < self.cfg.max_frame_skips
+            ):
+                self._skips += 1  # keep it: the next tick with room takes it
+                c.frames_skipped += 1
                 events.append("frame_skipped")
             else:
                 self._pending = None
+                self._skips = 0
                 self._take_frame(frame, events)
 
         steps = 0
@@ -238,6 +260,21 @@ class PolicyRuntime:
         )
 
     # -- helpers --------------------------------------------------------------------------
+    def _warm_up(self, pre: Preprocessor, rounds: int = 3) -> None:
+        """Run the model a few times so the first real frame does not pay for lazy
+        initialisation, and seed the cost estimates with the last (warm) measurement."""
+        img = torch.zeros(1, 3, pre.cfg.height, pre.cfg.width)
+        state = self.model.initial_state(1)
+        with torch.inference_mode():
+            for _ in range(rounds):
+                t0 = self.clock()
+                feats = self.model.features(img)
+                t1 = self.clock()
+                self.model.step(feats, state, self.cfg.step_s)
+                t2 = self.clock()
+        self._frame_cost.seed(t1 - t0)
+        self._step_cost.seed(t2 - t1)
+
     def _check_stamp(self, frame: RawFrame, now: float) -> str:
         cfg = self.cfg
         if not math.isfinite(frame.stamp):

@@ -161,7 +161,9 @@ def apply_limits(
     if steer != target.steering_angle:
         active.append("steering_angle")
     max_dsteer = cfg.max_steering_rate * dt
-    limited = _clamp(steer, previous.steering_angle - max_dsteer, previous.steering_angle + max_dsteer)
+    limited = _clamp(
+        steer, previous.steering_angle - max_dsteer, previous.steering_angle + max_dsteer
+    )
     if limited != steer:
         active.append("steering_rate")
     speed = _clamp(target.speed, cfg.min_speed, cfg.max_speed)
@@ -217,10 +219,7 @@ def tick(
     elif state == SafetyState.FALLBACK:
         if faults:
             hb_at_fault = inputs.heartbeats  # recovery needs N heartbeats with no fault
-        elif (
-            cfg.auto_recover
-            and inputs.heartbeats - hb_at_fault >= cfg.recovery_heartbeats
-        ):
+        elif cfg.auto_recover and inputs.heartbeats - hb_at_fault >= cfg.recovery_heartbeats:
             state, active_fault = SafetyState.ACTIVE, ""
 
     if state != st.state:
