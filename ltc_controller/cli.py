@@ -21,7 +21,7 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
     2 when the node could not start (invalid parameter, unreadable policy file; the message
     names the cause)."""
     from ltc_controller.models.policy_file import PolicyFileError
-    from ltc_controller.nodes.params import ParameterError
+    from ltc_controller.params import ParameterError
     from ltc_controller.transport import create_node
     from ltc_controller.transport.ros_args import RosArgsError
 
@@ -35,15 +35,15 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
         if kind == "ltc_policy":
             from ltc_controller.nodes.policy_node import PolicyNode
 
-            obj = PolicyNode(node, dict(rargs.params))
+            obj = PolicyNode(node)
         elif kind == "safety_fallback":
             from ltc_controller.nodes.safety_node import SafetyNode
 
-            obj = SafetyNode(node, dict(rargs.params))
+            obj = SafetyNode(node)
         else:
             from ltc_controller.nodes.simulator import SimulatorNode
 
-            obj = SimulatorNode(node, dict(rargs.params))
+            obj = SimulatorNode(node)
     except (ParameterError, PolicyFileError) as e:
         print(f"{kind}: {e}", file=sys.stderr)
         node.shutdown()
@@ -66,6 +66,9 @@ def safety_fallback_main(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``ltc-controller SUBCOMMAND ...``; sub-commands live in :mod:`ltc_controller.commands`."""
+    from ltc_controller.commands import discover
+
     args_in = list(sys.argv[1:] if argv is None else argv)
     # Everything from --ros-args on belongs to the node, not to argparse.
     ros_tail: list[str] = []
@@ -73,53 +76,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         i = args_in.index("--ros-args")
         args_in, ros_tail = args_in[:i], args_in[i:]
 
-    ap = argparse.ArgumentParser(prog="ltc-controller", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="ltc-controller", description="Liquid time-constant policies as ROS 2 controllers."
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
-
-    d = sub.add_parser(
-        "demo",
-        help="closed-loop demo: simulator, policy and safety node as "
-        "processes over DDS on loopback; prints a summary and writes a plot",
-    )
-    d.add_argument("--duration", type=float, default=20.0, help="driving time in s (default 20)")
-    d.add_argument(
-        "--output",
-        type=Path,
-        default=Path("demo_out"),
-        help="folder for the run log, summary and plot (default ./demo_out)",
-    )
-    d.add_argument(
-        "--policy",
-        type=str,
-        default="",
-        help="policy file (.safetensors); default: the bundled policy",
-    )
-    d.add_argument("--track-seed", type=int, default=7, help="seed of the generated track")
-    d.add_argument(
-        "--domain-id",
-        type=int,
-        default=None,
-        help="DDS domain (default: ROS_DOMAIN_ID, else one derived from the pid)",
-    )
-
-    n = sub.add_parser("node", help="run one node (the ROS executables do the same)")
-    n.add_argument("kind", choices=NODE_KINDS)
-    n.add_argument("--log", default=None, help="simulator: write the run log here on exit")
-
+    commands = {}
+    for mod in discover():
+        mod.add_arguments(sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP))
+        commands[mod.NAME] = mod
     a = ap.parse_args(args_in)
-    if a.cmd == "node":
-        return run_node(a.kind, ros_tail, a.log)
-    if a.cmd == "demo":
-        from ltc_controller.demo import run_demo
-
-        return run_demo(
-            duration_s=a.duration,
-            output=a.output,
-            policy=a.policy,
-            track_seed=a.track_seed,
-            domain_id=a.domain_id,
-        )
-    return 2
+    return int(commands[a.cmd].run(a, ros_tail))
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 class ProcessDied(RuntimeError):
     """A node process exited while it should have been running."""
@@ -159,8 +157,9 @@ class Stack:
         return codes
 
 
-def _percentile(x: np.ndarray, q: float) -> float:
-    return float(np.percentile(x, q)) if x.size else float("nan")
+def _ms(seconds: float | None) -> float:
+    """Seconds → ms; NaN where the simulator matched no command to a frame."""
+    return float("nan") if seconds is None else 1e3 * seconds
 
 
 def run_demo(
@@ -228,8 +227,8 @@ def summarize(output: Path, m: Monitor, t_drive: float, track_seed: int) -> dict
         "commands_received_by_sim": sim["commands_received"],
         "policy_ticks": int(ps.ticks) if ps is not None else 0,
         "achieved_command_rate_hz": sim["commands_received"] / max(sim["duration_s"], 1e-9),
-        "latency_p50_ms": 1e3 * sim["latency_p50_s"],
-        "latency_p99_ms": 1e3 * sim["latency_p99_s"],
+        "latency_p50_ms": _ms(sim["latency_p50_s"]),
+        "latency_p99_ms": _ms(sim["latency_p99_s"]),
         "deadline_misses": int(ps.deadline_misses) if ps is not None else 0,
         "safety_states": transitions,
         "mean_abs_lateral_error_m": sim["mean_abs_lateral_error_m"],

@@ -88,3 +88,26 @@ def test_demo_cli_prints_summary_and_writes_plot(tmp_path):
     assert s["latency_p50_ms"] > 0
     assert (tmp_path / "demo_run.png").stat().st_size > 10_000
     assert time.monotonic() - t0 < 280
+
+
+def test_demo_exits_nonzero_when_a_process_dies(tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ltc_controller",
+            "demo",
+            "--duration",
+            "3",
+            "--output",
+            str(tmp_path),
+            "--policy",
+            str(tmp_path / "missing.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert r.returncode != 0
+    assert "ltc_policy exited with status 2" in r.stderr
+    assert "missing.safetensors" in (tmp_path / "ltc_policy.log").read_text()

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from ltc_controller.nodes import policy_node, safety_node
-from ltc_controller.nodes.params import ParameterError, resolve, validate_set
+from ltc_controller.params import ParameterError, resolve, validate_set
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 

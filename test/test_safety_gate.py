@@ -26,7 +26,7 @@ DT = 0.02
 
 def healthy(t: float, hb: int, steer: float = 0.1, speed: float = 5.0) -> GateInputs:
     return GateInputs(
-        command=Command(steer, speed, t), command_time=t, heartbeat_time=t, heartbeats=hb
+        command=Command(steer, speed, int(t * 1e9)), command_time=t, heartbeat_time=t, heartbeats=hb
     )
 
 
@@ -55,7 +55,7 @@ def test_becomes_active_and_passes_command_within_limits():
         st, out = tick(CFG, st, healthy(k * DT, k + 1), k * DT)
     assert out.command.steering_angle == pytest.approx(0.1)
     assert out.command.speed == pytest.approx(5.0)
-    assert out.command.stamp == pytest.approx(199 * DT)
+    assert out.command.stamp_ns == int(199 * DT * 1e9)  # the camera stamp passes unchanged
 
 
 def test_fallback_within_command_timeout_and_ramps_to_stop():

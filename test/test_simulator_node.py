@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ltc_controller.nodes.params import ParameterError
 from ltc_controller.nodes.simulator import DEFAULT_PARAMS, SimulatorNode, split_stamp
+from ltc_controller.params import ParameterError
 from ltc_controller.sim.lane_sim import LaneKeepingSim
 from ltc_controller.transport import port
 

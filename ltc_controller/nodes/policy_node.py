@@ -16,13 +16,14 @@ Topics (relative names, so ``-r __ns:=/car1`` moves them all):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ltc_controller.nodes.params import COMMON, ParamSpec, resolve
-from ltc_controller.nodes.stamps import header, to_seconds
+from ltc_controller.nodes.stamps import header, header_ns, to_ns, to_seconds
+from ltc_controller.params import COMMON, ParamSpec, resolve
 from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig
 from ltc_controller.runtime.preprocess import PreprocessConfig, Preprocessor
 from ltc_controller.transport.port import RELIABLE, SENSOR_DATA, Node
@@ -130,9 +131,10 @@ class PolicyNode:
         PolicyFileError: the policy file cannot be loaded.
     """
 
-    def __init__(self, node: Node, params: dict[str, Any]) -> None:
+    def __init__(self, node: Node, params: Mapping[str, Any] | None = None) -> None:
         self.node = node
-        self.p = p = resolve(PARAMS, params)
+        # Parameters come from the node (command line, params files) unless given directly.
+        self.p = p = node.declare_parameters(PARAMS) if params is None else resolve(PARAMS, params)
         torch.set_num_threads(p["num_threads"])
         model = load_model(p["policy_file"], p["untrained_seed"])
         model.eval()
@@ -182,6 +184,7 @@ class PolicyNode:
         self.runtime.offer_frame(
             RawFrame(
                 stamp=to_seconds(msg.header.stamp),
+                stamp_ns=to_ns(msg.header.stamp),
                 encoding=msg.encoding,
                 height=msg.height,
                 width=msg.width,
@@ -205,7 +208,7 @@ class PolicyNode:
             self.pub_cmd.publish(
                 node.msg(
                     "ackermann_msgs/msg/AckermannDriveStamped",
-                    header=header(node, r.frame_stamp, "base_link"),
+                    header=header_ns(node, r.frame_stamp_ns, "base_link"),
                     drive=node.msg(
                         "ackermann_msgs/msg/AckermannDrive",
                         steering_angle=float(steer),
@@ -215,7 +218,7 @@ class PolicyNode:
             )
             if r.deadline_met and r.fresh:
                 self.heartbeats += 1
-                self.pub_hb.publish(header(node, r.frame_stamp, "ok"))
+                self.pub_hb.publish(header_ns(node, r.frame_stamp_ns, "ok"))
         self.pub_status.publish(self._status(r))
 
     def _status(self, r: Any) -> Any:

@@ -18,11 +18,12 @@ Topics (relative):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from ltc_controller.nodes.params import COMMON, ParamSpec, resolve
-from ltc_controller.nodes.stamps import header, to_seconds
+from ltc_controller.nodes.stamps import header, header_ns, to_ns
+from ltc_controller.params import COMMON, ParamSpec, resolve
 from ltc_controller.safety.gate import (
     FAULTS,
     Command,
@@ -118,9 +119,10 @@ class SafetyNode:
         ParameterError: an unknown or invalid parameter (at construction).
     """
 
-    def __init__(self, node: Node, params: dict[str, Any]) -> None:
+    def __init__(self, node: Node, params: Mapping[str, Any] | None = None) -> None:
         self.node = node
-        self.p = p = resolve(PARAMS, params)
+        # Parameters come from the node (command line, params files) unless given directly.
+        self.p = p = node.declare_parameters(PARAMS) if params is None else resolve(PARAMS, params)
         self.cfg = GateConfig(**{k: v for k, v in p.items() if k in _GATE_FIELDS})
         self.state = GateState()
         self.inputs = GateInputs()
@@ -145,7 +147,7 @@ class SafetyNode:
     def _on_command(self, msg: Any) -> None:
         self.commands_received += 1
         cmd = Command(
-            float(msg.drive.steering_angle), float(msg.drive.speed), to_seconds(msg.header.stamp)
+            float(msg.drive.steering_angle), float(msg.drive.speed), to_ns(msg.header.stamp)
         )
         if not (math.isfinite(cmd.steering_angle) and math.isfinite(cmd.speed)):
             self.commands_rejected += 1
@@ -181,11 +183,14 @@ class SafetyNode:
         now = node.now()
         # Passed-through commands keep the camera stamp they carried (latency accounting);
         # fallback commands are stamped now.
-        stamp_s = out.command.stamp if self.state.state == SafetyState.ACTIVE else now
+        if self.state.state == SafetyState.ACTIVE:
+            cmd_header = header_ns(node, out.command.stamp_ns, "base_link")
+        else:
+            cmd_header = header(node, now, "base_link")
         self.pub_cmd.publish(
             node.msg(
                 "ackermann_msgs/msg/AckermannDriveStamped",
-                header=header(node, stamp_s, "base_link"),
+                header=cmd_header,
                 drive=node.msg(
                     "ackermann_msgs/msg/AckermannDrive",
                     steering_angle=float(out.command.steering_angle),

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ltc_controller.nodes.params import COMMON, ParamSpec, resolve
+from ltc_controller.params import COMMON, ParamSpec, resolve
 from ltc_controller.sim.lane_sim import HISTORY_COLUMNS, LaneKeepingSim
 from ltc_controller.transport import port
 
@@ -103,7 +103,9 @@ class SimulatorNode:
         sim: LaneKeepingSim | None = None,
     ) -> None:
         self.node = node
-        self.params = p = resolve_params(params)
+        self.params = p = (
+            node.declare_parameters(PARAMS) if params is None else resolve_params(params)
+        )
         if sim is None:
             from ltc_controller.sim.track import TrackParams
 

@@ -13,6 +13,23 @@ def to_seconds(stamp: Any) -> float:
     return float(stamp.sec) + float(stamp.nanosec) * 1e-9
 
 
+def to_ns(stamp: Any) -> int:
+    """``builtin_interfaces/msg/Time`` → integer nanoseconds (exact; use it to carry a stamp
+    through the pipeline unchanged)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(node: Node, ns: int) -> Any:
+    """Integer nanoseconds → ``builtin_interfaces/msg/Time`` (exact)."""
+    sec, nsec = divmod(int(ns), 1_000_000_000)
+    return node.msg("builtin_interfaces/msg/Time", sec=sec, nanosec=nsec)
+
+
+def header_ns(node: Node, ns: int, frame_id: str = "") -> Any:
+    """A ``std_msgs/msg/Header`` stamped exactly ``ns`` nanoseconds."""
+    return node.msg("std_msgs/msg/Header", stamp=ns_to_stamp(node, ns), frame_id=frame_id)
+
+
 def to_stamp(node: Node, t: float) -> Any:
     """Seconds → ``builtin_interfaces/msg/Time`` (nanosec in [0, 1e9))."""
     sec = math.floor(t)

@@ -59,7 +59,9 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class RawFrame:
-    """The fields of a ``sensor_msgs/Image`` the runtime needs; ``stamp`` from ``header.stamp``."""
+    """The fields of a ``sensor_msgs/Image`` the runtime needs. ``stamp`` is ``header.stamp`` in
+    seconds (for arithmetic), ``stamp_ns`` the same in integer nanoseconds (carried unchanged
+    into commands, so downstream nodes can match them to the frame exactly)."""
 
     stamp: float
     encoding: str
@@ -67,6 +69,7 @@ class RawFrame:
     width: int
     step: int
     data: bytes | bytearray | memoryview
+    stamp_ns: int = 0
 
 
 @dataclass
@@ -93,6 +96,7 @@ class TickResult:
 
     outputs: NDArray[np.float64] | None
     frame_stamp: float
+    frame_stamp_ns: int
     frame_age_s: float
     fresh: bool
     deadline_met: bool
@@ -150,6 +154,7 @@ class PolicyRuntime:
         self._state: torch.Tensor = model.initial_state(1)
         self._state_time: float | None = None
         self._frame_stamp = -math.inf
+        self._frame_stamp_ns = 0
         self._newest_stamp = -math.inf
         self._last_tick_time = -math.inf
         self._outputs: NDArray[np.float64] | None = None
@@ -174,6 +179,7 @@ class PolicyRuntime:
         self._features = None
         self._outputs = None
         self._frame_stamp = -math.inf
+        self._frame_stamp_ns = 0
         self.counters.state_resets += 1
 
     # -- the tick -------------------------------------------------------------------------
@@ -250,6 +256,7 @@ class PolicyRuntime:
         return TickResult(
             outputs=self._outputs,
             frame_stamp=self._frame_stamp,
+            frame_stamp_ns=self._frame_stamp_ns,
             frame_age_s=age,
             fresh=age <= self.cfg.max_frame_age_s,
             deadline_met=met,
@@ -307,6 +314,7 @@ class PolicyRuntime:
         self._features = feats
         self._newest_stamp = frame.stamp
         self._frame_stamp = frame.stamp
+        self._frame_stamp_ns = frame.stamp_ns
         self.counters.frames_used += 1
         if self._state_time is None:
             # The continuous-time state starts at the first frame.

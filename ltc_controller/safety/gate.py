@@ -75,11 +75,12 @@ class GateConfig:
 @dataclass(frozen=True)
 class Command:
     """A drive command: steering angle (rad, + = left, REP 103), speed (m/s), and the
-    ``header.stamp`` it carried (s, propagated for latency measurement)."""
+    ``header.stamp`` it carried (integer ns, passed through unchanged so that the final command
+    can be matched to the camera frame it came from)."""
 
     steering_angle: float
     speed: float
-    stamp: float = 0.0
+    stamp_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -175,13 +176,13 @@ def apply_limits(
     accel_limited = _clamp(speed, lo, hi)
     if accel_limited != speed:
         active.append("accel")
-    return Command(limited, accel_limited, target.stamp), tuple(active)
+    return Command(limited, accel_limited, target.stamp_ns), tuple(active)
 
 
 def fallback_target(cfg: GateConfig, previous: Command) -> Command:
     """The safe command (vehicle profile): stop, steering held or centred."""
     steer = previous.steering_angle if cfg.fallback_steering == "hold" else 0.0
-    return Command(steer, 0.0, 0.0)
+    return Command(steer, 0.0, 0)
 
 
 def tick(

@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,8 @@ from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
+
+from ltc_controller.params import ParamSpec, resolve, validate_set
 
 from . import types as msg_types
 from .port import RELIABLE, QoS
@@ -374,6 +376,9 @@ class DdsNode:
         self._namespace = normalize_namespace(remaps.get("__ns", namespace))
         self._remaps = {k: v for k, v in remaps.items() if not k.startswith("__")}
         self.parameter_overrides: dict[str, Any] = dict(parameters or {})
+        self._param_specs: tuple[ParamSpec, ...] = ()
+        self._param_values: dict[str, Any] = {}
+        self._param_callbacks: list[Callable[[dict[str, Any]], str]] = []
         self._logger = make_logger(self._name, self._namespace, log_level)
         self.domain_id = domain_from_env() if domain_id is None else int(domain_id)
         self._participant = DomainParticipant(self.domain_id)
@@ -414,6 +419,39 @@ class DdsNode:
     def logger(self) -> logging.Logger:
         """The node's logger (standard ``logging``; ROS-style lines on stderr)."""
         return self._logger
+
+    def declare_parameters(self, specs: Sequence[ParamSpec]) -> dict[str, Any]:
+        """See :meth:`port.Node.declare_parameters`; overrides come from the constructor's
+        ``parameters``. Raises :class:`~ltc_controller.params.ParameterError`."""
+        values = resolve(specs, self.parameter_overrides)
+        self._param_specs = self._param_specs + tuple(specs)
+        self._param_values.update(values)
+        return dict(values)
+
+    def on_parameters_set(self, callback: Callable[[dict[str, Any]], str]) -> None:
+        """See :meth:`port.Node.on_parameters_set`."""
+        self._param_callbacks.append(callback)
+
+    def set_parameters(self, changes: Mapping[str, Any]) -> str:
+        """See :meth:`port.Node.set_parameters`; returns ``""`` or the rejection reason."""
+        coerced, reason = validate_set(self._param_specs, changes)
+        if reason:
+            return reason
+        for cb in self._param_callbacks:
+            reason = cb(dict(coerced))
+            if reason:
+                return reason
+        self._param_values.update(coerced)
+        return ""
+
+    def get_parameters(self) -> dict[str, Any]:
+        """See :meth:`port.Node.get_parameters`."""
+        return dict(self._param_values)
+
+    @property
+    def parameter_specs(self) -> tuple[ParamSpec, ...]:
+        """The declarations, for parameter services (describe, list)."""
+        return self._param_specs
 
     def msg(self, type_name: str, **fields: Any) -> Any:
         """A new message of ``type_name`` with ROS defaults for unset fields.

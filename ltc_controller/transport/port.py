@@ -12,9 +12,11 @@ the wall clock stops or jumps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+
+from ltc_controller.params import ParamSpec
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,30 @@ class Node(Protocol):
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
         """A periodic timer on the steady clock; missed periods are skipped, not queued."""
+        ...
+
+    def declare_parameters(self, specs: Sequence[ParamSpec]) -> dict[str, Any]:
+        """Declare the node's parameters (once, at construction) and return their values: the
+        defaults, overridden by the command line and parameter files the node was started with.
+
+        Raises:
+            ParameterError: an override names an undeclared parameter or has an invalid value.
+        """
+        ...
+
+    def on_parameters_set(self, callback: Callable[[dict[str, Any]], str]) -> None:
+        """Register the node's validator for runtime sets. ``callback(changes)`` receives values
+        already checked against their :class:`ParamSpec` (type, range, read-only) and returns
+        ``""`` to accept or the reason to reject; a set is all or nothing."""
+        ...
+
+    def set_parameters(self, changes: Mapping[str, Any]) -> str:
+        """Set parameters at run time through the same validation as a remote
+        ``ros2 param set``; returns ``""`` on success, else the reason it was rejected."""
+        ...
+
+    def get_parameters(self) -> dict[str, Any]:
+        """Current values of all declared parameters."""
         ...
 
     def now(self) -> float:

@@ -1,0 +1,23 @@
+"""Sub-commands of ``ltc-controller``: one module each, found at run time.
+
+A command module defines ``NAME`` (the sub-command), ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args, ros_args) -> int`` (the exit status; ``ros_args`` are
+the ``--ros-args ...`` items that followed on the command line, for commands that start nodes).
+Adding a command is adding a module; nothing else has to change.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+
+
+def discover() -> list[ModuleType]:
+    """The command modules in this package, sorted by ``NAME``."""
+    mods = [
+        importlib.import_module(f"{__name__}.{info.name}")
+        for info in pkgutil.iter_modules(__path__)
+        if not info.name.startswith("_")
+    ]
+    return sorted((m for m in mods if hasattr(m, "NAME")), key=lambda m: m.NAME)
