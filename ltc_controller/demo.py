@@ -235,6 +235,7 @@ def summarize(output: Path, m: Monitor, t_drive: float, track_seed: int) -> dict
         "max_abs_lateral_error_m": sim["max_abs_lateral_error_m"],
         "lane_departures": sim["lane_departures"],
         "distance_m": sim["distance_m"],
+        "progress_m": sim["progress_m"],
         "plot": str(png),
     }
 
@@ -257,7 +258,7 @@ def print_summary(s: dict[str, Any]) -> None:
             f"mean {s['mean_abs_lateral_error_m']:.2f} m, max {s['max_abs_lateral_error_m']:.2f} m",
         ),
         ("lane departures", f"{s['lane_departures']}"),
-        ("distance driven", f"{s['distance_m']:.1f} m"),
+        ("distance driven", f"{s['distance_m']:.1f} m ({s['progress_m']:.1f} m along the track)"),
         ("plot", s["plot"]),
     ]
     w = max(len(k) for k, _ in lines)

@@ -188,7 +188,7 @@ def test_write_log_saves_npz_and_summary(setup, tmp_path):
     assert on_disk == json.loads(json.dumps(summ))
     assert summ["frames_published"] == 3 and summ["commands_received"] == 3
     assert summ["latency_p50_s"] == pytest.approx(0.03, abs=1e-6)
-    assert summ["lane_departures"] == 0 and summ["distance_driven_m"] > 0.5
+    assert summ["lane_departures"] == 0 and summ["distance_m"] > 0.5 and summ["progress_m"] > 0.5
 
 
 def test_bad_parameters_are_rejected_with_their_name():

@@ -355,8 +355,11 @@ class SimulatorNode:
             "max_abs_lateral_error_m": float(d.max()) if d.size else None,
             "lane_departures": departures,
             "time_out_of_lane_s": float(np.count_nonzero(out)) * self.sim.physics_dt,
-            "distance_driven_m": float(a["phys_progress"][-1]) if d.size else 0.0,
-            "distance_m": float(a["phys_progress"][-1]) if d.size else 0.0,  # alias
+            # Odometer (path length driven) and progress along the track centreline.
+            "distance_m": float(np.hypot(np.diff(a["phys_x"]), np.diff(a["phys_y"])).sum())
+            if d.size
+            else 0.0,
+            "progress_m": float(a["phys_progress"][-1]) if d.size else 0.0,
             "laps": float(a["phys_progress"][-1]) / self.sim.track.length if d.size else 0.0,
             "latency_matched_frames": int(lat.size),
             "latency_p50_s": _percentile(lat, 50.0),
