@@ -1,11 +1,18 @@
-"""Conv head of the NCP paper (Lechner et al. 2020, Table 2)."""
+"""Conv head of the NCP paper (Lechner et al. 2020, Table 2) and the drone trunk (Chahine 2023)."""
 
 import math
 
 import pytest
 import torch
 
-from ltc_controller.models.heads import ConvHead, per_image_standardization, same_padding
+from ltc_controller.models.heads import (
+    DRONE_CHANNEL_MEAN,
+    DRONE_CHANNEL_VARIANCE,
+    ConvHead,
+    DroneTrunk,
+    per_image_standardization,
+    same_padding,
+)
 
 
 def test_conv_head_has_exactly_79420_parameters():
@@ -68,3 +75,34 @@ def test_features_are_channel_major_per_channel_dense():
 def test_wrong_image_size_raises():
     with pytest.raises(ValueError, match=r"\(B, 3, 78, 200\)"):
         ConvHead()(torch.rand(1, 3, 80, 200))
+
+
+def test_drone_trunk_has_the_papers_maps_and_263524_parameters():
+    trunk = DroneTrunk(144, 256)
+    assert sum(p.numel() for p in trunk.parameters()) == 263_524
+    maps = trunk.feature_maps(torch.rand(2, 3, 144, 256))
+    assert [tuple(m.shape[1:]) for m in maps] == [
+        (24, 70, 126),
+        (36, 33, 61),
+        (48, 15, 29),
+        (64, 13, 27),
+        (16, 6, 13),
+    ]
+    assert trunk.eval()(torch.rand(2, 3, 144, 256)).shape == (2, 128)
+
+
+def test_drone_trunk_flattens_in_keras_nhwc_order_and_normalizes_per_channel():
+    trunk = DroneTrunk(64, 80).double().eval()
+    images = torch.rand(1, 3, 64, 80, dtype=torch.float64)
+    last = trunk.feature_maps(images)[-1][0]  # (C, H, W)
+    nhwc = last.permute(1, 2, 0).flatten()
+    torch.testing.assert_close(trunk(images)[0], trunk.dense(nhwc))
+    mean = torch.tensor(DRONE_CHANNEL_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+    var = torch.tensor(DRONE_CHANNEL_VARIANCE, dtype=torch.float64).view(1, 3, 1, 1)
+    expected = torch.relu(trunk.convs[0]((images - mean) / var.sqrt()))
+    torch.testing.assert_close(trunk.feature_maps(images)[0], expected)
+
+
+def test_drone_trunk_rejects_images_too_small_for_its_convolutions():
+    with pytest.raises(ValueError, match="too small"):
+        DroneTrunk(60, 200)

@@ -7,12 +7,13 @@ import torch
 
 import ltc_controller.models.ltc as ltc_module
 from ltc_controller.models.ltc import LTC, LTCCell
-from ltc_controller.models.wiring import NCP, AutoNCP, FullyConnected
+from ltc_controller.models.wiring import NCP, AutoNCP, FullyConnected, Random
 
 WIRINGS = {
     "ncp19": (lambda: ncw.NCP(12, 6, 1, 6, 4, 6, 6), lambda: NCP(12, 6, 1, 6, 4, 6, 6), 32),
     "autoncp": (lambda: ncw.AutoNCP(16, 3, seed=4), lambda: AutoNCP(16, 3, seed=4), 7),
     "fc": (lambda: ncw.FullyConnected(6, 2), lambda: FullyConnected(6, 2), 5),
+    "random": (lambda: ncw.Random(10, 3, 0.6, 5), lambda: Random(10, 3, 0.6, 5), 6),
 }
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 

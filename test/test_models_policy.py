@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from ltc_controller.models.policy import Crop, Policy, PolicyConfig, substep_counts
 from ltc_controller.models.policy_file import PolicyFileError, load_policy, save_policy
-from ltc_controller.models.wiring import AutoNCP
+from ltc_controller.models.wiring import NCP, AutoNCP
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +62,7 @@ def test_config_json_round_trip():
         ({"color_order": "yuv"}, "color_order"),
         ({"crop": Crop(top=-1)}, "crop"),
         ({"wiring": AutoNCP(20, 2, input_dim=16).get_config()}, "wiring"),
-        ({"architecture": "lstm"}, "architecture"),
+        ({"architecture": "transformer"}, "architecture"),
     ],
 )
 def test_invalid_config_names_the_field(change, field):
@@ -171,8 +171,8 @@ def test_not_a_policy_file(saved):
 
 
 def test_wrong_format_version(saved):
-    _rewrite(saved, metadata={**_meta(saved), "format_version": "2"})
-    with pytest.raises(PolicyFileError, match="'format_version' is '2'"):
+    _rewrite(saved, metadata={**_meta(saved), "format_version": "3"})
+    with pytest.raises(PolicyFileError, match="'format_version' is '3'"):
         load_policy(saved)
 
 
@@ -245,3 +245,187 @@ def test_save_refuses_non_finite_and_keeps_existing_file(policy, saved):
     with pytest.raises(PolicyFileError, match="'ltc.cm'"):
         save_policy(broken, saved)
     assert saved.read_bytes() == before
+
+
+# --- architectures beyond ncp_ltc ----------------------------------------------------------------
+
+ARCH_STATE = {
+    "ncp_ltc": 19,
+    "ltc_fc": 19,
+    "cfc": 19,
+    "ncp_cfc": 19,
+    "lstm": 128,
+    "gru": 64,
+    "ctrnn": 64,
+    "cnn": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def policies():
+    """One seeded, non-trivial policy of every architecture (2 outputs where the config allows)."""
+    out = {}
+    for arch in ARCH_STATE:
+        extra = {}
+        if arch not in ("ncp_ltc", "ncp_cfc"):
+            extra = {
+                "output_names": ("steering_angle", "speed"),
+                "output_units": ("rad", "m/s"),
+                "output_scale": (0.5, 2.0),
+            }
+        out[arch] = Policy.from_config(PolicyConfig(architecture=arch, **extra), seed=4)
+    return out
+
+
+@pytest.mark.parametrize("arch", list(ARCH_STATE))
+def test_every_architecture_has_the_same_policy_interface(policies, arch):
+    policy = policies[arch]
+    m = len(policy.config.output_names)
+    assert policy.state_size == ARCH_STATE[arch]
+    assert policy.config.architecture == arch
+    state = policy.initial_state(2)
+    assert state.shape == (2, ARCH_STATE[arch]) and not state.any()
+    images = torch.rand(2, 3, 3, 78, 200)
+    timespans = torch.tensor([[0.05, 0.1, 0.0], [0.05, 0.02, 0.04]])
+    with torch.no_grad():
+        feats = policy.features(images.flatten(0, 1)).view(2, 3, -1)
+        assert feats.shape == (2, 3, 32)
+        out, new_state = policy.step(feats[:, 0], state, 0.05)
+        assert out.shape == (2, m) and new_state.shape == state.shape
+        seq, final = policy.run_sequence(feats, timespans)
+        assert seq.shape == (2, 3, m) and final.shape == state.shape
+        torch.testing.assert_close(policy(images, timespans), seq, rtol=0, atol=1e-6)
+        # per-sample elapsed equals separate calls
+        both, _ = policy.step(feats[:, 1], new_state, torch.tensor([0.05, 0.2]))
+        one, _ = policy.step(feats[1:, 1], new_state[1:], 0.2)
+    torch.testing.assert_close(both[1:], one, rtol=0, atol=1e-6)
+    assert torch.isfinite(seq).all()
+
+
+@pytest.mark.parametrize("arch", list(ARCH_STATE))
+def test_run_sequence_equals_runtime_style_stepping(policies, arch):
+    """Offline training pass == the runtime's fixed steps with held features (every core)."""
+    policy = policies[arch].double()
+    try:
+        gen = torch.Generator().manual_seed(2)
+        feats = torch.rand(2, 6, 32, generator=gen, dtype=torch.float64)
+        timespans = torch.tensor(
+            [[0.05, 0.1, 0.02, 0.04, 0.0, 0.15], [0.05, 0.05, 0.15, 0.0, 0.03, 0.05]],
+            dtype=torch.float64,
+        )
+        counts = substep_counts(timespans, 0.05)
+        with torch.no_grad():
+            out, _ = policy.run_sequence(feats, timespans)
+            for b in range(2):
+                state = policy.initial_state(1, dtype=torch.float64)
+                y = out[b, 0] if counts[b, 0] == 0 else None
+                for t in range(6):
+                    for _ in range(int(counts[b, t])):
+                        y, state = policy.step(feats[b : b + 1, t], state, 0.05)
+                        y = y[0]
+                    torch.testing.assert_close(out[b, t], y, rtol=0, atol=1e-12)
+    finally:
+        policy.float()
+
+
+@pytest.mark.parametrize("arch", list(ARCH_STATE))
+def test_policy_files_round_trip_every_architecture(policies, arch, tmp_path):
+    policy = policies[arch]
+    path = save_policy(policy, tmp_path / f"{arch}.safetensors")
+    loaded = load_policy(path)
+    assert loaded.config == policy.config
+    for (name, a), b in zip(policy.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    feats = torch.rand(1, 5, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.run_sequence(feats)[0], policy.run_sequence(feats)[0], rtol=0, atol=0
+        )
+
+
+def test_version_1_ncp_policy_files_still_load(policy, saved):
+    """A file written before units/core_options/head existed (format 1) loads unchanged."""
+    meta = _meta(saved)
+    cfg = json.loads(meta["config"])
+    for key in ("units", "core_options", "head"):
+        cfg.pop(key)
+    _rewrite(saved, metadata={**meta, "format_version": "1", "config": json.dumps(cfg)})
+    loaded = load_policy(saved)
+    assert loaded.config == policy.config
+    images = torch.rand(1, 2, 3, 78, 200)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), policy(images), rtol=0, atol=0)
+    cfg["head"] = "ncp_conv"
+    _rewrite(saved, metadata={**meta, "format_version": "1", "config": json.dumps(cfg)})
+    with pytest.raises(PolicyFileError, match=r"\['head'\] are not part of format 1"):
+        load_policy(saved)
+
+
+def test_policy_file_with_another_architectures_tensors_is_rejected(policies, tmp_path):
+    path = save_policy(policies["gru"], tmp_path / "gru.safetensors")
+    tensors = load_file(str(path))
+    _rewrite(
+        path,
+        {k: v for k, v in tensors.items() if k.startswith("head.")}
+        | {k.replace("gru.", "lstm."): v for k, v in tensors.items() if k.startswith("gru.")},
+    )
+    with pytest.raises(PolicyFileError, match=r"missing tensor\(s\) \['gru\."):
+        load_policy(path)
+
+
+def test_drone_trunk_policy_with_the_drone_ncp():
+    cfg = PolicyConfig(
+        head="drone_trunk",
+        image_height=144,
+        image_width=256,
+        normalization="drone_channel_standardization",
+        wiring=NCP(18, 12, 4, 6, 4, 4, 6, seed=22224).get_config(),  # unbuilt: built for 128
+        output_names=("vx", "vy", "vz", "yaw_rate"),
+        output_units=("m/s", "m/s", "m/s", "rad/s"),
+        output_scale=(1.0, 1.0, 1.0, 1.0),
+    )
+    assert cfg.wiring["input_dim"] == 128 and cfg.feature_dim == 128
+    policy = Policy.from_config(cfg, seed=1).eval()
+    assert sum(p.numel() for p in policy.head.parameters()) == 263_524
+    with torch.no_grad():
+        out = policy(torch.rand(1, 2, 3, 144, 256))
+    assert out.shape == (1, 2, 4) and policy.state_size == 34
+    assert PolicyConfig(head="drone_trunk").wiring["input_dim"] == 128  # default NCP-19
+
+
+def test_units_and_core_options_are_canonical_in_the_config():
+    assert PolicyConfig(architecture="lstm").units == 64
+    assert PolicyConfig(architecture="lstm", units=19).units == 19
+    assert PolicyConfig().units == 19
+    cfc = PolicyConfig(architecture="cfc", core_options={"mode": "pure"})
+    assert cfc.core_options == {
+        "mode": "pure",
+        "backbone_activation": "lecun_tanh",
+        "backbone_units": 128,
+        "backbone_layers": 1,
+        "backbone_dropout": 0.0,
+    }
+    assert PolicyConfig.from_json(cfc.to_json()) == cfc
+    fc = PolicyConfig(architecture="ltc_fc", units=8)
+    assert fc.wiring["type"] == "FullyConnected" and fc.wiring["units"] == 8
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"architecture": "lstm", "wiring": NCP(12, 6, 1, 6, 4, 6, 6).get_config()}, "wiring"),
+        ({"architecture": "cfc", "core_options": {"mode": "fast"}}, "core_options"),
+        ({"architecture": "ctrnn", "core_options": {"mode": "default"}}, "core_options"),
+        ({"architecture": "ctrnn", "core_options": {"tau_s": 0.0}}, "core_options"),
+        ({"architecture": "ltc_fc", "wiring": NCP(12, 6, 1, 6, 4, 6, 6).get_config()}, "wiring"),
+        ({"units": 20}, "units"),
+        ({"architecture": "gru", "units": 0}, "units"),
+        ({"head": "resnet"}, "head"),
+        ({"normalization": "imagenet"}, "normalization"),
+        ({"head": "drone_trunk", "image_height": 40}, "image_height"),
+        ({"architecture": "lstm", "output_units": ("rad", "m/s")}, "output_units"),
+    ],
+)
+def test_invalid_architecture_settings_name_the_field(change, field):
+    with pytest.raises(ValueError, match=f"'{field}'"):
+        PolicyConfig(**change)

@@ -1,4 +1,4 @@
-"""NCP/AutoNCP/FullyConnected wirings against ncps.wirings 1.0.1 (the reference)."""
+"""NCP/AutoNCP/FullyConnected/Random wirings against ncps.wirings 1.0.1 (the reference)."""
 
 import json
 
@@ -6,7 +6,7 @@ import ncps.wirings as ref
 import numpy as np
 import pytest
 
-from ltc_controller.models.wiring import NCP, AutoNCP, FullyConnected, Wiring
+from ltc_controller.models.wiring import NCP, AutoNCP, FullyConnected, Random, Wiring
 
 
 def _ref_built(wiring, input_dim):
@@ -56,6 +56,32 @@ def test_fully_connected_equals_ncps(units, outputs, self_conn, input_dim):
     _assert_same(ours, *_ref_built(reference, input_dim))
 
 
+@pytest.mark.parametrize(
+    ("units", "outputs", "sparsity", "seed", "input_dim"),
+    [(8, 3, 0.5, 7, 5), (10, None, 0.0, 1111, 3), (6, 2, 0.9, 3, 40), (19, 1, 0.75, 22, 32)],
+)
+def test_random_equals_ncps_including_its_double_sensory_polarity_draw(
+    units, outputs, sparsity, seed, input_dim
+):
+    unbuilt = Random(units, outputs, sparsity, seed)
+    np.testing.assert_array_equal(
+        unbuilt.adjacency_matrix, ref.Random(units, outputs, sparsity, seed).adjacency_matrix
+    )
+    ours = unbuilt.build(input_dim)
+    _assert_same(ours, *_ref_built(ref.Random(units, outputs, sparsity, seed), input_dim))
+    expected = int(np.round(input_dim * units * (1 - sparsity)))
+    assert ours.sensory_synapse_count == expected
+    assert ours.output_dim == (units if outputs is None else outputs)
+
+
+def test_one_random_wiring_serves_two_layers_with_different_inputs():
+    wiring = Random(12, 2, 0.5, 4)
+    first, second = wiring.build(7), wiring.build(30)
+    assert wiring.input_dim is None
+    _assert_same(first, *_ref_built(ref.Random(12, 2, 0.5, 4), 7))
+    _assert_same(second, *_ref_built(ref.Random(12, 2, 0.5, 4), 30))
+
+
 def test_lane_keeping_ncp_synapse_counts_match_reference_notes():
     wiring = NCP(12, 6, 1, 6, 4, 6, 6).build(32)
     assert (wiring.units, wiring.output_dim, wiring.input_dim) == (19, 1, 32)
@@ -80,6 +106,8 @@ def test_build_is_pure_and_one_wiring_serves_two_input_sizes():
         AutoNCP(28, 4, 0.4, seed=9, input_dim=20),
         FullyConnected(6, 2, erev_init_seed=3, self_connections=False, input_dim=4),
         NCP(12, 6, 1, 6, 4, 6, 6),
+        Random(9, 2, 0.6, 5, input_dim=11),
+        Random(9, 2, 0.6, 5),
     ],
 )
 def test_config_round_trips_through_json(wiring):
@@ -111,6 +139,7 @@ def test_neuron_groups_are_motor_command_inter_sensory():
         (lambda: NCP(12, 3, 1, 6, 4, 6, 3), "inter_fanout"),
         (lambda: AutoNCP(5, 3), "output_size"),
         (lambda: AutoNCP(19, 1, 0.05), "sparsity_level"),
+        (lambda: Random(5, 1, 1.0), "sparsity_level"),
         (lambda: Wiring.from_config({"type": "Nope"}), "unknown wiring type"),
         (lambda: NCP.from_config({"type": "AutoNCP", "units": 19, "output_size": 1}), "expected"),
     ],

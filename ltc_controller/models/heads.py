@@ -1,5 +1,12 @@
 """Perception heads: images to the feature vector the LTC network reads.
 
+Two heads, selected by ``PolicyConfig.head``: :class:`ConvHead` (``"ncp_conv"``, the NCP paper's,
+32 features) and :class:`DroneTrunk` (``"drone_trunk"``, Chahine et al. 2023's, 128 features).
+Both take float images in [0, 1] and normalise them inside (``normalization``):
+``"per_image_standardization"`` (TF's whitening, the NCP paper) or
+``"drone_channel_standardization"`` (``(x - mean_c) / sqrt(var_c)`` with the drone paper's
+per-channel RGB statistics).
+
 :class:`ConvHead` is the convolutional head of the NCP lane-keeping policy (Lechner et al. 2020,
 *Neural circuit policies enabling auditable autonomy*, Nat. Mach. Intell. 2:642-652, Methods and
 Table 2: 79,420 parameters on 78x200x3 images), written for NCHW tensors with TensorFlow's
@@ -28,7 +35,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ConvHead", "per_image_standardization", "same_padding", "same_output_size"]
+__all__ = [
+    "DRONE_CHANNEL_MEAN",
+    "DRONE_CHANNEL_VARIANCE",
+    "HEADS",
+    "NORMALIZATIONS",
+    "ConvHead",
+    "DroneTrunk",
+    "build_head",
+    "head_feature_dim",
+    "normalize",
+    "per_image_standardization",
+    "same_padding",
+    "same_output_size",
+]
+
+HEADS = ("ncp_conv", "drone_trunk")
+NORMALIZATIONS = ("per_image_standardization", "drone_channel_standardization")
+# Keras Normalization layer of Chahine et al. 2023 (drone_causality, keras_models.py), RGB.
+DRONE_CHANNEL_MEAN = (0.41718618, 0.48529191, 0.38133072)
+DRONE_CHANNEL_VARIANCE = (0.057, 0.05, 0.061)
 
 # (out_channels, kernel, stride) of the NCP paper's head.
 CONV_LAYERS: tuple[tuple[int, int, int], ...] = (
@@ -65,6 +91,29 @@ def per_image_standardization(images: Tensor) -> Tensor:
     return ((flat - mean) / std.clamp(min=floor)).view_as(images)
 
 
+def normalize(images: Tensor, normalization: str) -> Tensor:
+    """Apply one of :data:`NORMALIZATIONS` to ``(B, 3, H, W)`` RGB images in [0, 1].
+
+    Raises:
+        ValueError: an unknown normalization.
+    """
+    if normalization == "per_image_standardization":
+        return per_image_standardization(images)
+    if normalization == "drone_channel_standardization":
+        mean = images.new_tensor(DRONE_CHANNEL_MEAN).view(1, 3, 1, 1)
+        std = images.new_tensor(DRONE_CHANNEL_VARIANCE).sqrt().view(1, 3, 1, 1)
+        return (images - mean) / std
+    raise ValueError(f"unknown normalization {normalization!r}; known: {NORMALIZATIONS}")
+
+
+def _check_images(images: Tensor, channels: int, height: int, width: int) -> None:
+    expected = (channels, height, width)
+    if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+        raise ValueError(
+            f"images must be (B, {', '.join(map(str, expected))}), got {tuple(images.shape)}"
+        )
+
+
 class ConvHead(nn.Module):
     """NCP-paper conv head: ``(B, 3, H, W)`` float images -> ``(B, 32)`` features.
 
@@ -73,6 +122,7 @@ class ConvHead(nn.Module):
             (78 x 200 gives final 10 x 25 maps and 79,420 parameters).
         in_channels: 3.
         dense_units: outputs per channel of the final per-channel dense layer (4).
+        normalization: one of :data:`NORMALIZATIONS` (the paper: per-image standardization).
 
     Initialization: Glorot-uniform kernels (Keras default), conv biases 0.01, dense biases 0.
 
@@ -86,8 +136,12 @@ class ConvHead(nn.Module):
         image_width: int = 200,
         in_channels: int = 3,
         dense_units: int = 4,
+        normalization: str = "per_image_standardization",
     ) -> None:
         super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {normalization!r}; known: {NORMALIZATIONS}")
+        self.normalization = normalization
         self.image_height = int(image_height)
         self.image_width = int(image_width)
         self.in_channels = int(in_channels)
@@ -121,12 +175,8 @@ class ConvHead(nn.Module):
 
         ``images`` is ``(B, 3, H, W)``; returns 5 tensors ``(B, C_l, H_l, W_l)``.
         """
-        expected = (self.in_channels, self.image_height, self.image_width)
-        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(
-                f"images must be (B, {', '.join(map(str, expected))}), got {tuple(images.shape)}"
-            )
-        x = per_image_standardization(images)
+        _check_images(images, self.in_channels, self.image_height, self.image_width)
+        x = normalize(images, self.normalization)
         maps = []
         for conv, pad in zip(self.convs, self._paddings, strict=True):
             x = F.relu(conv(F.pad(x, pad)))
@@ -138,3 +188,118 @@ class ConvHead(nn.Module):
         x = self.feature_maps(images)[-1].flatten(2)  # (B, 8, 250)
         y = torch.einsum("bcn,cnk->bck", x, self.dense_weight) + self.dense_bias
         return F.relu(y).flatten(1)
+
+
+# (out_channels, kernel, stride) of the drone paper's trunk, "valid" padding, ReLU.
+DRONE_CONV_LAYERS: tuple[tuple[int, int, int], ...] = (
+    (24, 5, 2),
+    (36, 5, 2),
+    (48, 5, 2),
+    (64, 3, 1),
+    (16, 3, 2),
+)
+
+
+class DroneTrunk(nn.Module):
+    """Chahine et al. 2023 (*Robust flight navigation out of distribution with liquid neural
+    networks*, Sci. Robot. 8:eadc8892) image trunk: ``(B, 3, H, W) -> (B, 128)`` features.
+
+    Conv (24,5,2) (36,5,2) (48,5,2) (64,3,1) (16,3,2), Keras ``valid`` padding, ReLU; flatten in
+    NHWC order (as Keras, so TF weights port directly: kernels ``(kh, kw, cin, cout)`` -> torch
+    ``(cout, cin, kh, kw)``, the dense kernel as is, transposed); ``Dense(128)`` linear; dropout
+    (training only). For 144x256 images the maps are 70x126, 33x61, 15x29, 13x27, 6x13 and the
+    trunk has 263,524 parameters (159,872 in the dense layer). The paper's second input (a 2-D
+    vector through ``Dense(128)``) is not part of this trunk.
+
+    Args:
+        image_height, image_width: input size (the paper: 144 x 256).
+        features: dense width (128).
+        dropout: dropout rate after the dense layer (0.1 in the paper; inactive in eval mode).
+        normalization: one of :data:`NORMALIZATIONS` (the paper: drone channel statistics).
+
+    Raises:
+        ValueError: an image too small for the convolutions, an unknown normalization, or (in
+            ``forward``) an input of another shape.
+    """
+
+    def __init__(
+        self,
+        image_height: int = 144,
+        image_width: int = 256,
+        features: int = 128,
+        dropout: float = 0.1,
+        normalization: str = "drone_channel_standardization",
+    ) -> None:
+        super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {normalization!r}; known: {NORMALIZATIONS}")
+        self.normalization = normalization
+        self.image_height, self.image_width = int(image_height), int(image_width)
+        self.in_channels = 3
+        self.convs = nn.ModuleList()
+        h, w, c = self.image_height, self.image_width, self.in_channels
+        for layer, (out_c, k, s) in enumerate(DRONE_CONV_LAYERS):
+            h, w = (h - k) // s + 1, (w - k) // s + 1
+            if h < 1 or w < 1:
+                raise ValueError(
+                    f"image {self.image_height}x{self.image_width} is too small for the drone "
+                    f"trunk (conv layer {layer + 1} has no output; at least 61x61 is needed)"
+                )
+            conv = nn.Conv2d(c, out_c, k, stride=s)
+            nn.init.xavier_uniform_(conv.weight)
+            assert conv.bias is not None
+            nn.init.zeros_(conv.bias)
+            self.convs.append(conv)
+            c = out_c
+        self.map_height, self.map_width, self.channels = h, w, c
+        self.dense = nn.Linear(h * w * c, int(features))
+        nn.init.xavier_uniform_(self.dense.weight)
+        nn.init.zeros_(self.dense.bias)
+        self.dropout = nn.Dropout(float(dropout))
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.dense.out_features)
+
+    def feature_maps(self, images: Tensor) -> list[Tensor]:
+        """All conv activations (after ReLU), shallow to deep; 5 tensors ``(B, C_l, H_l, W_l)``."""
+        _check_images(images, self.in_channels, self.image_height, self.image_width)
+        x = normalize(images, self.normalization)
+        maps = []
+        for conv in self.convs:
+            x = F.relu(conv(x))
+            maps.append(x)
+        return maps
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``(B, 3, H, W)`` float RGB images in [0, 1] -> ``(B, 128)`` features."""
+        x = self.feature_maps(images)[-1].permute(0, 2, 3, 1).flatten(1)  # NHWC, as Keras
+        result: Tensor = self.dropout(self.dense(x))
+        return result
+
+
+def build_head(
+    head: str, image_height: int, image_width: int, normalization: str
+) -> ConvHead | DroneTrunk:
+    """The head named ``head`` (one of :data:`HEADS`) for the given input size.
+
+    Raises:
+        ValueError: unknown head, normalization, or an image too small for the head.
+    """
+    if head == "ncp_conv":
+        return ConvHead(image_height, image_width, normalization=normalization)
+    if head == "drone_trunk":
+        return DroneTrunk(image_height, image_width, normalization=normalization)
+    raise ValueError(f"unknown head {head!r}; known: {HEADS}")
+
+
+def head_feature_dim(head: str) -> int:
+    """Features a head gives: 32 (``ncp_conv``: 8 channels x 4) or 128 (``drone_trunk``).
+
+    Raises:
+        ValueError: unknown head.
+    """
+    dims = {"ncp_conv": 32, "drone_trunk": 128}
+    if head not in dims:
+        raise ValueError(f"unknown head {head!r}; known: {HEADS}")
+    return dims[head]

@@ -75,6 +75,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .cores import Core, CoreSize
 from .wiring import FullyConnected, Wiring
 
 __all__ = ["LTC", "LTCCell"]
@@ -161,7 +162,7 @@ def _synapses(
     )
 
 
-class LTCCell(nn.Module):
+class LTCCell(Core):
     """One LTC step: ``(inputs (B, I), state (B, H), elapsed) -> (outputs (B, M), state (B, H))``.
 
     See the module docstring for the ODE, the fused semi-implicit Euler step and the parameter
@@ -400,6 +401,16 @@ class LTCCell(nn.Module):
 
         Returns the new state ``(B, H)``; see :meth:`forward` for the public call.
         """
+        return self.fused_step(
+            inputs, state, self._cm_over_dt(eff.cm, elapsed, inputs.shape[0], inputs), eff
+        )
+
+    def fused_step(self, inputs: Tensor, state: Tensor, cm_t: Tensor, eff: _Effective) -> Tensor:
+        """The fused solver step given ``cm_t = cm / (elapsed / L)`` (``(H,)`` or ``(B, H)``).
+
+        Only tensor operations (no shape checks), so it traces to TorchScript/ONNX with the
+        ``ode_unfolds`` loop unrolled.
+        """
         h = self.state_size
         x = inputs
         if self.input_w is not None:
@@ -408,7 +419,6 @@ class LTCCell(nn.Module):
             x = x + self.input_b
         # Sensory drive, constant over the sub-steps: [gleak vleak + N | gleak + eps + D].
         sensory = _drive(eff.sensory, x, eff.leak_bias)
-        cm_t = self._cm_over_dt(eff.cm, elapsed, inputs.shape[0], inputs)
         bias = torch.cat([sensory[:, :h], sensory[:, h:] + cm_t], 1)
         v = state
         for _ in range(self.ode_unfolds):
@@ -424,6 +434,27 @@ class LTCCell(nn.Module):
         if self.output_b is not None:
             out = out + self.output_b
         return out
+
+    # --- policy core interface (see cores.Core) -------------------------------------------
+    def prepare(self) -> _Effective:
+        return self.effective()
+
+    def advance(self, features: Tensor, state: Tensor, elapsed: Elapsed, cache: Any) -> Tensor:
+        return self.step(features, state, elapsed, cache)
+
+    def readout(self, state: Tensor, features: Tensor) -> Tensor:
+        return self.map_outputs(state)
+
+    def size(self) -> CoreSize:
+        """Table 2 of Lechner et al. 2020: parameters = 3 N + 4 synapses (sensory included)."""
+        synapses = self.synapse_count + self.sensory_synapse_count
+        ode = 3 * self.state_size + 4 * synapses
+        maps = sum(
+            int(p.numel())
+            for p in (self.input_w, self.input_b, self.output_w, self.output_b)
+            if p is not None
+        )
+        return CoreSize(self.state_size, synapses, ode, ode + maps)
 
     def forward(
         self, inputs: Tensor, state: Tensor | None = None, elapsed: Elapsed = 1.0

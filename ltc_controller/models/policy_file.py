@@ -1,13 +1,15 @@
 """Policy files: one ``.safetensors`` file, weights plus the JSON config in its metadata.
 
-Format (version 1): a standard safetensors file whose header metadata holds
+Format (version 2): a standard safetensors file whose header metadata holds
 
 * ``"format"``: ``"ltc_controller.policy"``;
-* ``"format_version"``: ``"1"``;
+* ``"format_version"``: ``"2"``;
 * ``"config"``: :meth:`PolicyConfig.to_json` text (every field present);
 
-and one float32 tensor per entry of ``Policy.state_dict()`` (``head.*``, ``ltc.*``; ``ltc.*`` is an
-ncps ``LTCCell`` state_dict, masks included). A single file keeps weights and config from drifting
+and one float32 tensor per entry of ``Policy.state_dict()`` (``head.*`` and the core's, e.g.
+``ltc.*``, an ncps ``LTCCell`` state_dict, masks included; ``cfc.*``, an ncps ``CfC`` state_dict).
+Version 1 files (NCP-LTC only, before ``units``, ``core_options`` and ``head`` existed) still load:
+those keys take their defaults. A single file keeps weights and config from drifting
 apart. Loading parses the header itself (8-byte little-endian length + JSON) and the tensors with
 ``safetensors`` only: no pickle, no ``torch.load``, no code from the file is ever run.
 """
@@ -29,7 +31,9 @@ from .policy import Policy, PolicyConfig
 __all__ = ["FORMAT", "FORMAT_VERSION", "PolicyFileError", "load_policy", "save_policy"]
 
 FORMAT = "ltc_controller.policy"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+# Config keys added in version 2, and what a version 1 file means by their absence.
+_V1_DEFAULTS: dict[str, Any] = {"units": None, "core_options": {}, "head": "ncp_conv"}
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -125,16 +129,24 @@ def _config_from_metadata(path: Path, metadata: Any) -> PolicyConfig:
             f"{metadata.get('format') if isinstance(metadata, dict) else None!r}"
         )
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in ("1", FORMAT_VERSION):
         raise PolicyFileError(
             f"{path}: metadata field 'format_version' is {version!r}; this reader supports "
-            f"{FORMAT_VERSION!r}"
+            f"'1' and {FORMAT_VERSION!r}"
         )
     text = metadata.get("config")
     if not isinstance(text, str):
         raise PolicyFileError(f"{path}: metadata field 'config' is missing")
     try:
-        return PolicyConfig.from_json(text, strict=True)
+        data = json.loads(text)
+        if version == "1" and isinstance(data, dict):
+            extra = sorted(set(_V1_DEFAULTS) & set(data))
+            if extra:
+                raise PolicyFileError(f"{path}: config key(s) {extra} are not part of format 1")
+            data = {**data, **_V1_DEFAULTS}
+        if not isinstance(data, dict):
+            raise ValueError("config JSON must be an object")
+        return PolicyConfig.from_dict(data, strict=True)
     except json.JSONDecodeError as exc:
         raise PolicyFileError(f"{path}: metadata field 'config' is not valid JSON: {exc}") from exc
     except ValueError as exc:
@@ -142,13 +154,18 @@ def _config_from_metadata(path: Path, metadata: Any) -> PolicyConfig:
 
 
 def _shape_reason(config: PolicyConfig, name: str) -> str:
-    wiring = config.build_wiring()
-    if name.startswith("ltc."):
+    if name.startswith("head."):
+        return f"config says {config.head} head, image {config.image_height}x{config.image_width}"
+    if config.wiring is not None:
+        wiring = config.build_wiring()
         return (
             f"config says units={wiring.units}, input_dim={wiring.input_dim}, "
-            f"motor={wiring.output_dim}"
+            f"motor={wiring.output_dim} ({config.architecture})"
         )
-    return f"config says image {config.image_height}x{config.image_width}"
+    return (
+        f"config says units={config.units}, input_dim={config.feature_dim}, "
+        f"outputs={len(config.output_names)} ({config.architecture})"
+    )
 
 
 def load_policy(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Policy:
@@ -160,7 +177,8 @@ def load_policy(path: str | os.PathLike[str], device: torch.device | str = "cpu"
         PolicyFileError: missing file, truncated file, not a safetensors file, not a policy file,
             unsupported format version, missing/unknown/invalid config keys, missing or extra
             tensors, a shape that disagrees with the config, a non-float or non-finite tensor,
-            or sparsity masks that disagree with the config's wiring.
+            or sparsity masks that disagree with the config's wiring. Every architecture of
+            :data:`~ltc_controller.models.policy.ARCHITECTURES` round-trips.
     """
     path = Path(path)
     try:
@@ -197,12 +215,15 @@ def load_policy(path: str | os.PathLike[str], device: torch.device | str = "cpu"
         bad = int((~torch.isfinite(got)).sum())
         if bad:
             raise PolicyFileError(f"{path}: tensor '{name}' has {bad} non-finite values")
-    for name in ("ltc.sparsity_mask", "ltc.sensory_sparsity_mask"):
+    for name in expected:
+        if not name.endswith("sparsity_mask"):
+            continue
         if not torch.equal(tensors[name].to(torch.float32), expected[name].to(torch.float32)):
-            seed = config.wiring.get("seed")
+            wiring = config.wiring or {}
+            seed = wiring.get("seed", wiring.get("random_seed", wiring.get("erev_init_seed")))
             raise PolicyFileError(
                 f"{path}: tensor '{name}' disagrees with the wiring in the config "
-                f"({config.wiring.get('type')}, seed={seed})"
+                f"({wiring.get('type')}, seed={seed})"
             )
     policy.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()}, strict=True)
     return policy.to(device).eval()

@@ -12,10 +12,10 @@ Matrices are indexed ``[source, destination]``:
 Neuron IDs follow ``ncps``: ``[0, M)`` motor, ``[M, M + C)`` command, ``[M + C, H)`` inter; the
 first M state entries are the outputs. Sensory neurons are the I input features (own index space).
 
-For the same arguments, seed and ``input_dim``, :class:`NCP`, :class:`AutoNCP` and
-:class:`FullyConnected` draw exactly the adjacency and polarity of ``ncps.wirings`` 1.0.1: the
-random draws are made with the same generator, in the same order. Where we differ from ncps, on
-purpose:
+For the same arguments, seed and ``input_dim``, :class:`NCP`, :class:`AutoNCP`,
+:class:`FullyConnected` and :class:`Random` draw exactly the adjacency and polarity of
+``ncps.wirings`` 1.0.1: the random draws are made with the same generator, in the same order.
+Where we differ from ncps, on purpose:
 
 * building is pure: :meth:`Wiring.build` returns a built copy and never changes ``self``, so one
   wiring object can be shared by several layers or models (ncps binds a wiring to the first input
@@ -26,7 +26,8 @@ purpose:
 
 Quirks of ncps that are reproduced because they change the drawn wiring: recurrent command synapses
 are drawn with replacement (duplicates overwrite, so the real count can be lower), and the fan-in
-given to unreached command neurons is clipped to the number of *command* neurons.
+given to unreached command neurons is clipped to the number of *command* neurons; :class:`Random`
+draws the polarity of every sensory synapse twice (the second draw is kept).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AutoNCP", "FullyConnected", "NCP", "Wiring", "wiring_from_config"]
+__all__ = ["AutoNCP", "FullyConnected", "NCP", "Random", "Wiring", "wiring_from_config"]
 
 IntMatrix = npt.NDArray[np.int32]
 
@@ -177,6 +178,17 @@ class Wiring:
             "sensory": tuple(range(self.input_dim or 0)),
         }
 
+    @property
+    def num_layers(self) -> int:
+        """Layers of neurons (1 unless the wiring is layered, e.g. :class:`NCP` has 3)."""
+        return 1
+
+    def get_neurons_of_layer(self, layer_id: int) -> list[int]:
+        """Neuron IDs of one layer, in state order (for a 1-layer wiring: all neurons)."""
+        if layer_id != 0:
+            raise ValueError(f"unknown layer {layer_id}; {type(self).__name__} has 1 layer")
+        return list(range(self.units))
+
     def get_type_of_neuron(self, neuron_id: int) -> str:
         """``"motor"``, ``"command"`` or ``"inter"`` for an internal neuron ID."""
         for name in ("motor", "command", "inter"):
@@ -261,6 +273,77 @@ class FullyConnected(Wiring):
         for src in range(input_dim):
             for dst in range(self.units):
                 sensory[src, dst] = rng.choice([-1, 1, 1])
+        return adjacency, sensory
+
+
+class Random(Wiring):
+    """Random sparse wiring: a fixed number of synapses drawn uniformly without replacement.
+
+    ``round(H*H*(1 - sparsity_level))`` internal synapses from all (src, dst) pairs, then (once
+    built) ``round(I*H*(1 - sparsity_level))`` sensory synapses, with
+    ``np.random.default_rng(random_seed)`` and polarity ``choice([-1, 1, 1])``, in ncps's order
+    (including its second polarity draw per sensory synapse, which changes the stream).
+
+    Args:
+        units: H.
+        output_dim: M, defaults to H.
+        sparsity_level: fraction of absent synapses, in [0, 1).
+        random_seed: seed (ncps default 1111).
+        input_dim: build immediately for I inputs.
+
+    Raises:
+        ValueError: ``sparsity_level`` outside [0, 1).
+    """
+
+    def __init__(
+        self,
+        units: int,
+        output_dim: int | None = None,
+        sparsity_level: float = 0.0,
+        random_seed: int = 1111,
+        input_dim: int | None = None,
+    ) -> None:
+        if not 0.0 <= float(sparsity_level) < 1.0:
+            raise ValueError(f"Random sparsity_level must be in [0, 1), got {sparsity_level}")
+        self.sparsity_level = float(sparsity_level)
+        self.random_seed = int(random_seed)
+        super().__init__(units, units if output_dim is None else output_dim, input_dim)
+        if input_dim is None:
+            self.adjacency_matrix = _readonly(
+                self._draw_internal(np.random.default_rng(self.random_seed))
+            )
+
+    def _arguments(self) -> dict[str, Any]:
+        return {
+            "units": self.units,
+            "output_dim": self.output_dim,
+            "sparsity_level": self.sparsity_level,
+            "random_seed": self.random_seed,
+        }
+
+    def _pairs(self, sources: int) -> npt.NDArray[np.int64]:
+        """All (src, dst) pairs, row-major, as ncps lists them."""
+        src, dst = np.meshgrid(np.arange(sources), np.arange(self.units), indexing="ij")
+        return np.stack([src.ravel(), dst.ravel()], axis=1).astype(np.int64)
+
+    def _count(self, sources: int) -> int:
+        return int(np.round(sources * self.units * (1 - self.sparsity_level)))
+
+    def _draw_internal(self, rng: np.random.Generator) -> IntMatrix:
+        adjacency = np.zeros((self.units, self.units), dtype=np.int32)
+        chosen = rng.choice(self._pairs(self.units), size=self._count(self.units), replace=False)
+        for src, dst in chosen:
+            adjacency[src, dst] = rng.choice([-1, 1, 1])
+        return adjacency
+
+    def _generate(self, input_dim: int) -> tuple[IntMatrix, IntMatrix]:
+        rng = np.random.default_rng(self.random_seed)
+        adjacency = self._draw_internal(rng)
+        sensory = np.zeros((input_dim, self.units), dtype=np.int32)
+        chosen = rng.choice(self._pairs(input_dim), size=self._count(input_dim), replace=False)
+        for src, dst in chosen:
+            rng.choice([-1, 1, 1])  # ncps draws twice and keeps the second
+            sensory[src, dst] = rng.choice([-1, 1, 1])
         return adjacency, sensory
 
 

@@ -1,0 +1,287 @@
+"""The recurrent part of a policy ("core") and the baseline cores that share the conv head.
+
+Every core maps perception features ``(B, F)`` and a state ``(B, S)`` to a new state, and a state
+to motor outputs ``(B, M)``; :class:`~ltc_controller.models.policy.Policy` drives all of them the
+same way (fixed steps of ``step_s`` seconds, features held between frames). The interface:
+
+* ``state_size`` S, ``sensory_size`` F, ``output_size`` M;
+* ``prepare()`` -> a cache reused by every ``advance`` of one sequence (LTC: effective weights);
+* ``advance(features, state, elapsed, cache)`` -> new state ``(B, S)``; ``elapsed`` is a float or a
+  ``(B, 1)`` tensor of seconds (already validated);
+* ``readout(state, features)`` -> outputs ``(B, M)`` (only the feed-forward core reads features);
+* ``size()`` -> :class:`CoreSize` (neurons, synapses, parameters as Lechner et al. 2020, Table 2
+  counts them).
+
+Baselines (Lechner et al. 2020, *Neural circuit policies enabling auditable autonomy*, Table 1-2):
+
+* :class:`LSTMCore`: LSTM (Hochreiter & Schmidhuber 1997) with one bias per gate (Keras
+  convention, forget-gate bias initialised to 1) and a linear readout; state ``[h | c]``, S = 2H.
+  LSTM(64) on 32 features with 1 output has 24,897 parameters and 24,640 weights, as in Table 2.
+* :class:`GRUCore`: ``torch.nn.GRUCell`` (two bias vectors) and a linear readout; S = H.
+* :class:`CTRNNCore`: continuous-time RNN (Funahashi & Nakamura 1993, in the form of Lechner et
+  al. 2020 / Hasani et al. 2021's baseline) ``dx/dt = -x / tau + tanh(W [u, x] + b)``, tau fixed,
+  integrated with explicit Euler in ``ode_unfolds`` sub-steps of ``elapsed / ode_unfolds``, linear
+  readout. CT-RNN(64) on 32 features with 1 output has 6,273 parameters, as in Table 2.
+* :class:`MLPCore`: feed-forward ``Linear(F, U) -> ReLU -> Linear(U, M)`` on the current features;
+  stateless, S = 0 (its state is an empty ``(B, 0)`` tensor).
+
+LSTM and GRU are discrete-time: one update per fixed step, whatever ``elapsed`` is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["CTRNNCore", "Core", "CoreSize", "GRUCore", "LSTMCore", "MLPCore"]
+
+Elapsed = float | Tensor
+
+
+@dataclass(frozen=True)
+class CoreSize:
+    """Size of a core in the terms of Lechner et al. 2020, Table 2.
+
+    Attributes:
+        neurons: recurrent units (LSTM: H, not the 2H state entries; MLP: hidden units).
+        synapses: connections. LTC: wiring synapses, sensory included; others: live weight
+            entries, readout included (Table 2 counts LSTM(64) this way: 24,640).
+        parameters: Table 2's "RNN parameters". LTC: ``3 N + 4 synapses`` (gleak, vleak, cm per
+            neuron; w, sigma, mu, erev per synapse; input/output maps not counted); others: every
+            live trainable number including the readout.
+        trainable: every live trainable number of the core (LTC: plus its input/output maps).
+    """
+
+    neurons: int
+    synapses: int
+    parameters: int
+    trainable: int
+
+
+class Core(nn.Module):
+    """Base class of policy cores; see the module docstring for the interface."""
+
+    @property
+    def state_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def sensory_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def output_size(self) -> int:
+        raise NotImplementedError
+
+    def prepare(self) -> Any:
+        """Per-sequence cache passed to :meth:`advance` (None unless overridden)."""
+        return None
+
+    def advance(self, features: Tensor, state: Tensor, elapsed: Elapsed, cache: Any) -> Tensor:
+        """New state ``(B, S)`` after ``elapsed`` seconds with ``features (B, F)`` held."""
+        raise NotImplementedError
+
+    def readout(self, state: Tensor, features: Tensor) -> Tensor:
+        """Motor outputs ``(B, M)`` of ``state (B, S)``."""
+        raise NotImplementedError
+
+    def size(self) -> CoreSize:
+        raise NotImplementedError
+
+
+def _numel(*tensors: Tensor | None) -> int:
+    return sum(int(t.numel()) for t in tensors if t is not None)
+
+
+class LSTMCore(Core):
+    """LSTM with a single fused gate layer and a linear readout.
+
+    ``z = gates([u, h])`` split into (i, f, g, o); ``c' = sigma(f) c + sigma(i) tanh(g)``,
+    ``h' = sigma(o) tanh(c')``, output ``readout(h')``. State ``(B, 2H) = [h | c]``.
+
+    Parameters: ``gates.weight (4H, F+H)`` (input part Xavier-uniform, recurrent part orthogonal),
+    ``gates.bias (4H,)`` (0, forget gate 1), ``readout.weight (M, H)``, ``readout.bias (M,)``.
+    """
+
+    def __init__(self, input_size: int, units: int, output_size: int) -> None:
+        super().__init__()
+        self.input_size, self.units, self.outputs = int(input_size), int(units), int(output_size)
+        h = self.units
+        self.gates = nn.Linear(self.input_size + h, 4 * h)
+        self.readout_layer = nn.Linear(h, self.outputs)
+        with torch.no_grad():
+            nn.init.xavier_uniform_(self.gates.weight[:, : self.input_size])
+            recurrent = torch.empty(4 * h, h)
+            nn.init.orthogonal_(recurrent)
+            self.gates.weight[:, self.input_size :] = recurrent
+            self.gates.bias.zero_()
+            self.gates.bias[h : 2 * h] = 1.0
+
+    @property
+    def state_size(self) -> int:
+        return 2 * self.units
+
+    @property
+    def sensory_size(self) -> int:
+        return self.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.outputs
+
+    def advance(self, features: Tensor, state: Tensor, elapsed: Elapsed, cache: Any) -> Tensor:
+        h, c = state[:, : self.units], state[:, self.units :]
+        i, f, g, o = self.gates(torch.cat([features, h], 1)).chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], 1)
+
+    def readout(self, state: Tensor, features: Tensor) -> Tensor:
+        result: Tensor = self.readout_layer(state[:, : self.units])
+        return result
+
+    def size(self) -> CoreSize:
+        synapses = _numel(self.gates.weight, self.readout_layer.weight)
+        total = synapses + _numel(self.gates.bias, self.readout_layer.bias)
+        return CoreSize(self.units, synapses, total, total)
+
+
+class GRUCore(Core):
+    """``torch.nn.GRUCell`` (Cho et al. 2014; reset gate after the recurrent product) and a linear
+    readout. Parameters ``cell.weight_ih (3H, F)``, ``cell.weight_hh (3H, H)``, ``cell.bias_ih``,
+    ``cell.bias_hh (3H,)``, ``readout_layer.*``. State ``(B, H)``."""
+
+    def __init__(self, input_size: int, units: int, output_size: int) -> None:
+        super().__init__()
+        self.input_size, self.units, self.outputs = int(input_size), int(units), int(output_size)
+        self.cell = nn.GRUCell(self.input_size, self.units)
+        self.readout_layer = nn.Linear(self.units, self.outputs)
+
+    @property
+    def state_size(self) -> int:
+        return self.units
+
+    @property
+    def sensory_size(self) -> int:
+        return self.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.outputs
+
+    def advance(self, features: Tensor, state: Tensor, elapsed: Elapsed, cache: Any) -> Tensor:
+        result: Tensor = self.cell(features, state)
+        return result
+
+    def readout(self, state: Tensor, features: Tensor) -> Tensor:
+        result: Tensor = self.readout_layer(state)
+        return result
+
+    def size(self) -> CoreSize:
+        c = self.cell
+        synapses = _numel(c.weight_ih, c.weight_hh, self.readout_layer.weight)
+        total = synapses + _numel(c.bias_ih, c.bias_hh, self.readout_layer.bias)
+        return CoreSize(self.units, synapses, total, total)
+
+
+class CTRNNCore(Core):
+    """Continuous-time RNN ``dx/dt = -x / tau + tanh(W [u, x] + b)``, explicit Euler.
+
+    One :meth:`advance` of ``elapsed`` seconds takes ``ode_unfolds`` Euler sub-steps of
+    ``Delta = elapsed / ode_unfolds``: ``x <- x + Delta (-x / tau + tanh(dense([u, x])))``.
+    Output ``readout(x)``. Parameters ``dense.weight (H, F+H)``, ``dense.bias (H,)``,
+    ``readout_layer.*``; tau (seconds) is a fixed buffer, not trained (as Table 2 counts it).
+
+    Raises:
+        ValueError: ``ode_unfolds < 1`` or ``tau_s <= 0``.
+    """
+
+    tau: Tensor
+
+    def __init__(
+        self,
+        input_size: int,
+        units: int,
+        output_size: int,
+        ode_unfolds: int = 6,
+        tau_s: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if int(ode_unfolds) < 1:
+            raise ValueError(f"ode_unfolds must be >= 1, got {ode_unfolds}")
+        if not float(tau_s) > 0.0:
+            raise ValueError(f"tau_s must be > 0 seconds, got {tau_s}")
+        self.input_size, self.units, self.outputs = int(input_size), int(units), int(output_size)
+        self.ode_unfolds = int(ode_unfolds)
+        self.tau_s = float(tau_s)
+        self.dense = nn.Linear(self.input_size + self.units, self.units)
+        self.readout_layer = nn.Linear(self.units, self.outputs)
+        self.register_buffer("tau", torch.tensor(self.tau_s), persistent=False)
+
+    @property
+    def state_size(self) -> int:
+        return self.units
+
+    @property
+    def sensory_size(self) -> int:
+        return self.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.outputs
+
+    def advance(self, features: Tensor, state: Tensor, elapsed: Elapsed, cache: Any) -> Tensor:
+        delta = elapsed / self.ode_unfolds
+        x = state
+        for _ in range(self.ode_unfolds):
+            x = x + delta * (torch.tanh(self.dense(torch.cat([features, x], 1))) - x / self.tau)
+        return x
+
+    def readout(self, state: Tensor, features: Tensor) -> Tensor:
+        result: Tensor = self.readout_layer(state)
+        return result
+
+    def size(self) -> CoreSize:
+        synapses = _numel(self.dense.weight, self.readout_layer.weight)
+        total = synapses + _numel(self.dense.bias, self.readout_layer.bias)
+        return CoreSize(self.units, synapses, total, total)
+
+
+class MLPCore(Core):
+    """Feed-forward readout of the current features: ``Linear(F, U) -> ReLU -> Linear(U, M)``.
+
+    Stateless: the state is ``(B, 0)``, :meth:`advance` returns it unchanged and
+    :meth:`readout` ignores it.
+    """
+
+    def __init__(self, input_size: int, units: int, output_size: int) -> None:
+        super().__init__()
+        self.input_size, self.units, self.outputs = int(input_size), int(units), int(output_size)
+        self.hidden = nn.Linear(self.input_size, self.units)
+        self.readout_layer = nn.Linear(self.units, self.outputs)
+
+    @property
+    def state_size(self) -> int:
+        return 0
+
+    @property
+    def sensory_size(self) -> int:
+        return self.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.outputs
+
+    def advance(self, features: Tensor, state: Tensor, elapsed: Elapsed, cache: Any) -> Tensor:
+        return state
+
+    def readout(self, state: Tensor, features: Tensor) -> Tensor:
+        result: Tensor = self.readout_layer(torch.relu(self.hidden(features)))
+        return result
+
+    def size(self) -> CoreSize:
+        synapses = _numel(self.hidden.weight, self.readout_layer.weight)
+        total = synapses + _numel(self.hidden.bias, self.readout_layer.bias)
+        return CoreSize(self.units, synapses, total, total)
