@@ -1,0 +1,168 @@
+"""Online runtime == offline training pass on the same frames and stamps (DESIGN.md §5).
+
+The training forward pass is ``Policy.forward``/``Policy.run_sequence`` (frame t's features held
+over ``timespans[:, t] = stamp_t - stamp_{t-1}``, fixed steps via ``substep_counts``). The
+runtime's state starts at the first frame's stamp, so that frame takes no step: offline it is
+``timespans[:, 0] = 0``, whose output is the output map of the zero state; online the first tick
+has no output (nothing integrated yet). Every later tick must agree within 1e-6.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ltc_controller.models.policy import Policy, PolicyConfig, substep_counts
+from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig
+from ltc_controller.runtime.preprocess import PreprocessConfig, Preprocessor, decode_image
+from ltc_controller.runtime.schedule import hold_schedule
+
+H, W = 78, 200
+NS = 1_000_000_000
+
+
+class FakeClock:
+    """A monotonic clock that never advances: every deadline is met."""
+
+    def __call__(self) -> float:
+        return 0.0
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    torch.set_num_threads(1)
+    return Policy.from_config(PolicyConfig(step_s=0.05), seed=7).eval()
+
+
+def recorded_frames(n: int, seed: int) -> tuple[list[RawFrame], np.ndarray]:
+    """An irregular camera (10 to 110 ms between frames: jitter and dropped frames), stamps in
+    integer ns from t = 1000 s."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.integers(10_000_000, 110_000_000, n - 1)
+    stamps = 1000 * NS + np.concatenate([[0], np.cumsum(gaps)])
+    frames = []
+    for k, ns in enumerate(stamps.tolist()):
+        img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+        # A moving bright bar, so consecutive features differ a lot.
+        img[:, (7 * k) % W : (7 * k) % W + 20] = 255
+        frames.append(RawFrame(ns / NS, "rgb8", H, W, W * 3, img.tobytes(), stamp_ns=ns))
+    return frames, stamps
+
+
+def preprocessed(frames: list[RawFrame]) -> torch.Tensor:
+    """``(1, T, 3, H, W)`` network inputs, as the runtime's preprocessor makes them."""
+    pre = Preprocessor(PreprocessConfig())
+    imgs = [pre(decode_image(f.encoding, f.height, f.width, f.step, f.data)).copy() for f in frames]
+    return torch.from_numpy(np.stack(imgs)).unsqueeze(0)
+
+
+def runtime(policy: Policy) -> PolicyRuntime:
+    cfg = RuntimeConfig(step_s=policy.config.step_s, deadline_s=1.0, max_lag_s=1.0)
+    return PolicyRuntime(policy, Preprocessor(PreprocessConfig()), cfg, FakeClock())
+
+
+def test_runtime_ticking_at_frame_stamps_equals_policy_forward(policy):
+    frames, stamps = recorded_frames(40, seed=1)
+    rt = runtime(policy)
+    online = []
+    for f in frames:
+        rt.offer_frame(f)
+        r = rt.tick(f.stamp, now_ns=f.stamp_ns)
+        online.append(None if r.outputs is None else r.outputs.copy())
+
+    timespans = torch.from_numpy(np.diff(stamps, prepend=stamps[0]) / NS).unsqueeze(0)
+    with torch.inference_mode():
+        offline = policy(preprocessed(frames), timespans)[0].double().numpy()
+    counts = substep_counts(timespans, policy.config.step_s)[0]
+    assert counts[0] == 0 and set(counts.tolist()) >= {0, 1, 2}  # jitter: 0, 1 or 2 steps
+    assert online[0] is None  # the first frame only sets the state's time zero
+    got = np.stack(online[1:])
+    np.testing.assert_allclose(got, offline[1:], rtol=0, atol=1e-6)
+    assert np.ptp(got) > 1e-3  # the outputs really move
+
+
+def test_runtime_equals_run_sequence_bit_for_bit_on_the_same_features(policy):
+    frames, stamps = recorded_frames(25, seed=2)
+    rt = runtime(policy)
+    online = []
+    for f in frames:
+        rt.offer_frame(f)
+        online.append(rt.tick(f.stamp, now_ns=f.stamp_ns).copy().outputs)
+    imgs = preprocessed(frames)[0]
+    with torch.inference_mode():
+        feats = torch.cat([policy.features(imgs[t : t + 1]) for t in range(len(frames))])
+        timespans = torch.from_numpy(np.diff(stamps, prepend=stamps[0]) / NS).unsqueeze(0)
+        offline = policy.run_sequence(feats.unsqueeze(0), timespans)[0][0].double().numpy()
+    np.testing.assert_array_equal(np.stack(online[1:]), offline[1:])
+
+
+def test_control_faster_than_camera_equals_offline_pass_with_the_same_hold():
+    policy = Policy.from_config(PolicyConfig(step_s=0.01), seed=7).eval()
+    frames, stamps = recorded_frames(45, seed=3)
+    # 100 Hz ticks with 2 ms jitter, starting before the first frame; step 10 ms.
+    rng = np.random.default_rng(4)
+    ticks = 999_980_000_000 + np.arange(200) * 10_000_000 + rng.integers(0, 2_000_000, 200)
+    cfg = RuntimeConfig(step_s=0.01, deadline_s=1.0, max_lag_s=1.0)
+    rt = PolicyRuntime(policy, Preprocessor(PreprocessConfig()), cfg, FakeClock())
+    online, fi = [], 0
+    for t in ticks.tolist():
+        while fi < len(frames) and frames[fi].stamp_ns <= t:
+            rt.offer_frame(frames[fi])
+            fi += 1
+        online.append(rt.tick(t / NS, now_ns=t).copy())
+
+    sched = hold_schedule(stamps, ticks, 10_000_000)
+    assert [r.steps for r in online] == sched.tick_steps.tolist()
+    assert sched.tick_steps.max() >= 1 and (sched.tick_steps == 0).any()
+    imgs = preprocessed(frames)[0]
+    with torch.inference_mode():
+        feats = torch.cat([policy.features(imgs[t : t + 1]) for t in range(len(frames))])
+        step_feats = feats[torch.from_numpy(sched.step_frame)].unsqueeze(0)
+        step_out = policy.run_sequence(step_feats, None)[0][0].double().numpy()
+    for r, last in zip(online, sched.tick_last_step.tolist(), strict=True):
+        if last < 0:
+            assert r.outputs is None
+        else:
+            np.testing.assert_allclose(r.outputs, step_out[last], rtol=0, atol=1e-6)
+    assert sum(r.outputs is not None for r in online) > 180
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gaps=st.lists(st.integers(1, 200_000_000), min_size=1, max_size=40),
+    step_ns=st.sampled_from([1_000_000, 10_000_000, 33_333_333, 50_000_000, 100_000_000]),
+    start=st.integers(0, 2_000_000_000 * NS),
+)
+def test_hold_schedule_at_frame_stamps_gives_the_training_step_counts(gaps, step_ns, start):
+    stamps = start + np.cumsum([0, *gaps])
+    sched = hold_schedule(stamps, stamps, step_ns)
+    timespans = torch.from_numpy(np.diff(stamps, prepend=stamps[0]) / NS).unsqueeze(0)
+    expected = substep_counts(timespans, step_ns / NS)[0].numpy()
+    np.testing.assert_array_equal(sched.tick_steps, expected)
+    # Each frame's features are held over the steps of its own tick.
+    np.testing.assert_array_equal(sched.step_frame, np.repeat(np.arange(len(stamps)), expected))
+
+
+def test_hold_schedule_takes_the_newest_arrived_frame_and_starts_at_its_stamp():
+    ms = 1_000_000
+    stamps = [0, 5 * ms, 12 * ms, 30 * ms]
+    arrivals = [3 * ms, 8 * ms, 15 * ms, 33 * ms]
+    ticks = [2 * ms, 10 * ms, 20 * ms, 40 * ms]
+    s = hold_schedule(stamps, ticks, 5 * ms, arrivals)
+    # Tick 10 ms: frames 0 and 1 arrived, 1 wins; the state's time zero is 5 ms: 1 step.
+    assert s.origin_ns == 5 * ms
+    assert s.tick_frame.tolist() == [-1, 1, 2, 3]
+    assert s.tick_steps.tolist() == [0, 1, 2, 4]
+    # Frame 3 (stamp 30 ms) is held over the steps 20..40 ms of the tick that took it.
+    assert s.step_frame.tolist() == [1, 2, 2, 3, 3, 3, 3]
+    assert s.tick_last_step.tolist() == [-1, 0, 2, 6]
+
+
+def test_hold_schedule_rejects_unsorted_stamps():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        hold_schedule([0, 10, 10], [0, 20], 5)
+    with pytest.raises(ValueError, match="positive"):
+        hold_schedule([0], [0], 0)
