@@ -1,29 +1,46 @@
-"""Policy + safety node with a parameter file (ROS 2 route: `ros2 launch ltc_controller
-ltc_controller.launch.py [params_file:=...] [namespace:=...] [use_sim_time:=true]`)."""
+"""LTC policy + safety fallback (ROS 2 route).
 
-import os
+    ros2 launch ltc_controller ltc_controller.launch.py \
+        [params_file:=/path/to.yaml] [namespace:=/car] [use_sim_time:=true] [log_level:=info]
 
-from ament_index_python.packages import get_package_share_directory
+params_file is a ROS parameters file with ``ltc_policy:`` and ``safety_fallback:`` sections
+(default: the package's config/vehicle.yaml). The policy publishes ``policy_cmd`` and
+``policy_heartbeat``; the safety node, the only one that drives the actuators, publishes the final
+command (``ackermann_cmd`` or ``cmd_vel``, after ``command_type``). Both in ``namespace``.
+"""
+
 from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:
-    share = get_package_share_directory("ltc_controller")
     params_file = LaunchConfiguration("params_file")
-    namespace = LaunchConfiguration("namespace")
     use_sim_time = LaunchConfiguration("use_sim_time")
-    common = {"package": "ltc_controller", "namespace": namespace, "output": "screen"}
+    common = {
+        "package": "ltc_controller",
+        "namespace": LaunchConfiguration("namespace"),
+        "output": "screen",
+        "arguments": ["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+    }
     return LaunchDescription(
         [
             DeclareLaunchArgument(
-                "params_file", default_value=os.path.join(share, "config", "vehicle.yaml")
+                "params_file",
+                default_value=PathJoinSubstitution(
+                    [FindPackageShare("ltc_controller"), "config", "vehicle.yaml"]
+                ),
+                description="ROS parameters file for ltc_policy and safety_fallback",
             ),
-            DeclareLaunchArgument("namespace", default_value=""),
-            DeclareLaunchArgument("use_sim_time", default_value="false"),
+            DeclareLaunchArgument("namespace", default_value="", description="Node namespace"),
+            DeclareLaunchArgument(
+                "use_sim_time", default_value="false", description="Stamp with /clock time"
+            ),
+            DeclareLaunchArgument("log_level", default_value="info", description="ROS log level"),
+            # The safety node first: it publishes safe output until the policy is healthy.
             Node(
                 executable="safety_fallback",
                 name="safety_fallback",

@@ -107,7 +107,8 @@ def test_ros_domain_id_parsing() -> None:
 def test_create_node_applies_namespace_name_and_remaps_from_ros_args() -> None:
     argv = ["--ros-args", "-r", "__ns:=/car", "-r", "__node:=pilot", "-r", "in:=/cam/image"]
     argv += ["-p", "rate_hz:=20.0"]
-    node, args = create_node("ltc_policy", argv)
+    node, args = create_node("ltc_policy", argv, backend="dds")
+    assert isinstance(node, DdsNode)
     try:
         assert (node.name, node.namespace) == ("pilot", "/car")
         assert node.resolve("in") == "/cam/image"
@@ -277,6 +278,7 @@ def _start_helper(topic: str, reliability: str, count: int, *ros_args: str) -> s
     env = dict(os.environ)
     env.update(loopback_env(DOMAIN))
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    env["LTC_CONTROLLER_TRANSPORT"] = "dds"  # the helper uses DdsNode.resolve
     cmd = [sys.executable, str(HERE / "dds_pub_helper.py"), topic, reliability, str(count)]
     if ros_args:
         cmd += ["--ros-args", *ros_args]

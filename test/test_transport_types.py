@@ -180,56 +180,47 @@ def case_diagnostics() -> tuple[Any, Any]:
     return ours, theirs
 
 
+# Values per ROS primitive for the own messages, whose fields change as the nodes grow: every
+# field gets a value (none left at its default), built separately for each library.
+_SAMPLE = {
+    "bool": True,
+    "uint8": 2,
+    "uint32": 2**31 + 5,
+    "int32": -(2**30),
+    "uint64": 2**40 + 3,
+    "int64": -(2**40),
+    "float32": -0.25,
+    "float64": 0.0123,
+    "string": "stale_frame ü",
+}
+
+
+def _own_case(type_name: str) -> tuple[Any, Any]:
+    """Ours and rosbags' message of ``type_name`` with every field set, from rosbags' field
+    definitions (nested: std_msgs/Header only)."""
+    _, fields = ts.fielddefs[type_name]
+    ours: dict[str, Any] = {}
+    theirs: dict[str, Any] = {}
+    for i, (name, (kind, arg)) in enumerate(fields):
+        if kind == 2:  # nested
+            assert arg == "std_msgs/msg/Header", arg
+            ours[name], theirs[name] = _header(f"frame_{i}")
+        elif kind == 1:  # base
+            ours[name] = theirs[name] = _SAMPLE[arg[0]]
+        else:  # sequence / array of base types
+            prim = arg[0][1][0]
+            values = [_SAMPLE[prim], _SAMPLE[prim]] if prim != "string" else [name, ""]
+            ours[name] = bytes(values) if prim in ("uint8", "byte", "char") else values
+            theirs[name] = values if prim == "string" else np.array(values, dtype=prim)
+    return T.new_msg(type_name, **ours), R[type_name](**theirs)
+
+
 def case_policy_status() -> tuple[Any, Any]:
-    ho, ht = _header("")
-    vals: dict[str, Any] = dict(
-        health=1,
-        ticks=2**40 + 3,
-        deadline_misses=7,
-        frames_received=100,
-        frames_used=90,
-        frames_rejected=4,
-        frames_skipped=6,
-        step_s=0.005,
-        steps_last_tick=4,
-        lag_s=-0.001,
-        tick_duration_s=0.0123,
-        frame_age_s=0.05,
-    )
-    reasons = ["stale_frame", "lag", ""]
-    return (
-        T.new_msg("ltc_controller/msg/PolicyStatus", header=ho, reasons=reasons, **vals),
-        R["ltc_controller/msg/PolicyStatus"](header=ht, reasons=reasons, **vals),
-    )
+    return _own_case("ltc_controller/msg/PolicyStatus")
 
 
 def case_safety_status() -> tuple[Any, Any]:
-    ho, ht = _header("")
-    vals: dict[str, Any] = dict(
-        state=2,
-        state_name="FALLBACK",
-        active_fault="command_timeout",
-        transitions=3,
-        commands_received=1000,
-        commands_rejected=2,
-        heartbeats_received=999,
-        steering_angle=-0.125,
-        speed=0.5,
-    )
-    faults = ["command_timeout", "heartbeat_timeout"]
-    limiters = ["speed"]
-    return (
-        T.new_msg(
-            "ltc_controller/msg/SafetyStatus",
-            header=ho,
-            faults=faults,
-            active_limiters=limiters,
-            **vals,
-        ),
-        R["ltc_controller/msg/SafetyStatus"](
-            header=ht, faults=faults, active_limiters=limiters, **vals
-        ),
-    )
+    return _own_case("ltc_controller/msg/SafetyStatus")
 
 
 CASES = {

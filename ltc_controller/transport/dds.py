@@ -8,9 +8,11 @@ each endpoint carries ``typehash=RIHS01_…;`` in USER_DATA as ROS 2 Iron and la
 The executor is single threaded: :meth:`DdsNode.spin` waits on a DDS WaitSet until data arrives or
 the next timer is due, then runs subscription callbacks and timers on the calling thread.
 
-Not implemented here (documented limits): ``ros_discovery_info`` (so ``ros2 node list`` does not
-show the node, while ``ros2 topic`` sees its topics), parameter services, and services in general
-(ROS 2 does not support services across DDS vendors anyway).
+ROS 2 graph: the node publishes its ``ParticipantEntitiesInfo`` on ``ros_discovery_info`` (see
+:mod:`.graph`), so ``ros2 node list``/``ros2 node info`` on a ROS 2 machine show it, and serves the
+six ROS 2 parameter services (see :mod:`.param_services`), so ``ros2 param`` works on it from a
+ROS 2 machine that uses rmw_cyclonedds_cpp. ROS 2 services do not work across DDS vendors (a
+Fast DDS machine cannot call them), as in ROS 2 itself; topics do.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from cyclonedds.util import duration
 
 from ltc_controller.params import ParamSpec, resolve, validate_set
 
+from . import graph
 from . import types as msg_types
 from .port import RELIABLE, QoS
 
@@ -248,7 +251,9 @@ def make_logger(node_name: str, namespace: str = "/", level: str = "info") -> lo
 # Entities
 
 
-def _dds_qos(qos: QoS, type_name: str) -> Any:
+def _dds_qos(qos: QoS, type_hash: str | None, user_data: str = "") -> Any:
+    """The DDS QoS of a ROS endpoint: ``qos`` plus XCDR1 and USER_DATA ``<user_data>typehash=…;``
+    (rmw_cyclonedds_cpp's layout; ``type_hash`` None leaves the hash out)."""
     if qos.depth < 1:
         raise ValueError(f"QoS depth must be >= 1, got {qos.depth}")
     reliability = (
@@ -266,8 +271,25 @@ def _dds_qos(qos: QoS, type_name: str) -> Any:
         durability,
         Policy.History.KeepLast(qos.depth),
         Policy.DataRepresentation(use_cdrv0_representation=True),
-        Policy.Userdata(data=f"typehash={msg_types.type_hash(type_name)};".encode()),
+        Policy.Userdata(
+            data=(user_data + (f"typehash={type_hash};" if type_hash else "")).encode()
+        ),
     )
+
+
+def user_data_of(endpoint: Any) -> dict[str, str]:
+    """``key=value;`` pairs of a discovered endpoint's USER_DATA (a ``DcpsEndpoint``); ``{}`` when
+    it has none or it is not text."""
+    try:
+        raw = endpoint.qos[Policy.Userdata].data
+    except (KeyError, AttributeError, TypeError):
+        return {}
+    try:
+        text = bytes(raw).decode()
+    except UnicodeDecodeError:
+        return {}
+    pairs = (item.split("=", 1) for item in text.split(";") if "=" in item)
+    return {k: v for k, v in pairs}
 
 
 class DdsPublisher:
@@ -325,6 +347,7 @@ class DdsTimer:
 
 class _Subscription:
     __slots__ = ("reader", "cond", "callback", "depth", "topic", "type_name", "received")
+    # reader: DataReader; topic: ROS name (or DDS name for internal readers); callback(sample)
 
     def __init__(
         self,
@@ -355,10 +378,14 @@ class DdsNode:
             :attr:`parameter_overrides`); the node classes declare and validate them.
         domain_id: DDS domain; default ``ROS_DOMAIN_ID`` (0 when unset).
         log_level: ROS log level name for :attr:`logger`.
+        parameter_services: serve the six ROS 2 parameter services (``ros2 param``) on
+            ``<node>/get_parameters`` etc. (see :mod:`.param_services`).
+        gid_size: GID bytes in ``ros_discovery_info``: 16 (Iron and later) or 24 (Humble);
+            default from the environment (:func:`.graph.gid_size_from_env`).
 
     Raises :class:`NameError_` for an invalid name or namespace, ``ValueError`` for a bad
-    ``ROS_DOMAIN_ID`` or log level, ``cyclonedds.core.DDSException`` when DDS cannot start (e.g. an
-    invalid ``CYCLONEDDS_URI``).
+    ``ROS_DOMAIN_ID``, log level or GID size, ``cyclonedds.core.DDSException`` when DDS cannot
+    start (e.g. an invalid ``CYCLONEDDS_URI``).
     """
 
     def __init__(
@@ -370,6 +397,8 @@ class DdsNode:
         parameters: Mapping[str, Any] | None = None,
         domain_id: int | None = None,
         log_level: str = "info",
+        parameter_services: bool = True,
+        gid_size: int | None = None,
     ) -> None:
         remaps = dict(remaps or {})
         self._name = validate_node_name(remaps.get("__node", name))
@@ -381,14 +410,21 @@ class DdsNode:
         self._param_callbacks: list[Callable[[dict[str, Any]], str]] = []
         self._logger = make_logger(self._name, self._namespace, log_level)
         self.domain_id = domain_from_env() if domain_id is None else int(domain_id)
-        self._participant = DomainParticipant(self.domain_id)
+        self.gid_size = graph.gid_size_from_env() if gid_size is None else int(gid_size)
+        if self.gid_size not in msg_types.GID_SIZES:
+            raise ValueError(f"GID size must be one of {msg_types.GID_SIZES}, got {gid_size}")
+        self._participant = DomainParticipant(
+            self.domain_id, qos=Qos(Policy.Userdata(data=graph.ENCLAVE_USER_DATA))
+        )
         self._waitset = WaitSet(self._participant)
         self._guard = GuardCondition(self._participant)
         self._waitset.attach(self._guard)
-        self._topics: dict[str, tuple[Any, str]] = {}
+        self._topics: dict[str, tuple[Any, type]] = {}
         self._subs: list[_Subscription] = []
         self._timers: list[DdsTimer] = []
         self._publishers: list[DdsPublisher] = []
+        self._spin_hooks: list[Callable[[], float | None]] = []
+        self._hook_wait_s: float | None = None
         self._lock = threading.Lock()
         self._stop = False
         self._closed = False
@@ -397,6 +433,28 @@ class DdsNode:
         self._last_error_log: dict[int, float] = {}
         #: callbacks (subscription or timer) that raised, in total
         self.callback_errors = 0
+        # ROS graph: GUIDs of this node's readers and writers, published on ros_discovery_info.
+        self._reader_guids: list[bytes] = []
+        self._writer_guids: list[bytes] = []
+        self._graph_dirty = True
+        info_cls = msg_types.discovery_classes(self.gid_size)[0]
+        self._graph_writer = DataWriter(
+            self._participant,
+            Topic(self._participant, graph.DISCOVERY_TOPIC, info_cls),
+            qos=_dds_qos(
+                graph.DISCOVERY_QOS,
+                msg_types.type_hash(msg_types.PARTICIPANT_ENTITIES_INFO)
+                if self.gid_size == 16
+                else None,  # Humble has no type hashes
+            ),
+        )
+        #: the parameter services, or None (``parameter_services=False``)
+        self.parameter_server: Any = None
+        if parameter_services:
+            from .param_services import ParameterServer
+
+            self.parameter_server = ParameterServer(self)
+        self.publish_graph()
 
     # -- port.Node ------------------------------------------------------------------------
 
@@ -473,9 +531,7 @@ class DdsNode:
         self._check_open()
         fq = self.resolve(topic)
         cls = msg_types.idl_class(type_name)
-        writer = DataWriter(
-            self._participant, self._topic(fq, type_name), qos=_dds_qos(qos, type_name)
-        )
+        writer = self.open_writer("rt" + fq, cls, qos, msg_types.type_hash(type_name))
         pub = DdsPublisher(self, writer, cls, fq, type_name)
         self._publishers.append(pub)
         return pub
@@ -490,16 +546,82 @@ class DdsNode:
         """
         self._check_open()
         fq = self.resolve(topic)
-        msg_types.idl_class(type_name)
+        cls = msg_types.idl_class(type_name)
+        self.open_reader("rt" + fq, cls, qos, msg_types.type_hash(type_name), callback, topic=fq)
+
+    def open_writer(
+        self, dds_topic: str, cls: type, qos: QoS, type_hash: str | None, user_data: str = ""
+    ) -> Any:
+        """A DDS ``DataWriter`` of ``cls`` on the DDS topic ``dds_topic`` (no name mangling),
+        listed among this node's writers in the ROS graph. For services and other ROS entities
+        that are not plain topics; ``user_data`` goes before ``typehash=…;`` in USER_DATA.
+
+        Raises ``ValueError`` (QoS, or the topic already has another type in this node),
+        ``RuntimeError`` after shutdown.
+        """
+        self._check_open()
+        writer = DataWriter(
+            self._participant, self._topic(dds_topic, cls), qos=_dds_qos(qos, type_hash, user_data)
+        )
+        with self._lock:
+            self._writer_guids.append(writer.get_guid().bytes)
+            self._graph_dirty = True
+        self._guard.set(True)
+        return writer
+
+    def open_reader(
+        self,
+        dds_topic: str,
+        cls: type,
+        qos: QoS,
+        type_hash: str | None,
+        callback: Callable[[Any], None],
+        user_data: str = "",
+        topic: str | None = None,
+    ) -> Any:
+        """A DDS ``DataReader`` whose samples (``cls`` instances, with ``sample.sample_info``)
+        go to ``callback`` on the executor thread; listed among this node's readers in the ROS
+        graph. ``topic`` names it in error logs (default ``dds_topic``). Raises like
+        :meth:`open_writer`."""
+        self._check_open()
         reader = DataReader(
-            self._participant, self._topic(fq, type_name), qos=_dds_qos(qos, type_name)
+            self._participant, self._topic(dds_topic, cls), qos=_dds_qos(qos, type_hash, user_data)
         )
         cond = ReadCondition(reader, SampleState.NotRead | ViewState.Any | InstanceState.Any)
-        sub = _Subscription(reader, cond, callback, qos.depth, fq, type_name)
+        ros_type = str(getattr(cls, "__ros_type__", cls.__name__))
+        sub = _Subscription(reader, cond, callback, qos.depth, topic or dds_topic, ros_type)
         with self._lock:
             self._subs.append(sub)
+            self._reader_guids.append(reader.get_guid().bytes)
+            self._graph_dirty = True
         self._waitset.attach(cond)
         self._guard.set(True)  # let a running spin() pick up the new reader now
+        return reader
+
+    def add_spin_hook(self, hook: Callable[[], float | None]) -> None:
+        """Call ``hook()`` on the executor thread after every :meth:`spin_once`; it returns the
+        longest the executor may wait before calling it again (seconds), or None for no limit."""
+        with self._lock:
+            self._spin_hooks.append(hook)
+
+    def graph_entities(self) -> tuple[bytes, list[bytes], list[bytes]]:
+        """``(participant GUID, reader GUIDs, writer GUIDs)`` as 16-byte values: what this node
+        publishes on ``ros_discovery_info``."""
+        with self._lock:
+            readers, writers = list(self._reader_guids), list(self._writer_guids)
+        return self._participant.get_guid().bytes, readers, writers
+
+    def publish_graph(self) -> None:
+        """Publish this node's ``ParticipantEntitiesInfo`` on ``ros_discovery_info`` now (done
+        automatically at start and, by :meth:`spin_once`, after endpoints were created)."""
+        if self._closed:
+            return
+        participant, readers, writers = self.graph_entities()
+        self._graph_dirty = False
+        info = graph.participant_entities_info(
+            participant, [(self._namespace, self._name, readers, writers)], self.gid_size
+        )
+        self._graph_writer.write(info)
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> DdsTimer:
         """A periodic timer on ``time.monotonic()``, first firing one period from now.
@@ -552,16 +674,22 @@ class DdsNode:
             return 0
         self._spinning = True
         try:
+            if self._graph_dirty:
+                self.publish_graph()
             wait_s = _MAX_WAIT_S if timeout_s is None else max(0.0, float(timeout_s))
             next_due = self._next_deadline()
             if next_due is not None:
                 wait_s = min(wait_s, max(0.0, next_due - time.monotonic()))
+            if self._hook_wait_s is not None:
+                wait_s = min(wait_s, self._hook_wait_s)
             if wait_s > 0:
                 self._waitset.wait(int(wait_s * 1e9))
             if self._stop:
                 return 0
             self._guard.set(False)
-            return self._run_subscriptions() + self._run_timers()
+            ran = self._run_subscriptions() + self._run_timers()
+            self._run_hooks()
+            return ran
         except DDSException:
             if self._stop or self._closed:
                 return 0  # entities deleted under us by a concurrent shutdown()
@@ -609,20 +737,32 @@ class DdsNode:
         if self._closed or self._stop:
             raise RuntimeError(f"node {self._name!r} is shut down")
 
-    def _topic(self, fq_name: str, type_name: str) -> Any:
-        dds_name = "rt" + fq_name
+    def _topic(self, dds_name: str, cls: type) -> Any:
         with self._lock:
             known = self._topics.get(dds_name)
             if known is not None:
-                topic, known_type = known
-                if known_type != type_name:
-                    raise ValueError(
-                        f"topic {fq_name!r} already has type {known_type}, not {type_name}"
-                    )
+                topic, known_cls = known
+                if known_cls is not cls:
+                    name = dds_name[2:] if dds_name.startswith("rt/") else dds_name
+                    had = getattr(known_cls, "__ros_type__", known_cls.__name__)
+                    want = getattr(cls, "__ros_type__", cls.__name__)
+                    raise ValueError(f"topic {name!r} already has type {had}, not {want}")
                 return topic
-            topic = Topic(self._participant, dds_name, msg_types.idl_class(type_name))
-            self._topics[dds_name] = (topic, type_name)
+            topic = Topic(self._participant, dds_name, cls)
+            self._topics[dds_name] = (topic, cls)
             return topic
+
+    def _run_hooks(self) -> None:
+        waits = []
+        for hook in list(self._spin_hooks):
+            try:
+                wait = hook()
+            except Exception:
+                self._callback_failed(hook, "spin hook")
+                continue
+            if wait is not None:
+                waits.append(wait)
+        self._hook_wait_s = max(0.0, min(waits)) if waits else None
 
     def _next_deadline(self) -> float | None:
         due = [t.next_s for t in self._timers if not t.cancelled]

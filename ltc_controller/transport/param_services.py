@@ -1,0 +1,497 @@
+"""ROS 2 parameter services over plain DDS, the way rmw_cyclonedds_cpp puts them on the wire.
+
+A ROS 2 node serves six services under its fully qualified name (``/ns/node/get_parameters`` …).
+rmw_cyclonedds_cpp maps service ``S`` of type ``pkg/srv/T`` to two DDS topics:
+
+- requests on ``rq<S>Request``, type ``pkg::srv::dds_::T_Request_``;
+- replies on ``rr<S>Reply``, type ``pkg::srv::dds_::T_Response_``;
+
+both reliable, volatile, keep last 10 (``rmw_qos_profile_services_default``). Every sample starts
+with a 16-byte request header, ``uint64 guid`` (the client's request writer's DDS instance handle)
+and ``int64 seq`` (the client's request counter); the server echoes both in the reply, and every
+client on the reply topic keeps only replies with its own ``guid`` (see
+:func:`.types.service_wire_class`). USER_DATA carries ``serviceid=…;`` (server endpoints) or
+``clientid=…;`` (client endpoints) before ``typehash=…;``: a client counts a service as available
+once it matched a request reader and a reply writer with the same ``serviceid``, and a server
+delays a reply until its reply writer matched the reader whose ``clientid`` equals that of the
+request's writer, because a reply written before that match is lost.
+
+ROS 2 services do not work across DDS vendors (a Fast DDS machine cannot call them, as with ROS 2
+itself): the header layout is rmw_cyclonedds_cpp's.
+
+:class:`ParameterServer` serves a :class:`~.dds.DdsNode`'s declared parameters
+(:class:`~ltc_controller.params.ParamSpec`); sets go through ``node.set_parameters`` so that the
+node's validator decides, and a rejected set answers with its reason. :class:`ParameterClient` is
+the client (``ltc-controller param``) and works against any ROS 2 node on rmw_cyclonedds_cpp too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import param_values as pv
+from . import types as msg_types
+from .port import QoS
+
+if TYPE_CHECKING:
+    from .dds import DdsNode
+
+__all__ = [
+    "SERVICES",
+    "SERVICE_QOS",
+    "ParameterClient",
+    "ParameterServer",
+    "ParameterServiceError",
+    "reply_topic",
+    "request_topic",
+]
+
+#: Service short name -> service type, the six every ROS 2 node serves.
+SERVICES = {
+    "describe_parameters": "rcl_interfaces/srv/DescribeParameters",
+    "get_parameter_types": "rcl_interfaces/srv/GetParameterTypes",
+    "get_parameters": "rcl_interfaces/srv/GetParameters",
+    "list_parameters": "rcl_interfaces/srv/ListParameters",
+    "set_parameters": "rcl_interfaces/srv/SetParameters",
+    "set_parameters_atomically": "rcl_interfaces/srv/SetParametersAtomically",
+}
+#: rmw_qos_profile_services_default.
+SERVICE_QOS = QoS("reliable", "volatile", 10)
+# How long a server keeps a reply while the client's reply reader is not matched yet.
+_REPLY_WAIT_S = 2.0
+_ids = itertools.count(1)
+
+
+class ParameterServiceError(RuntimeError):
+    """A parameter service was not found or did not answer in time; the message says which."""
+
+
+def request_topic(service: str) -> str:
+    """DDS topic of requests: ``/n/get_parameters`` -> ``rq/n/get_parametersRequest``."""
+    return f"rq{service}Request"
+
+
+def reply_topic(service: str) -> str:
+    """DDS topic of a service's replies: ``/n/get_parameters`` -> ``rr/n/get_parametersReply``."""
+    return f"rr{service}Reply"
+
+
+def _endpoint_id(node: DdsNode) -> str:
+    """A process-unique id for one client or service (its USER_DATA ``clientid``/``serviceid``):
+    the participant GUID prefix and a counter, in hex."""
+    prefix = node.graph_entities()[0][:12].hex()
+    return f"{prefix}.{next(_ids):x}"
+
+
+@dataclass
+class _PendingReply:
+    writer: Any
+    client_id: str
+    reply: Any
+    deadline_s: float
+
+
+# --------------------------------------------------------------------------------------------
+# Server
+
+
+class ParameterServer:
+    """The six ROS 2 parameter services of one :class:`~.dds.DdsNode` (created by the node).
+
+    Serves the node's declared parameters (``node.parameter_specs``) and current values. As in
+    rclpy: a parameter keeps its declared type (an integer is refused for a double), undeclared
+    names get type ``NOT_SET`` from ``get_parameters``/``get_parameter_types``, and parameters
+    cannot be undeclared. ``set_parameters`` applies each parameter separately,
+    ``set_parameters_atomically`` all or none.
+
+    Counters: ``requests`` served, ``replies_dropped`` (the client's reply reader never matched).
+    """
+
+    def __init__(self, node: DdsNode) -> None:
+        self._node = node
+        self._pending: list[_PendingReply] = []
+        self._readers: dict[str, Any] = {}
+        self.requests = 0
+        self.replies_dropped = 0
+        for short, srv in SERVICES.items():
+            service = f"{node.fully_qualified_name}/{short}"
+            user = f"serviceid={_endpoint_id(node)};"
+            writer = node.open_writer(
+                reply_topic(service),
+                msg_types.service_wire_class(srv + "_Response"),
+                SERVICE_QOS,
+                msg_types.type_hash(srv + "_Response"),
+                user,
+            )
+
+            def on_request(sample: Any, short: str = short, writer: Any = writer) -> None:
+                self._on_request(short, writer, sample)
+
+            self._readers[short] = node.open_reader(
+                request_topic(service),
+                msg_types.service_wire_class(srv + "_Request"),
+                SERVICE_QOS,
+                msg_types.type_hash(srv + "_Request"),
+                on_request,
+                user,
+            )
+        node.add_spin_hook(self._flush)
+
+    # -- request handling --------------------------------------------------------------------
+
+    def _on_request(self, short: str, writer: Any, request: Any) -> None:
+        self.requests += 1
+        fields = getattr(self, "_" + short)(request)
+        reply_cls = msg_types.service_wire_class(SERVICES[short] + "_Response")
+        reply = reply_cls(
+            **{
+                msg_types.HEADER_GUID: getattr(request, msg_types.HEADER_GUID),
+                msg_types.HEADER_SEQ: getattr(request, msg_types.HEADER_SEQ),
+            },
+            **fields,
+        )
+        client_id = self._client_id(short, request)
+        if client_id is None or _matches_reader(writer, client_id):
+            writer.write(reply)
+        else:
+            deadline = time.monotonic() + _REPLY_WAIT_S
+            self._pending.append(_PendingReply(writer, client_id, reply, deadline))
+
+    def _client_id(self, short: str, request: Any) -> str | None:
+        """The ``clientid`` in the USER_DATA of the writer that sent ``request`` (None: none)."""
+        from .dds import user_data_of
+
+        info = getattr(request, "sample_info", None)
+        if info is None:
+            return None
+        endpoint = self._readers[short].get_matched_publication_data(info.publication_handle)
+        return user_data_of(endpoint).get("clientid") if endpoint is not None else None
+
+    def _flush(self) -> float | None:
+        """Spin hook: send the replies whose client reader has matched; drop expired ones."""
+        if not self._pending:
+            return None
+        now = time.monotonic()
+        keep = []
+        for p in self._pending:
+            if _matches_reader(p.writer, p.client_id):
+                p.writer.write(p.reply)
+            elif now > p.deadline_s:
+                self.replies_dropped += 1
+                self._node.logger.warning(
+                    f"dropped a parameter service reply: client {p.client_id} never matched"
+                )
+            else:
+                keep.append(p)
+        self._pending = keep
+        return 0.01 if keep else None
+
+    # -- the six services ----------------------------------------------------------------------
+
+    def _specs(self) -> dict[str, Any]:
+        return {s.name: s for s in self._node.parameter_specs}
+
+    def _value(self, value: Any) -> Any:
+        if value is None:
+            return self._node.msg("rcl_interfaces/msg/ParameterValue")
+        t = pv.type_of_value(value)
+        return self._node.msg(
+            "rcl_interfaces/msg/ParameterValue", type=t, **{pv.VALUE_FIELDS[t]: value}
+        )
+
+    def _get_parameters(self, req: Any) -> dict[str, Any]:
+        values = self._node.get_parameters()
+        return {"values": [self._value(values.get(n)) for n in req.names]}
+
+    def _get_parameter_types(self, req: Any) -> dict[str, Any]:
+        specs = self._specs()
+        types = [pv.parameter_type(specs[n]) if n in specs else pv.NOT_SET for n in req.names]
+        return {"types": bytes(types)}
+
+    def _list_parameters(self, req: Any) -> dict[str, Any]:
+        names, prefixes = pv.select_parameters(self._specs(), list(req.prefixes), int(req.depth))
+        result = self._node.msg(
+            "rcl_interfaces/msg/ListParametersResult", names=names, prefixes=prefixes
+        )
+        return {"result": result}
+
+    def _describe_parameters(self, req: Any) -> dict[str, Any]:
+        specs = self._specs()
+        out = []
+        for name in req.names:
+            spec = specs.get(name)
+            if spec is None:
+                out.append(self._node.msg("rcl_interfaces/msg/ParameterDescriptor", name=name))
+                continue
+            d = pv.descriptor_fields(spec)
+            fp = [
+                self._node.msg(
+                    "rcl_interfaces/msg/FloatingPointRange", from_value=a, to_value=b, step=c
+                )
+                for a, b, c in d.pop("floating_point_range")
+            ]
+            ir = [
+                self._node.msg("rcl_interfaces/msg/IntegerRange", from_value=a, to_value=b, step=c)
+                for a, b, c in d.pop("integer_range")
+            ]
+            out.append(
+                self._node.msg(
+                    "rcl_interfaces/msg/ParameterDescriptor",
+                    floating_point_range=fp,
+                    integer_range=ir,
+                    **d,
+                )
+            )
+        return {"descriptors": out}
+
+    def _changes(self, parameters: Sequence[Any]) -> tuple[dict[str, Any], str]:
+        specs = self._specs()
+        changes: dict[str, Any] = {}
+        for p in parameters:
+            spec = specs.get(p.name)
+            t = int(p.value.type)
+            if spec is None:
+                return {}, f"parameter '{p.name}' is not declared"
+            if t == pv.NOT_SET:
+                return {}, f"parameter '{p.name}' cannot be undeclared"
+            reason = pv.type_mismatch(spec, t)
+            if reason:
+                return {}, reason
+            changes[p.name] = getattr(p.value, pv.VALUE_FIELDS[t])
+        return changes, ""
+
+    def _apply(self, parameters: Sequence[Any]) -> Any:
+        changes, reason = self._changes(parameters)
+        if not reason:
+            try:
+                reason = self._node.set_parameters(changes)
+            except Exception as exc:  # a validator that raises rejects; the node keeps running
+                reason = f"parameter validator raised {type(exc).__name__}: {exc}"
+        return self._node.msg(
+            "rcl_interfaces/msg/SetParametersResult", successful=not reason, reason=reason
+        )
+
+    def _set_parameters(self, req: Any) -> dict[str, Any]:
+        return {"results": [self._apply([p]) for p in req.parameters]}
+
+    def _set_parameters_atomically(self, req: Any) -> dict[str, Any]:
+        return {"result": self._apply(list(req.parameters))}
+
+
+def _matches_reader(writer: Any, client_id: str) -> bool:
+    """Whether ``writer`` matched a reader whose USER_DATA has ``clientid=<client_id>``."""
+    from .dds import user_data_of
+
+    for handle in writer.get_matched_subscriptions():
+        endpoint = writer.get_matched_subscription_data(handle)
+        if endpoint is not None and user_data_of(endpoint).get("clientid") == client_id:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# Client
+
+
+class _ServiceClient:
+    """Request writer + reply reader of one service, sharing one ``clientid``."""
+
+    def __init__(self, node: DdsNode, service: str, srv_type: str) -> None:
+        self.service = service
+        self.srv_type = srv_type
+        user = f"clientid={_endpoint_id(node)};"
+        self.request_cls = msg_types.service_wire_class(srv_type + "_Request")
+        self.writer = node.open_writer(
+            request_topic(service),
+            self.request_cls,
+            SERVICE_QOS,
+            msg_types.type_hash(srv_type + "_Request"),
+            user,
+        )
+        # rmw_cyclonedds_cpp's header guid: the request writer's instance handle, as uint64.
+        self.guid = self.writer.get_instance_handle() & 0xFFFF_FFFF_FFFF_FFFF
+        self.replies: dict[int, Any] = {}
+        self.reader = node.open_reader(
+            reply_topic(service),
+            msg_types.service_wire_class(srv_type + "_Response"),
+            SERVICE_QOS,
+            msg_types.type_hash(srv_type + "_Response"),
+            self._on_reply,
+            user,
+        )
+
+    def _on_reply(self, reply: Any) -> None:
+        if getattr(reply, msg_types.HEADER_GUID) == self.guid:
+            self.replies[getattr(reply, msg_types.HEADER_SEQ)] = reply
+
+    def available(self) -> bool:
+        """rmw_cyclonedds_cpp's rule: a matched request reader and reply writer with the same
+        ``serviceid`` (or, for servers without ids, any matched pair)."""
+        from .dds import user_data_of
+
+        readers = [
+            self.writer.get_matched_subscription_data(h)
+            for h in self.writer.get_matched_subscriptions()
+        ]
+        writers = [
+            self.reader.get_matched_publication_data(h)
+            for h in self.reader.get_matched_publications()
+        ]
+        ids = {user_data_of(r).get("serviceid") for r in readers if r is not None} - {None}
+        if not ids:
+            return bool(readers) and bool(writers)
+        return any(user_data_of(w).get("serviceid") in ids for w in writers if w is not None)
+
+
+class ParameterClient:
+    """Calls the parameter services of the node ``target`` (e.g. ``"/car/ltc_policy"``).
+
+    Uses ``node`` (a :class:`~.dds.DdsNode`, spun by the calls) or, when None, a hidden node of its
+    own (``_ltc_param_client_<pid>``, closed by :meth:`close`). All calls raise
+    :class:`ParameterServiceError` when the service is not found or does not answer within
+    ``timeout_s`` seconds.
+    """
+
+    def __init__(self, target: str, node: DdsNode | None = None, timeout_s: float = 5.0) -> None:
+        from .dds import DdsNode, normalize_namespace
+
+        self.target = normalize_namespace(target)
+        if self.target == "/":
+            raise ValueError("a node name is needed, e.g. /ltc_policy")
+        self.timeout_s = timeout_s
+        self._own = node is None
+        self._node = node or DdsNode(f"_ltc_param_client_{os.getpid()}", parameter_services=False)
+        self._clients: dict[str, _ServiceClient] = {}
+        self._seq = itertools.count(1)
+
+    def close(self) -> None:
+        """Shut down the client's own node (if it made one)."""
+        if self._own:
+            self._node.shutdown()
+
+    def __enter__(self) -> ParameterClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _client(self, short: str) -> _ServiceClient:
+        client = self._clients.get(short)
+        if client is None:
+            client = _ServiceClient(self._node, f"{self.target}/{short}", SERVICES[short])
+            self._clients[short] = client
+        return client
+
+    def wait_for_services(self, shorts: Sequence[str] = tuple(SERVICES)) -> bool:
+        """Wait up to ``timeout_s`` for the named services (default: all six); True when all
+        are available."""
+        clients = [self._client(s) for s in shorts]
+        end = time.monotonic() + self.timeout_s
+        while True:
+            if all(c.available() for c in clients):
+                return True
+            if time.monotonic() >= end:
+                return False
+            self._node.spin_once(0.02)
+
+    def call(self, short: str, **fields: Any) -> Any:
+        """Send one request to service ``short`` (e.g. ``"get_parameters"``) and return the
+        reply (a ``…_Response`` wire sample). Raises :class:`ParameterServiceError`."""
+        client = self._client(short)
+        service = client.service
+        if not self.wait_for_services([short]):
+            raise ParameterServiceError(
+                f"no service {service} within {self.timeout_s:g} s on ROS_DOMAIN_ID="
+                f"{self._node.domain_id} (is the node running? ROS 2 services need "
+                "rmw_cyclonedds_cpp on the other side: they do not cross DDS vendors)"
+            )
+        seq = next(self._seq)
+        request = client.request_cls(
+            **{msg_types.HEADER_GUID: client.guid, msg_types.HEADER_SEQ: seq}, **fields
+        )
+        client.writer.write(request)
+        end = time.monotonic() + self.timeout_s
+        while seq not in client.replies:
+            if time.monotonic() >= end:
+                raise ParameterServiceError(f"{service}: no reply within {self.timeout_s:g} s")
+            self._node.spin_once(0.02)
+        return client.replies.pop(seq)
+
+    # -- typed helpers -------------------------------------------------------------------------
+
+    def get(self, names: Sequence[str]) -> list[Any]:
+        """Current values of ``names`` (None for a parameter that is not set)."""
+        reply = self.call("get_parameters", names=list(names))
+        return [value_of(v) for v in reply.values]
+
+    def types(self, names: Sequence[str]) -> list[int]:
+        """``rcl_interfaces/msg/ParameterType`` numbers of ``names`` (0: not set)."""
+        return list(bytes(self.call("get_parameter_types", names=list(names)).types))
+
+    def list_parameters(
+        self, prefixes: Sequence[str] = (), depth: int = 0
+    ) -> tuple[list[str], list[str]]:
+        """``(names, prefixes)`` from ``list_parameters`` (depth 0: recursive)."""
+        result = self.call("list_parameters", prefixes=list(prefixes), depth=depth).result
+        return list(result.names), list(result.prefixes)
+
+    def describe(self, names: Sequence[str]) -> list[dict[str, Any]]:
+        """Descriptors of ``names`` as dicts (the ``ParameterDescriptor`` fields; ranges as lists
+        of ``(from_value, to_value, step)``)."""
+        out = []
+        for d in self.call("describe_parameters", names=list(names)).descriptors:
+            out.append(
+                {
+                    "name": d.name,
+                    "type": int(d.type),
+                    "description": d.description,
+                    "additional_constraints": d.additional_constraints,
+                    "read_only": bool(d.read_only),
+                    "dynamic_typing": bool(d.dynamic_typing),
+                    "floating_point_range": [
+                        (r.from_value, r.to_value, r.step) for r in d.floating_point_range
+                    ],
+                    "integer_range": [(r.from_value, r.to_value, r.step) for r in d.integer_range],
+                }
+            )
+        return out
+
+    def set(self, values: Mapping[str, Any]) -> list[str]:
+        """Set each parameter separately; returns one reason per parameter (``""``: accepted).
+        Values are sent with the ROS type of their Python type (see :func:`parameter`)."""
+        reply = self.call(
+            "set_parameters", parameters=[self.parameter(n, v) for n, v in values.items()]
+        )
+        return [r.reason if not r.successful else "" for r in reply.results]
+
+    def set_atomically(self, values: Mapping[str, Any]) -> str:
+        """Set all of ``values`` or none; returns ``""`` or the reason of the rejection."""
+        params = [self.parameter(n, v) for n, v in values.items()]
+        result = self.call("set_parameters_atomically", parameters=params).result
+        return "" if result.successful else str(result.reason)
+
+    def parameter(self, name: str, value: Any) -> Any:
+        """An ``rcl_interfaces/msg/Parameter`` for ``value`` (type from the Python type: bool,
+        int, float, str, bytes, or a list of one of them). Raises ``TypeError``."""
+        t = pv.type_of_value(value)
+        fields = {pv.VALUE_FIELDS[t]: list(value) if isinstance(value, tuple) else value}
+        pvalue = msg_types.new_msg("rcl_interfaces/msg/ParameterValue", type=t, **fields)
+        return msg_types.new_msg("rcl_interfaces/msg/Parameter", name=name, value=pvalue)
+
+
+def value_of(value: Any) -> Any:
+    """The Python value of an ``rcl_interfaces/msg/ParameterValue`` (None when not set)."""
+    t = int(value.type)
+    if t == pv.NOT_SET:
+        return None
+    if t not in pv.VALUE_FIELDS:
+        raise ValueError(f"unknown ParameterType {t}")
+    v = getattr(value, pv.VALUE_FIELDS[t])
+    if t == pv.BYTE_ARRAY:
+        return bytes(v)
+    return list(v) if isinstance(v, list | tuple) else v

@@ -1,0 +1,267 @@
+"""The rclpy backend of the transport port: the node classes as ordinary ROS 2 nodes.
+
+Thin by design: each port call maps to one rclpy call.
+
+- Parameters are ROS parameters, declared from :class:`~ltc_controller.params.ParamSpec` with a
+  ``ParameterDescriptor`` (description, unit and choices as ``additional_constraints``,
+  ``read_only``, ``floating_point_range``/``integer_range``), so ``ros2 param describe`` shows the
+  declaration and rclpy enforces type, range and read-only before the node's validator runs
+  (``add_on_set_parameters_callback``). As in rclpy, a parameter keeps its declared type: a YAML
+  ``rate_hz: 20`` for a double is refused; write ``20.0``.
+- Timers run on a steady clock (``Clock(clock_type=STEADY_TIME)``), so the control loop and the
+  safety timer keep firing when ``/clock`` stops; ``now()`` is the node's ROS clock, which follows
+  ``/clock`` when ``use_sim_time`` is true.
+- Messages are the generated rclpy classes: ``msg("sensor_msgs/msg/Image")`` imports
+  ``sensor_msgs.msg.Image``.
+- One executor, single threaded: callbacks never run concurrently with timers.
+
+Each :class:`RclpyNode` has its own rclpy ``Context``, initialised with the process's ROS
+arguments (``--ros-args …``: remaps, ``__ns``/``__node``, ``-p``, ``--params-file``), which rcl
+applies itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.clock import Clock, ClockType
+from rclpy.context import Context
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node as _RosNode
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from ltc_controller.params import ParameterError, ParamSpec, validate_set
+
+from . import param_values
+from .port import RELIABLE, QoS
+
+__all__ = ["RclpyNode", "descriptor", "qos_profile"]
+
+_SPIN_STEP_S = 0.1
+
+
+def qos_profile(qos: QoS) -> QoSProfile:
+    """The rclpy ``QoSProfile`` of a port :class:`~.port.QoS` (keep last ``depth``)."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=qos.depth,
+        reliability=ReliabilityPolicy.RELIABLE
+        if qos.reliability == "reliable"
+        else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL
+        if qos.durability == "transient_local"
+        else DurabilityPolicy.VOLATILE,
+    )
+
+
+def descriptor(spec: ParamSpec) -> Any:
+    """The ``rcl_interfaces/msg/ParameterDescriptor`` of ``spec`` (see
+    :func:`.param_values.descriptor_fields`)."""
+    fields = param_values.descriptor_fields(spec)
+    fp = [
+        FloatingPointRange(from_value=a, to_value=b, step=c)
+        for a, b, c in fields.pop("floating_point_range")
+    ]
+    ir = [IntegerRange(from_value=a, to_value=b, step=c) for a, b, c in fields.pop("integer_range")]
+    return ParameterDescriptor(floating_point_range=fp, integer_range=ir, **fields)
+
+
+class _Logger:
+    """The port's Logger over rclpy's (which returns bools and names its argument ``message``)."""
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+
+    def debug(self, msg: str) -> None:
+        self._logger.debug(msg)
+
+    def info(self, msg: str) -> None:
+        self._logger.info(msg)
+
+    def warning(self, msg: str) -> None:
+        self._logger.warning(msg)
+
+    def error(self, msg: str) -> None:
+        self._logger.error(msg)
+
+
+class RclpyNode:
+    """A ROS 2 node on rclpy, implementing ``transport.port.Node``.
+
+    Args:
+        name: default node name (``-r __node:=…`` overrides it).
+        argv: the process arguments without the program name; only ``--ros-args`` blocks matter.
+        namespace: default namespace (``-r __ns:=…`` overrides it).
+
+    Raises what ``rclpy.init`` and ``rclpy.node.Node`` raise for bad arguments or names.
+    """
+
+    def __init__(self, name: str, argv: Sequence[str] = (), namespace: str = "/") -> None:
+        self._context = Context()
+        rclpy.init(args=["ltc_controller", *argv], context=self._context)
+        self._node = _RosNode(name, namespace=namespace, context=self._context)
+        self._logger = _Logger(self._node.get_logger())
+        self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
+        self._specs: tuple[ParamSpec, ...] = ()
+        self._classes: dict[str, Any] = {}
+        self._stop = False
+        self._spinning = False
+        self._closed = False
+
+    # -- port.Node ------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self._node.get_name())
+
+    @property
+    def namespace(self) -> str:
+        return str(self._node.get_namespace())
+
+    @property
+    def logger(self) -> _Logger:
+        return self._logger
+
+    @property
+    def ros_node(self) -> _RosNode:
+        """The underlying ``rclpy.node.Node``."""
+        return self._node
+
+    def msg(self, type_name: str, **fields: Any) -> Any:
+        """A new ``pkg/msg/Name`` message of the generated class. Raises ``ImportError`` /
+        ``AttributeError`` for an unknown type, what the class raises for bad fields."""
+        cls = self._classes.get(type_name)
+        if cls is None:
+            pkg, kind, short = type_name.split("/")
+            cls = getattr(importlib.import_module(f"{pkg}.{kind}"), short)
+            self._classes[type_name] = cls
+        return cls(**fields)
+
+    def create_publisher(self, type_name: str, topic: str, qos: QoS = RELIABLE) -> Any:
+        return self._node.create_publisher(self.msg(type_name).__class__, topic, qos_profile(qos))
+
+    def create_subscription(
+        self, type_name: str, topic: str, callback: Callable[[Any], None], qos: QoS = RELIABLE
+    ) -> None:
+        cls = self.msg(type_name).__class__
+        self._node.create_subscription(cls, topic, callback, qos_profile(qos))
+
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
+        """A timer on the steady clock (never frozen by ``/clock``); rcl skips missed periods.
+        Raises ``ValueError`` for ``period_s <= 0``."""
+        if not period_s > 0:
+            raise ValueError(f"timer period must be > 0 s, got {period_s!r}")
+        return self._node.create_timer(period_s, callback, clock=self._steady_clock)
+
+    def declare_parameters(self, specs: Sequence[ParamSpec]) -> dict[str, Any]:
+        """Declare ``specs`` as ROS parameters (overrides from ``-p``/``--params-file`` apply)
+        and return their values. ``use_sim_time``, which rclpy declares itself, is read back.
+
+        Raises :class:`~ltc_controller.params.ParameterError` for an override that rclpy refuses
+        (type, range) or that the ParamSpec refuses (choices).
+        """
+        values: dict[str, Any] = {}
+        for spec in specs:
+            try:
+                if self._node.has_parameter(spec.name):
+                    value = self._node.get_parameter(spec.name).value
+                else:
+                    value = self._node.declare_parameter(
+                        spec.name, spec.default, descriptor(spec)
+                    ).value
+            except ParameterException as exc:
+                raise ParameterError(f"parameter '{spec.name}': {exc}") from None
+            values[spec.name] = spec.coerce(value)
+        self._specs = self._specs + tuple(specs)
+        return values
+
+    def on_parameters_set(self, callback: Callable[[dict[str, Any]], str]) -> None:
+        """Register ``callback`` through ``add_on_set_parameters_callback``. rclpy has already
+        checked type, range and read-only; the ParamSpec check (choices) runs again here."""
+        specs = {s.name: s for s in self._specs}
+
+        def on_set(parameters: list[Parameter]) -> Any:
+            changes: dict[str, Any] = {}
+            for p in parameters:
+                spec = specs.get(p.name)
+                if spec is None:
+                    continue  # rclpy's own parameters, or one being declared
+                try:
+                    changes[p.name] = spec.coerce(p.value)
+                except ParameterError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+            reason = callback(changes) if changes else ""
+            return SetParametersResult(successful=not reason, reason=reason)
+
+        self._node.add_on_set_parameters_callback(on_set)
+
+    def set_parameters(self, changes: Mapping[str, Any]) -> str:
+        """Set parameters through rclpy (all or nothing); ``""`` or the reason of the refusal."""
+        coerced, reason = validate_set(self._specs, changes)
+        if reason:
+            return reason
+        result = self._node.set_parameters_atomically(
+            [Parameter(name, value=value) for name, value in coerced.items()]
+        )
+        return "" if result.successful else str(result.reason)
+
+    def get_parameters(self) -> dict[str, Any]:
+        return {s.name: self._node.get_parameter(s.name).value for s in self._specs}
+
+    def now(self) -> float:
+        """ROS time in seconds: ``/clock`` under ``use_sim_time``, else the system clock."""
+        return float(self._node.get_clock().now().nanoseconds) * 1e-9
+
+    def steady(self) -> float:
+        return time.monotonic()
+
+    def spin(self) -> None:
+        """Run callbacks and timers until :meth:`shutdown`, SIGINT or SIGTERM, then close."""
+        executor = SingleThreadedExecutor(context=self._context)
+        executor.add_node(self._node)
+        self._spinning = True
+        try:
+            while not self._stop and self._context.ok():
+                executor.spin_once(timeout_sec=_SPIN_STEP_S)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            self._spinning = False
+            executor.shutdown()
+            self._close()
+
+    def shutdown(self) -> None:
+        """Stop :meth:`spin` (from a callback or another thread) and destroy the node."""
+        self._stop = True
+        if not self._spinning:
+            self._close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._node.destroy_node()
+        if self._context.ok():
+            rclpy.shutdown(context=self._context)
+
+
+def _implements_port(node: RclpyNode) -> Any:
+    """Type-checked: RclpyNode satisfies the port's Node protocol."""
+    from .port import Node
+
+    checked: Node = node
+    return checked

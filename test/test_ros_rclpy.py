@@ -1,0 +1,257 @@
+"""The rclpy backend, and DDS-mode nodes seen from rclpy (ROS graph, parameter services, topics).
+
+The backend tests need a ROS 2 install (``source /opt/ros/<distro>/setup.bash``) and are skipped,
+with the reason shown, where rclpy does not import. The cross tests with a DDS-mode node also need
+``RMW_IMPLEMENTATION=rmw_cyclonedds_cpp`` (ROS 2 services do not cross DDS vendors). Backend
+selection is tested everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ltc_controller.params import COMMON, ParamSpec
+from ltc_controller.transport import BACKEND_ENV, rclpy_available, select_backend
+from ltc_controller.transport.dds import DdsNode, loopback_env
+from ltc_controller.transport.port import RELIABLE
+
+DOMAIN = random.Random(os.getpid() + 29).randrange(100, 200)
+needs_rclpy = pytest.mark.skipif(
+    not rclpy_available(), reason="rclpy does not import here (no sourced ROS 2 install)"
+)
+needs_cyclone_rmw = pytest.mark.skipif(
+    not rclpy_available() or os.environ.get("RMW_IMPLEMENTATION") != "rmw_cyclonedds_cpp",
+    reason="needs rclpy with RMW_IMPLEMENTATION=rmw_cyclonedds_cpp (DDS-mode services are "
+    "rmw_cyclonedds_cpp's wire format; ROS 2 services do not cross DDS vendors)",
+)
+
+SPECS: tuple[ParamSpec, ...] = COMMON + (
+    ParamSpec("rate_hz", float, 20.0, "Control rate", unit="Hz", min=1.0, max=100.0),
+    ParamSpec("retries", int, 3, "Attempts", min=0, max=10),
+    ParamSpec("mode", str, "hold", "Fallback steering", choices=("hold", "center")),
+    ParamSpec("frame_id", str, "base_link", "Frame", read_only=True),
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _loopback() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")}
+    os.environ.update(loopback_env(DOMAIN))
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+# -- backend selection (runs everywhere) ---------------------------------------------------------
+
+
+def test_backend_selection_follows_option_then_env_then_availability() -> None:
+    auto = "rclpy" if rclpy_available() else "dds"
+    assert select_backend(None, {}) == auto
+    assert select_backend(None, {BACKEND_ENV: "auto"}) == auto
+    assert select_backend(None, {BACKEND_ENV: "DDS"}) == "dds"
+    assert select_backend("dds", {BACKEND_ENV: "rclpy"}) == "dds"
+    with pytest.raises(ValueError, match=BACKEND_ENV):
+        select_backend("zenoh", {})
+
+
+@pytest.mark.skipif(rclpy_available(), reason="rclpy imports here")
+def test_asking_for_rclpy_without_ros_says_what_to_do() -> None:
+    with pytest.raises(RuntimeError, match="source a ROS 2 setup"):
+        select_backend("rclpy", {})
+
+
+def test_create_node_with_dds_backend_gives_a_dds_node() -> None:
+    from ltc_controller.transport import create_node
+
+    node, args = create_node("picked", ["--ros-args", "-r", "__ns:=/sel"], backend="dds")
+    try:
+        assert isinstance(node, DdsNode) and node.namespace == "/sel" == args.namespace
+    finally:
+        node.shutdown()
+
+
+# -- rclpy backend -------------------------------------------------------------------------------
+
+
+def _rclpy_node(*ros_args: str, name: str = "backend_test") -> Any:
+    from ltc_controller.transport.rclpy_backend import RclpyNode
+
+    argv = ["--ros-args", *ros_args] if ros_args else []
+    return RclpyNode(name, argv, "/" + "r" + uuid.uuid4().hex[:6])
+
+
+def _spin_until(node: Any, cond: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    from rclpy.executors import SingleThreadedExecutor
+
+    ex = SingleThreadedExecutor(context=node._context)
+    ex.add_node(node.ros_node)
+    end = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < end and not cond():
+            ex.spin_once(timeout_sec=0.02)
+    finally:
+        ex.remove_node(node.ros_node)
+    return cond()
+
+
+@needs_rclpy
+def test_rclpy_parameters_have_descriptors_with_ranges_and_read_only() -> None:
+    node = _rclpy_node("-p", "retries:=4")
+    try:
+        values = node.declare_parameters(SPECS)
+        assert values == {
+            "use_sim_time": False,
+            "rate_hz": 20.0,
+            "retries": 4,
+            "mode": "hold",
+            "frame_id": "base_link",
+        }
+        rate, retries, frame = node.ros_node.describe_parameters(["rate_hz", "retries", "frame_id"])
+        fr = rate.floating_point_range[0]
+        assert (fr.from_value, fr.to_value, fr.step) == (1.0, 100.0, 0.0)
+        assert rate.description == "Control rate" and rate.additional_constraints == "unit: Hz"
+        ir = retries.integer_range[0]
+        assert (ir.from_value, ir.to_value) == (0, 10)
+        assert frame.read_only
+    finally:
+        node.shutdown()
+
+
+@needs_rclpy
+def test_rclpy_sets_go_through_range_read_only_and_the_node_validator() -> None:
+    node = _rclpy_node()
+    try:
+        node.declare_parameters(SPECS)
+        node.on_parameters_set(lambda ch: "vetoed" if ch.get("rate_hz") == 33.0 else "")
+        assert node.set_parameters({"rate_hz": 50.0}) == ""
+        assert node.get_parameters()["rate_hz"] == 50.0
+        assert "read-only" in node.set_parameters({"frame_id": "odom"})
+        assert node.set_parameters({"rate_hz": 33.0}) == "vetoed"
+        # Through rclpy itself (as `ros2 param set` does): rclpy's range check, then ours.
+        from rclpy.parameter import Parameter
+
+        result = node.ros_node.set_parameters([Parameter("rate_hz", value=250.0)])[0]
+        assert not result.successful and "out of range" in result.reason.lower()
+        result = node.ros_node.set_parameters([Parameter("mode", value="spin")])[0]
+        assert not result.successful and "not one of hold, center" in result.reason
+        assert node.get_parameters()["rate_hz"] == 50.0
+    finally:
+        node.shutdown()
+
+
+@needs_rclpy
+def test_rclpy_out_of_range_override_is_a_parameter_error() -> None:
+    from ltc_controller.params import ParameterError
+
+    node = _rclpy_node("-p", "rate_hz:=500.0")
+    try:
+        with pytest.raises(ParameterError, match="rate_hz"):
+            node.declare_parameters(SPECS)
+    finally:
+        node.shutdown()
+
+
+@needs_rclpy
+def test_rclpy_timers_use_the_steady_clock_and_stamps_follow_sim_time() -> None:
+    from rclpy.clock import ClockType
+
+    node = _rclpy_node("-p", "use_sim_time:=true")
+    clock_node = _rclpy_node(name="clock_source")
+    try:
+        node.declare_parameters(SPECS)
+        timer = node.create_timer(0.01, lambda: None)
+        assert timer.clock.clock_type == ClockType.STEADY_TIME
+        assert node.now() == 0.0  # no /clock yet
+        pub = clock_node.create_publisher("rosgraph_msgs/msg/Clock", "/clock", RELIABLE)
+        msg = clock_node.msg("rosgraph_msgs/msg/Clock")
+        msg.clock.sec, msg.clock.nanosec = 1234, 500_000_000
+
+        def stamped() -> bool:
+            pub.publish(msg)
+            return node.now() == pytest.approx(1234.5)
+
+        assert _spin_until(node, stamped)
+        fired: list[float] = []
+        node.create_timer(0.02, lambda: fired.append(node.steady()))
+        assert _spin_until(node, lambda: len(fired) >= 3, 5.0)  # /clock frozen, timer fires
+    finally:
+        node.shutdown()
+        clock_node.shutdown()
+
+
+@needs_rclpy
+def test_rclpy_msg_maps_type_names_to_generated_classes() -> None:
+    node = _rclpy_node()
+    try:
+        img = node.msg("sensor_msgs/msg/Image", height=2, width=3, encoding="rgb8")
+        from sensor_msgs.msg import Image
+
+        assert isinstance(img, Image) and (img.height, img.width) == (2, 3)
+    finally:
+        node.shutdown()
+
+
+# -- DDS-mode nodes seen from rclpy (rmw_cyclonedds_cpp) -----------------------------------------
+
+
+@needs_cyclone_rmw
+def test_rclpy_lists_a_dds_node_and_reads_its_topic() -> None:
+    ns = "/x" + uuid.uuid4().hex[:6]
+    observer = _rclpy_node(name="observer")
+    got: list[Any] = []
+    try:
+        with DdsNode("dds_talker", ns) as talker:
+            pub = talker.create_publisher("std_msgs/msg/String", "chatter", RELIABLE)
+            observer.create_subscription("std_msgs/msg/String", f"{ns}/chatter", got.append)
+
+            def seen() -> bool:
+                talker.spin_once(0.0)
+                pub.publish(talker.msg("std_msgs/msg/String", data="hello"))
+                names = observer.ros_node.get_node_names_and_namespaces()
+                return ("dds_talker", ns) in names and bool(got)
+
+            assert _spin_until(observer, seen, 15.0)
+            assert got[0].data == "hello"
+    finally:
+        observer.shutdown()
+
+
+@needs_cyclone_rmw
+def test_rclpy_parameter_client_sets_a_dds_node_parameter() -> None:
+    import threading
+
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    ns = "/p" + uuid.uuid4().hex[:6]
+    caller = _rclpy_node(name="caller")
+    target = DdsNode("dds_target", ns)
+    target.declare_parameters(SPECS)
+    spinner = threading.Thread(target=target.spin)
+    spinner.start()
+    try:
+        cli = caller.ros_node.create_client(SetParameters, f"{ns}/dds_target/set_parameters")
+        assert _spin_until(caller, cli.service_is_ready, 15.0)
+        value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=42.0)
+        future = cli.call_async(
+            SetParameters.Request(parameters=[ParameterMsg(name="rate_hz", value=value)])
+        )
+        assert _spin_until(caller, future.done, 10.0)
+        assert future.result().results[0].successful
+        assert target.get_parameters()["rate_hz"] == 42.0
+    finally:
+        target.shutdown()
+        spinner.join(5)
+        caller.shutdown()
