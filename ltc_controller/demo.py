@@ -33,6 +33,90 @@ class Monitor:
     last_cmd: tuple[float, float, float] | None = None  # (receive time, steer, speed)
 
 
+class Launcher:
+    """Node processes (``python -m ltc_controller node KIND --ros-args ...``) and their end.
+
+    Each process gets ``env``; its stdout/stderr go to ``<log_dir>/<kind>.log`` when ``log_dir``
+    is given, else to this process's terminal. Used by :class:`Stack` (demo, fault injection) and
+    by ``ltc-controller launch``.
+    """
+
+    def __init__(self, env: dict[str, str], log_dir: Path | None = None) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.killed: dict[str, int] = {}
+        self._logs: list[Any] = []
+
+    def start(
+        self,
+        kind: str,
+        ros_args: list[str],
+        extra: list[str] | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Start node ``kind`` (``ltc_policy``, ``safety_fallback``, ``simulator``) with
+        ``--ros-args`` items ``ros_args`` and node options ``extra`` (before ``--ros-args``).
+        ``key`` names the process here and its log (default ``kind``; several nodes of one
+        kind need distinct keys)."""
+        key = key or kind
+        cmd = [sys.executable, "-m", "ltc_controller", "node", kind, *(extra or [])]
+        cmd += ["--ros-args", *ros_args]
+        out: Any = None
+        if self.log_dir is not None:
+            out = open(self.log_dir / f"{key}.log", "ab")  # noqa: SIM115 - closed in stop()
+            self._logs.append(out)
+        self.procs[key] = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=out)
+
+    def exited(self) -> dict[str, int]:
+        """Exit status of every watched process that has ended."""
+        return {k: rc for k, p in self.procs.items() if (rc := p.poll()) is not None}
+
+    def send(self, kind: str, sig: int) -> None:
+        """Send signal ``sig`` to ``kind`` (fault injection: SIGSTOP, SIGCONT, ...)."""
+        self.procs[kind].send_signal(sig)
+
+    def kill(self, kind: str) -> float:
+        """SIGKILL ``kind`` and stop watching it; returns the monotonic time of the kill."""
+        p = self.procs.pop(kind)
+        t = time.monotonic()
+        p.kill()
+        p.wait()
+        self.killed[kind] = int(p.returncode)
+        return t
+
+    def stop(
+        self, order: tuple[str, ...] = (), timeout_s: float = 15.0, signalled: bool = False
+    ) -> dict[str, int]:
+        """SIGINT every live process (those named in ``order`` first, in that order), wait,
+        SIGKILL stragglers. Returns the exit statuses.
+
+        ``signalled``: the processes already got a SIGINT (Ctrl-C in a terminal reaches the
+        whole process group); they are given ``timeout_s`` to end before a second one, which
+        would interrupt their clean shutdown.
+        """
+        codes: dict[str, int] = {}
+        kinds = [k for k in order if k in self.procs] + [k for k in self.procs if k not in order]
+        if signalled:
+            end = time.monotonic() + timeout_s
+            while time.monotonic() < end and any(p.poll() is None for p in self.procs.values()):
+                time.sleep(0.05)
+        for kind in kinds:
+            p = self.procs[kind]
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                try:
+                    p.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            codes[kind] = int(p.returncode)
+        for f in self._logs:
+            f.close()
+        self._logs.clear()
+        return codes
+
+
 class Stack:
     """Simulator, policy and safety node as child processes, plus a monitor participant.
 
@@ -60,21 +144,22 @@ class Stack:
         self.env.setdefault("MUJOCO_GL", "osmesa")
         self.node_args = node_args or {}
         self.kinds = kinds
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.killed: dict[str, int] = {}
-        self._logs: list[Any] = []
+        self.launcher = Launcher(self.env, output)
         self.monitor = Monitor()
         self._mon_node: Any = None
 
+    @property
+    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
+        return self.launcher.procs
+
+    @property
+    def killed(self) -> dict[str, int]:
+        return self.launcher.killed
+
     def start(self) -> None:
         for kind in self.kinds:
-            cmd = [sys.executable, "-m", "ltc_controller", "node", kind]
-            if kind == "simulator":
-                cmd += ["--log", str(self.output / "sim_log.npz")]
-            cmd += ["--ros-args", *self.node_args.get(kind, [])]
-            log = open(self.output / f"{kind}.log", "wb")  # noqa: SIM115 - closed in stop()
-            self._logs.append(log)
-            self.procs[kind] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log)
+            extra = ["--log", str(self.output / "sim_log.npz")] if kind == "simulator" else []
+            self.launcher.start(kind, self.node_args.get(kind, []), extra)
         os.environ.update({k: v for k, v in self.env.items() if k.startswith(("CYCLONE", "ROS"))})
         from ltc_controller.transport.dds import DdsNode
         from ltc_controller.transport.port import RELIABLE
@@ -106,12 +191,10 @@ class Stack:
 
     def check_alive(self) -> None:
         """Raises :class:`ProcessDied` naming the first process that has exited."""
-        for kind, p in self.procs.items():
-            rc = p.poll()
-            if rc is not None:
-                raise ProcessDied(
-                    f"{kind} exited with status {rc}; see {self.output / (kind + '.log')}"
-                )
+        for kind, rc in self.launcher.exited().items():
+            raise ProcessDied(
+                f"{kind} exited with status {rc}; see {self.output / (kind + '.log')}"
+            )
 
     def spin_for(self, seconds: float, until: Any = None) -> bool:
         """Process monitor messages for up to ``seconds``, checking the processes; returns
@@ -127,33 +210,15 @@ class Stack:
     def kill(self, kind: str) -> float:
         """SIGKILL ``kind`` (fault injection) and stop watching it; returns the monotonic time
         of the kill."""
-        p = self.procs.pop(kind)
-        t = time.monotonic()
-        p.kill()
-        p.wait()
-        self.killed[kind] = int(p.returncode)
-        return t
+        return self.launcher.kill(kind)
 
     def stop(self, timeout_s: float = 15.0) -> dict[str, int]:
         """SIGINT every live process (simulator first, so it logs the drive as it was), wait,
         SIGKILL stragglers. Returns the exit statuses."""
-        codes: dict[str, int] = {}
-        for kind in self.kinds:
-            p = self.procs.get(kind)
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGINT)
-                try:
-                    p.wait(timeout_s)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-            if p is not None:
-                codes[kind] = int(p.returncode)
+        codes = self.launcher.stop(self.kinds, timeout_s)
         if self._mon_node is not None:
             self._mon_node.shutdown()
             self._mon_node = None
-        for f in self._logs:
-            f.close()
         return codes
 
 

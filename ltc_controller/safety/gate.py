@@ -1,20 +1,38 @@
-"""The safety gate: a small state machine with named faults, pure in (state, inputs, now).
+"""The safety gate: a small state machine with named faults, pure in (config, state, inputs, now).
 
-States (DESIGN.md §6)::
+States (values equal ``STATE_*`` in ``msg/SafetyStatus.msg``; DESIGN.md §6)::
 
-    STARTUP  --inputs healthy-->            ACTIVE
-    ACTIVE   --any fault-->                 FALLBACK
-    FALLBACK --no fault, N heartbeats,
-               auto_recover-->              ACTIVE
-    any      --e-stop-->                    ESTOP (latched until a reset that is refused
-                                                   while the e-stop input is still asserted)
+    STARTUP  --no fault and N heartbeats seen-->                  ACTIVE
+    ACTIVE   --any fault-->                                       FALLBACK
+    FALLBACK --no fault for N heartbeats, auto_recover
+               (or a reset request when auto_recover is off)-->   ACTIVE
+    STARTUP/ACTIVE/FALLBACK --fresh teleop command-->             TELEOP
+    TELEOP   --teleop stale (cause "teleop_released")-->          FALLBACK
+    any      --e-stop asserted-->                                 ESTOP
+    ESTOP    --reset request while the e-stop is released-->      FALLBACK
+             (a reset while it is still asserted is refused: event "estop_reset_refused")
 
-Only ACTIVE passes the policy's command through (after validation and limits). Every other state
-drives the fallback: speed ramps down to zero at ``max_decel`` and the steering is held or
-centred (rate-limited), so the output never jumps. Limits are applied in a fixed order —
-steering angle, steering rate, speed, acceleration — and each reports whether it was active.
+Priority, highest first: e-stop, teleop, policy — as twist_mux's lock > high-priority input >
+low-priority input, but the output never goes silent: every state has a defined command.
 
-Time is an argument (steady-clock seconds): tests need no sleeping.
+Output by state: ACTIVE passes the policy command, TELEOP the teleop command; STARTUP, FALLBACK
+and ESTOP send the *fallback target*: per axis ``zero`` (ramp to 0 at the axis's ``decel``: stop,
+hover, centre the steering), ``hold`` (keep the last output: hold the steering) or
+``hold_curvature`` (yaw rate = last curvature × the forward speed being sent, for a car driven by
+Twist, so "hold steering" stays a path, not a spin). Everything goes through
+:func:`~ltc_controller.safety.limits.limit_axis` (value, rate, jerk; fixed order, each reporting
+whether it acted). On every state change the limiters are *seeded*: from measured odometry when
+it is fresh, else from the last output, and with zero rate — so the output never jumps and a
+fallback brakes from the speed the vehicle really has (vehicle_cmd_gate PR #2717).
+
+Fault names and their order (:data:`FAULTS`); each has a counter of rising edges:
+``command_timeout``, ``heartbeat_timeout``, ``command_stale`` (the stamp of the command, i.e. of
+its camera frame, older than ``command_max_age_s``), ``command_non_finite``,
+``command_out_of_range`` (beyond a limit by more than the tolerance: clamping would hide a confused
+policy), ``policy_fault`` (the policy's status says FAULT), ``estop``; and the cause
+``teleop_released`` (FALLBACK entered because the operator stopped sending).
+
+Time is an argument (steady-clock seconds): the tests need no sleeping.
 """
 
 from __future__ import annotations
@@ -22,6 +40,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
+
+from ltc_controller.safety.limits import AxisLimits, limit_axis
 
 
 class SafetyState(IntEnum):
@@ -34,52 +54,108 @@ class SafetyState(IntEnum):
     TELEOP = 4
 
 
-# Fault names (each has a counter and appears in SafetyStatus.faults).
 COMMAND_TIMEOUT = "command_timeout"
 HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+COMMAND_STALE = "command_stale"
 COMMAND_NON_FINITE = "command_non_finite"
 COMMAND_OUT_OF_RANGE = "command_out_of_range"
 POLICY_FAULT = "policy_fault"
 ESTOP = "estop"
+TELEOP_RELEASED = "teleop_released"
+#: Every fault and cause, in reporting order; the first present fault names a FALLBACK.
 FAULTS = (
     COMMAND_TIMEOUT,
     HEARTBEAT_TIMEOUT,
+    COMMAND_STALE,
     COMMAND_NON_FINITE,
     COMMAND_OUT_OF_RANGE,
     POLICY_FAULT,
     ESTOP,
+    TELEOP_RELEASED,
 )
+#: Fallback modes of an axis.
+FALLBACK_MODES = ("zero", "hold", "hold_curvature")
+#: Axes that carry a velocity: their fallback must be ``zero`` (stop / hover).
+VELOCITY_AXES = frozenset({"speed", "linear_x", "linear_y", "linear_z"})
+#: The axis whose sent value ``hold_curvature`` follows.
+CURVATURE_REFERENCE = ("speed", "linear_x")
+
+
+def _vehicle_axes() -> tuple[AxisLimits, ...]:
+    return (
+        AxisLimits("steering_angle", -0.5, 0.5, 2.0, 2.0),
+        AxisLimits("speed", 0.0, 8.0, 2.0, 4.0),
+    )
 
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Limits and timeouts. Units: s, rad, rad/s, m/s, m/s²."""
+    """Axes, limits, timeouts. Units: s, and each axis's own (see ``safety.commands.UNITS``).
 
+    ``axes`` and ``fallback`` (one mode of :data:`FALLBACK_MODES` per axis) come from the
+    profile in ``config/*.yaml``; the default is the Ackermann vehicle.
+
+    Raises:
+        ValueError: ``fallback`` does not match ``axes``, a velocity axis does not fall back to
+            ``zero``, ``hold_curvature`` without a forward-speed axis before it, or a timeout
+            that is not positive; the message names the field.
+    """
+
+    axes: tuple[AxisLimits, ...] = field(default_factory=_vehicle_axes)
+    fallback: tuple[str, ...] = ("hold", "zero")
     command_timeout_s: float = 0.25
     heartbeat_timeout_s: float = 0.5
-    max_steering_angle: float = 0.5
-    max_steering_rate: float = 2.0
-    max_speed: float = 8.0
-    min_speed: float = 0.0
-    max_accel: float = 2.0
-    max_decel: float = 4.0
-    #: Commands beyond a limit by more than this fraction are a fault (a confused policy),
-    #: within it they are clamped.
+    #: Fault when the command's stamp (its camera frame) is older than this; 0 = off.
+    command_max_age_s: float = 0.0
+    #: Commands beyond a limit by more than this fraction of the bound are a fault; within it
+    #: they are clamped.
     out_of_range_tolerance: float = 0.1
     recovery_heartbeats: int = 10
     auto_recover: bool = True
-    #: Fallback steering: "hold" the last output or "centre" it (rate-limited either way).
-    fallback_steering: str = "hold"
+    teleop_timeout_s: float = 0.25
+    #: Request a landing after this long in FALLBACK/ESTOP; 0 = never (vehicles).
+    land_after_s: float = 0.0
+    #: Odometry older than this does not seed the limiters.
+    odom_timeout_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        if len(self.fallback) != len(self.axes):
+            raise ValueError(
+                f"fallback: {len(self.fallback)} modes for {len(self.axes)} axes "
+                f"({', '.join(a.name for a in self.axes)})"
+            )
+        names = [a.name for a in self.axes]
+        for i, (lim, mode) in enumerate(zip(self.axes, self.fallback, strict=True)):
+            if mode not in FALLBACK_MODES:
+                raise ValueError(f"fallback of {lim.name}: {mode!r} is not one of {FALLBACK_MODES}")
+            if lim.name in VELOCITY_AXES and mode != "zero":
+                raise ValueError(
+                    f"fallback of {lim.name}: a velocity axis must fall back to 'zero' "
+                    f"(stop / hover), got {mode!r}"
+                )
+            if mode == "hold_curvature" and not any(n in CURVATURE_REFERENCE for n in names[:i]):
+                raise ValueError(
+                    f"fallback of {lim.name}: 'hold_curvature' needs a forward-speed axis "
+                    f"({' or '.join(CURVATURE_REFERENCE)}) before it"
+                )
+        for name in ("command_timeout_s", "heartbeat_timeout_s", "teleop_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if self.recovery_heartbeats < 1:
+            raise ValueError(f"recovery_heartbeats: must be >= 1, got {self.recovery_heartbeats}")
+
+    @property
+    def axis_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.axes)
 
 
 @dataclass(frozen=True)
 class Command:
-    """A drive command: steering angle (rad, + = left, REP 103), speed (m/s), and the
-    ``header.stamp`` it carried (integer ns, passed through unchanged so that the final command
-    can be matched to the camera frame it came from)."""
+    """One command: ``values`` over the config's axes (units per axis), and the
+    ``header.stamp`` it carried (integer ns, 0 when unknown), passed through unchanged so the
+    final command can be matched to the camera frame it came from."""
 
-    steering_angle: float
-    speed: float
+    values: tuple[float, ...]
     stamp_ns: int = 0
 
 
@@ -87,158 +163,255 @@ class Command:
 class GateInputs:
     """The newest inputs as the node's callbacks stored them (times on the steady clock, s).
 
-    ``heartbeats`` counts healthy heartbeats since the node started; the gate compares it with
-    the count it saw at the last fault to decide recovery.
+    ``heartbeats`` counts healthy heartbeats since the node started; ``command_age_s`` is the
+    age of the command's stamp in ROS time when it arrived (NaN when it carries none);
+    ``measured`` holds odometry per axis (None where odometry does not measure the axis).
+    ``reset_requested`` is one request (e-stop clear, or re-engage when auto_recover is off).
     """
 
     command: Command | None = None
     command_time: float | None = None
+    command_age_s: float = math.nan
     heartbeat_time: float | None = None
     heartbeats: int = 0
     policy_fault: bool = False
     estop: bool = False
-    estop_reset_requested: bool = False
+    reset_requested: bool = False
+    teleop: Command | None = None
+    teleop_time: float | None = None
+    measured: tuple[float | None, ...] | None = None
+    measured_time: float | None = None
 
 
 @dataclass(frozen=True)
 class GateState:
+    """Everything the gate remembers between ticks. Start with :func:`initial_state`."""
+
     state: SafetyState = SafetyState.STARTUP
-    output: Command = Command(0.0, 0.0)
+    output: tuple[float, ...] = ()
+    rates: tuple[float, ...] = ()
     last_tick: float | None = None
+    since: float | None = None
+    fallback_since: float | None = None
     active_fault: str = ""
     heartbeats_at_fault: int = 0
     transitions: int = 0
+    faults_present: tuple[str, ...] = ()
     fault_counts: tuple[tuple[str, int], ...] = tuple((f, 0) for f in FAULTS)
+    resets_refused: int = 0
+    land_requested: bool = False
+
+
+def initial_state(cfg: GateConfig) -> GateState:
+    """STARTUP with a zero output on every axis."""
+    n = len(cfg.axes)
+    return GateState(output=(0.0,) * n, rates=(0.0,) * n)
 
 
 @dataclass(frozen=True)
 class GateOutput:
+    """What a tick sends: the command, the faults present, the limiters that acted, events
+    (state changes ``"ACTIVE->FALLBACK"``, ``"estop_reset_refused"``, ``"land_requested"``...),
+    and whether a landing is requested (FALLBACK/ESTOP for ``land_after_s`` or more)."""
+
     command: Command
     faults: tuple[str, ...]
     active_limiters: tuple[str, ...]
-    events: tuple[str, ...] = field(default=())
+    events: tuple[str, ...] = ()
+    land_request: bool = False
 
 
-def _clamp(x: float, lo: float, hi: float) -> float:
-    return lo if x < lo else hi if x > hi else x
+def command_fault(cfg: GateConfig, cmd: Command) -> str:
+    """``""`` if ``cmd`` may be used, else the fault it is (non-finite, out of range)."""
+    if len(cmd.values) != len(cfg.axes) or not all(math.isfinite(v) for v in cmd.values):
+        return COMMAND_NON_FINITE
+    for lim, v in zip(cfg.axes, cmd.values, strict=True):
+        if lim.out_of_range(v, cfg.out_of_range_tolerance):
+            return COMMAND_OUT_OF_RANGE
+    return ""
 
 
-def detect_faults(cfg: GateConfig, inputs: GateInputs, now: float) -> list[str]:
+def detect_faults(cfg: GateConfig, inputs: GateInputs, now: float) -> tuple[str, ...]:
     """Names of the faults present at ``now`` (steady-clock s), in :data:`FAULTS` order."""
-    faults: list[str] = []
+    found: set[str] = set()
     if inputs.command_time is None or now - inputs.command_time > cfg.command_timeout_s:
-        faults.append(COMMAND_TIMEOUT)
+        found.add(COMMAND_TIMEOUT)
     if inputs.heartbeat_time is None or now - inputs.heartbeat_time > cfg.heartbeat_timeout_s:
-        faults.append(HEARTBEAT_TIMEOUT)
+        found.add(HEARTBEAT_TIMEOUT)
     cmd = inputs.command
     if cmd is not None:
-        if not (math.isfinite(cmd.steering_angle) and math.isfinite(cmd.speed)):
-            faults.append(COMMAND_NON_FINITE)
-        else:
-            tol = 1.0 + cfg.out_of_range_tolerance
-            if (
-                abs(cmd.steering_angle) > cfg.max_steering_angle * tol
-                or cmd.speed > cfg.max_speed * tol
-                or cmd.speed < cfg.min_speed - abs(cfg.max_speed) * cfg.out_of_range_tolerance
-            ):
-                faults.append(COMMAND_OUT_OF_RANGE)
+        if (
+            cfg.command_max_age_s > 0.0
+            and math.isfinite(inputs.command_age_s)
+            and inputs.command_time is not None
+            and inputs.command_age_s + (now - inputs.command_time) > cfg.command_max_age_s
+        ):
+            found.add(COMMAND_STALE)
+        bad = command_fault(cfg, cmd)
+        if bad:
+            found.add(bad)
     if inputs.policy_fault:
-        faults.append(POLICY_FAULT)
+        found.add(POLICY_FAULT)
     if inputs.estop:
-        faults.append(ESTOP)
-    return faults
+        found.add(ESTOP)
+    return tuple(f for f in FAULTS if f in found)
 
 
-def apply_limits(
-    cfg: GateConfig, target: Command, previous: Command, dt: float
-) -> tuple[Command, tuple[str, ...]]:
-    """Limit ``target`` given the ``previous`` output and the tick interval ``dt`` (s).
+def fresh_teleop(cfg: GateConfig, inputs: GateInputs, now: float) -> Command | None:
+    """The teleop command if it is recent and finite, else None."""
+    t = inputs.teleop
+    if t is None or inputs.teleop_time is None or now - inputs.teleop_time > cfg.teleop_timeout_s:
+        return None
+    if len(t.values) != len(cfg.axes) or not all(math.isfinite(v) for v in t.values):
+        return None
+    return t
 
-    Order: steering angle, steering rate, speed, acceleration/deceleration. Returns the limited
-    command and the names of the limiters that changed it.
-    """
-    active: list[str] = []
-    steer = _clamp(target.steering_angle, -cfg.max_steering_angle, cfg.max_steering_angle)
-    if steer != target.steering_angle:
-        active.append("steering_angle")
-    max_dsteer = cfg.max_steering_rate * dt
-    limited = _clamp(
-        steer, previous.steering_angle - max_dsteer, previous.steering_angle + max_dsteer
+
+def _seed(
+    cfg: GateConfig, output: tuple[float, ...], inputs: GateInputs, now: float
+) -> tuple[float, ...]:
+    """The limiter start point on a state change: measured values where odometry is fresh."""
+    m = inputs.measured
+    if (
+        m is None
+        or inputs.measured_time is None
+        or now - inputs.measured_time > cfg.odom_timeout_s
+        or len(m) != len(output)
+    ):
+        return output
+    return tuple(
+        o if v is None or not math.isfinite(v) else v for o, v in zip(output, m, strict=True)
     )
-    if limited != steer:
-        active.append("steering_rate")
-    speed = _clamp(target.speed, cfg.min_speed, cfg.max_speed)
-    if speed != target.speed:
-        active.append("speed")
-    # Deceleration applies when the speed magnitude shrinks.
-    lo = previous.speed - (cfg.max_decel if previous.speed > 0 else cfg.max_accel) * dt
-    hi = previous.speed + (cfg.max_accel if previous.speed >= 0 else cfg.max_decel) * dt
-    accel_limited = _clamp(speed, lo, hi)
-    if accel_limited != speed:
-        active.append("accel")
-    return Command(limited, accel_limited, target.stamp_ns), tuple(active)
 
 
-def fallback_target(cfg: GateConfig, previous: Command) -> Command:
-    """The safe command (vehicle profile): stop, steering held or centred."""
-    steer = previous.steering_angle if cfg.fallback_steering == "hold" else 0.0
-    return Command(steer, 0.0, 0)
+_SAFE_STATES = (SafetyState.FALLBACK, SafetyState.ESTOP)
 
 
 def tick(
     cfg: GateConfig, st: GateState, inputs: GateInputs, now: float
 ) -> tuple[GateState, GateOutput]:
     """One safety tick at steady time ``now`` (s): the new state and the command to send."""
+    n = len(cfg.axes)
+    prev = st.output if len(st.output) == n else (0.0,) * n
+    prev_rates = st.rates if len(st.rates) == n else (0.0,) * n
     dt = 0.0 if st.last_tick is None else max(0.0, now - st.last_tick)
     faults = detect_faults(cfg, inputs, now)
+    teleop = fresh_teleop(cfg, inputs, now)
     events: list[str] = []
     counts = dict(st.fault_counts)
-    state = st.state
-    active_fault = st.active_fault
-    hb_at_fault = st.heartbeats_at_fault
+    for f in FAULTS:
+        counts.setdefault(f, 0)
+    if st.state != SafetyState.STARTUP:  # inputs not up yet at start-up is expected
+        for f in faults:
+            if f not in st.faults_present:
+                counts[f] += 1
+    state, cause, hb_mark = st.state, st.active_fault, st.heartbeats_at_fault
+    refused = st.resets_refused
+    healthy_hbs = inputs.heartbeats - hb_mark
 
-    if inputs.estop and state != SafetyState.ESTOP:
-        state, active_fault = SafetyState.ESTOP, ESTOP
-        counts[ESTOP] += 1
+    if inputs.estop:
+        if state != SafetyState.ESTOP:
+            state, cause = SafetyState.ESTOP, ESTOP
+        if inputs.reset_requested:
+            events.append("estop_reset_refused")
+            refused += 1
     elif state == SafetyState.ESTOP:
-        if inputs.estop_reset_requested:
-            if inputs.estop:
-                events.append("estop_reset_refused")
-            else:
-                state, active_fault = SafetyState.FALLBACK, ""
-                hb_at_fault = inputs.heartbeats
-                events.append("estop_reset")
+        if inputs.reset_requested:
+            state, hb_mark = SafetyState.FALLBACK, inputs.heartbeats
+            events.append("estop_reset")
+    elif teleop is not None:
+        if state != SafetyState.TELEOP:
+            state, cause = SafetyState.TELEOP, ""
+    elif state == SafetyState.TELEOP:
+        state, cause, hb_mark = SafetyState.FALLBACK, TELEOP_RELEASED, inputs.heartbeats
+        counts[TELEOP_RELEASED] += 1
     elif state == SafetyState.STARTUP:
-        if not faults:
+        if not faults and inputs.heartbeats >= cfg.recovery_heartbeats:
             state = SafetyState.ACTIVE
     elif state == SafetyState.ACTIVE:
         if faults:
-            state, active_fault = SafetyState.FALLBACK, faults[0]
-            hb_at_fault = inputs.heartbeats
-            for f in faults:
-                counts[f] += 1
+            state, cause, hb_mark = SafetyState.FALLBACK, faults[0], inputs.heartbeats
     elif state == SafetyState.FALLBACK:
         if faults:
-            hb_at_fault = inputs.heartbeats  # recovery needs N heartbeats with no fault
-        elif cfg.auto_recover and inputs.heartbeats - hb_at_fault >= cfg.recovery_heartbeats:
-            state, active_fault = SafetyState.ACTIVE, ""
+            hb_mark = inputs.heartbeats  # recovery counts heartbeats with no fault at all
+            if inputs.reset_requested:
+                events.append("reengage_refused")
+                refused += 1
+        elif healthy_hbs >= cfg.recovery_heartbeats and (
+            cfg.auto_recover or inputs.reset_requested
+        ):
+            state, cause = SafetyState.ACTIVE, ""
+            if inputs.reset_requested:
+                events.append("reengaged")
+        elif inputs.reset_requested and not cfg.auto_recover:
+            events.append("reengage_refused")
+            refused += 1
 
-    if state != st.state:
-        events.append(f"{st.state.name}->{state.name}")
-
-    if state == SafetyState.ACTIVE and inputs.command is not None:
-        target = inputs.command
+    changed = state != st.state
+    since = now if changed or st.since is None else st.since
+    fallback_since = st.fallback_since
+    if state in _SAFE_STATES:
+        if fallback_since is None:
+            fallback_since = now
     else:
-        target = fallback_target(cfg, st.output)
-    out, limiters = apply_limits(cfg, target, st.output, dt)
+        fallback_since = None
+    if changed:
+        events.insert(0, f"{st.state.name}->{state.name}")
+        prev = _seed(cfg, prev, inputs, now)
+        prev_rates = (0.0,) * n
+
+    # Targets, then the limiters, axis by axis (hold_curvature reads this tick's speed).
+    if state == SafetyState.ACTIVE and inputs.command is not None:
+        source: Command | None = inputs.command
+    elif state == SafetyState.TELEOP:
+        source = teleop
+    else:
+        source = None
+    values: list[float] = []
+    rates: list[float] = []
+    active: list[str] = []
+    for i, lim in enumerate(cfg.axes):
+        if source is not None:
+            target = source.values[i]
+        else:
+            mode = cfg.fallback[i]
+            if mode == "hold":
+                target = prev[i]
+            elif mode == "hold_curvature":
+                r = max(j for j in range(i) if cfg.axes[j].name in CURVATURE_REFERENCE)
+                kappa = prev[i] / prev[r] if abs(prev[r]) > 1e-3 else 0.0
+                target = kappa * values[r]
+            else:
+                target = 0.0
+        v, rate, acts = limit_axis(lim, target, prev[i], prev_rates[i], dt)
+        values.append(v)
+        rates.append(rate)
+        active.extend(acts)
+
+    land = (
+        cfg.land_after_s > 0.0
+        and fallback_since is not None
+        and now - fallback_since >= cfg.land_after_s
+    )
+    if land and not st.land_requested:
+        events.append("land_requested")
+    stamp = source.stamp_ns if source is not None else 0
     new_state = replace(
         st,
         state=state,
-        output=out,
+        output=tuple(values),
+        rates=tuple(rates),
         last_tick=now,
-        active_fault=active_fault,
-        heartbeats_at_fault=hb_at_fault,
-        transitions=st.transitions + (1 if state != st.state else 0),
-        fault_counts=tuple(counts.items()),
+        since=since,
+        fallback_since=fallback_since,
+        active_fault=cause,
+        heartbeats_at_fault=hb_mark,
+        transitions=st.transitions + (1 if changed else 0),
+        faults_present=faults,
+        fault_counts=tuple((f, counts[f]) for f in FAULTS),
+        resets_refused=refused,
+        land_requested=land,
     )
-    return new_state, GateOutput(out, tuple(faults), limiters, tuple(events))
+    return new_state, GateOutput(
+        Command(tuple(values), stamp), faults, tuple(active), tuple(events), land
+    )

@@ -1,0 +1,131 @@
+"""``ltc-controller launch PARAMS.yaml [--ros-args ...]``: the policy and safety nodes as processes,
+without ROS (what ``ros2 launch ltc_controller ltc_controller.launch.py`` does with ROS).
+
+Both nodes get ``--ros-args --params-file PARAMS.yaml`` followed by the ``--ros-args`` given here,
+so ``-r __ns:=/car1``, topic remaps (``-r ackermann_cmd:=/vehicle/drive``, or node-prefixed
+``-r ltc_policy:camera/image_raw:=/front/image``), ``-p name:=value`` and ``--log-level`` work as
+with ``ros2 run``. ``safety_fallback`` starts first, so the actuators see its safe output before
+the policy exists.
+
+Exit: Ctrl-C (SIGINT) or SIGTERM stops both nodes (status 0 when both stop cleanly). A node that
+cannot start (status 2: a bad parameter, an unreadable policy file; its message names the cause)
+stops the launch with status 2. If ``safety_fallback`` ends, everything is stopped (status 1): the
+vehicle must not run without it. If ``ltc_policy`` ends, ``safety_fallback`` keeps sending the
+safe output and the launch goes on (status 1 at the end), as a vehicle would want.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+NAME = "launch"
+HELP = (
+    "start ltc_policy and safety_fallback as processes with a parameter file "
+    "(e.g. config/vehicle.yaml); --ros-args apply to both"
+)
+NODES = ("safety_fallback", "ltc_policy")
+_START_EXIT = 2  # what a node returns when it cannot start
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("params_file", type=Path, help="ROS 2 parameter file (node: ros__parameters:)")
+    p.add_argument(
+        "--nodes",
+        default=",".join(NODES),
+        help=f"comma-separated nodes to start (default {','.join(NODES)})",
+    )
+    p.add_argument(
+        "--log-dir",
+        type=Path,
+        default=None,
+        help="write each node's output to DIR/<node>.log instead of this terminal",
+    )
+
+
+def _check(params_file: Path, nodes: list[str], ros_args: list[str]) -> str:
+    """Problems that should stop the launch before any process starts ("" when none)."""
+    from ltc_controller.transport.ros_args import RosArgsError, parse_ros_args
+
+    if not params_file.is_file():
+        return f"launch: parameter file {str(params_file)!r} does not exist"
+    unknown = [n for n in nodes if n not in NODES]
+    if unknown or not nodes:
+        return f"launch: unknown node(s) {unknown or nodes}; choose from {', '.join(NODES)}"
+    for node in nodes:
+        try:
+            parse_ros_args(["--ros-args", "--params-file", str(params_file), *ros_args], node)
+        except RosArgsError as e:
+            return f"launch: {e}"
+    return ""
+
+
+def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from ltc_controller.demo import Launcher
+
+    user_ros = [a for a in ros_args if a != "--ros-args"]
+    nodes = [n.strip() for n in str(args.nodes).split(",") if n.strip()]
+    nodes = [n for n in NODES if n in nodes] + [n for n in nodes if n not in NODES]
+    problem = _check(args.params_file, nodes, user_ros)
+    if problem:
+        print(problem, file=sys.stderr)
+        return _START_EXIT
+    if args.log_dir is not None:
+        args.log_dir.mkdir(parents=True, exist_ok=True)
+    launcher = Launcher(dict(os.environ), args.log_dir)
+    stop = {"signal": ""}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop["signal"] = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    status = 0
+    reported: set[str] = set()
+    codes: dict[str, int] = {}
+    try:
+        base = ["--params-file", str(args.params_file)]
+        for node in nodes:
+            launcher.start(node, base + user_ros)
+        print(f"launch: started {', '.join(nodes)} with {args.params_file}", file=sys.stderr)
+        while not stop["signal"]:
+            time.sleep(0.1)
+            for node, rc in launcher.exited().items():
+                if node in reported:
+                    continue
+                reported.add(node)
+                if rc == _START_EXIT:
+                    print(f"launch: {node} could not start (status 2); stopping", file=sys.stderr)
+                    status = _START_EXIT
+                    stop["signal"] = "start failure"
+                elif node == "safety_fallback":
+                    print(
+                        f"launch: safety_fallback exited with status {rc}; stopping everything",
+                        file=sys.stderr,
+                    )
+                    status = 1
+                    stop["signal"] = "safety_fallback exited"
+                else:
+                    print(
+                        f"launch: {node} exited with status {rc}; safety_fallback keeps sending "
+                        "the safe output",
+                        file=sys.stderr,
+                    )
+                    status = 1
+        # Policy first, then the safety node: it stays up until the very end.
+        codes = launcher.stop(
+            ("ltc_policy", "safety_fallback"), timeout_s=5.0, signalled=stop["signal"] == "SIGINT"
+        )
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        launcher.stop()
+    bad = {k: v for k, v in codes.items() if v != 0 and k not in reported}
+    if bad and status == 0:
+        status = 1
+    print(f"launch: stopped ({stop['signal']}); exit statuses {codes}", file=sys.stderr)
+    return status

@@ -1,0 +1,85 @@
+"""From ``safety_fallback`` parameters to a :class:`~ltc_controller.safety.gate.GateConfig`.
+
+A *profile* is nothing but parameter values: ``config/vehicle.yaml`` (Ackermann car: steering and
+speed, ramp to a stop, hold or centre the steering) and ``config/drone.yaml`` (Twist velocity
+setpoints: every axis ramps to zero = hover, then a landing request after ``land_after_s``) differ
+in their YAML only. The command type picks the axes (``safety.commands.AXES``); each axis has the
+parameters ``limits.<axis>.{min,max,accel,decel,jerk}``; limits of axes the command type does not
+carry are declared (one parameter set for every profile) and ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ltc_controller.safety.commands import ALL_AXES, AXES
+from ltc_controller.safety.gate import GateConfig
+from ltc_controller.safety.limits import AxisLimits
+
+#: Default limits per axis: (min, max, accel, decel, jerk). Conservative; the profiles in
+#: ``config/*.yaml`` set the real ones.
+AXIS_DEFAULTS: dict[str, tuple[float, float, float, float, float]] = {
+    "steering_angle": (-0.5, 0.5, 2.0, 2.0, 0.0),
+    "speed": (0.0, 8.0, 2.0, 4.0, 0.0),
+    "linear_x": (-1.0, 1.0, 1.0, 2.0, 0.0),
+    "linear_y": (0.0, 0.0, 1.0, 2.0, 0.0),
+    "linear_z": (0.0, 0.0, 1.0, 2.0, 0.0),
+    "angular_z": (-1.0, 1.0, 2.0, 2.0, 0.0),
+}
+assert tuple(AXIS_DEFAULTS) == ALL_AXES
+LIMIT_FIELDS = ("min", "max", "accel", "decel", "jerk")
+
+#: ``fallback_steering`` value -> fallback mode of the ``steering_angle`` axis.
+STEERING_FALLBACK = {"hold": "hold", "centre": "zero"}
+#: ``fallback_yaw_rate`` value -> fallback mode of the ``angular_z`` axis.
+YAW_RATE_FALLBACK = {"zero": "zero", "hold_curvature": "hold_curvature"}
+
+#: Parameters copied one to one into GateConfig.
+_SCALARS = (
+    "command_timeout_s",
+    "heartbeat_timeout_s",
+    "command_max_age_s",
+    "out_of_range_tolerance",
+    "recovery_heartbeats",
+    "auto_recover",
+    "teleop_timeout_s",
+    "land_after_s",
+    "odom_timeout_s",
+)
+
+
+def axis_limits(p: Mapping[str, Any], axis: str) -> AxisLimits:
+    """The :class:`AxisLimits` of ``axis`` from parameters ``limits.<axis>.*`` (defaults where
+    absent). Raises ValueError naming the parameter."""
+    vals = dict(zip(LIMIT_FIELDS, AXIS_DEFAULTS[axis], strict=True))
+    for f in LIMIT_FIELDS:
+        key = f"limits.{axis}.{f}"
+        if key in p:
+            vals[f] = float(p[key])
+    return AxisLimits(axis, **vals)
+
+
+def gate_config_from_params(p: Mapping[str, Any]) -> GateConfig:
+    """The gate configuration the parameters ``p`` describe (``command_type`` selects the axes).
+
+    Raises:
+        ValueError: inconsistent values (``min > max``, a bound that excludes zero, a fallback
+            mode the axis cannot have); the message names the parameter.
+    """
+    axes_names = AXES[p.get("command_type", "ackermann_msgs/msg/AckermannDriveStamped")]
+    # Validate every axis, also those this command type does not use: a profile file with a
+    # wrong value is wrong even where it does not matter today.
+    all_limits = {a: axis_limits(p, a) for a in ALL_AXES}
+    modes = []
+    for a in axes_names:
+        if a == "steering_angle":
+            modes.append(STEERING_FALLBACK[p.get("fallback_steering", "hold")])
+        elif a == "angular_z":
+            modes.append(YAW_RATE_FALLBACK[p.get("fallback_yaw_rate", "hold_curvature")])
+        else:
+            modes.append("zero")
+    kwargs = {k: p[k] for k in _SCALARS if k in p}
+    return GateConfig(
+        axes=tuple(all_limits[a] for a in axes_names), fallback=tuple(modes), **kwargs
+    )

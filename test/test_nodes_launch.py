@@ -1,0 +1,136 @@
+"""``ltc-controller launch config/*.yaml``: both nodes as processes, with namespace and remaps from
+``--ros-args``, stopped cleanly by SIGINT; a bad parameter stops the launch naming it."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ltc_controller.transport.dds import DdsNode, loopback_env
+from ltc_controller.transport.port import RELIABLE
+
+pytestmark = pytest.mark.timeout(180)
+ROOT = Path(__file__).resolve().parents[1]
+DOMAIN = random.Random(os.getpid() * 7 + 4).randrange(100, 230)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _loopback() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")}
+    os.environ.update(loopback_env(DOMAIN))
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def launch(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **loopback_env(DOMAIN)}
+    with open(log, "wb") as out:
+        # A session of its own: if the test fails, the whole group (launch and both nodes) can
+        # be stopped, none is left behind.
+        return subprocess.Popen(
+            [sys.executable, "-m", "ltc_controller", "launch", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_group(p: subprocess.Popen[bytes]) -> None:
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGINT)
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+@pytest.mark.parametrize(
+    "profile,cmd_type,out_topic",
+    [
+        ("vehicle.yaml", "ackermann_msgs/msg/AckermannDriveStamped", "drive"),
+        ("drone.yaml", "geometry_msgs/msg/Twist", "setpoint_velocity"),
+    ],
+)
+def test_launch_starts_both_nodes_under_a_namespace_with_remaps(
+    profile, cmd_type, out_topic, tmp_path
+):
+    default_out = "ackermann_cmd" if "ackermann" in cmd_type else "cmd_vel"
+    log = tmp_path / "launch.log"
+    p = launch(
+        [
+            str(ROOT / "config" / profile),
+            "--ros-args",
+            "-r",
+            "__ns:=/car1",
+            "-r",
+            f"{default_out}:={out_topic}",
+        ],
+        log,
+    )
+    node = DdsNode("launch_probe", domain_id=DOMAIN, parameter_services=False)
+    seen: dict[str, Any] = {}
+    node.create_subscription(
+        "ltc_controller/msg/SafetyStatus",
+        "/car1/safety_status",
+        lambda m: seen.setdefault("safety", m),
+        RELIABLE,
+    )
+    node.create_subscription(
+        "ltc_controller/msg/PolicyStatus",
+        "/car1/policy_status",
+        lambda m: seen.setdefault("policy", m),
+        RELIABLE,
+    )
+    node.create_subscription(cmd_type, f"/car1/{out_topic}", lambda m: seen.setdefault("out", m))
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end and len(seen) < 3 and p.poll() is None:
+            node.spin_once(0.05)
+        assert set(seen) == {"safety", "policy", "out"}, (seen.keys(), log.read_text()[-3000:])
+        assert seen["safety"].state_name == "STARTUP"  # no camera: only the safe output
+        axes = list(seen["safety"].axes)
+        assert axes == (
+            ["steering_angle", "speed"]
+            if "ackermann" in cmd_type
+            else ["linear_x", "linear_y", "linear_z", "angular_z"]
+        )
+        os.killpg(p.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole group
+        assert p.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        node.shutdown()
+        stop_group(p)
+    text = log.read_text()
+    assert "exit statuses {'ltc_policy': 0, 'safety_fallback': 0}" in text
+
+
+def test_launch_stops_with_status_2_when_a_node_cannot_start(tmp_path):
+    log = tmp_path / "launch.log"
+    p = launch(
+        [str(ROOT / "config" / "vehicle.yaml"), "--ros-args", "-p", "safety_fallback:rate_hz:=0.0"],
+        log,
+    )
+    assert p.wait(120) == 2
+    text = log.read_text()
+    assert "rate_hz" in text and "could not start" in text
+
+
+def test_launch_refuses_a_missing_parameter_file(tmp_path):
+    log = tmp_path / "launch.log"
+    p = launch([str(tmp_path / "nope.yaml")], log)
+    assert p.wait(60) == 2
+    assert "nope.yaml" in log.read_text()

@@ -1,0 +1,311 @@
+"""The ltc_policy node class over real Cyclone DDS (loopback, in this process): topics, command
+mapping, heartbeat contract, runtime parameter sets and policy reloads, diagnostics."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+from ltc_controller.models.policy import Policy
+from ltc_controller.models.policy_file import save_policy
+from ltc_controller.nodes.policy_node import PolicyNode
+from ltc_controller.params import ParameterError
+from ltc_controller.safety.commands import TWIST, TWIST_STAMPED
+from ltc_controller.transport.dds import DdsNode, loopback_env
+from ltc_controller.transport.port import RELIABLE, SENSOR_DATA
+
+pytestmark = pytest.mark.timeout(120)
+DOMAIN = random.Random(os.getpid() * 7 + 1).randrange(100, 230)
+H, W = 78, 200
+PERIOD = 0.05  # control_rate_hz 20 (default)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _loopback() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")}
+    os.environ.update(loopback_env(DOMAIN))
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+class Rig:
+    """A PolicyNode under test and a peer participant (camera, listener) in one namespace."""
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        self.ns = "/" + "t" + uuid.uuid4().hex[:8]
+        self.dut_node = DdsNode("ltc_policy", self.ns, parameters=params or {})
+        self.policy = PolicyNode(self.dut_node)
+        self.peer = DdsNode("peer", self.ns, parameter_services=False)
+        p = self.policy.p
+        self.cmd_type = p["command_type"]
+        self.cmds: list[Any] = []
+        self.hbs: list[Any] = []
+        self.status: list[Any] = []
+        self.diag: list[Any] = []
+        self.frames_sent: list[int] = []
+        peer = self.peer
+        peer.create_subscription(self.cmd_type, "policy_cmd", self.cmds.append, RELIABLE)
+        peer.create_subscription("std_msgs/msg/Header", "policy_heartbeat", self.hbs.append)
+        peer.create_subscription(
+            "ltc_controller/msg/PolicyStatus", "policy_status", self.status.append
+        )
+        peer.create_subscription(
+            "diagnostic_msgs/msg/DiagnosticArray", "/diagnostics", self.diag.append
+        )
+        cam = p["camera_type"]
+        topic = "camera/image_raw" if cam.endswith("/Image") else "camera/image_raw/compressed"
+        self.cam = peer.create_publisher(cam, topic, SENSOR_DATA)
+        self.safety = peer.create_publisher(
+            "ltc_controller/msg/SafetyStatus", "safety_status", RELIABLE
+        )
+        self.rng = np.random.default_rng(0)
+        self._next_frame = 0.0
+        self.camera_on = True
+        self.frame_maker: Callable[[int], Any] = self.image
+
+    def image(self, stamp_ns: int) -> Any:
+        img = self.peer.msg(
+            "sensor_msgs/msg/Image",
+            height=H,
+            width=W,
+            encoding="rgb8",
+            step=W * 3,
+            data=self.rng.integers(0, 256, H * W * 3, dtype=np.uint8).tobytes(),
+        )
+        img.header.stamp.sec, img.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        return img
+
+    def spin(self, seconds: float, until: Callable[[], bool] | None = None) -> bool:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.dut_node.spin_once(0.002)
+            self.peer.spin_once(0.0)
+            now = time.monotonic()
+            if self.camera_on and now >= self._next_frame:
+                self._next_frame = now + PERIOD
+                stamp = time.time_ns()
+                self.cam.publish(self.frame_maker(stamp))
+                self.frames_sent.append(stamp)
+            if until is not None and until():
+                return True
+        return False
+
+    def close(self) -> None:
+        self.peer.shutdown()
+        self.dut_node.shutdown()
+
+
+@pytest.fixture
+def rig_factory() -> Iterator[Callable[..., Rig]]:
+    rigs: list[Rig] = []
+
+    def make(**params: Any) -> Rig:
+        rigs.append(Rig(params))
+        return rigs[-1]
+
+    yield make
+    for r in rigs:
+        r.close()
+
+
+def stamp_ns(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def test_heartbeat_only_on_fresh_frames_and_commands_carry_the_frame_stamp(rig_factory):
+    rig = rig_factory()
+    assert rig.spin(15.0, lambda: len(rig.hbs) >= 10), "no heartbeats"
+    sent = set(rig.frames_sent)
+    cmd_stamps = [stamp_ns(c.header) for c in rig.cmds]
+    assert set(cmd_stamps) <= sent  # every command names a real camera frame
+    assert {stamp_ns(h) for h in rig.hbs} <= set(cmd_stamps)
+    assert all(c.drive.speed == 5.0 and abs(c.drive.steering_angle) <= 0.5 for c in rig.cmds)
+    # Camera off: heartbeats stop within max_frame_age_s (+ a tick), the status says why.
+    rig.camera_on = False
+    rig.spin(0.1)
+    n_hb, t_off = len(rig.hbs), time.monotonic()
+    rig.spin(1.0)
+    assert len(rig.hbs) - n_hb <= math.ceil(0.3 / PERIOD) + 1
+    last = rig.status[-1]
+    assert last.health == 2 and set(last.reasons) & {"stale_frame", "no_frame"}
+    assert not last.heartbeat_sent
+    assert time.monotonic() - t_off >= 1.0
+
+
+def test_runtime_sets_are_validated_and_rejected_with_a_reason(rig_factory):
+    rig = rig_factory()
+    n = rig.dut_node
+    assert "exceeds the control period" in n.set_parameters({"deadline_s": 0.08})
+    assert "read-only" in n.set_parameters({"control_rate_hz": 10.0})
+    assert "above the maximum" in n.set_parameters({"max_steering_angle": 3.0})
+    assert "unknown parameter" in n.set_parameters({"steering_gain": 1.0})
+    assert n.set_parameters({"deadline_s": 0.04, "max_steering_angle": 0.1}) == ""
+    assert rig.spin(10.0, lambda: len(rig.cmds) >= 5)
+    assert rig.status[-1].deadline_s == pytest.approx(0.04)
+    assert all(abs(c.drive.steering_angle) <= 0.1 + 1e-6 for c in rig.cmds[-3:])
+    assert n.get_parameters()["deadline_s"] == 0.04
+
+
+def test_policy_file_change_reloads_without_a_heartbeat_before_a_fresh_frame(rig_factory, tmp_path):
+    rig = rig_factory()
+    n = rig.dut_node
+    assert rig.spin(15.0, lambda: len(rig.hbs) >= 5)
+    # A file that does not load: rejected with the loader's message, the old policy runs on.
+    missing = tmp_path / "missing.safetensors"
+    reason = n.set_parameters({"policy_file": str(missing)})
+    assert "missing.safetensors" in reason
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 5)
+    assert "truncated" in n.set_parameters({"policy_file": str(bad)})
+    hb = len(rig.hbs)
+    assert rig.spin(5.0, lambda: len(rig.hbs) >= hb + 3)
+    assert rig.status[-1].policy_reloads == 0
+    # A good file: loaded in the callback, swapped in between ticks; no heartbeat until the
+    # new policy has acted on a fresh frame.
+    other = save_policy(Policy.from_config(seed=5), tmp_path / "seed5.safetensors")
+    rig.camera_on = False
+    assert n.set_parameters({"policy_file": str(other)}) == ""
+    hb, st = len(rig.hbs), len(rig.status)
+    rig.spin(0.5)
+    swapped = [s for s in rig.status[st:] if s.policy_reloads == 1]
+    assert swapped, "the new policy was not swapped in"
+    assert len(rig.hbs) == hb  # nothing from a half-swapped state
+    assert all(not s.heartbeat_sent for s in swapped)
+    assert swapped[0].policy_file == str(other)
+    assert swapped[0].health == 1 and "reset" in swapped[0].reasons  # waiting, not a fault
+    rig.camera_on = True
+    assert rig.spin(10.0, lambda: len(rig.hbs) >= hb + 3)
+    assert rig.status[-1].policy_file == str(other)
+
+
+def test_twist_bicycle_mapping_turns_steering_into_yaw_rate(rig_factory):
+    rig = rig_factory(command_type=TWIST, wheelbase_m=2.0, speed_mps=3.0, steering_scale=-2.0)
+    assert rig.spin(15.0, lambda: len(rig.cmds) >= 5 and len(rig.status) >= 5)
+    # Each command and the status of the same tick: compare the last pair published together.
+    rig.camera_on = False
+    rig.spin(0.05)
+    s = rig.status[-1]
+    cmd = rig.cmds[-1]
+    steer = max(-0.5, min(0.5, -2.0 * s.outputs[0]))
+    assert cmd.linear.x == pytest.approx(3.0)
+    assert cmd.angular.z == pytest.approx(3.0 * math.tan(steer) / 2.0, rel=1e-5, abs=1e-7)
+    assert cmd.linear.y == 0.0 and cmd.linear.z == 0.0
+
+
+def test_direct_twist_mapping_for_a_drone_policy(rig_factory):
+    rig = rig_factory(command_type=TWIST_STAMPED, twist_mapping="direct", velocity_scale=2.0)
+    assert rig.spin(15.0, lambda: len(rig.cmds) >= 5)
+    rig.camera_on = False
+    rig.spin(0.05)
+    s, cmd = rig.status[-1], rig.cmds[-1]
+    assert list(s.output_names) == ["linear_x", "linear_y", "linear_z", "angular_z"]
+    out = dict(zip(s.output_names, s.outputs, strict=True))
+    tw = cmd.twist
+    assert (tw.linear.x, tw.linear.y, tw.linear.z) == pytest.approx(
+        (2.0 * out["linear_x"], 2.0 * out["linear_y"], 2.0 * out["linear_z"]), rel=1e-5
+    )
+    assert tw.angular.z == pytest.approx(out["angular_z"], rel=1e-5)
+    assert stamp_ns(cmd.header) in set(rig.frames_sent)
+
+
+def test_compressed_frames_are_decoded_and_garbage_is_counted(rig_factory):
+    rig = rig_factory(camera_type="sensor_msgs/msg/CompressedImage")
+    good = io.BytesIO()
+    PILImage.fromarray(np.full((H, W, 3), 120, np.uint8)).save(good, format="JPEG")
+    payload = {"data": good.getvalue()}
+
+    def compressed(stamp: int) -> Any:
+        msg = rig.peer.msg(
+            "sensor_msgs/msg/CompressedImage", format="rgb8; jpeg compressed bgr8", **payload
+        )
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        return msg
+
+    rig.frame_maker = compressed
+    assert rig.spin(15.0, lambda: len(rig.hbs) >= 3)
+    payload["data"] = b"\xff\xd8\xff\xe0 not really a jpeg"
+    rig.spin(0.5)
+    s = rig.status[-1]
+    assert s.frames_used >= 2 and s.frames_rejected >= 3
+    assert dict(zip(s.rejected_reasons, s.rejected_counts, strict=True)).get("decode", 0) >= 3
+    assert rig.dut_node.callback_errors == 0  # counted, not raised
+
+
+@pytest.mark.parametrize("when", ["handback", "leave"])
+def test_state_is_reset_around_a_fallback(rig_factory, when):
+    rig = rig_factory(state_reset_on=when)
+    assert rig.spin(15.0, lambda: len(rig.hbs) >= 3)
+
+    def safety(state: str) -> int:
+        rig.safety.publish(rig.peer.msg("ltc_controller/msg/SafetyStatus", state_name=state))
+        rig.spin(0.1)
+        return int(rig.status[-1].state_resets)
+
+    r0 = safety("ACTIVE")
+    st = len(rig.status)
+    r1 = safety("FALLBACK")  # the safety node leaves policy control
+    r2 = safety("ACTIVE")  # ... and hands it back
+    if when == "handback":
+        assert (r1, r2) == (r0, r0 + 1)
+    else:
+        assert (r1, r2) == (r0 + 1, r0 + 1)
+    # The wait for the re-warm after a reset is DEGRADED ("reset"), never a FAULT that would
+    # send the safety node straight back to FALLBACK.
+    assert all(s.health < 2 for s in rig.status[st:])
+    assert rig.spin(5.0, lambda: rig.status[-1].heartbeat_sent)
+
+
+def test_diagnostics_report_the_runtime(rig_factory):
+    rig = rig_factory(diagnostics_period_s=0.2)
+    assert rig.spin(15.0, lambda: len(rig.hbs) >= 5 and len(rig.diag) >= 2)
+    rig.spin(0.3)
+    st = rig.diag[-1].status[0]
+    assert st.name == "ltc_policy: runtime"
+    kv = {v.key: v.value for v in st.values}
+    assert int(kv["ticks"]) > 0 and int(kv["frames_used"]) > 0
+    assert float(kv["tick_rate_hz"]) > 0 and kv["policy_file"] == "(default)"
+
+
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"deadline_s": 0.2}, "deadline_s"),
+        ({"control_rate_hz": 0.0}, "control_rate_hz"),
+        ({"command_type": "geometry_msgs/msg/Pose"}, "command_type"),
+        ({"camera_qos": "fast"}, "camera_qos"),
+        ({"policy_file": "/nonexistent/p.safetensors"}, "/nonexistent/p.safetensors"),
+        ({"twist_mapping": "direct", "command_type": TWIST, "policy_file": "__NCP19__"}, "outputs"),
+        pytest.param(
+            {"device": "cuda"},
+            "device",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present here"),
+        ),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_start_errors_name_the_parameter(params, match, tmp_path):
+    from ltc_controller.models.policy_file import PolicyFileError
+
+    if params.get("policy_file") == "__NCP19__":
+        params["policy_file"] = str(save_policy(Policy.from_config(seed=1), tmp_path / "p.st"))
+    node = DdsNode("ltc_policy", "/t" + uuid.uuid4().hex[:8], parameters=params)
+    try:
+        with pytest.raises((ParameterError, PolicyFileError), match=match):
+            PolicyNode(node)
+    finally:
+        node.shutdown()
