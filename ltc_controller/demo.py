@@ -22,6 +22,30 @@ class ProcessDied(RuntimeError):
     """A node process exited while it should have been running."""
 
 
+class Interrupted(Exception):
+    """SIGINT, SIGTERM or SIGHUP reached the demo."""
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the launching process dies, so
+    no node outlives a launcher that was killed (PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux/glibc: children are still stopped by stop()
+
+
+def log_tail(path: Path, lines: int = 8) -> str:
+    """The last ``lines`` lines of a node's log, indented, for error messages."""
+    try:
+        text = path.read_text(errors="replace").rstrip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text)
+
+
 @dataclass
 class Monitor:
     """What an in-process DDS participant sees of the running stack."""
@@ -66,7 +90,9 @@ class Launcher:
         if self.log_dir is not None:
             out = open(self.log_dir / f"{key}.log", "ab")  # noqa: SIM115 - closed in stop()
             self._logs.append(out)
-        self.procs[key] = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=out)
+        self.procs[key] = subprocess.Popen(
+            cmd, env=self.env, stdout=out, stderr=out, preexec_fn=_die_with_parent
+        )
 
     def exited(self) -> dict[str, int]:
         """Exit status of every watched process that has ended."""
@@ -212,10 +238,11 @@ class Stack:
         of the kill."""
         return self.launcher.kill(kind)
 
-    def stop(self, timeout_s: float = 15.0) -> dict[str, int]:
+    def stop(self, timeout_s: float = 15.0, signalled: bool = False) -> dict[str, int]:
         """SIGINT every live process (simulator first, so it logs the drive as it was), wait,
-        SIGKILL stragglers. Returns the exit statuses."""
-        codes = self.launcher.stop(self.kinds, timeout_s)
+        SIGKILL stragglers. Returns the exit statuses. ``signalled``: see
+        :meth:`Launcher.stop`."""
+        codes = self.launcher.stop(self.kinds, timeout_s, signalled)
         if self._mon_node is not None:
             self._mon_node.shutdown()
             self._mon_node = None
@@ -227,6 +254,49 @@ def _ms(seconds: float | None) -> float:
     return float("nan") if seconds is None else 1e3 * seconds
 
 
+def check_demo_args(
+    duration_s: float, output: Path, policy: str, domain_id: int | None
+) -> str | None:
+    """Why the demo cannot start with these arguments (a one-line message), or ``None``."""
+    if not (duration_s > 0 and duration_s < 24 * 3600):
+        return f"--duration must be > 0 s, got {duration_s}"
+    if domain_id is None and os.environ.get("ROS_DOMAIN_ID"):
+        try:
+            domain_id = int(os.environ["ROS_DOMAIN_ID"])
+        except ValueError:
+            return f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']!r} is not an integer"
+    if domain_id is not None and not 0 <= domain_id <= 232:
+        return f"DDS domain id must be in 0..232, got {domain_id}"
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / ".write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        return f"cannot write to the output folder {output}: {e.strerror or e}"
+    if (output / "demo_run.png").is_dir():
+        return f"{output / 'demo_run.png'} is a folder; the plot cannot be written"
+    if policy:
+        from ltc_controller.models.policy_file import PolicyFileError, load_policy
+
+        try:
+            load_policy(Path(policy))
+        except PolicyFileError as e:
+            return str(e)
+    return None
+
+
+def policy_source(policy: str) -> str:
+    """What the demo's policy node will run, in words."""
+    from ltc_controller.nodes.policy_node import BUNDLED_POLICY
+
+    if policy:
+        return policy
+    if BUNDLED_POLICY.exists():
+        return f"bundled {BUNDLED_POLICY.name}"
+    return "UNTRAINED NCP-19 (seed 0; no bundled policy in this checkout)"
+
+
 def run_demo(
     duration_s: float = 20.0,
     output: Path = Path("demo_out"),
@@ -235,38 +305,68 @@ def run_demo(
     domain_id: int | None = None,
     startup_timeout_s: float = 90.0,
 ) -> int:
-    """Run the closed-loop demo; returns the exit status (non-zero if any process died)."""
+    """Run the closed-loop demo. Returns the exit status: 0 after a full drive, 1 when a node
+    died or the drive could not start, 2 for invalid arguments, 130 when interrupted (SIGINT,
+    SIGTERM, SIGHUP); every node process is stopped in every case."""
+    problem = check_demo_args(duration_s, output, policy, domain_id)
+    if problem:
+        print(f"demo: {problem}", file=sys.stderr)
+        return 2
     node_args = {
         "simulator": ["-p", f"track_seed:={track_seed}"],
         "ltc_policy": ["-p", f"policy_file:={policy}"] if policy else [],
     }
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    source = policy_source(policy)
     stack = Stack(output, node_args, domain_id)
-    print(f"demo: starting simulator, safety_fallback, ltc_policy (logs in {output}/)")
-    stack.start()
     died: str | None = None
+    interrupted = ""
     t_drive = float("nan")
+    ticks0 = 0
     try:
+        print(f"demo: policy: {source}")
+        print(f"demo: starting simulator, safety_fallback, ltc_policy (logs in {output}/)")
+        stack.start()
         if not stack.spin_for(
             startup_timeout_s,
             lambda m: m.policy_status is not None and m.policy_status.frames_used > 0,
         ):
             raise ProcessDied(f"the policy processed no frame within {startup_timeout_s} s")
+        ticks0 = int(stack.monitor.policy_status.ticks)
         t0 = time.monotonic()
-        print(f"demo: driving for {duration_s:.0f} s ...")
+        print(f"demo: driving for {duration_s:g} s ...")
         stack.spin_for(duration_s)
         t_drive = time.monotonic() - t0
     except ProcessDied as e:
         died = str(e)
-    except KeyboardInterrupt:
-        died = "interrupted"
-    m = stack.monitor
-    codes = stack.stop()
+    except (KeyboardInterrupt, Interrupted) as e:
+        interrupted = str(e) or "SIGINT"
+    finally:
+        # A Ctrl-C in a terminal also reached the nodes (same process group): let them finish.
+        codes = stack.stop(signalled=interrupted == "SIGINT")
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if interrupted:
+        print(f"demo: interrupted ({interrupted}); all nodes stopped", file=sys.stderr)
+        return 130
     bad = {k: c for k, c in codes.items() if c != 0}
     if died or bad:
-        print(f"demo: FAILED: {died or ''} exit statuses {codes}", file=sys.stderr)
+        print(f"demo: FAILED: {died or 'a node failed'}; exit statuses {codes}", file=sys.stderr)
+        for kind in [k for k in codes if codes[k] not in (0, -signal.SIGINT)] or list(codes):
+            tail = log_tail(output / f"{kind}.log")
+            if tail and (codes.get(kind) != 0 or died):
+                print(f"  {kind}.log (last lines):\n{tail}", file=sys.stderr)
         return 1
 
+    m = stack.monitor
+    rate = (int(m.policy_status.ticks) - ticks0) / t_drive if m.policy_status else 0.0
     summary = summarize(output, m, t_drive, track_seed)
+    summary["policy"] = source
+    summary["policy_control_rate_hz"] = rate
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary)
     return 0
@@ -291,7 +391,7 @@ def summarize(output: Path, m: Monitor, t_drive: float, track_seed: int) -> dict
         "frames_used_by_policy": int(ps.frames_used) if ps is not None else 0,
         "commands_received_by_sim": sim["commands_received"],
         "policy_ticks": int(ps.ticks) if ps is not None else 0,
-        "achieved_command_rate_hz": sim["commands_received"] / max(sim["duration_s"], 1e-9),
+        "safety_output_rate_hz": sim["commands_received"] / max(sim["duration_s"], 1e-9),
         "latency_p50_ms": _ms(sim["latency_p50_s"]),
         "latency_p99_ms": _ms(sim["latency_p99_s"]),
         "deadline_misses": int(ps.deadline_misses) if ps is not None else 0,
@@ -308,10 +408,12 @@ def summarize(output: Path, m: Monitor, t_drive: float, track_seed: int) -> dict
 def print_summary(s: dict[str, Any]) -> None:
     states = " -> ".join(f"{x['state']}@{x['t_s']:.1f}s" for x in s["safety_states"]) or "none"
     lines = [
+        ("policy", s["policy"]),
         ("drive time", f"{s['drive_time_s']:.1f} s"),
         ("frames published / used", f"{s['frames_published']} / {s['frames_used_by_policy']}"),
-        ("commands at simulator", f"{s['commands_received_by_sim']}"),
-        ("achieved command rate", f"{s['achieved_command_rate_hz']:.1f} Hz"),
+        ("final commands received", f"{s['commands_received_by_sim']}"),
+        ("policy control rate", f"{s['policy_control_rate_hz']:.1f} Hz"),
+        ("final commands at simulator", f"{s['safety_output_rate_hz']:.1f} Hz (safety output)"),
         ("policy ticks / deadline misses", f"{s['policy_ticks']} / {s['deadline_misses']}"),
         (
             "image->command latency",

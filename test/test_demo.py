@@ -3,6 +3,7 @@ safety_fallback → simulator."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -90,7 +91,7 @@ def test_demo_cli_prints_summary_and_writes_plot(tmp_path):
     assert time.monotonic() - t0 < 280
 
 
-def test_demo_exits_nonzero_when_a_process_dies(tmp_path):
+def test_demo_rejects_a_missing_policy_file_before_starting_nodes(tmp_path):
     r = subprocess.run(
         [
             sys.executable,
@@ -106,8 +107,89 @@ def test_demo_exits_nonzero_when_a_process_dies(tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=120,
     )
-    assert r.returncode != 0
-    assert "ltc_policy exited with status 2" in r.stderr
-    assert "missing.safetensors" in (tmp_path / "ltc_policy.log").read_text()
+    assert r.returncode == 2
+    assert "missing.safetensors" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "ltc_policy.log").exists()
+
+
+@pytest.mark.parametrize("bad", [["--duration", "-5"], ["--domain-id", "500"]])
+def test_demo_rejects_invalid_arguments_with_one_line(tmp_path, bad):
+    r = subprocess.run(
+        [sys.executable, "-m", "ltc_controller", "demo", "--output", str(tmp_path), *bad],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("demo: ")
+
+
+def _children(pid: int) -> dict[int, str]:
+    """Child pid -> command line, from /proc."""
+    out = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            for c in f.read().split():
+                try:
+                    with open(f"/proc/{c}/cmdline", "rb") as g:
+                        out[int(c)] = g.read().replace(b"\0", b" ").decode()
+                except OSError:
+                    pass
+    return out
+
+
+def _start_demo(tmp_path):
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "ltc_controller",
+            "demo",
+            "--duration",
+            "60",
+            "--output",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in p.stdout:
+        if "driving for" in line:
+            return p
+    raise AssertionError(f"demo never started driving: {p.stderr.read()[-2000:]}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_demo_exits_nonzero_and_shows_the_log_when_a_node_dies(tmp_path):
+    p = _start_demo(tmp_path)
+    kids = _children(p.pid)
+    policy = next(pid for pid, cmd in kids.items() if "ltc_policy" in cmd)
+    os.kill(policy, signal.SIGKILL)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 1
+    assert "ltc_policy exited with status -9" in err
+    assert not any(_alive(pid) for pid in kids)
+
+
+def test_sigterm_to_the_demo_stops_every_node(tmp_path):
+    p = _start_demo(tmp_path)
+    kids = _children(p.pid)
+    assert len(kids) == 3
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted (SIGTERM)" in err
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in kids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in kids)

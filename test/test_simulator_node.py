@@ -98,7 +98,7 @@ def setup():
 
 def test_interfaces_topics_qos_and_rates(setup):
     node, sn = setup
-    assert node.qos["/camera/image_raw"] == port.SENSOR_DATA
+    assert node.qos["camera/image_raw"] == port.SENSOR_DATA
     assert "ackermann_cmd" in node.subs and "odom" in node.published
     periods = sorted(p for p, _ in node.timers)
     assert periods == pytest.approx([0.01, 0.02, 0.05])  # physics 100, odom 50, camera 20 Hz
@@ -107,7 +107,7 @@ def test_interfaces_topics_qos_and_rates(setup):
 def test_image_message_is_rgb8_stamped_at_render_time(setup):
     node, sn = setup
     sn.on_camera()
-    msg = node.published["/camera/image_raw"][-1]
+    msg = node.published["camera/image_raw"][-1]
     assert (msg.height, msg.width, msg.encoding, msg.step) == (78, 200, "rgb8", 600)
     assert isinstance(msg.data, bytes) and len(msg.data) == 78 * 600
     assert msg.header.frame_id == "camera_optical_frame"

@@ -267,6 +267,7 @@ class SafetyNode:
         self.teleop_rejected = 0
         self.odom_received = 0
         self.ticks = 0
+        self._waiting_logged = node.steady()
         self.limiter_counts: dict[str, int] = {}
         self._limiters_since_diag: set[str] = set()
         self.fault_log: list[tuple[float, str]] = []
@@ -379,6 +380,20 @@ class SafetyNode:
         )
 
     # -- the timer -----------------------------------------------------------------------------
+    def _report_waiting(self, faults: tuple[str, ...]) -> None:
+        """While still in STARTUP, say every few seconds what the node is waiting for (a
+        mis-remapped topic otherwise looks like a silent hang)."""
+        if self.state.state != SafetyState.STARTUP or not faults:
+            return
+        t = self.node.steady()
+        if t - self._waiting_logged >= 5.0:
+            self._waiting_logged = t
+            self.node.logger.warning(
+                f"safety: still in STARTUP, sending the safe output; waiting for: "
+                f"{', '.join(faults)} (topics {self.node.namespace.rstrip('/')}/policy_cmd, "
+                f"policy_heartbeat)"
+            )
+
     def _tick(self) -> None:
         node = self.node
         self.state, out = tick(self.cfg, self.state, self.inputs, node.steady())
@@ -387,6 +402,7 @@ class SafetyNode:
         if self.inputs.reset_requested:
             self.inputs = replace(self.inputs, reset_requested=False)
         now = node.now()
+        self._report_waiting(out.faults)
         for e in out.events:
             if "->" in e:
                 node.logger.warning(

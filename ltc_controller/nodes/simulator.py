@@ -50,7 +50,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "duration_s", float, 0.0, "shut the node down after this sim time (0 = never)", "s", 0.0
     ),
     ParamSpec("max_catchup_s", float, 0.1, "largest physics advance per tick", "s", 0.001, 10.0),
-    ParamSpec("camera_topic", str, "/camera/image_raw", "image topic"),
+    ParamSpec("camera_topic", str, "camera/image_raw", "image topic (relative to the namespace)"),
     ParamSpec("command_topic", str, "ackermann_cmd", "final (gated) command topic"),
     ParamSpec("odom_topic", str, "odom", "odometry topic"),
     ParamSpec("camera_reliable", bool, False, "images reliable instead of sensor-data QoS"),
