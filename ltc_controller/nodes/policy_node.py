@@ -270,6 +270,12 @@ ENGINE_PARAMS = frozenset(
 DRONE_OUTPUTS = ("linear_x", "linear_y", "linear_z", "angular_z")
 
 
+#: The NCP-19 lane-keeping policy shipped with the package (used when no file is given).
+BUNDLED_POLICY = (
+    Path(__file__).resolve().parent.parent / "policies" / "ncp19_lane_keeping.safetensors"
+)
+
+
 def load_model(policy_file: str, seed: int, outputs: tuple[str, ...] | None = None) -> Any:
     """The policy to run: ``policy_file``, else the bundled policy, else an untrained NCP.
 
@@ -286,9 +292,8 @@ def load_model(policy_file: str, seed: int, outputs: tuple[str, ...] | None = No
 
     if policy_file:
         return load_policy(Path(policy_file))
-    bundled = Path(__file__).resolve().parent.parent / "policies" / "ncp19_lane_keeping.safetensors"
-    if outputs is None and bundled.exists():
-        return load_policy(bundled)
+    if outputs is None and BUNDLED_POLICY.exists():
+        return load_policy(BUNDLED_POLICY)
     if outputs is None:
         return Policy.from_config(PolicyConfig(), seed=seed)
     m = len(outputs)
