@@ -174,6 +174,27 @@ class LaneKeepingSim:
         self._record()
         return self.state
 
+    def intervene(self) -> None:
+        """A safety driver's intervention: put the car centre back on the centreline at its
+        current arc length, heading along the track, steering straight, same speed.
+
+        Unlike :meth:`reset`, time, progress, the departure count and the command are kept; the
+        car is no longer out of the lane afterwards.
+        """
+        s = self.frenet.s
+        x, y, h, _ = self.track.point_at(s)
+        half_l = 0.5 * self.vehicle_params.wheelbase_m
+        self.state = VehicleState(
+            x=x - half_l * math.cos(h),
+            y=y - half_l * math.sin(h),
+            yaw=h,
+            speed=self.state.speed,
+            steering=0.0,
+        )
+        self.frenet = self._project()
+        self._s_hint = self.frenet.s
+        self._was_out = False
+
     def set_command(self, steering_angle: float, speed: float) -> bool:
         """Hold a new command (front-wheel angle rad, speed m/s) until the next one.
 
@@ -273,7 +294,11 @@ class LaneKeepingSim:
     # -- expert --------------------------------------------------------------------------------
 
     def expert_command(
-        self, lookahead_m: float = 6.0, speed: float = 6.0, max_lateral_accel: float | None = None
+        self,
+        lookahead_m: float = 6.0,
+        speed: float = 6.0,
+        max_lateral_accel: float | None = None,
+        target_offset_m: float = 0.0,
     ) -> tuple[float, float]:
         """Pure-pursuit command on the true pose (Coulter 1992).
 
@@ -286,6 +311,8 @@ class LaneKeepingSim:
             speed: cruise speed (m/s).
             max_lateral_accel: if given (m/s^2), slow down so that ``v^2 |kappa| <=`` it over the
                 next ``2 * lookahead_m``.
+            target_offset_m: follow a line this far left of the centreline (m; 0 = the centre).
+                Used to inject lateral-offset perturbations into demonstrations.
 
         Returns:
             ``(steering_angle rad, speed m/s)``.
@@ -293,7 +320,10 @@ class LaneKeepingSim:
         st = self.state
         L = self.vehicle_params.wheelbase_m
         s_rear = self.frenet.s - 0.5 * L
-        gx, gy, _, _ = self.track.point_at(s_rear + lookahead_m)
+        gx, gy, gh, _ = self.track.point_at(s_rear + lookahead_m)
+        if target_offset_m:
+            gx -= math.sin(gh) * target_offset_m
+            gy += math.cos(gh) * target_offset_m
         dx, dy = gx - st.x, gy - st.y
         alpha = wrap_angle(math.atan2(dy, dx) - st.yaw)
         dist = max(1e-3, math.hypot(dx, dy))

@@ -43,7 +43,15 @@ class WorldStyle:
         centre_line: draw a dashed centre line (the car drives on it: a distractor, not a lane).
         dash_m, gap_m: dash pattern (m).
         light_diffuse: diffuse intensity of the sun (0..1).
+        ambient: ambient intensity of the headlight (0..1); with ``light_diffuse`` it sets the
+            scene brightness (the lighting knob).
+        road_texture_rgb: if set, the asphalt gets a random speckle texture of this second colour
+            (a texture shift; ``None`` = plain colour).
+        road_texture_random: fraction of speckled texels (0..1).
+        grass_random: fraction of texels in ``grass_mark_rgb``.
         camera_height_m, camera_x_m, camera_pitch_rad, camera_fovy_deg: front camera mount.
+        camera_y_m: lateral camera offset from the car axis (m, positive left).
+        camera_yaw_rad: camera yaw relative to the car (rad, positive left).
     """
 
     grass_rgb: tuple[float, float, float] = (0.22, 0.42, 0.16)
@@ -61,10 +69,16 @@ class WorldStyle:
     dash_m: float = 3.0
     gap_m: float = 4.5
     light_diffuse: float = 0.7
+    ambient: float = 0.35
+    road_texture_rgb: tuple[float, float, float] | None = None
+    road_texture_random: float = 0.3
+    grass_random: float = 0.35
     camera_height_m: float = 1.2
     camera_x_m: float = 1.6
     camera_pitch_rad: float = math.radians(10.0)
     camera_fovy_deg: float = 45.0
+    camera_y_m: float = 0.0
+    camera_yaw_rad: float = 0.0
 
 
 def _fmt(a: FloatArray) -> str:
@@ -86,7 +100,8 @@ def ribbon(
     z: float,
     spans: list[tuple[int, int]] | None = None,
     step: int = 4,
-) -> tuple[FloatArray, np.ndarray]:
+    tex_m: float = 0.0,
+) -> tuple[FloatArray, np.ndarray, FloatArray]:
     """Flat strip between lateral offsets ``d_right < d_left`` (m, positive left) at height ``z``.
 
     Args:
@@ -96,20 +111,25 @@ def ribbon(
         spans: sample index ranges ``[a, b)`` to cover (indices may exceed N: they wrap); default
             the whole closed loop.
         step: use every ``step``-th centreline sample.
+        tex_m: texture tile size (m); texture coordinates are arc length and lateral offset
+            divided by it (0: all zero).
 
     Returns:
-        ``(vertices (V, 3) float, faces (F, 3) int)``, faces counter-clockwise seen from above.
+        ``(vertices (V, 3) float, faces (F, 3) int, texcoords (V, 2) float)``, faces
+        counter-clockwise seen from above.
     """
     n = track.n
     if spans is None:
         spans = [(0, n + 1)]
     verts: list[FloatArray] = []
     faces: list[np.ndarray] = []
+    uvs: list[FloatArray] = []
     base = 0
     for a, b in spans:
         idx = np.arange(a, b, step)
         if idx[-1] != b - 1:
             idx = np.append(idx, b - 1)
+        s_along = idx * track.spacing
         idx = idx % n
         h = track.heading[idx]
         nx, ny = -np.sin(h), np.cos(h)
@@ -125,8 +145,13 @@ def ribbon(
         faces.append(np.stack([r0, r1, l1], axis=1))
         faces.append(np.stack([r0, l1, l0], axis=1))
         verts.append(v)
+        uv = np.zeros((2 * m, 2))
+        if tex_m > 0.0:
+            uv[0::2, 0], uv[1::2, 0] = d_right / tex_m, d_left / tex_m
+            uv[0::2, 1] = uv[1::2, 1] = s_along / tex_m
+        uvs.append(uv)
         base += 2 * m
-    return np.concatenate(verts), np.concatenate(faces).astype(np.int64)
+    return np.concatenate(verts), np.concatenate(faces).astype(np.int64), np.concatenate(uvs)
 
 
 def _dash_spans(track: Track, dash_m: float, gap_m: float) -> list[tuple[int, int]]:
@@ -155,36 +180,57 @@ def build_mjcf(
     vp = vehicle if vehicle is not None else VehicleParams()
     half = 0.5 * track.lane_width_m
     mw = 0.5 * st.marking_width_m
-    meshes: list[tuple[str, FloatArray, np.ndarray, RGBA]] = []
-    v, f = ribbon(track, half + mw + st.shoulder_m, -(half + mw + st.shoulder_m), 0.01)
-    meshes.append(("road", v, f, st.road_rgba))
+    meshes: list[tuple[str, FloatArray, np.ndarray, RGBA, FloatArray | None]] = []
+    textured = st.road_texture_rgb is not None
+    v, f, uv = ribbon(
+        track, half + mw + st.shoulder_m, -(half + mw + st.shoulder_m), 0.01, tex_m=2.0
+    )
+    meshes.append(("road", v, f, st.road_rgba, uv if textured else None))
     dashes = _dash_spans(track, st.dash_m, st.gap_m)
     for name, d, dashed in (
         ("mark_left", half, st.left_dashed),
         ("mark_right", -half, st.right_dashed),
     ):
-        v, f = ribbon(
+        v, f, _ = ribbon(
             track, d + mw, d - mw, 0.02, dashes if dashed else None, step=2 if dashed else 4
         )
-        meshes.append((name, v, f, st.marking_rgba))
+        meshes.append((name, v, f, st.marking_rgba, None))
     if st.centre_line:
-        v, f = ribbon(track, mw, -mw, 0.02, dashes, step=2)
-        meshes.append(("mark_centre", v, f, st.centre_rgba))
+        v, f, _ = ribbon(track, mw, -mw, 0.02, dashes, step=2)
+        meshes.append(("mark_centre", v, f, st.centre_rgba, None))
 
     extent = float(max(np.ptp(track.x), np.ptp(track.y)))
     cx, cy = float(track.x.mean()), float(track.y.mean())
     ground = 0.5 * extent + 150.0
     asset_meshes = "\n".join(
-        f'    <mesh name="{name}" inertia="shell" vertex="{_fmt(v)}" face="{_ints(f)}"/>'
-        for name, v, f, _ in meshes
+        f'    <mesh name="{name}" inertia="shell" vertex="{_fmt(v)}" face="{_ints(f)}"'
+        + (f' texcoord="{_fmt(uv)}"' if uv is not None else "")
+        + "/>"
+        for name, v, f, _, uv in meshes
     )
     geoms = "\n".join(
-        f'    <geom name="{name}" type="mesh" mesh="{name}" rgba="{_rgb(rgba)}" '
-        f'contype="0" conaffinity="0" mass="0"/>'
-        for name, _, _, rgba in meshes
+        f'    <geom name="{name}" type="mesh" mesh="{name}" '
+        + ('material="asphalt" ' if uv is not None else f'rgba="{_rgb(rgba)}" ')
+        + 'contype="0" conaffinity="0" mass="0"/>'
+        for name, _, _, rgba, uv in meshes
     )
-    p = st.camera_pitch_rad
-    cam_axes = f"0 -1 0 {math.sin(p):.6f} 0 {math.cos(p):.6f}"
+    road_tex = ""
+    if textured:
+        assert st.road_texture_rgb is not None
+        road_tex = (
+            f'    <texture name="asphalt" type="2d" builtin="flat" width="64" height="64" '
+            f'mark="random" random="{st.road_texture_random:.3f}" '
+            f'rgb1="{_rgb(st.road_rgba[:3])}" markrgb="{_rgb(st.road_texture_rgb)}"/>\n'
+            f'    <material name="asphalt" texture="asphalt" specular="0" shininess="0" '
+            f'reflectance="0"/>\n'
+        )
+    # Camera axes: image right = car -y, image up = tilted +z; pitch down p, yaw left psi.
+    p, psi = st.camera_pitch_rad, st.camera_yaw_rad
+    cam_axes = (
+        f"{math.sin(psi):.6f} {-math.cos(psi):.6f} 0 "
+        f"{math.sin(p) * math.cos(psi):.6f} {math.sin(p) * math.sin(psi):.6f} {math.cos(p):.6f}"
+    )
+    amb = st.ambient
     body_hl = 0.5 * vp.length_m
     body_cx = body_hl - vp.rear_overhang_m
     hw = 0.5 * vp.width_m
@@ -196,16 +242,17 @@ def build_mjcf(
   <visual>
     <quality shadowsize="0" offsamples="0"/>
     <map znear="0.01" zfar="40"/>
-    <headlight ambient="0.35 0.35 0.35" diffuse="0.25 0.25 0.25" specular="0 0 0"/>
+    <headlight ambient="{amb:.3f} {amb:.3f} {amb:.3f}" diffuse="0.25 0.25 0.25" specular="0 0 0"/>
   </visual>
   <asset>
     <texture name="sky" type="skybox" builtin="gradient" width="32" height="32"
              rgb1="{_rgb(st.sky_top_rgb)}" rgb2="{_rgb(st.sky_bottom_rgb)}"/>
     <texture name="grass" type="2d" builtin="flat" width="128" height="128" mark="random"
-             random="0.35" rgb1="{_rgb(st.grass_rgb)}" markrgb="{_rgb(st.grass_mark_rgb)}"/>
+             random="{st.grass_random:.3f}" rgb1="{_rgb(st.grass_rgb)}"
+             markrgb="{_rgb(st.grass_mark_rgb)}"/>
     <material name="grass" texture="grass" texrepeat="{ground / 4:.1f} {ground / 4:.1f}"
               specular="0" shininess="0" reflectance="0"/>
-{asset_meshes}
+{road_tex}{asset_meshes}
   </asset>
   <worldbody>
     <light name="sun" directional="true" castshadow="false" pos="0 0 50" dir="0.3 0.2 -1"
@@ -219,7 +266,8 @@ def build_mjcf(
       <geom name="car_cabin" type="box" group="{CAR_GEOM_GROUP}" pos="{body_cx - 0.3:.3f} 0 1.45"
             size="{0.5 * body_hl:.3f} {hw - 0.1:.3f} 0.25" rgba="0.2 0.25 0.3 1" contype="0"
             conaffinity="0"/>
-      <camera name="{CAMERA_NAME}" pos="{st.camera_x_m:.3f} 0 {st.camera_height_m:.3f}"
+      <camera name="{CAMERA_NAME}"
+              pos="{st.camera_x_m:.3f} {st.camera_y_m:.3f} {st.camera_height_m:.3f}"
               xyaxes="{cam_axes}" fovy="{st.camera_fovy_deg:.2f}"/>
       <camera name="chase" pos="-7 0 3.5" xyaxes="0 -1 0 0.34 0 0.94" fovy="60"/>
     </body>

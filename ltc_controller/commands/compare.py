@@ -1,0 +1,56 @@
+"""``ltc-controller compare``: NCP-19 vs LSTM(64), LSTM(19), GRU, CT-RNN and CNN, trained on the
+same data and evaluated closed loop under the same conditions; prints the table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+NAME = "compare"
+HELP = (
+    "train NCP-19, LSTM(64), LSTM(19), GRU, CT-RNN and CNN on the same data, evaluate them closed "
+    "loop in and out of distribution, print the table (--reduced: a CI-sized run)"
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reduced", action="store_true", help="tiny data and training (minutes)")
+    p.add_argument("--work", type=Path, default=Path("compare_out"), help="output folder")
+    p.add_argument("--bag", type=Path, action="append", default=[], help="use these bags")
+    p.add_argument("--seeds", type=int, default=None, help="training seeds per model")
+    p.add_argument("--episodes", type=int, default=None, help="episodes per model and condition")
+    p.add_argument("--conditions", default=None, help="comma-separated conditions (or 'all')")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from dataclasses import replace
+
+    from ltc_controller.sim.conditions import parse_conditions
+    from ltc_controller.training.presets import COMPARE_FULL, COMPARE_REDUCED, run_compare
+
+    recipe = COMPARE_REDUCED if args.reduced else COMPARE_FULL
+    try:
+        if args.seeds is not None:
+            recipe = replace(recipe, seeds=tuple(range(args.seeds)))
+        ev = recipe.evaluation
+        if args.episodes is not None:
+            ev = replace(ev, episodes=args.episodes)
+        if args.conditions is not None:
+            ev = replace(ev, conditions=tuple(c.name for c in parse_conditions(args.conditions)))
+        recipe = replace(recipe, evaluation=ev)
+        out = run_compare(
+            args.work,
+            recipe,
+            bags=args.bag,
+            log=lambda s: print(s, file=sys.stderr),
+            show_progress=not args.quiet,
+        )
+    except (KeyError, ValueError) as e:
+        print(f"compare: {e}", file=sys.stderr)
+        return 2
+    print(out["table"])
+    print(json.dumps({k: out[k] for k in ("report", "skipped", "wall_s")}, indent=2))
+    return 0

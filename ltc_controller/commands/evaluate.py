@@ -1,0 +1,105 @@
+"""``ltc-controller evaluate``: closed-loop episodes per policy and condition, and a report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NAME = "evaluate"
+HELP = (
+    "drive policies closed loop in the simulator under named conditions (clean, noise_0.1, ...) "
+    "and write a Markdown + PNG report"
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="[LABEL=]FILE",
+        help="policy file, repeatable; files sharing a LABEL are training seeds of one model "
+        "(default label: the file's architecture)",
+    )
+    p.add_argument("--expert", action="store_true", help="also drive the privileged expert")
+    p.add_argument(
+        "--conditions",
+        default="clean",
+        help="comma-separated condition names, or 'all' (default clean); see --list-conditions",
+    )
+    p.add_argument("--list-conditions", action="store_true", help="print the conditions and exit")
+    p.add_argument("--episodes", type=int, default=5, help="episodes per policy and condition")
+    p.add_argument("--first-track-seed", type=int, default=5000, help="seed of the first track")
+    p.add_argument("--speed", type=float, default=5.0, help="driving speed (m/s)")
+    p.add_argument("--latency", type=float, default=0.02, help="frame-to-command latency (s)")
+    p.add_argument("--distance", type=float, default=None, help="metres per episode (one lap)")
+    p.add_argument("--track-length", type=float, default=None, help="lap length of the tracks (m)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--output", "-o", type=Path, default=Path("eval_out"), help="report folder")
+
+
+def parse_policy_args(items: list[str]) -> list[tuple[str | None, Path]]:
+    """``["ncp=a.safetensors", "b.safetensors"]`` -> ``[("ncp", a), (None, b)]``."""
+    out: list[tuple[str | None, Path]] = []
+    for it in items:
+        label, sep, path = it.partition("=")
+        out.append((label, Path(path)) if sep else (None, Path(it)))
+    return out
+
+
+def default_label(path: Path) -> str:
+    """``architecture`` (+ ``units``) from the file's config."""
+    from ltc_controller.models.policy_file import load_policy
+
+    cfg = load_policy(path).config
+    units = getattr(cfg, "units", None)
+    return cfg.architecture + (f"({units})" if units else "")
+
+
+def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    import torch
+
+    from ltc_controller.models.policy_file import PolicyFileError
+    from ltc_controller.sim.conditions import CONDITIONS, parse_conditions
+    from ltc_controller.training.evaluation import (
+        EXPERT,
+        EvalConfig,
+        ModelEntry,
+        evaluate,
+        write_report,
+    )
+
+    if args.list_conditions:
+        for c in CONDITIONS.values():
+            print(f"{c.name:14s} {c.description}")
+        return 0
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        conds = tuple(c.name for c in parse_conditions(args.conditions))
+        cfg = EvalConfig(
+            conditions=conds,
+            episodes=args.episodes,
+            first_track_seed=args.first_track_seed,
+            speed_mps=args.speed,
+            latency_s=args.latency,
+            distance_m=args.distance,
+            track_length_m=args.track_length,
+        )
+        models = [
+            ModelEntry(label or default_label(path), path)
+            for label, path in parse_policy_args(args.policy)
+        ]
+        if args.expert:
+            models.append(ModelEntry(EXPERT, None))
+        if not models:
+            print("evaluate: give --policy FILE (repeatable) and/or --expert", file=sys.stderr)
+            return 2
+        records, sizes = evaluate(models, cfg, progress=lambda s: print(s, file=sys.stderr))
+    except (PolicyFileError, KeyError, ValueError) as e:
+        print(f"evaluate: {e}", file=sys.stderr)
+        return 2
+    report = write_report(args.output, records, sizes, cfg)
+    print(report.read_text())
+    print(f"report: {report}", file=sys.stderr)
+    return 0

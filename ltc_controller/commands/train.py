@@ -1,0 +1,141 @@
+"""``ltc-controller train``: behaviour cloning from rosbag2 demonstrations into a policy file.
+
+Distributed: ``torchrun --nproc_per_node N -m ltc_controller train ...`` (gloo on CPU, nccl on
+CUDA); every process reads the bags, rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+NAME = "train"
+HELP = (
+    "train a policy (NCP-19 and baselines) from rosbag2 bags, or `--preset bundled` to record "
+    "data and train the bundled NCP-19 in one go"
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--preset",
+        choices=("bundled",),
+        default=None,
+        help="bundled: record expert + DAgger data and train the shipped NCP-19 (ignores --bag)",
+    )
+    p.add_argument("--work", type=Path, default=Path("train_work"), help="preset work folder")
+    p.add_argument("--bag", type=Path, action="append", default=[], help="rosbag2 (repeatable)")
+    p.add_argument("--image-topic", default="/camera/image_raw", help="Image or CompressedImage")
+    p.add_argument("--command-topic", default="/expert_cmd", help="command (label) topic")
+    p.add_argument(
+        "--command-field",
+        action="append",
+        default=None,
+        help="dotted field(s) to learn (default: drive.steering_angle for Ackermann)",
+    )
+    p.add_argument("--max-pair-dt", type=float, default=0.05, help="image/command pairing (s)")
+    p.add_argument("--max-gap", type=float, default=0.3, help="gap that starts a segment (s)")
+    p.add_argument("--arch", default="ncp_ltc", help="PolicyConfig.architecture (ncp_ltc)")
+    p.add_argument("--units", type=int, default=None, help="hidden units (lstm, gru, ...)")
+    p.add_argument("--output", "-o", type=Path, default=Path("policy.safetensors"))
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--seq-len", type=int, default=16, help="frames per window (T)")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per step and process")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate of the conv head")
+    p.add_argument("--lr-rnn", type=float, default=5e-3, help="learning rate of the rest")
+    p.add_argument("--loss-alpha", type=float, default=0.5, help="turn weighting exp(a|y|/s)")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--patience", type=int, default=3, help="early stopping patience (epochs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--step-s", type=float, default=0.05, help="integration step (s)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (0 = torch default)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder (per epoch)")
+    p.add_argument("--resume", type=Path, default=None, help="continue from a checkpoint")
+    p.add_argument("--max-frames", type=int, default=None, help="read at most this many per bag")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--rank-weights-dir", type=Path, default=None, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from ltc_controller.training.bag import BagError, Demonstrations, read_demonstrations
+    from ltc_controller.training.trainer import AugmentConfig, TrainConfig, train
+
+    if args.preset == "bundled":
+        from ltc_controller.training.presets import train_bundled
+
+        summary = train_bundled(args.work, args.output)
+        print(json.dumps(summary, indent=2))
+        return 0
+    if not args.bag:
+        print("train: give at least one --bag (or --preset bundled)", file=sys.stderr)
+        return 2
+    try:
+        demos = Demonstrations.concatenate(
+            [
+                read_demonstrations(
+                    bag,
+                    args.image_topic,
+                    args.command_topic,
+                    command_fields=args.command_field,
+                    max_pair_dt_s=args.max_pair_dt,
+                    max_gap_s=args.max_gap,
+                    max_frames=args.max_frames,
+                )
+                for bag in args.bag
+            ]
+        )
+        cfg = TrainConfig(
+            arch=args.arch,
+            units=args.units,
+            seq_len=args.seq_len,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            lr=args.lr,
+            lr_rnn=args.lr_rnn,
+            loss_alpha=args.loss_alpha,
+            val_fraction=args.val_fraction,
+            patience=args.patience,
+            seed=args.seed,
+            step_s=args.step_s,
+            augment=AugmentConfig.off() if args.no_augment else AugmentConfig(),
+            device=args.device,
+            threads=args.threads,
+        )
+        print(
+            f"data: {len(demos)} frames in {int(demos.segment.max()) + 1} segments "
+            f"from {len(args.bag)} bag(s) {demos.stats}",
+            file=sys.stderr,
+        )
+        result = train(
+            demos,
+            cfg,
+            output=args.output,
+            checkpoint_dir=args.checkpoint,
+            resume=args.resume,
+            show_progress=not args.quiet,
+            log=lambda s: print(s, file=sys.stderr),
+            rank_weights_dir=args.rank_weights_dir,
+        )
+    except (BagError, ValueError, FileNotFoundError) as e:
+        print(f"train: {e}", file=sys.stderr)
+        return 2
+    print(
+        json.dumps(
+            {
+                "output": str(args.output),
+                "best_val_loss": result.best_val_loss,
+                "steps": result.steps,
+                "epochs": len(result.history),
+                "stopped_early": result.stopped_early,
+                "wall_s": round(result.wall_s, 1),
+            },
+            indent=2,
+        )
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""Offline tools: rosbag2 demonstrations, recording, training, closed-loop evaluation."""

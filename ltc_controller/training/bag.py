@@ -1,0 +1,516 @@
+"""rosbag2 I/O for demonstrations (MCAP or sqlite3 storage, through ``rosbags``).
+
+Writing (:class:`DemoBagWriter`) uses standard types only:
+
+========================  ==============================================  =========================
+topic (default)           type                                            content
+========================  ==============================================  =========================
+``/camera/image_raw``     ``sensor_msgs/msg/Image`` (``rgb8``)            camera frames
+``.../compressed``        ``sensor_msgs/msg/CompressedImage`` (``jpeg``)  with ``compressed=True``
+``/expert_cmd``           ``ackermann_msgs/msg/AckermannDriveStamped``    clean expert command
+                                                                          (the training label)
+``/ackermann_cmd``        ``ackermann_msgs/msg/AckermannDriveStamped``    command actually executed
+``/odom``                 ``nav_msgs/msg/Odometry``                       true pose (rear axle)
+========================  ==============================================  =========================
+
+Every ``header.stamp`` and every bag log time is the simulation clock (ns).
+
+Reading (:func:`read_demonstrations`) works on any rosbag2 with an image topic (``Image`` or
+``CompressedImage``) and a command topic the user names: images are decoded, cropped and resized
+to the policy input once and kept as uint8; each image is paired with the command whose stamp is
+nearest (within ``max_pair_dt_s``); the pairs are cut into segments where time jumps.
+
+The ackermann_msgs definitions are read from the ``.msg`` files shipped in
+``ltc_controller/transport/interfaces`` (data files; no DDS import here).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image as PILImage
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
+
+from ltc_controller.runtime.preprocess import FrameRejected, decode_image
+
+__all__ = [
+    "BagError",
+    "Demonstrations",
+    "DemoBagWriter",
+    "RecordTopics",
+    "TopicNotFoundError",
+    "bag_topics",
+    "read_demonstrations",
+    "typestore",
+]
+
+_INTERFACES = Path(__file__).resolve().parent.parent / "transport" / "interfaces"
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+ACKERMANN = "ackermann_msgs/msg/AckermannDriveStamped"
+
+
+class BagError(ValueError):
+    """A bag that cannot be used for training; the message names the bag and what is wrong."""
+
+
+class TopicNotFoundError(BagError):
+    """A requested topic is not in the bag; the message lists the bag's topics and types."""
+
+
+@cache
+def typestore() -> Typestore:
+    """ROS 2 Jazzy types plus ackermann_msgs (from the shipped ``.msg`` files)."""
+    store = get_typestore(Stores.ROS2_JAZZY)
+    extra: dict[str, Any] = {}
+    for pkg in sorted(p for p in _INTERFACES.iterdir() if p.is_dir()):
+        for f in sorted((pkg / "msg").glob("*.msg")):
+            extra.update(
+                get_types_from_msg(f.read_text(encoding="utf-8"), f"{pkg.name}/msg/{f.stem}")
+            )
+    store.register(extra)
+    return store
+
+
+@dataclass(frozen=True)
+class RecordTopics:
+    """Topic names written by :class:`DemoBagWriter`."""
+
+    image: str = "/camera/image_raw"
+    label: str = "/expert_cmd"
+    executed: str = "/ackermann_cmd"
+    odom: str = "/odom"
+
+    def image_topic(self, compressed: bool) -> str:
+        """The image topic for raw or compressed frames (``<image>/compressed`` as
+        image_transport names it)."""
+        return f"{self.image}/compressed" if compressed else self.image
+
+
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+
+class DemoBagWriter:
+    """Writes demonstration frames to a new rosbag2.
+
+    Args:
+        path: the bag directory to create (must not exist).
+        storage: ``"mcap"`` or ``"sqlite3"``.
+        compressed: write ``CompressedImage`` (JPEG via Pillow) instead of ``Image``.
+        jpeg_quality: JPEG quality (1..95).
+        topics: topic names.
+
+    Raises:
+        BagError: ``path`` exists or ``storage`` is unknown.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        storage: str = "mcap",
+        compressed: bool = False,
+        jpeg_quality: int = 90,
+        topics: RecordTopics | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if storage not in STORAGES:
+            raise BagError(f"storage {storage!r}: expected one of {sorted(STORAGES)}")
+        if self.path.exists():
+            raise BagError(f"{self.path}: already exists; rosbag2 writes a new directory")
+        self.store = typestore()
+        self.compressed = compressed
+        self.jpeg_quality = int(jpeg_quality)
+        self.topics = topics or RecordTopics()
+        self.frames = 0
+        self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
+        self._writer.open()
+        t = self.topics
+        image_type = IMAGE_TYPES[1] if compressed else IMAGE_TYPES[0]
+        self._c_image = self._writer.add_connection(
+            t.image_topic(compressed), image_type, typestore=self.store
+        )
+        self._c_label = self._writer.add_connection(t.label, ACKERMANN, typestore=self.store)
+        self._c_exec = self._writer.add_connection(t.executed, ACKERMANN, typestore=self.store)
+        self._c_odom = self._writer.add_connection(
+            t.odom, "nav_msgs/msg/Odometry", typestore=self.store
+        )
+
+    def _header(self, stamp_ns: int, frame_id: str) -> Any:
+        T = self.store.types
+        return T["std_msgs/msg/Header"](
+            stamp=T["builtin_interfaces/msg/Time"](
+                sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000
+            ),
+            frame_id=frame_id,
+        )
+
+    def _ackermann(self, stamp_ns: int, steer: float, speed: float) -> Any:
+        T = self.store.types
+        return T[ACKERMANN](
+            header=self._header(stamp_ns, "base_link"),
+            drive=T["ackermann_msgs/msg/AckermannDrive"](
+                steering_angle=float(steer),
+                steering_angle_velocity=0.0,
+                speed=float(speed),
+                acceleration=0.0,
+                jerk=0.0,
+            ),
+        )
+
+    def write(
+        self,
+        stamp_ns: int,
+        image: NDArray[np.uint8],
+        label_steer: float,
+        executed_steer: float,
+        speed_cmd: float,
+        pose: tuple[float, float, float, float, float],
+    ) -> None:
+        """Write one frame and the commands and odometry at its stamp.
+
+        Args:
+            stamp_ns: simulation time (ns, >= 0, increasing).
+            image: ``(H, W, 3)`` uint8 RGB.
+            label_steer: clean expert steering (rad). executed_steer: executed steering (rad).
+            speed_cmd: commanded speed (m/s).
+            pose: ``(x, y, yaw, speed, yaw_rate)`` of the rear axle (m, rad, m/s, rad/s).
+        """
+        T = self.store.types
+        ser = self.store.serialize_cdr
+        hdr = self._header(stamp_ns, "camera_optical_frame")
+        if self.compressed:
+            buf = io.BytesIO()
+            PILImage.fromarray(image).save(buf, format="JPEG", quality=self.jpeg_quality)
+            msg = T[IMAGE_TYPES[1]](
+                header=hdr, format="jpeg", data=np.frombuffer(buf.getvalue(), dtype=np.uint8)
+            )
+            self._writer.write(self._c_image, stamp_ns, ser(msg, IMAGE_TYPES[1]))
+        else:
+            h, w, _ = image.shape
+            msg = T[IMAGE_TYPES[0]](
+                header=hdr,
+                height=h,
+                width=w,
+                encoding="rgb8",
+                is_bigendian=0,
+                step=3 * w,
+                data=np.ascontiguousarray(image).reshape(-1),
+            )
+            self._writer.write(self._c_image, stamp_ns, ser(msg, IMAGE_TYPES[0]))
+        self._writer.write(
+            self._c_label,
+            stamp_ns,
+            ser(self._ackermann(stamp_ns, label_steer, speed_cmd), ACKERMANN),
+        )
+        self._writer.write(
+            self._c_exec,
+            stamp_ns,
+            ser(self._ackermann(stamp_ns, executed_steer, speed_cmd), ACKERMANN),
+        )
+        x, y, yaw, v, wz = pose
+        V3, P = T["geometry_msgs/msg/Vector3"], T["geometry_msgs/msg/Point"]
+        odom = T["nav_msgs/msg/Odometry"](
+            header=self._header(stamp_ns, "odom"),
+            child_frame_id="base_link",
+            pose=T["geometry_msgs/msg/PoseWithCovariance"](
+                pose=T["geometry_msgs/msg/Pose"](
+                    position=P(x=x, y=y, z=0.0),
+                    orientation=T["geometry_msgs/msg/Quaternion"](
+                        x=0.0, y=0.0, z=math.sin(0.5 * yaw), w=math.cos(0.5 * yaw)
+                    ),
+                ),
+                covariance=np.zeros(36),
+            ),
+            twist=T["geometry_msgs/msg/TwistWithCovariance"](
+                twist=T["geometry_msgs/msg/Twist"](
+                    linear=V3(x=v, y=0.0, z=0.0), angular=V3(x=0.0, y=0.0, z=wz)
+                ),
+                covariance=np.zeros(36),
+            ),
+        )
+        self._writer.write(self._c_odom, stamp_ns, ser(odom, "nav_msgs/msg/Odometry"))
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the bag (writes metadata.yaml). Idempotent."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None  # type: ignore[assignment]
+
+    def __enter__(self) -> DemoBagWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def bag_topics(path: str | Path) -> dict[str, str]:
+    """``{topic: msgtype}`` of a rosbag2 directory.
+
+    Raises:
+        BagError: not a readable rosbag2.
+    """
+    try:
+        with Reader(Path(path)) as reader:
+            return {c.topic: c.msgtype for c in reader.connections}
+    except BagError:
+        raise
+    except Exception as exc:  # rosbags raises its own error types
+        raise BagError(f"{path}: cannot open as rosbag2: {exc}") from exc
+
+
+@dataclass
+class Demonstrations:
+    """Paired demonstration data, ready for windowing.
+
+    Attributes:
+        images: ``(N, H, W, 3)`` uint8 RGB at the policy input size (after crop and resize).
+        targets: ``(N, M)`` float32 commands (units of the chosen fields).
+        stamps: ``(N,)`` float64 seconds (image stamps).
+        segment: ``(N,)`` int64 segment id; a new segment starts where time jumps by more than
+            ``max_gap_s`` (or goes backwards), and at each new bag.
+        output_names: one name per target column (e.g. ``("steering_angle",)``).
+        stats: counts (images read, paired, dropped for no command, rejected images).
+    """
+
+    images: NDArray[np.uint8]
+    targets: NDArray[np.float32]
+    stamps: NDArray[np.float64]
+    segment: NDArray[np.int64]
+    output_names: tuple[str, ...]
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @staticmethod
+    def concatenate(parts: Sequence[Demonstrations]) -> Demonstrations:
+        """Join datasets; segment ids are renumbered so segments never merge."""
+        if not parts:
+            raise BagError("no demonstrations to join")
+        names = parts[0].output_names
+        segs = []
+        base = 0
+        stats: dict[str, int] = {}
+        for p in parts:
+            if p.output_names != names:
+                raise BagError(f"output names differ: {p.output_names} vs {names}")
+            segs.append(p.segment + base)
+            base += int(p.segment.max()) + 1 if len(p) else 0
+            for k, v in p.stats.items():
+                stats[k] = stats.get(k, 0) + v
+        return Demonstrations(
+            images=np.concatenate([p.images for p in parts]),
+            targets=np.concatenate([p.targets for p in parts]),
+            stamps=np.concatenate([p.stamps for p in parts]),
+            segment=np.concatenate(segs),
+            output_names=names,
+            stats=stats,
+        )
+
+
+def _field(msg: Any, dotted: str, bag: Path, topic: str) -> float:
+    obj = msg
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            raise BagError(
+                f"{bag}: topic {topic} ({msg.__msgtype__}) has no field '{dotted}' "
+                f"(no '{part}' in {type(obj).__name__})"
+            )
+        obj = getattr(obj, part)
+    return float(obj)
+
+
+def default_command_field(msgtype: str) -> str:
+    """The steering field of a command type: ``drive.steering_angle`` for ackermann_msgs,
+    ``twist.angular.z`` / ``angular.z`` for geometry_msgs Twist(Stamped) (a yaw rate).
+
+    Raises:
+        BagError: a type with no known default (pass the field explicitly).
+    """
+    if msgtype == ACKERMANN:
+        return "drive.steering_angle"
+    if msgtype == "ackermann_msgs/msg/AckermannDrive":
+        return "steering_angle"
+    if msgtype == "geometry_msgs/msg/TwistStamped":
+        return "twist.angular.z"
+    if msgtype == "geometry_msgs/msg/Twist":
+        return "angular.z"
+    raise BagError(f"no default command field for {msgtype}; name one with --command-field")
+
+
+def _stamp(msg: Any, log_ns: int) -> int:
+    hdr = getattr(msg, "header", None)
+    if hdr is not None:
+        ns = int(hdr.stamp.sec) * 1_000_000_000 + int(hdr.stamp.nanosec)
+        if ns > 0:
+            return ns
+    return int(log_ns)
+
+
+def to_policy_image(
+    rgb: NDArray[np.uint8],
+    height: int,
+    width: int,
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0),
+) -> NDArray[np.uint8]:
+    """Crop ``(top, bottom, left, right)`` pixels and resize (bilinear, Pillow) to
+    ``height x width``: the runtime's :class:`~ltc_controller.runtime.preprocess.Preprocessor`
+    before its scaling to [0, 1]. Returns ``(height, width, 3)`` uint8.
+
+    Raises:
+        FrameRejected: the crop leaves nothing.
+    """
+    top, bottom, left, right = crop
+    h, w = rgb.shape[:2]
+    if top >= h - bottom or left >= w - right:
+        raise FrameRejected("size", f"crop leaves nothing of a {w}x{h} image")
+    img = rgb[top : h - bottom, left : w - right]
+    if img.shape[0] != height or img.shape[1] != width:
+        img = np.asarray(
+            PILImage.fromarray(np.ascontiguousarray(img)).resize(
+                (width, height), PILImage.Resampling.BILINEAR
+            )
+        )
+    return np.ascontiguousarray(img, dtype=np.uint8)
+
+
+def _decode(msg: Any, msgtype: str) -> NDArray[np.uint8]:
+    if msgtype == IMAGE_TYPES[1]:
+        try:
+            with PILImage.open(io.BytesIO(bytes(msg.data))) as im:
+                return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        except Exception as exc:  # Pillow raises several types for bad data
+            raise FrameRejected("decode", f"compressed image ({msg.format}): {exc}") from exc
+    data = np.asarray(msg.data, dtype=np.uint8).tobytes()
+    return np.asarray(decode_image(msg.encoding, msg.height, msg.width, msg.step, data))
+
+
+def read_demonstrations(
+    path: str | Path,
+    image_topic: str,
+    command_topic: str,
+    *,
+    command_fields: Sequence[str] | None = None,
+    height: int = 78,
+    width: int = 200,
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0),
+    max_pair_dt_s: float = 0.05,
+    max_gap_s: float = 0.3,
+    max_frames: int | None = None,
+) -> Demonstrations:
+    """Read image/command pairs from a rosbag2 (MCAP or sqlite3).
+
+    Args:
+        path: bag directory.
+        image_topic: ``sensor_msgs/msg/Image`` or ``CompressedImage`` topic.
+        command_topic: command topic (e.g. ``AckermannDriveStamped``).
+        command_fields: dotted fields of the command to learn (default
+            :func:`default_command_field`); output names are their last components.
+        height, width, crop: policy input geometry (see :func:`to_policy_image`).
+        max_pair_dt_s: largest ``|image stamp - command stamp|`` of a pair (s).
+        max_gap_s: a larger step between consecutive paired images starts a new segment (s).
+        max_frames: stop after this many images (for quick tests).
+
+    Stamps are ``header.stamp`` where the message has one (non-zero), else the bag log time.
+
+    Returns:
+        :class:`Demonstrations`, ordered by image stamp.
+
+    Raises:
+        TopicNotFoundError: a topic is missing (the message lists the bag's topics).
+        BagError: unreadable bag, wrong topic type, a missing field, or no pairs at all.
+    """
+    bag = Path(path)
+    topics = bag_topics(bag)
+    listing = ", ".join(f"{t} ({ty})" for t, ty in sorted(topics.items())) or "none"
+    for role, topic in (("image", image_topic), ("command", command_topic)):
+        if topic not in topics:
+            raise TopicNotFoundError(
+                f"{bag}: no {role} topic '{topic}' in the bag; its topics are: {listing}"
+            )
+    if topics[image_topic] not in IMAGE_TYPES:
+        raise BagError(
+            f"{bag}: image topic '{image_topic}' has type {topics[image_topic]}; expected one of "
+            f"{IMAGE_TYPES}"
+        )
+    fields = (
+        list(command_fields) if command_fields else [default_command_field(topics[command_topic])]
+    )
+    store = typestore()
+    img_stamps: list[int] = []
+    images: list[NDArray[np.uint8]] = []
+    cmd_stamps: list[int] = []
+    cmds: list[list[float]] = []
+    rejected = 0
+    try:
+        with Reader(bag) as reader:
+            conns = [c for c in reader.connections if c.topic in (image_topic, command_topic)]
+            for conn, log_ns, raw in reader.messages(connections=conns):
+                msg = store.deserialize_cdr(raw, conn.msgtype)
+                if conn.topic == image_topic:
+                    if max_frames is not None and len(images) >= max_frames:
+                        continue
+                    try:
+                        rgb = _decode(msg, conn.msgtype)
+                        images.append(to_policy_image(rgb, height, width, crop))
+                    except FrameRejected:
+                        rejected += 1
+                        continue
+                    img_stamps.append(_stamp(msg, log_ns))
+                else:
+                    cmd_stamps.append(_stamp(msg, log_ns))
+                    cmds.append([_field(msg, f, bag, command_topic) for f in fields])
+    except BagError:
+        raise
+    except Exception as exc:  # rosbags raises its own error types
+        raise BagError(f"{bag}: cannot read: {exc}") from exc
+    if not images or not cmds:
+        raise BagError(
+            f"{bag}: {len(images)} images on {image_topic} and {len(cmds)} messages on "
+            f"{command_topic}; need both"
+        )
+    istamp = np.asarray(img_stamps, dtype=np.int64)
+    cstamp = np.asarray(cmd_stamps, dtype=np.int64)
+    corder = np.argsort(cstamp, kind="stable")
+    cstamp = cstamp[corder]
+    cvals = np.asarray(cmds, dtype=np.float64)[corder]
+    # Nearest command by stamp.
+    j = np.searchsorted(cstamp, istamp)
+    lo = np.clip(j - 1, 0, len(cstamp) - 1)
+    hi = np.clip(j, 0, len(cstamp) - 1)
+    nearest = np.where(np.abs(cstamp[lo] - istamp) <= np.abs(cstamp[hi] - istamp), lo, hi)
+    ok = np.abs(cstamp[nearest] - istamp) <= int(max_pair_dt_s * 1e9)
+    iorder = np.argsort(istamp, kind="stable")
+    keep = iorder[ok[iorder]]
+    if keep.size == 0:
+        raise BagError(
+            f"{bag}: no image on {image_topic} has a command on {command_topic} within "
+            f"{max_pair_dt_s} s of its stamp"
+        )
+    stamps = istamp[keep].astype(np.float64) * 1e-9
+    gaps = np.diff(stamps)
+    new_seg = np.concatenate([[True], (gaps > max_gap_s) | (gaps <= 0.0)])
+    return Demonstrations(
+        images=np.stack([images[i] for i in keep]),
+        targets=cvals[nearest[keep]].astype(np.float32),
+        stamps=stamps,
+        segment=np.cumsum(new_seg).astype(np.int64) - 1,
+        output_names=tuple(f.rsplit(".", 1)[-1] for f in fields),
+        stats={
+            "images": len(images) + rejected,
+            "paired": int(keep.size),
+            "unpaired": int(len(images) - keep.size),
+            "rejected": rejected,
+            "commands": len(cmds),
+        },
+    )

@@ -1,0 +1,735 @@
+"""Behaviour cloning of a policy from demonstrations: sequences, augmentation, checkpoints,
+early stopping, and PyTorch distributed data parallel (torchrun).
+
+Sequences. Windows of ``seq_len`` consecutive paired frames are cut from each segment (never
+across one). Frame t's timespan is its stamp minus the previous frame's stamp (the segment's
+median period for a segment's first frame), and :meth:`Policy.forward` integrates it in fixed
+steps of ``step_s`` holding frame t's features
+(:func:`~ltc_controller.models.policy.substep_counts`) - the runtime's semantics, so the dynamics
+trained are the ones deployed. The state starts at zero in every window (Lechner et al. 2020
+train on 16-step subsequences from a zero state); the first ``burn_in`` frames of a window are
+left out of the loss while the state settles.
+
+Loss. Squared error of ``(prediction - target) / output_scale`` weighted by
+``w(y) = exp(alpha |y| / output_scale)`` (Lechner et al. 2020 weight turns, where the error
+matters most); ``alpha = 0`` is plain MSE.
+
+Augmentation (training windows only, one draw per window so lighting does not flicker within a
+sequence): brightness and contrast gains, a random shadow (a darkened quadrilateral), and additive
+Gaussian noise of a random standard deviation per window.
+
+Checkpoints (``checkpoint_dir``): ``model.safetensors``, ``optimizer.safetensors`` and
+``state.json`` (epoch, step, best validation loss, RNG states, the config) - tensors and JSON
+only, never pickle. ``resume`` continues from one exactly where it stopped.
+
+Distributed: when started by ``torchrun`` (``WORLD_SIZE`` > 1) each process joins the default
+process group (``gloo`` on CPU, ``nccl`` on CUDA), wraps the policy in
+``DistributedDataParallel`` and takes every ``world``-th window of the same seeded shuffle; the
+validation loss is averaged over ranks, so every rank makes the same early-stopping decision.
+Rank 0 writes the checkpoint and the policy file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from ltc_controller.training.bag import Demonstrations
+
+__all__ = [
+    "AugmentConfig",
+    "TrainConfig",
+    "TrainResult",
+    "build_policy_config",
+    "make_windows",
+    "train",
+]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation ranges (images in [0, 1]).
+
+    Attributes:
+        brightness: gain drawn from ``[1 - b, 1 + b]``.
+        contrast: contrast gain drawn from ``[1 - c, 1 + c]`` around the image mean.
+        shadow_prob: probability of a shadow per window.
+        shadow_strength: range of the shadow's darkening factor.
+        noise_std: largest standard deviation of additive Gaussian noise (drawn per window from
+            ``[0, noise_std]``).
+    """
+
+    brightness: float = 0.3
+    contrast: float = 0.2
+    shadow_prob: float = 0.4
+    shadow_strength: tuple[float, float] = (0.4, 0.8)
+    noise_std: float = 0.05
+
+    @classmethod
+    def off(cls) -> AugmentConfig:
+        return cls(0.0, 0.0, 0.0, (1.0, 1.0), 0.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings.
+
+    Attributes:
+        arch: ``PolicyConfig.architecture`` (``"ncp_ltc"``, and whatever else the models
+            package offers: ``"lstm"``, ``"gru"``, ``"ctrnn"``, ``"cnn"``, ``"cfc"``...).
+        units: hidden units for architectures that take them (None = the architecture's default).
+        seq_len: frames per training window (T).
+        stride: window stride within a segment (frames; default ``seq_len``: each frame once per
+            epoch, with a random phase per epoch).
+        batch_size: windows per optimiser step (per process).
+        epochs: epoch limit.
+        max_steps: optimiser step limit (None = no limit).
+        lr: Adam learning rate of the conv head.
+        lr_rnn: learning rate of everything else (the recurrent part); None = ``lr``.
+        weight_decay: AdamW weight decay.
+        grad_clip: gradient norm clip (0 = off).
+        loss_alpha: turn weighting ``alpha`` (see module docstring).
+        per_step_time_constants: initialise the LTC capacitance ``cm`` multiplied by
+            ``step_s`` (see :func:`scale_ltc_capacitance`), so that one step of ``step_s`` seconds
+            has the dynamics of one ncps step of ``elapsed = 1`` (what the NCP paper trained);
+            without it the ncps initialisation gives time constants of about a second.
+        burn_in: leading frames of each window left out of the loss while the state settles
+            from zero (None = ``seq_len // 4``).
+        val_fraction: fraction of frames (whole segments) held out for validation.
+        patience: epochs without validation improvement before stopping.
+        seed: seed of weights, shuffling, augmentation.
+        step_s: integration step of the policy (s).
+        output_scale: scale of the outputs (None = twice the target standard deviation).
+        augment: augmentation ranges.
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        threads: CPU threads for torch (0 = leave torch's default).
+    """
+
+    arch: str = "ncp_ltc"
+    units: int | None = None
+    seq_len: int = 16
+    stride: int | None = None
+    batch_size: int = 16
+    epochs: int = 10
+    max_steps: int | None = None
+    lr: float = 1e-3
+    lr_rnn: float | None = 5e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    loss_alpha: float = 0.5
+    burn_in: int | None = None
+    per_step_time_constants: bool = True
+    val_fraction: float = 0.1
+    patience: int = 3
+    seed: int = 0
+    step_s: float = 0.05
+    output_scale: float | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    device: str = "auto"
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 1 or self.batch_size < 1 or self.epochs < 1:
+            raise ValueError("TrainConfig: seq_len, batch_size and epochs must be >= 1")
+        if not 0.0 <= self.val_fraction < 0.9:
+            raise ValueError(f"TrainConfig.val_fraction={self.val_fraction}: expected [0, 0.9)")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"TrainConfig.device={self.device!r}: expected auto, cpu or cuda")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["augment"]["shadow_strength"] = list(self.augment.shadow_strength)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        d = dict(d)
+        aug = dict(d.pop("augment", {}))
+        if "shadow_strength" in aug:
+            aug["shadow_strength"] = tuple(aug["shadow_strength"])
+        return cls(**d, augment=AugmentConfig(**aug))
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    Attributes:
+        policy: the trained policy (best validation weights), on the CPU, eval mode.
+        best_val_loss: best validation loss (normalised, weighted), NaN without validation.
+        history: one dict per epoch (epoch, train_loss, val_loss, val_mse_rad2, steps, wall_s).
+        steps: optimiser steps taken in total.
+        stopped_early: True when patience ran out.
+        wall_s: wall time of this call (s).
+    """
+
+    policy: Any
+    best_val_loss: float
+    history: list[dict[str, float]]
+    steps: int
+    stopped_early: bool
+    wall_s: float
+
+
+def build_policy_config(
+    arch: str,
+    units: int | None,
+    output_names: tuple[str, ...],
+    output_units: tuple[str, ...],
+    output_scale: tuple[float, ...],
+    step_s: float,
+    per_step_time_constants: bool = True,
+) -> Any:
+    """A ``PolicyConfig`` for ``arch`` with the given outputs.
+
+    With ``per_step_time_constants`` the CT-RNN's fixed time constant is ``step_s`` (one step of
+    ``step_s`` seconds then has the dynamics of a unit step, as for the LTC's capacitance, see
+    :func:`scale_ltc_capacitance`).
+
+    Raises:
+        ValueError: the architecture is not available in this version of
+            :mod:`ltc_controller.models` (the message lists the ones that are), or a field the
+            architecture does not take.
+    """
+    from ltc_controller.models import policy as policy_mod
+    from ltc_controller.models.policy import PolicyConfig
+
+    known = tuple(getattr(policy_mod, "ARCHITECTURES", ("ncp_ltc",)))
+    if arch not in known:
+        raise ValueError(f"architecture {arch!r} is not available; this version offers {known}")
+    kwargs: dict[str, Any] = {
+        "architecture": arch,
+        "output_names": output_names,
+        "output_units": output_units,
+        "output_scale": output_scale,
+        "step_s": step_s,
+    }
+    if units is not None:
+        kwargs["units"] = units
+    if arch == "ctrnn" and per_step_time_constants:
+        kwargs["core_options"] = {"tau_s": step_s}
+    m = len(output_names)
+    if m != 1 and arch.startswith("ncp"):
+        from ltc_controller.models.wiring import NCP
+
+        kwargs["wiring"] = NCP(12, 6, m, 6, 4, 6, 6, seed=22222, input_dim=32).get_config()
+    try:
+        return PolicyConfig(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"architecture {arch!r}: {exc}") from exc
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def scale_ltc_capacitance(policy: nn.Module, factor: float) -> int:
+    """Multiply the effective membrane capacitance ``cm`` of every LTC cell in ``policy`` by
+    ``factor`` (in place, through the softplus when the cell uses implicit constraints).
+
+    The fused solver uses ``cm_t = cm / (elapsed / L)``; ncps steps with ``elapsed = 1``, our
+    runtime with ``elapsed = step_s`` seconds, so ``cm * step_s`` keeps ncps's per-step dynamics.
+
+    Returns:
+        The number of cells changed (0 for architectures without an LTC).
+    """
+    n = 0
+    with torch.no_grad():
+        for mod in policy.modules():
+            cm = getattr(mod, "cm", None)
+            if not isinstance(cm, nn.Parameter) or not hasattr(mod, "implicit_param_constraints"):
+                continue
+            if mod.implicit_param_constraints:
+                eff = nn.functional.softplus(cm) * factor
+                cm.copy_(eff + torch.log(-torch.expm1(-eff)))  # softplus^-1
+            else:
+                cm.mul_(factor)
+            n += 1
+    return n
+
+
+def frame_timespans(demos: Demonstrations) -> NDArray[np.float32]:
+    """Seconds since the previous frame of the same segment, per frame ``(N,)``; a segment's
+    first frame gets the median period of the data."""
+    st, seg = demos.stamps, demos.segment
+    dt = np.diff(st, prepend=st[:1])
+    same = np.concatenate([[False], seg[1:] == seg[:-1]])
+    inner = dt[same]
+    median = float(np.median(inner)) if inner.size else 0.05
+    return np.where(same, dt, median).astype(np.float32)
+
+
+def make_windows(
+    segment: NDArray[np.int64], seq_len: int, stride: int, phase: int = 0
+) -> NDArray[np.int64]:
+    """Start indices of windows of ``seq_len`` frames inside segments, ``stride`` apart, starting
+    ``phase`` frames into each segment (``phase`` is reduced modulo the room left)."""
+    starts: list[NDArray[np.int64]] = []
+    bounds = np.flatnonzero(np.diff(segment)) + 1
+    begin = np.concatenate([[0], bounds])
+    end = np.concatenate([bounds, [segment.size]])
+    for a, b in zip(begin, end, strict=True):
+        room = int(b - a - seq_len)
+        if room < 0:
+            continue
+        p = phase % (min(stride, room) + 1) if room > 0 else 0
+        starts.append(np.arange(a + p, b - seq_len + 1, stride, dtype=np.int64))
+    return np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+
+
+def split_segments(
+    demos: Demonstrations, val_fraction: float, seed: int
+) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+    """Validation mask ``(N,)`` (whole segments, about ``val_fraction`` of frames) and the
+    segment ids to use (a lone segment is cut in two at 1 - val_fraction)."""
+    seg = demos.segment.copy()
+    if val_fraction <= 0.0:
+        return np.zeros(seg.size, dtype=bool), seg
+    ids = np.unique(seg)
+    if ids.size < 2:
+        cut = int(seg.size * (1.0 - val_fraction))
+        seg = np.where(np.arange(seg.size) >= cut, seg + 1, seg)
+        return np.arange(seg.size) >= cut, seg
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(ids)
+    counts = {int(i): int((seg == i).sum()) for i in ids}
+    val: list[int] = []
+    total = 0
+    for i in order[:-1]:  # keep at least one segment for training
+        if total >= val_fraction * seg.size:
+            break
+        val.append(int(i))
+        total += counts[int(i)]
+    return np.isin(seg, val), seg
+
+
+def _augment(x: Tensor, cfg: AugmentConfig, gen: torch.Generator) -> Tensor:
+    """``x (B, T, 3, H, W)`` in [0, 1] -> augmented, one draw per window."""
+    b, _, _, h, w = x.shape
+    dev = x.device
+
+    def u(lo: float, hi: float, *shape: int) -> Tensor:
+        return (torch.rand(*shape, generator=gen) * (hi - lo) + lo).to(dev)
+
+    if cfg.brightness > 0.0:
+        x = x * u(1 - cfg.brightness, 1 + cfg.brightness, b, 1, 1, 1, 1)
+    if cfg.contrast > 0.0:
+        mean = x.mean(dim=(2, 3, 4), keepdim=True)
+        x = (x - mean) * u(1 - cfg.contrast, 1 + cfg.contrast, b, 1, 1, 1, 1) + mean
+    if cfg.shadow_prob > 0.0:
+        # A shadow band between two lines from the top edge to the bottom edge.
+        cols = torch.arange(w, device=dev, dtype=x.dtype).view(1, 1, w)
+        rows = torch.linspace(0.0, 1.0, h, device=dev, dtype=x.dtype).view(1, h, 1)
+        top = u(-0.3 * w, 1.3 * w, b, 2).sort(dim=1).values
+        bot = u(-0.3 * w, 1.3 * w, b, 2).sort(dim=1).values
+        left = top[:, :1, None] + (bot[:, :1, None] - top[:, :1, None]) * rows
+        right = top[:, 1:, None] + (bot[:, 1:, None] - top[:, 1:, None]) * rows
+        inside = (cols >= left) & (cols <= right)  # (B, H, W)
+        on = (torch.rand(b, generator=gen) < cfg.shadow_prob).to(dev).view(b, 1, 1)
+        lo, hi = cfg.shadow_strength
+        factor = torch.where(inside & on, u(lo, hi, b, 1, 1), torch.ones((), device=dev))
+        x = x * factor.view(b, 1, 1, h, w)
+    if cfg.noise_std > 0.0:
+        std = u(0.0, cfg.noise_std, b, 1, 1, 1, 1)
+        noise = torch.randn(x.shape, generator=gen).to(dev)
+        x = x + noise * std
+    return x.clamp(0.0, 1.0)
+
+
+def _batches(starts: NDArray[np.int64], batch: int) -> Iterator[NDArray[np.int64]]:
+    for i in range(0, starts.size - batch + 1, batch):
+        yield starts[i : i + batch]
+
+
+def _gather(
+    demos: Demonstrations,
+    ts: NDArray[np.float32],
+    starts: NDArray[np.int64],
+    seq_len: int,
+    device: torch.device,
+) -> tuple[Tensor, Tensor, Tensor]:
+    idx = starts[:, None] + np.arange(seq_len)[None, :]
+    imgs = torch.from_numpy(demos.images[idx])  # (B, T, H, W, 3) uint8
+    x = imgs.to(device).permute(0, 1, 4, 2, 3).float().div_(255.0)
+    y = torch.from_numpy(demos.targets[idx]).to(device)
+    t = torch.from_numpy(ts[idx]).to(device)
+    return x, y, t
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+
+def _save_checkpoint(
+    ckpt: Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    state: dict[str, Any],
+    gen: torch.Generator,
+) -> None:
+    ckpt.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(ckpt / "model.safetensors.tmp"))
+    os.replace(ckpt / "model.safetensors.tmp", ckpt / "model.safetensors")
+    osd = opt.state_dict()
+    otensors: dict[str, Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in osd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, Tensor):
+                otensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    otensors["__torch_rng__"] = torch.get_rng_state()
+    otensors["__gen_rng__"] = gen.get_state()
+    save_file(otensors, str(ckpt / "optimizer.safetensors.tmp"))
+    os.replace(ckpt / "optimizer.safetensors.tmp", ckpt / "optimizer.safetensors")
+    full = dict(state, param_groups=osd["param_groups"], optimizer_scalars=scalars)
+    (ckpt / "state.json.tmp").write_text(json.dumps(full, indent=1))
+    os.replace(ckpt / "state.json.tmp", ckpt / "state.json")
+
+
+def _load_checkpoint(
+    ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator
+) -> dict[str, Any]:
+    for name in ("model.safetensors", "optimizer.safetensors", "state.json"):
+        if not (ckpt / name).is_file():
+            raise FileNotFoundError(f"{ckpt}: not a checkpoint (no {name})")
+    state: dict[str, Any] = json.loads((ckpt / "state.json").read_text())
+    model.load_state_dict(load_file(str(ckpt / "model.safetensors")), strict=True)
+    ot = load_file(str(ckpt / "optimizer.safetensors"))
+    torch.set_rng_state(ot.pop("__torch_rng__"))
+    gen.set_state(ot.pop("__gen_rng__"))
+    opt_state: dict[int, dict[str, Any]] = {}
+    for key, v in ot.items():
+        pid, k = key.split(".", 1)
+        opt_state.setdefault(int(pid), {})[k] = v
+    for pid, sc in state.pop("optimizer_scalars", {}).items():
+        opt_state.setdefault(int(pid), {}).update(sc)
+    opt.load_state_dict({"state": opt_state, "param_groups": state.pop("param_groups")})
+    return state
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def _dist() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _all_mean(values: list[float], world: int, device: torch.device) -> list[float]:
+    if world <= 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return (t / world).tolist()
+
+
+def _loss(pred: Tensor, y: Tensor, scale: Tensor, alpha: float, burn_in: int = 0) -> Tensor:
+    """Weighted normalised squared error over frames ``burn_in:`` of ``(B, T, M)``."""
+    pred, y = pred[:, burn_in:], y[:, burn_in:]
+    z = (pred - y) / scale
+    w = torch.exp(alpha * (y / scale).abs()) if alpha else torch.ones_like(y)
+    return (w * z * z).sum() / w.sum()
+
+
+def train(
+    demos: Demonstrations,
+    cfg: TrainConfig,
+    *,
+    output: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    output_units: tuple[str, ...] | None = None,
+    show_progress: bool = True,
+    log: Callable[[str], None] = print,
+    rank_weights_dir: str | Path | None = None,
+    init_state: Mapping[str, Tensor] | None = None,
+) -> TrainResult:
+    """Train a policy on ``demos`` and (rank 0) write it to ``output`` with ``save_policy``.
+
+    Args:
+        demos: paired demonstrations (one or several bags joined).
+        cfg: settings.
+        output: policy file to write (``.safetensors``); None = do not write.
+        checkpoint_dir: where to save a checkpoint after each epoch (None = none).
+        resume: a checkpoint directory to continue from (its config must match in ``arch``).
+        output_units: units of the outputs (default ``rad`` for ``steering_angle``, else ``""``).
+        show_progress: tqdm bar (rank 0 only).
+        log: line logger.
+        rank_weights_dir: (tests) every rank writes its final weights there as
+            ``rank<r>.safetensors``.
+        init_state: start from these weights (a ``Policy.state_dict()`` of the same config, e.g.
+            to fine-tune after a DAgger round) instead of the seeded initialisation.
+
+    Returns:
+        :class:`TrainResult`.
+
+    Raises:
+        ValueError: too little data for one window / batch, an unavailable architecture.
+        FileNotFoundError: ``resume`` is not a checkpoint.
+    """
+    from tqdm import tqdm
+
+    from ltc_controller.models.policy import Policy
+    from ltc_controller.models.policy_file import save_policy
+
+    wall0 = time.perf_counter()
+    rank, world = _dist()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device("cuda", local % max(1, torch.cuda.device_count()))
+    else:
+        device = torch.device("cpu")
+
+    names = demos.output_names
+    units = output_units or tuple("rad" if n == "steering_angle" else "" for n in names)
+    std = demos.targets.std(axis=0)
+    scale = (
+        tuple(float(cfg.output_scale) for _ in names)
+        if cfg.output_scale
+        else tuple(float(max(1e-3, round(2.0 * s, 4))) for s in std)
+    )
+    pcfg = build_policy_config(
+        cfg.arch, cfg.units, names, units, scale, cfg.step_s, cfg.per_step_time_constants
+    )
+    policy = Policy.from_config(pcfg, seed=cfg.seed)
+    if init_state is not None:
+        policy.load_state_dict(dict(init_state), strict=True)
+    elif cfg.per_step_time_constants:
+        scale_ltc_capacitance(policy, cfg.step_s)
+    policy = policy.to(device)
+
+    val_mask, segment = split_segments(demos, cfg.val_fraction, cfg.seed)
+    ts = frame_timespans(dataclasses.replace(demos, segment=segment))
+    stride = cfg.stride or cfg.seq_len
+    train_seg = np.where(val_mask, -1, segment)
+    val_seg = np.where(val_mask, segment, -1)
+    val_starts = _windows_in(val_seg, cfg.seq_len, cfg.seq_len, 0)
+    if _windows_in(train_seg, cfg.seq_len, stride, 0).size < cfg.batch_size * world:
+        raise ValueError(
+            f"{len(demos)} frames give fewer than batch_size x processes = "
+            f"{cfg.batch_size * world} training windows of {cfg.seq_len} frames; record more data "
+            "or lower --seq-len / --batch-size"
+        )
+
+    head = [p for n, p in policy.named_parameters() if n.startswith("head.")]
+    rest = [p for n, p in policy.named_parameters() if not n.startswith("head.")]
+    groups = [{"params": head, "lr": cfg.lr}]
+    if rest:
+        groups.append({"params": rest, "lr": cfg.lr_rnn or cfg.lr})
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    model: nn.Module = policy
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(
+            policy, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    shuffle = np.random.default_rng(cfg.seed)
+    scale_t = torch.tensor(scale, dtype=torch.float32, device=device)
+
+    start_epoch, step, best, bad_epochs = 0, 0, math.inf, 0
+    history: list[dict[str, float]] = []
+    best_state = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+    if resume is not None:
+        meta = Path(resume) / "state.json"
+        if meta.is_file():
+            ck_cfg = json.loads(meta.read_text()).get("config", {})
+            if (ck_cfg.get("arch"), ck_cfg.get("units")) != (cfg.arch, cfg.units):
+                raise ValueError(
+                    f"{resume}: checkpoint is for arch {ck_cfg.get('arch')!r} "
+                    f"(units {ck_cfg.get('units')}), not {cfg.arch!r} (units {cfg.units})"
+                )
+        st = _load_checkpoint(Path(resume), policy, opt, gen)
+        start_epoch, step, best, bad_epochs = st["epoch"], st["step"], st["best"], st["bad_epochs"]
+        history = st["history"]
+        shuffle.bit_generator.state = st["shuffle_rng"]
+        best_file = Path(resume) / "best.safetensors"
+        if best_file.is_file():
+            best_state = load_file(str(best_file))
+        log(f"resumed from {resume}: epoch {start_epoch}, step {step}, best val {best:.4g}")
+
+    n_params = sum(p.numel() for p in policy.parameters())
+    if rank == 0:
+        log(
+            f"training {cfg.arch}: {n_params:,} parameters, {policy.state_size} neurons; "
+            f"{int((~val_mask).sum())} train / {int(val_mask.sum())} val frames, T={cfg.seq_len}, "
+            f"batch {cfg.batch_size} x {world} process(es), device {device}"
+        )
+    burn_in = _burn_in(cfg)
+    stopped = False
+    for epoch in range(start_epoch, cfg.epochs):
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
+        phase = int(shuffle.integers(0, stride))
+        starts = _windows_in(train_seg, cfg.seq_len, stride, phase)
+        starts = starts[shuffle.permutation(starts.size)]
+        per_rank = starts.size // world
+        mine = starts[rank * per_rank : (rank + 1) * per_rank]
+        n_batches = per_rank // cfg.batch_size
+        model.train()
+        total, count = 0.0, 0
+        bar = tqdm(
+            _batches(mine, cfg.batch_size),
+            total=n_batches,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not (show_progress and rank == 0),
+            mininterval=2.0,
+            leave=False,
+        )
+        for batch in bar:
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                break
+            x, y, t = _gather(demos, ts, batch, cfg.seq_len, device)
+            x = _augment(x, cfg.augment, gen)
+            pred = model(x, t)
+            loss = _loss(pred, y, scale_t, cfg.loss_alpha, burn_in)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0.0:
+                nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            total += float(loss.detach())
+            count += 1
+            bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        bar.close()
+        val_loss, val_mse = _validate(policy, demos, ts, val_starts, cfg, scale_t, device)
+        train_loss, val_loss, val_mse = _all_mean(
+            [total / max(1, count), val_loss, val_mse], world, device
+        )
+        rec = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_mse": val_mse,
+            "steps": step,
+            "wall_s": time.perf_counter() - wall0,
+        }
+        history.append(rec)
+        improved = not math.isfinite(val_loss) or val_loss < best - 1e-6
+        if improved:
+            best = val_loss if math.isfinite(val_loss) else best
+            bad_epochs = 0
+            best_state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+        else:
+            bad_epochs += 1
+        if rank == 0:
+            log(
+                f"epoch {epoch + 1}: train {train_loss:.4f}  val {val_loss:.4f} "
+                f"(mse {val_mse:.3g})  steps {step}  {rec['wall_s']:.0f} s"
+                + ("  *" if improved else "")
+            )
+            if checkpoint_dir is not None:
+                ck = Path(checkpoint_dir)
+                _save_checkpoint(
+                    ck,
+                    policy,
+                    opt,
+                    {
+                        "epoch": epoch + 1,
+                        "step": step,
+                        "best": best,
+                        "bad_epochs": bad_epochs,
+                        "history": history,
+                        "shuffle_rng": shuffle.bit_generator.state,
+                        "config": cfg.to_dict(),
+                    },
+                    gen,
+                )
+                save_file(
+                    {k: v.detach().cpu().contiguous() for k, v in best_state.items()},
+                    str(ck / "best.safetensors"),
+                )
+        if val_starts.size and bad_epochs >= cfg.patience:
+            stopped = True
+            if rank == 0:
+                log(f"early stop: no validation improvement in {cfg.patience} epochs")
+            break
+
+    policy.load_state_dict({k: v.to(device) for k, v in best_state.items()})
+    policy = policy.cpu().eval()
+    if rank_weights_dir is not None:
+        Path(rank_weights_dir).mkdir(parents=True, exist_ok=True)
+        save_file(
+            {k: v.contiguous() for k, v in policy.state_dict().items()},
+            str(Path(rank_weights_dir) / f"rank{rank}.safetensors"),
+        )
+    if output is not None and rank == 0:
+        save_policy(policy, output)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return TrainResult(
+        policy=policy,
+        best_val_loss=best if math.isfinite(best) else math.nan,
+        history=history,
+        steps=step,
+        stopped_early=stopped,
+        wall_s=time.perf_counter() - wall0,
+    )
+
+
+def _burn_in(cfg: TrainConfig) -> int:
+    b = cfg.seq_len // 4 if cfg.burn_in is None else cfg.burn_in
+    return max(0, min(b, cfg.seq_len - 1))
+
+
+def _windows_in(seg: NDArray[np.int64], seq_len: int, stride: int, phase: int) -> NDArray[np.int64]:
+    """Windows inside segments ``>= 0`` of ``seg`` (``-1`` marks excluded frames)."""
+    starts = make_windows(seg, seq_len, stride, phase)
+    if starts.size == 0:
+        return starts
+    idx = starts[:, None] + np.arange(seq_len)[None, :]
+    return starts[(seg[idx] >= 0).all(axis=1)]
+
+
+def _validate(
+    policy: Any,
+    demos: Demonstrations,
+    ts: NDArray[np.float32],
+    starts: NDArray[np.int64],
+    cfg: TrainConfig,
+    scale: Tensor,
+    device: torch.device,
+) -> tuple[float, float]:
+    if starts.size == 0:
+        return math.nan, math.nan
+    policy.eval()
+    loss_sum, mse_sum, n = 0.0, 0.0, 0
+    with torch.no_grad():
+        for i in range(0, starts.size, cfg.batch_size):
+            x, y, t = _gather(demos, ts, starts[i : i + cfg.batch_size], cfg.seq_len, device)
+            pred = policy(x, t)
+            k = x.shape[0]
+            b = _burn_in(cfg)
+            loss_sum += float(_loss(pred, y, scale, cfg.loss_alpha, b)) * k
+            mse_sum += float(((pred[:, b:] - y[:, b:]) ** 2).mean()) * k
+            n += k
+    return loss_sum / n, mse_sum / n

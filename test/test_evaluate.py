@@ -1,0 +1,155 @@
+"""Closed-loop evaluation: metrics that separate a good driver from a bad one, the report files,
+clear errors, and the reduced `compare` preset end to end."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ltc_controller.cli import main
+from ltc_controller.models.policy import Policy, PolicyConfig
+from ltc_controller.models.policy_file import save_policy
+from ltc_controller.training.evaluation import (
+    EvalConfig,
+    ModelEntry,
+    evaluate,
+    summarise,
+    write_report,
+)
+
+
+@pytest.fixture(scope="module")
+def circling_policy(tmp_path_factory):
+    """An NCP-19 whose output is a constant 0.3 rad left turn: it must leave the lane."""
+    p = Policy.from_config(PolicyConfig(), seed=0)
+    with torch.no_grad():
+        p.ltc.output_w.zero_()
+        p.ltc.output_b.fill_(0.3)
+    return save_policy(p, tmp_path_factory.mktemp("pol") / "circle.safetensors")
+
+
+def test_expert_keeps_the_lane_and_a_circling_policy_departs(circling_policy):
+    cfg = EvalConfig(conditions=("clean",), episodes=1, distance_m=30.0)
+    records, sizes = evaluate(
+        [ModelEntry("circle", circling_policy), ModelEntry("expert", None)], cfg
+    )
+    by = {r.model: r for r in records}
+    assert by["expert"].departures == 0 and by["expert"].completion == 1.0
+    assert by["expert"].mean_abs_lateral_error_m < 0.2
+    assert by["expert"].distance_m >= 30.0
+    circ = by["circle"]
+    assert circ.departures >= 2  # interventions put it back; it keeps leaving
+    assert circ.completion < 0.5
+    assert circ.mean_abs_lateral_error_m > by["expert"].mean_abs_lateral_error_m
+    assert sizes[str(circling_policy)]["neurons"] == 19
+    s = summarise(records)
+    row = next(r for r in s.per_model if r["model"] == "circle")
+    assert row["departures_per_km"] == pytest.approx(circ.departures / (circ.distance_m / 1000))
+    assert row["clean_laps"] == 0.0
+
+
+def test_evaluate_command_writes_markdown_png_csv_and_json(circling_policy, tmp_path, capsys):
+    out = tmp_path / "rep"
+    second = tmp_path / "circle2.safetensors"  # a second "training seed"
+    second.write_bytes(circling_policy.read_bytes())
+    rc = main(
+        [
+            "evaluate",
+            "--policy",
+            f"circle={circling_policy}",
+            "--policy",
+            f"circle={second}",
+            "--expert",
+            "--conditions",
+            "clean,noise_0.2",
+            "--episodes",
+            "1",
+            "--distance",
+            "15",
+            "--output",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| circle | 2 | 19 |" in text  # two "seeds", 19 neurons
+    assert "noise_0.2" in text and "departures / km" in text
+    for name in (
+        "report.md",
+        "episodes.csv",
+        "summary.json",
+        "departures_per_km.png",
+        "clean_laps.png",
+        "mean_abs_lateral_error_m.png",
+    ):
+        assert (out / name).is_file() and (out / name).stat().st_size > 100
+    with open(out / "episodes.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 2  # (2 policies + expert) x 2 conditions
+    summ = json.loads((out / "summary.json").read_text())
+    assert {r["condition"] for r in summ["per_model"]} == {"clean", "noise_0.2"}
+
+
+def test_evaluate_rejects_a_bad_policy_file_and_an_unknown_condition(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a policy")
+    assert main(["evaluate", "--policy", str(bad)]) == 2
+    assert "bad.safetensors" in capsys.readouterr().err
+    assert main(["evaluate", "--expert", "--conditions", "fog"]) == 2
+    assert "unknown condition 'fog'" in capsys.readouterr().err
+
+
+def test_report_of_a_single_run(circling_policy, tmp_path):
+    cfg = EvalConfig(conditions=("clean",), episodes=1, distance_m=10.0)
+    records, sizes = evaluate([ModelEntry("circle", circling_policy)], cfg)
+    report = write_report(tmp_path, records, sizes, cfg)
+    assert "one lap" not in report.read_text() and "10 m each" in report.read_text()
+
+
+@pytest.mark.timeout(280)
+def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(tmp_path, capsys):
+    rc = main(["compare", "--reduced", "--quiet", "--work", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    for label in ("NCP-19", "LSTM(64)", "LSTM(19)", "GRU(64)", "CT-RNN(64)", "CNN"):
+        assert f"| {label} |" in out
+    assert "| NCP-19 | 1 | 19 |" in out
+    assert (tmp_path / "report" / "report.md").is_file()
+    assert len(list((tmp_path / "policies").glob("*.safetensors"))) == 6
+    wall = json.loads(out[out.index("{") :])["wall_s"]
+    assert wall["total"] > 0
+
+
+BUNDLED = (
+    Path(__file__).resolve().parents[1]
+    / "ltc_controller"
+    / "policies"
+    / "ncp19_lane_keeping.safetensors"
+)
+
+
+def test_bundled_ncp19_is_small_and_is_what_the_policy_node_loads_by_default():
+    from ltc_controller.models.policy_file import load_policy
+    from ltc_controller.nodes.policy_node import load_model
+
+    assert BUNDLED.is_file() and BUNDLED.stat().st_size < 1_000_000
+    p = load_policy(BUNDLED)
+    assert p.config.architecture == "ncp_ltc" and p.state_size == 19
+    assert p.config.output_names == ("steering_angle",) and p.config.output_units == ("rad",)
+    node_default = load_model("", 0)
+    assert torch.equal(node_default.state_dict()["ltc.w"], p.state_dict()["ltc.w"])
+
+
+def test_bundled_ncp19_keeps_the_lane_on_an_unseen_track():
+    cfg = EvalConfig(conditions=("clean",), episodes=1, first_track_seed=5007, distance_m=150.0)
+    (rec,), _ = evaluate([ModelEntry("ncp", BUNDLED)], cfg)
+    assert rec.departures == 0 and rec.distance_m >= 150.0
+    assert rec.mean_abs_lateral_error_m < 0.3

@@ -1,0 +1,138 @@
+"""Reading demonstrations from any rosbag2: topic choice, pairing by stamp, segments, windows,
+timespans, and clear errors for missing topics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from ltc_controller.training.bag import (
+    TopicNotFoundError,
+    bag_topics,
+    read_demonstrations,
+    typestore,
+)
+from ltc_controller.training.trainer import frame_timespans, make_windows
+
+
+def _hdr(store, ns):
+    T = store.types
+    return T["std_msgs/msg/Header"](
+        stamp=T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9), frame_id="x"
+    )
+
+
+def _write_bag(path, image_stamps_ns, cmd_stamps_ns, storage=StoragePlugin.SQLITE3, bgr=False):
+    """Images whose pixel value encodes the frame index; commands whose steering is stamp_s."""
+    store = typestore()
+    T = store.types
+    with Writer(path, version=9, storage_plugin=storage) as w:
+        ci = w.add_connection("/cam/front", "sensor_msgs/msg/Image", typestore=store)
+        cc = w.add_connection("/drive", "ackermann_msgs/msg/AckermannDriveStamped", typestore=store)
+        co = w.add_connection("/other", "std_msgs/msg/Header", typestore=store)
+        events = [(t, "i", k) for k, t in enumerate(image_stamps_ns)]
+        events += [(t, "c", k) for k, t in enumerate(cmd_stamps_ns)]
+        for t, kind, k in sorted(events):
+            if kind == "i":
+                px = np.zeros((6, 10, 3), np.uint8)
+                px[..., 0] = k  # red channel = frame index
+                if bgr:
+                    px = px[..., ::-1]
+                msg = T["sensor_msgs/msg/Image"](
+                    header=_hdr(store, t),
+                    height=6,
+                    width=10,
+                    encoding="bgr8" if bgr else "rgb8",
+                    is_bigendian=0,
+                    step=30,
+                    data=px.reshape(-1),
+                )
+                w.write(ci, t + 7_000_000, store.serialize_cdr(msg, msg.__msgtype__))
+            else:
+                drive = T["ackermann_msgs/msg/AckermannDrive"](
+                    steering_angle=t * 1e-9,
+                    steering_angle_velocity=0.0,
+                    speed=5.0,
+                    acceleration=0.0,
+                    jerk=0.0,
+                )
+                msg = T["ackermann_msgs/msg/AckermannDriveStamped"](
+                    header=_hdr(store, t), drive=drive
+                )
+                w.write(cc, t + 3_000_000, store.serialize_cdr(msg, msg.__msgtype__))
+        w.write(co, 1, store.serialize_cdr(_hdr(store, 1), "std_msgs/msg/Header"))
+
+
+def test_images_pair_with_the_nearest_command_stamp_not_the_bag_time(tmp_path):
+    # Images at 20 Hz from 1 s; commands at 50 Hz offset by 4 ms.
+    img = [10**9 + k * 50_000_000 for k in range(20)]
+    cmd = [10**9 + 4_000_000 + k * 20_000_000 for k in range(50)]
+    _write_bag(tmp_path / "b", img, cmd)
+    d = read_demonstrations(tmp_path / "b", "/cam/front", "/drive", height=6, width=10)
+    assert len(d) == 20 and d.output_names == ("steering_angle",)
+    want = [min(cmd, key=lambda c, i=i: abs(c - i)) * 1e-9 for i in img]
+    np.testing.assert_allclose(d.targets[:, 0], want, rtol=1e-6)
+    np.testing.assert_allclose(d.stamps, np.array(img) * 1e-9)
+    assert list(d.images[:, 0, 0, 0]) == list(range(20))
+    assert d.stats["paired"] == 20 and d.stats["unpaired"] == 0
+
+
+def test_images_without_a_command_in_tolerance_are_dropped_and_gaps_start_segments(tmp_path):
+    img = [k * 50_000_000 + 10**9 for k in range(10)] + [
+        5 * 10**9 + k * 50_000_000 for k in range(10)
+    ]
+    cmd = [t for t in img if t != img[3]]  # frame 3 has no command
+    _write_bag(tmp_path / "b", img, cmd, storage=StoragePlugin.MCAP, bgr=True)
+    d = read_demonstrations(
+        tmp_path / "b", "/cam/front", "/drive", height=6, width=10, max_pair_dt_s=0.02
+    )
+    assert len(d) == 19 and d.stats["unpaired"] == 1
+    assert 3 not in set(d.images[:, 0, 0, 0].tolist())  # bgr8 decoded: red = index
+    # Segments: the 100 ms hole at frame 3 is inside max_gap (0.3 s); the 3.55 s jump is not.
+    assert list(np.unique(d.segment)) == [0, 1]
+    assert (d.segment == 0).sum() == 9
+    ts = frame_timespans(d)
+    assert ts[0] == pytest.approx(0.05) and ts[3] == pytest.approx(0.1)
+    assert ts[9] == pytest.approx(0.05)  # first frame of segment 1: the median period
+
+
+def test_missing_topic_error_names_it_and_lists_the_bag_topics(tmp_path):
+    _write_bag(tmp_path / "b", [10**9], [10**9])
+    with pytest.raises(TopicNotFoundError) as e:
+        read_demonstrations(tmp_path / "b", "/camera/image_raw", "/drive")
+    msg = str(e.value)
+    assert "'/camera/image_raw'" in msg
+    assert "/cam/front (sensor_msgs/msg/Image)" in msg and "/other (std_msgs/msg/Header)" in msg
+    assert bag_topics(tmp_path / "b")["/drive"] == "ackermann_msgs/msg/AckermannDriveStamped"
+
+
+def test_train_command_reports_a_missing_topic_cleanly(tmp_path, capsys):
+    from ltc_controller.cli import main
+
+    _write_bag(tmp_path / "b", [10**9], [10**9])
+    rc = main(
+        [
+            "train",
+            "--bag",
+            str(tmp_path / "b"),
+            "--image-topic",
+            "/cam/front",
+            "--command-topic",
+            "/cmd_vel",
+            "--output",
+            str(tmp_path / "p.safetensors"),
+        ]
+    )
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "no command topic '/cmd_vel'" in err and "/drive (ackermann_msgs" in err
+    assert not (tmp_path / "p.safetensors").exists()
+
+
+def test_windows_stay_inside_segments():
+    seg = np.array([0] * 10 + [1] * 3 + [2] * 7)
+    starts = make_windows(seg, 4, 4)
+    assert list(starts) == [0, 4, 13]
+    for s in make_windows(seg, 4, 2, phase=1):
+        assert len(set(seg[s : s + 4])) == 1

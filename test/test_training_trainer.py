@@ -1,0 +1,284 @@
+"""Training from generated bags: a policy file comes out, resume is exact, checkpoints hold no
+pickle, the runtime semantics are the ones trained, and torchrun + DDP (gloo) keeps two CPU
+processes in lock-step."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+
+import dataclasses
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ltc_controller.cli import main
+from ltc_controller.models.policy_file import load_policy
+from ltc_controller.training.bag import read_demonstrations
+from ltc_controller.training.recording import RecordConfig, record
+from ltc_controller.training.trainer import (
+    AugmentConfig,
+    TrainConfig,
+    _augment,
+    scale_ltc_capacitance,
+    train,
+)
+
+SMALL = TrainConfig(
+    seq_len=4, batch_size=2, epochs=2, max_steps=None, val_fraction=0.25, threads=1, patience=5
+)
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bags")
+    record(root / "raw", RecordConfig(episodes=2, episode_s=1.2, seed=1))
+    record(
+        root / "jpeg",
+        RecordConfig(episodes=1, episode_s=1.2, seed=2),
+        compressed=True,
+        storage="sqlite3",
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def demos(bags):
+    return read_demonstrations(bags / "raw", "/camera/image_raw", "/expert_cmd")
+
+
+def test_train_command_on_raw_and_compressed_bags_writes_a_loadable_policy(bags, tmp_path, capsys):
+    out = tmp_path / "p.safetensors"
+    rc = main(
+        [
+            "train",
+            "--bag",
+            str(bags / "raw"),
+            "--bag",
+            str(bags / "jpeg"),
+            "--image-topic",
+            "/camera/image_raw",
+            "--command-topic",
+            "/expert_cmd",
+            "--output",
+            str(out),
+            "--epochs",
+            "1",
+            "--max-steps",
+            "2",
+            "--seq-len",
+            "4",
+            "--batch-size",
+            "2",
+            "--quiet",
+        ]
+    )
+    # The two bags name their image topics differently: a clear error for the second.
+    assert rc == 2
+    assert "no image topic '/camera/image_raw'" in capsys.readouterr().err
+    rc = main(
+        [
+            "train",
+            "--bag",
+            str(bags / "jpeg"),
+            "--image-topic",
+            "/camera/image_raw/compressed",
+            "--output",
+            str(out),
+            "--epochs",
+            "1",
+            "--max-steps",
+            "2",
+            "--seq-len",
+            "4",
+            "--batch-size",
+            "2",
+            "--val-fraction",
+            "0",
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["steps"] == 2
+    p = load_policy(out)
+    assert p.config.architecture == "ncp_ltc" and p.config.output_names == ("steering_angle",)
+    assert p.config.step_s == 0.05 and p.state_size == 19
+
+
+def test_training_changes_weights_and_keeps_best_validation(demos, tmp_path):
+    r = train(
+        demos, SMALL, output=tmp_path / "p.safetensors", show_progress=False, log=lambda s: None
+    )
+    assert len(r.history) == 2 and r.steps > 0
+    assert r.best_val_loss == pytest.approx(min(h["val_loss"] for h in r.history))
+    init = _init_policy(SMALL)
+    changed = [k for k, v in r.policy.state_dict().items() if not torch.equal(v, init[k])]
+    assert "ltc.w" in changed and "head.convs.0.weight" in changed or len(changed) > 5
+
+
+def _init_policy(cfg):
+    from ltc_controller.models.policy import Policy
+    from ltc_controller.training.trainer import build_policy_config
+
+    pol = Policy.from_config(
+        build_policy_config(cfg.arch, cfg.units, ("steering_angle",), ("rad",), (0.1,), 0.05),
+        seed=cfg.seed,
+    )
+    scale_ltc_capacitance(pol, 0.05)
+    return pol.state_dict()
+
+
+def test_resume_from_checkpoint_gives_the_same_weights_as_an_uninterrupted_run(demos, tmp_path):
+    cfg = dataclasses.replace(SMALL, epochs=2, patience=10, output_scale=0.1)
+    quiet = {"show_progress": False, "log": lambda s: None}
+    full = train(demos, cfg, **quiet)
+    ck = tmp_path / "ck"
+    train(demos, dataclasses.replace(cfg, epochs=1), checkpoint_dir=ck, **quiet)
+    assert sorted(p.name for p in ck.iterdir()) == [
+        "best.safetensors",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "state.json",
+    ]
+    state = json.loads((ck / "state.json").read_text())
+    assert state["epoch"] == 1 and state["config"]["arch"] == "ncp_ltc"
+    resumed = train(demos, cfg, resume=ck, **quiet)
+    assert resumed.steps == full.steps
+    for k, v in full.policy.state_dict().items():
+        torch.testing.assert_close(resumed.policy.state_dict()[k], v, rtol=0, atol=0)
+    assert [h["val_loss"] for h in resumed.history] == pytest.approx(
+        [h["val_loss"] for h in full.history]
+    )
+
+
+def test_resume_refuses_a_checkpoint_of_another_architecture(demos, tmp_path):
+    ck = tmp_path / "ck"
+    quiet = {"show_progress": False, "log": lambda s: None}
+    train(demos, dataclasses.replace(SMALL, epochs=1), checkpoint_dir=ck, **quiet)
+    with pytest.raises(
+        ValueError, match=r"checkpoint is for arch 'ncp_ltc' \(units None\), not 'lstm'"
+    ):
+        train(demos, dataclasses.replace(SMALL, arch="lstm", units=8), resume=ck, **quiet)
+    with pytest.raises(FileNotFoundError, match="not a checkpoint"):
+        train(demos, SMALL, resume=tmp_path, **quiet)
+
+
+def test_too_little_data_is_a_clear_error(demos):
+    with pytest.raises(ValueError, match="fewer than batch_size"):
+        train(demos, dataclasses.replace(SMALL, seq_len=40, batch_size=8), show_progress=False)
+
+
+def test_offline_forward_with_stamps_equals_the_runtime_driving_the_same_frames(demos):
+    """Training sees what the runtime does: Policy.forward over a recorded window with its
+    timespans gives the outputs the runtime produces frame by frame (after the first frame)."""
+    from ltc_controller.training.closed_loop import PolicyDriver
+    from ltc_controller.training.trainer import frame_timespans
+
+    pol = load_policy_from(
+        train(
+            demos,
+            dataclasses.replace(SMALL, epochs=1, max_steps=1),
+            show_progress=False,
+            log=lambda s: None,
+        )
+    )
+    idx = np.arange(1, 9)
+    ts = frame_timespans(demos)[idx]
+    imgs = torch.from_numpy(demos.images[idx]).permute(0, 3, 1, 2).float().div(255.0)
+    with torch.no_grad():
+        ref = pol(imgs[None], torch.from_numpy(ts)[None])[0, :, 0].numpy()
+    drv = PolicyDriver(pol, max_steering=10.0)
+    out = [drv.act(demos.images[i], float(demos.stamps[i])) for i in idx]
+    # The runtime starts its clock at the first frame (no step for it); offline the first frame
+    # gets one step. Shift: runtime output k equals offline output k on a window starting at k=1.
+    with torch.no_grad():
+        ref2 = pol(imgs[None, 1:], torch.from_numpy(ts[1:])[None])[0, :, 0].numpy()
+    assert out[0] is None
+    np.testing.assert_allclose(np.array(out[1:], dtype=np.float64), ref2, atol=1e-5)
+    assert not np.allclose(ref[1:], ref2)  # the state really carries information
+
+
+def load_policy_from(result):
+    return result.policy
+
+
+def test_augmentation_is_seeded_and_keeps_images_in_range():
+    x = torch.rand(3, 4, 3, 78, 200)
+    a = _augment(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    b = _augment(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+    assert not torch.equal(a, x)
+    off = _augment(x, AugmentConfig.off(), torch.Generator().manual_seed(1))
+    torch.testing.assert_close(off, x)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(240)
+def test_torchrun_two_cpu_processes_gloo_end_with_identical_weights(bags, tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun is not None
+    ranks = tmp_path / "ranks"
+    out = tmp_path / "ddp.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    proc = subprocess.run(
+        [
+            torchrun,
+            "--nnodes",
+            "1",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            "-m",
+            "ltc_controller",
+            "train",
+            "--bag",
+            str(bags / "raw"),
+            "--output",
+            str(out),
+            "--epochs",
+            "1",
+            "--max-steps",
+            "3",
+            "--seq-len",
+            "4",
+            "--batch-size",
+            "2",
+            "--val-fraction",
+            "0.25",
+            "--quiet",
+            "--rank-weights-dir",
+            str(ranks),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "batch 2 x 2 process(es)" in proc.stderr
+    r0 = load_file(str(ranks / "rank0.safetensors"))
+    r1 = load_file(str(ranks / "rank1.safetensors"))
+    assert r0.keys() == r1.keys()
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), k
+    init = _init_policy(TrainConfig())
+    assert not torch.equal(r0["ltc.w"], init["ltc.w"])
+    assert load_policy(out).state_dict()["ltc.w"].equal(r0["ltc.w"])
