@@ -12,6 +12,10 @@ the control period with the node's default deadline (half the period). Reported 
   same way in the same run; target runtime p99 <= 1.5 × head p99 and <= 2 ms;
 - naive: one ``ncps.torch.LTC`` module call per frame (elapsed = frame interval) after a plain
   NumPy/torch conversion, no deadline handling; ratio naive / runtime per frame;
+- the same loop with live saliency on (``ltc_policy``'s ``saliency.enabled``): after each tick
+  the newest network input is handed to a :class:`~ltc_controller.explain.live.SaliencyWorker`
+  (VisualBackProp on its own copy of the head, in a thread) at 10 Hz; the hand-over is inside
+  the measured time, the worker's overlays (and their count) are reported beside;
 - Python allocations per tick after warm-up (tracemalloc: peak bytes above the tick's start,
   and bytes still held after many ticks). Torch's own tensor buffers are allocated by its C++
   allocator and are not visible to tracemalloc.
@@ -22,6 +26,7 @@ Run: ``python bench/bench_runtime.py [--seconds S]`` (default 6 s per run, about
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import multiprocessing as mp
 import os
@@ -35,6 +40,7 @@ import ncps.wirings as ncw
 import numpy as np
 import torch
 
+from ltc_controller.explain.live import SaliencyWorker
 from ltc_controller.models.policy import Policy
 from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig, make_runtime
 
@@ -88,7 +94,12 @@ class Run:
 
 
 def runtime_run(
-    rt: PolicyRuntime, rate: float, seconds: float, imgs: list[bytes], name: str
+    rt: PolicyRuntime,
+    rate: float,
+    seconds: float,
+    imgs: list[bytes],
+    name: str,
+    saliency: SaliencyWorker | None = None,
 ) -> Run:
     period, deadline = 1.0 / rate, rt.cfg.deadline_s
     n = int(seconds * rate)
@@ -110,7 +121,9 @@ def runtime_run(
             next_cam += 1.0 / CAMERA_HZ
         used = c.frames_used
         a = time.perf_counter()
-        rt.tick(now)
+        r = rt.tick(now)
+        if saliency is not None and r.frame_stamp_ns:  # what the node does after its publish
+            saliency.offer(rt.pre.out, r.frame_stamp_ns, now)
         b = time.perf_counter()
         lat[k] = b - a
         took[k] = c.frames_used != used
@@ -242,6 +255,14 @@ def main() -> None:
     for rate in (50.0, 100.0):
         rt = make_runtime(policy, policy.config, RuntimeConfig(deadline_s=0.5 / rate))
         runs.append(runtime_run(rt, rate, args.seconds, imgs, f"runtime {rate:.0f} Hz"))
+    published = 0
+    worker = SaliencyWorker(copy.deepcopy(policy.head), "rgb", 10.0, lambda s, img: None)
+    try:
+        rt = make_runtime(policy, policy.config, RuntimeConfig(deadline_s=0.5 / 50.0))
+        runs.append(runtime_run(rt, 50.0, args.seconds, imgs, "+ saliency 50 Hz", worker))
+        published = worker.published
+    finally:
+        worker.close()
     naive = naive_run(policy, args.seconds, imgs)
     hogs = [mp.get_context("fork").Process(target=_hog, daemon=True) for _ in range(cores)]
     for p in hogs:
@@ -296,6 +317,11 @@ def main() -> None:
             f"naive / runtime per frame: p50 {np.median(naive) / fp50:.2f}, "
             f"p99 {np.percentile(naive, 99) / fp99:.2f}"
         )
+    print(
+        f"+ saliency: overlays computed by the worker: {published} "
+        f"({published / args.seconds:.1f}/s, asked 10/s); p99 / runtime 50 Hz p99 = "
+        f"{np.percentile(runs[2].latency, 99) / np.percentile(runs[0].latency, 99):.2f}"
+    )
     print(
         "late rt/bench: ticks the runtime counted late / the bench measured late (call time > "
         "deadline); late sched: command after scheduled time + deadline (wake-up included); "

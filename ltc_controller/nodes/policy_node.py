@@ -26,6 +26,11 @@ Topics (relative names, so ``-r __ns:=/car1`` moves them all):
   never from a free-running timer, never from a tick that merely had nothing to do
 - out ``policy_status`` (``ltc_controller/msg/PolicyStatus``) every tick; ``/diagnostics``
   (``diagnostic_msgs/msg/DiagnosticArray``) every ``diagnostics_period_s``
+- out ``~/saliency`` (``sensor_msgs/msg/Image``, ``rgb8``, stamped with the camera frame) when
+  ``saliency.enabled``: the network input with its VisualBackProp saliency overlaid, at most
+  ``saliency.rate_hz`` per second, computed in a worker thread on its own copy of the conv head
+  (:class:`~ltc_controller.explain.live.SaliencyWorker`); the tick only hands the newest
+  preprocessed frame over (one copy, never waits), after it has published its command
 
 Command mapping (``command_type``): Ackermann: ``steering_angle`` = policy ``steering_angle`` ×
 ``steering_scale`` clamped to ±``max_steering_angle``, ``speed`` = policy ``speed`` if it has one,
@@ -42,6 +47,7 @@ from a reset state and sends no heartbeat before it has acted on a fresh frame.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Mapping
@@ -62,7 +68,7 @@ from ltc_controller.runtime.preprocess import (
     frame_from_image,
 )
 from ltc_controller.safety import commands as C
-from ltc_controller.transport.port import RELIABLE, SENSOR_DATA, Node
+from ltc_controller.transport.port import RELIABLE, SENSOR_DATA, Node, QoS
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -245,6 +251,22 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
         read_only=True,
     ),
     ParamSpec(
+        "saliency.enabled",
+        bool,
+        False,
+        "Publish ~/saliency (sensor_msgs/Image rgb8: VisualBackProp overlay on the network "
+        "input), computed in a worker thread off the control path",
+    ),
+    ParamSpec(
+        "saliency.rate_hz",
+        float,
+        2.0,
+        "At most this many ~/saliency images per second",
+        "Hz",
+        0.1,
+        30.0,
+    ),
+    ParamSpec(
         "debug.step_delay_s",
         float,
         0.0,
@@ -266,6 +288,8 @@ _BAD_EVENTS = frozenset({"lag", "non_finite", "state_norm", "clock_jump_back", "
 ENGINE_PARAMS = frozenset(
     {"policy_file", "max_frame_age_s", "max_lag_s"} | {f"preprocess.crop_{s}" for s in _CROPS}
 )
+#: QoS of ``~/saliency``: reliable (rviz's default), keep only the newest image.
+SALIENCY_QOS = QoS("reliable", "volatile", 1)
 #: Outputs of the untrained placeholder used for ``twist_mapping: direct`` without a file.
 DRONE_OUTPUTS = ("linear_x", "linear_y", "linear_z", "angular_z")
 
@@ -340,6 +364,8 @@ class Engine:
     output_names: tuple[str, ...]
     policy_file: str
     load_s: float
+    #: a private CPU copy of the conv head, for the saliency worker (None: not a torch policy)
+    head: Any = None
 
 
 def check_outputs(p: Mapping[str, Any], names: tuple[str, ...], where: str) -> None:
@@ -395,6 +421,8 @@ def build_engine(p: Mapping[str, Any], clock: Any) -> Engine:
     cfg = policy.config
     names = tuple(cfg.output_names)
     check_outputs(p, names, p["policy_file"] or "the default policy")
+    # Copied before the backend takes the policy (it may move it to a device or export it).
+    head = copy.deepcopy(policy.head).cpu().float().eval() if hasattr(policy, "head") else None
     try:
         inner = make_step_model(policy, p["backend"], p["device"])
     except ValueError as e:
@@ -403,7 +431,7 @@ def build_engine(p: Mapping[str, Any], clock: Any) -> Engine:
     runtime = PolicyRuntime(
         model, Preprocessor(preprocess_config(p, cfg)), runtime_config(p, cfg.step_s), clock
     )
-    return Engine(model, runtime, names, p["policy_file"], time.monotonic() - t0)
+    return Engine(model, runtime, names, p["policy_file"], time.monotonic() - t0, head)
 
 
 class PolicyNode:
@@ -437,6 +465,9 @@ class PolicyNode:
         self._last_health: tuple[int, list[str]] = (HEALTH_FAULT, ["no_frame"])
         self._event_log: dict[str, tuple[float, int]] = {}
         self._diag_ticks, self._diag_hbs, self._diag_time = 0, 0, node.steady()
+        self._saliency: Any = None  # SaliencyWorker, started when first enabled
+        self._saliency_stamp = 0
+        self.pub_saliency: Any = None
 
         qos = SENSOR_DATA if p["camera_qos"] == "sensor_data" else RELIABLE
         cam = p["camera_type"]
@@ -454,6 +485,7 @@ class PolicyNode:
             "diagnostic_msgs/msg/DiagnosticArray", "/diagnostics", RELIABLE
         )
         node.on_parameters_set(self._validate_set)
+        self._configure_saliency()
         self.timer = node.create_timer(self.period_s, self._tick)
         self.diag_timer = node.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
         e = self.engine
@@ -506,6 +538,8 @@ class PolicyNode:
             self.node.logger.error(f"parameter set {changes} rejected: {e}")
             return str(e)
         self.p = merged
+        if any(k.startswith("saliency.") for k in changes):
+            self._configure_saliency()
         if new_engine is not None:
             self._pending = new_engine
         else:
@@ -560,6 +594,8 @@ class PolicyNode:
             self.reloads += 1
             self._grace = True
             node.logger.info(f"policy swapped in: {self.engine.policy_file or '(default)'}")
+            if self._saliency is not None and self.engine.head is not None:
+                self._saliency.set_head(self.engine.head, self.engine.model.config.color_order)
         eng = self.engine
         eng.model.delay_s = self._step_delay()
         r = eng.runtime.tick(node.now())
@@ -596,6 +632,69 @@ class PolicyNode:
                 self.heartbeats += 1
                 self.pub_hb.publish(header_ns(node, r.frame_stamp_ns, "ok"))
         self.pub_status.publish(self._status(r, hb, sent))
+        # Last, after the command is out: hand the newest network input to the saliency worker
+        # when an overlay is due (one copy; the worker does the rest on its own thread).
+        sal = self._saliency
+        if sal is not None and r.frame_stamp_ns and r.frame_stamp_ns != self._saliency_stamp:
+            if self.p["saliency.enabled"] and sal.offer(
+                eng.runtime.pre.out, r.frame_stamp_ns, node.steady()
+            ):
+                self._saliency_stamp = r.frame_stamp_ns
+
+    # -- saliency ------------------------------------------------------------------------------
+    def _configure_saliency(self) -> None:
+        """Start the saliency publisher and worker the first time ``saliency.enabled`` is set;
+        apply ``saliency.rate_hz``. Disabling keeps them idle (no frame is handed over)."""
+        p = self.p
+        if self._saliency is not None:
+            self._saliency.rate_hz = p["saliency.rate_hz"]
+            return
+        if not p["saliency.enabled"]:
+            return
+        head = self.engine.head
+        if head is None:
+            self.node.logger.warning("saliency: this policy has no conv head; not published")
+            return
+        from ltc_controller.explain.live import SaliencyWorker
+
+        self.pub_saliency = self.node.create_publisher(
+            "sensor_msgs/msg/Image", "~/saliency", SALIENCY_QOS
+        )
+        self._saliency = SaliencyWorker(
+            head,
+            self.engine.model.config.color_order,
+            p["saliency.rate_hz"],
+            self._publish_saliency,
+            on_error=lambda m: self.node.logger.warning(f"saliency: {m}"),
+        )
+        self.node.logger.info(f"saliency: publishing ~/saliency at <= {p['saliency.rate_hz']} Hz")
+
+    def _publish_saliency(self, stamp_ns: int, rgb: Any) -> None:
+        """Called on the worker thread with a finished ``(H, W, 3)`` uint8 overlay."""
+        h, w = int(rgb.shape[0]), int(rgb.shape[1])
+        node = self.node
+        self.pub_saliency.publish(
+            node.msg(
+                "sensor_msgs/msg/Image",
+                header=header_ns(node, stamp_ns),
+                height=h,
+                width=w,
+                encoding="rgb8",
+                is_bigendian=0,
+                step=3 * w,
+                data=rgb.tobytes(),
+            )
+        )
+
+    @property
+    def saliency_worker(self) -> Any:
+        """The :class:`~ltc_controller.explain.live.SaliencyWorker`, or None if never enabled."""
+        return self._saliency
+
+    def close(self) -> None:
+        """Stop the saliency worker (if any); call before shutting the transport node down."""
+        if self._saliency is not None:
+            self._saliency.close()
 
     def _step_delay(self) -> float:
         return float(self.p["debug.step_delay_s"])
@@ -713,6 +812,8 @@ class PolicyNode:
             ("non_finite_outputs", str(self.non_finite_outputs)),
         ]
         values += [(f"rejected.{k}", str(v)) for k, v in sorted(c.rejections.items())]
+        if self._saliency is not None:
+            values += [(f"saliency.{k}", str(v)) for k, v in self._saliency.stats().items()]
         if r is not None:
             values += [
                 ("last_tick_duration_s", f"{r.duration_s:.4f}"),

@@ -1,0 +1,25 @@
+"""Interpretability: what a policy attends to, how its neurons move, how it is wired.
+
+=====================  =====================================================================
+module                 what
+=====================  =====================================================================
+``saliency``           VisualBackProp for the conv head (Bojarski et al. 2018, as used by
+                       Lechner et al. 2020), integrated gradients for any policy
+                       (Sundararajan et al. 2017), overlays
+``openloop``           a policy run over recorded frames with the runtime's stepping; neuron
+                       activity by group (NCP sensory / inter / command / motor; baselines'
+                       hidden units)
+``frames``             camera frames and commands out of a rosbag2 (sqlite3 or MCAP)
+``plots``              neuron traces, the NCP wiring with synapse polarity, commands, contact
+                       sheet, video frames
+``report``             ``ltc-controller explain``: all of it for one bag and several policies
+``video``              a video file as a rosbag2 of CompressedImage; MP4/GIF writing
+``robustness``         the NCP paper's attention-robustness protocol (saliency SSIM under
+                       camera noise) and its Markdown table
+``metrics``            saliency mass on a mask, enrichment, where the mass lies
+``live``               the worker that publishes ``~/saliency`` from the ``ltc_policy`` node
+=====================  =====================================================================
+
+Nothing here imports ROS or DDS except ``frames.read_commands`` (the project's typestore for
+ackermann_msgs).
+"""
