@@ -411,3 +411,15 @@ def test_one_preempted_step_does_not_block_integration_for_good(policy):
     steps = [rt.tick(1.03 + 0.01 * k).steps for k in range(12)]
     assert steps[0] == 0  # the inflated estimate first holds the step back (overrun) ...
     assert sum(steps) == 12 and steps[-4:] == [1] * 4  # ... then comes down and catches up
+
+
+def test_crop_larger_than_the_policy_image_starts_and_runs(policy):
+    pre = Preprocessor(PreprocessConfig(height=H, width=W, crop_top=100, crop_bottom=20))
+    rt = PolicyRuntime(policy, pre, RuntimeConfig(), FakeClock())
+    img = np.zeros((H + 200, W * 2, 3), dtype=np.uint8)
+    rt.offer_frame(
+        RawFrame(1.0, "rgb8", img.shape[0], img.shape[1], img.shape[1] * 3, img.tobytes())
+    )
+    rt.tick(1.0)
+    r = rt.tick(1.1)
+    assert r.outputs is not None and rt.counters.frames_used == 1

@@ -544,13 +544,16 @@ class PolicyRuntime:
         for lazy initialisation; seed the cost estimates with the last (warm) measurement.
         Returns the model's ``(1, M)`` output."""
         cfg = self.pre.cfg
-        blank = bytes(cfg.height * cfg.width * 3)
+        # A camera-sized frame: the crop is taken from it before resizing to the policy size.
+        h = cfg.height + cfg.crop_top + cfg.crop_bottom
+        w = cfg.width + cfg.crop_left + cfg.crop_right
+        blank = bytes(h * w * 3)
         state = self.model.initial_state(1)
         t0 = t1 = t2 = 0.0
         with torch.inference_mode():
             for _ in range(rounds):
                 t0 = self.clock()
-                self.pre(decode_image("rgb8", cfg.height, cfg.width, cfg.width * 3, blank))
+                self.pre(decode_image("rgb8", h, w, w * 3, blank))
                 feats = self.model.features(self._to_device())
                 t1 = self.clock()
                 out, _ = self.model.step(feats, state, self.cfg.step_s)
