@@ -29,6 +29,8 @@ ROSDEP_KEYS = {
     "onnxruntime": "python3-onnxruntime-pip",
     "hypothesis": "python3-hypothesis",
     "opencv-python-headless": "python3-opencv",
+    "imageio-ffmpeg": "python3-imageio-ffmpeg-pip",
+    "scikit-image": "python3-skimage",
 }
 # Keys we define ourselves (rosdep.yaml); the rest are rosdistro's.
 STANDARD_KEYS = {
@@ -41,6 +43,7 @@ STANDARD_KEYS = {
     "python3-numba",
     "python3-hypothesis",
     "python3-opencv",
+    "python3-skimage",
     "python3-catkin-pkg",
 }
 
@@ -74,7 +77,14 @@ def test_every_pip_dependency_has_a_rosdep_key():
     for dist in _reqs(cfg["options"]["install_requires"]):
         assert ROSDEP_KEYS[dist] in exec_keys, dist
     test_extra = _reqs(cfg["options.extras_require"]["test"])
-    for dist in ("pytest", "catkin-pkg", "ncps", "hypothesis", "opencv-python-headless"):
+    for dist in (
+        "pytest",
+        "catkin-pkg",
+        "ncps",
+        "hypothesis",
+        "opencv-python-headless",
+        "scikit-image",
+    ):
         assert dist in test_extra
         assert ROSDEP_KEYS[dist] in test_keys, dist
 
