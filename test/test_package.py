@@ -31,6 +31,7 @@ ROSDEP_KEYS = {
     "opencv-python-headless": "python3-opencv",
     "imageio-ffmpeg": "python3-imageio-ffmpeg-pip",
     "scikit-image": "python3-skimage",
+    "tqdm": "python3-tqdm",
 }
 # Keys we define ourselves (rosdep.yaml); the rest are rosdistro's.
 STANDARD_KEYS = {
@@ -44,6 +45,7 @@ STANDARD_KEYS = {
     "python3-hypothesis",
     "python3-opencv",
     "python3-skimage",
+    "python3-tqdm",
     "python3-catkin-pkg",
 }
 

@@ -577,7 +577,7 @@ def train(
     n_params = sum(p.numel() for p in policy.parameters())
     if rank == 0:
         log(
-            f"training {cfg.arch}: {n_params:,} parameters, {policy.state_size} neurons; "
+            f"training {cfg.arch}: {n_params:,} parameters, {_neurons(policy)} neurons; "
             f"{int((~val_mask).sum())} train / {int(val_mask.sum())} val frames, T={cfg.seq_len}, "
             f"batch {cfg.batch_size} x {world} process(es), device {device}"
         )
@@ -694,6 +694,16 @@ def train(
         stopped_early=stopped,
         wall_s=time.perf_counter() - wall0,
     )
+
+
+def _neurons(policy: Any) -> int:
+    """Neurons of the core (the models package's count; LSTM state holds 2 per neuron)."""
+    try:
+        from ltc_controller.models.summary import model_size
+
+        return int(model_size(policy).neurons)
+    except (ImportError, AttributeError):
+        return int(policy.state_size)
 
 
 def _burn_in(cfg: TrainConfig) -> int:
