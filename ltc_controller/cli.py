@@ -44,7 +44,8 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
             from ltc_controller.nodes.simulator import SimulatorNode
 
             obj = SimulatorNode(node)
-    except (ParameterError, PolicyFileError) as e:
+    except (ParameterError, PolicyFileError, ImportError) as e:
+        # ImportError: under rclpy, a message package missing from the ROS 2 environment.
         print(f"{kind}: {e}", file=sys.stderr)
         node.shutdown()
         return 2

@@ -168,6 +168,8 @@ class Stack:
             domain_id = int(env_dom) if env_dom else 100 + os.getpid() % 100
         self.env = {**os.environ, **loopback_env(), "ROS_DOMAIN_ID": str(domain_id)}
         self.env.setdefault("MUJOCO_GL", "osmesa")
+        # The monitor is a DDS participant; keep the nodes on DDS too in a ROS-sourced shell.
+        self.env.setdefault("LTC_CONTROLLER_TRANSPORT", "dds")
         self.node_args = node_args or {}
         self.kinds = kinds
         self.launcher = Launcher(self.env, output)

@@ -78,6 +78,10 @@ def descriptor(spec: ParamSpec) -> Any:
     return ParameterDescriptor(floating_point_range=fp, integer_range=ir, **fields)
 
 
+class MissingInterfaceError(ImportError):
+    """A message type's generated package is not importable in this ROS 2 environment."""
+
+
 class _Logger:
     """The port's Logger over rclpy's (which returns bools and names its argument ``message``)."""
 
@@ -145,7 +149,18 @@ class RclpyNode:
         cls = self._classes.get(type_name)
         if cls is None:
             pkg, kind, short = type_name.split("/")
-            cls = getattr(importlib.import_module(f"{pkg}.{kind}"), short)
+            try:
+                cls = getattr(importlib.import_module(f"{pkg}.{kind}"), short)
+            except ModuleNotFoundError as e:
+                hint = (
+                    "build this package with colcon and source its install"
+                    if pkg == "ltc_controller"
+                    else f"install it (e.g. ros-<distro>-{pkg.replace('_', '-')})"
+                )
+                raise MissingInterfaceError(
+                    f"message package '{pkg}' (for {type_name}) is not in this ROS 2 "
+                    f"environment: {hint}, or run without rclpy: LTC_CONTROLLER_TRANSPORT=dds"
+                ) from e
             self._classes[type_name] = cls
         return cls(**fields)
 
