@@ -153,3 +153,30 @@ def test_bundled_ncp19_keeps_the_lane_on_an_unseen_track():
     (rec,), _ = evaluate([ModelEntry("ncp", BUNDLED)], cfg)
     assert rec.departures == 0 and rec.distance_m >= 150.0
     assert rec.mean_abs_lateral_error_m < 0.3
+
+
+def test_evaluate_adds_the_attention_robustness_section(tmp_path, capsys):
+    from ltc_controller.nodes.policy_node import BUNDLED_POLICY
+
+    rc = main(
+        [
+            "evaluate",
+            "--policy",
+            f"NCP-19={BUNDLED_POLICY}",
+            "--episodes",
+            "1",
+            "--distance",
+            "30",
+            "--conditions",
+            "clean",
+            "--attention",
+            "--output",
+            str(tmp_path),
+        ]
+    )
+    assert rc == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "SSIM" in report and "NCP-19" in report
+    row = next(line for line in report.splitlines() if line.startswith("| NCP-19") and "±" in line)
+    ssim = [float(cell.split("±")[0]) for cell in row.split("|")[2:5]]
+    assert all(0.0 < v <= 1.0 for v in ssim) and ssim[0] >= ssim[-1]  # more noise, less alike

@@ -36,6 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distance", type=float, default=None, help="metres per episode (one lap)")
     p.add_argument("--track-length", type=float, default=None, help="lap length of the tracks (m)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument(
+        "--attention",
+        action="store_true",
+        help="add the attention-robustness section (saliency SSIM under camera noise "
+        "σ² = 0.1/0.2/0.3, Lechner et al. 2020) for the first file of each label",
+    )
     p.add_argument("--output", "-o", type=Path, default=Path("eval_out"), help="report folder")
 
 
@@ -100,6 +106,15 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         print(f"evaluate: {e}", file=sys.stderr)
         return 2
     report = write_report(args.output, records, sizes, cfg)
+    if args.attention:
+        from ltc_controller.explain.robustness import attention_robustness_section
+
+        first: dict[str, Path] = {}
+        for m in models:
+            if m.path is not None:
+                first.setdefault(m.label, Path(m.path))
+        with report.open("a") as f:
+            f.write("\n" + attention_robustness_section(first) + "\n")
     print(report.read_text())
     print(f"report: {report}", file=sys.stderr)
     return 0
