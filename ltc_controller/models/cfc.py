@@ -50,7 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from .cores import Core, CoreSize
-from .wiring import Wiring
+from .wiring import WiredSizes, Wiring
 
 __all__ = ["CfC", "CfCCell", "LeCunTanh", "WiredCfCCell", "as_time_column"]
 
@@ -299,7 +299,7 @@ class CfCCell(nn.Module):
         )
 
 
-class WiredCfCCell(nn.Module):
+class WiredCfCCell(WiredSizes, nn.Module):
     """CfC with a wiring: one backbone-free :class:`CfCCell` per wiring layer (``layer_{l}``).
 
     ``(input (B, I), hx (B, H), ts) -> (motor output (B, M), new_state (B, H))``; the state is in
@@ -356,31 +356,6 @@ class WiredCfCCell(nn.Module):
     @property
     def layer_sizes(self) -> list[int]:
         return [cell.hidden_size for cell in self._layers]
-
-    @property
-    def state_size(self) -> int:
-        return self.wiring.units
-
-    @property
-    def sensory_size(self) -> int:
-        return self.wiring._require_built()
-
-    @property
-    def motor_size(self) -> int:
-        return self.wiring.output_dim
-
-    @property
-    def output_size(self) -> int:
-        return self.motor_size
-
-    @property
-    def synapse_count(self) -> int:
-        return self.wiring.synapse_count
-
-    @property
-    def sensory_synapse_count(self) -> int:
-        """Sensory synapses (ncps returns the internal count here; we do not)."""
-        return self.wiring.sensory_synapse_count
 
     def prepare(self) -> list[tuple[Tensor, Tensor | None] | None]:
         """Masked weights of every layer, for :meth:`step` over a sequence."""

@@ -76,7 +76,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .cores import Core, CoreSize
-from .wiring import FullyConnected, Wiring
+from .wiring import FullyConnected, WiredSizes, Wiring
 
 __all__ = ["LTC", "LTCCell"]
 
@@ -162,7 +162,7 @@ def _synapses(
     )
 
 
-class LTCCell(Core):
+class LTCCell(WiredSizes, Core):
     """One LTC step: ``(inputs (B, I), state (B, H), elapsed) -> (outputs (B, M), state (B, H))``.
 
     See the module docstring for the ODE, the fused semi-implicit Euler step and the parameter
@@ -264,35 +264,6 @@ class LTCCell(Core):
             )
 
     # --- sizes ------------------------------------------------------------------------------------
-    @property
-    def state_size(self) -> int:
-        """H, number of neurons."""
-        return self.wiring.units
-
-    @property
-    def sensory_size(self) -> int:
-        """I, number of inputs."""
-        return self.wiring._require_built()
-
-    @property
-    def motor_size(self) -> int:
-        """M, number of motor neurons (outputs)."""
-        return self.wiring.output_dim
-
-    @property
-    def output_size(self) -> int:
-        return self.motor_size
-
-    @property
-    def synapse_count(self) -> int:
-        """Internal synapses of the wiring."""
-        return self.wiring.synapse_count
-
-    @property
-    def sensory_synapse_count(self) -> int:
-        """Sensory synapses of the wiring (ncps returns the internal count here; we do not)."""
-        return self.wiring.sensory_synapse_count
-
     # --- constraints and effective weights ----------------------------------------------------
     def _positive(self, x: Tensor) -> Tensor:
         return F.softplus(x) if self.implicit_param_constraints else x

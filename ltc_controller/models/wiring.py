@@ -592,3 +592,39 @@ class AutoNCP(NCP):
 def wiring_from_config(config: Mapping[str, Any]) -> Wiring:
     """Same as ``Wiring.from_config``: build any registered wiring from its config."""
     return Wiring.from_config(config)
+
+
+class WiredSizes:
+    """Size properties of a cell built on ``self.wiring`` (shared by :class:`LTCCell` and
+    :class:`WiredCfCCell`): H, I, M and synapse counts."""
+
+    wiring: Wiring
+
+    @property
+    def state_size(self) -> int:
+        """H, number of neurons."""
+        return self.wiring.units
+
+    @property
+    def sensory_size(self) -> int:
+        """I, number of inputs."""
+        return self.wiring._require_built()
+
+    @property
+    def motor_size(self) -> int:
+        """M, number of motor neurons (outputs)."""
+        return self.wiring.output_dim
+
+    @property
+    def output_size(self) -> int:
+        return self.motor_size
+
+    @property
+    def synapse_count(self) -> int:
+        """Internal synapses of the wiring."""
+        return self.wiring.synapse_count
+
+    @property
+    def sensory_synapse_count(self) -> int:
+        """Sensory synapses of the wiring (ncps returns the internal count here; we do not)."""
+        return self.wiring.sensory_synapse_count
