@@ -49,7 +49,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
-from .cores import Core, CoreSize
+from .cores import Core, CoreSize, sequence_inputs, sequence_outputs
 from .wiring import WiredSizes, Wiring
 
 __all__ = ["CfC", "CfCCell", "LeCunTanh", "WiredCfCCell", "as_time_column"]
@@ -544,24 +544,10 @@ class CfC(Core):
         Raises:
             ValueError: inconsistent shapes.
         """
-        batched = input.dim() == 3
-        if not batched:
-            if input.dim() != 2:
-                raise ValueError(f"input must be (B, T, I) or (T, I), got {tuple(input.shape)}")
-            input = input.unsqueeze(0 if self.batch_first else 1)
-            if hx is not None:
-                hx = hx.unsqueeze(0)
-            if isinstance(timespans, Tensor):
-                timespans = timespans.unsqueeze(0 if self.batch_first else 1)
-        if not self.batch_first:
-            input = input.transpose(0, 1)
-            if isinstance(timespans, Tensor):
-                timespans = timespans.transpose(0, 1)
+        input, hx, timespans, batched = sequence_inputs(
+            input, hx, timespans, self.batch_first, "input"
+        )
         batch, steps = input.shape[0], input.shape[1]
-        if isinstance(timespans, Tensor) and timespans.shape[:2] != (batch, steps):
-            raise ValueError(
-                f"timespans must match (B, T)=({batch}, {steps}), got {tuple(timespans.shape)}"
-            )
         state = input.new_zeros(batch, self.state_size) if hx is None else hx
         cache = self.prepare()  # once per sequence, also with autograd on
         outputs = []
@@ -574,10 +560,4 @@ class CfC(Core):
             state = self.advance(input[:, t], state, ts, cache)
             if self.return_sequences or t == steps - 1:
                 outputs.append(self.map_outputs(state))
-        out = torch.stack(outputs, 1) if self.return_sequences else outputs[-1]
-        if self.return_sequences and not self.batch_first:
-            out = out.transpose(0, 1)
-        if not batched:
-            out = out.squeeze(0 if (self.batch_first or not self.return_sequences) else 1)
-            state = state.squeeze(0)
-        return out, state
+        return sequence_outputs(outputs, state, self.return_sequences, self.batch_first, batched)

@@ -92,11 +92,77 @@ class Core(nn.Module):
         raise NotImplementedError
 
 
+def sequence_inputs(
+    x: Tensor, hx: Tensor | None, timespans: Any, batch_first: bool, name: str = "x"
+) -> tuple[Tensor, Tensor | None, Any, bool]:
+    """Normalise a sequence wrapper's arguments (ncps conventions) to batch-first ``(B, T, I)``.
+
+    Accepts ``(B, T, I)`` (``(T, B, I)`` if not ``batch_first``) or unbatched ``(T, I)``;
+    ``hx`` ``(B, H)`` or ``(H,)``; ``timespans`` a tensor shaped like the first two input dims,
+    a float or ``None``. Returns ``(x, hx, timespans, batched)``.
+
+    Raises:
+        ValueError: ``x`` is not 2-D or 3-D, or ``timespans`` does not match ``(B, T)``.
+    """
+    batched = x.dim() == 3
+    if not batched:
+        if x.dim() != 2:
+            raise ValueError(f"{name} must be (B, T, I) or (T, I), got {tuple(x.shape)}")
+        x = x.unsqueeze(0 if batch_first else 1)
+        if hx is not None:
+            hx = hx.unsqueeze(0)
+        if isinstance(timespans, Tensor):
+            timespans = timespans.unsqueeze(0 if batch_first else 1)
+    if not batch_first:
+        x = x.transpose(0, 1)
+        if isinstance(timespans, Tensor):
+            timespans = timespans.transpose(0, 1)
+    batch, steps = x.shape[0], x.shape[1]
+    if isinstance(timespans, Tensor) and timespans.shape[:2] != (batch, steps):
+        raise ValueError(
+            f"timespans must match (B, T)=({batch}, {steps}), got {tuple(timespans.shape)}"
+        )
+    return x, hx, timespans, batched
+
+
+def sequence_outputs(
+    outputs: list[Tensor], state: Tensor, return_sequences: bool, batch_first: bool, batched: bool
+) -> tuple[Tensor, Tensor]:
+    """Stack per-step outputs back into the caller's layout (inverse of :func:`sequence_inputs`)."""
+    out = torch.stack(outputs, 1) if return_sequences else outputs[-1]
+    if return_sequences and not batch_first:
+        out = out.transpose(0, 1)
+    if not batched:
+        out = out.squeeze(0 if (batch_first or not return_sequences) else 1)
+        state = state.squeeze(0)
+    return out, state
+
+
+class _DenseSizes:
+    """Size properties of the dense baseline cores (``input_size``, ``units``, ``outputs``)."""
+
+    input_size: int
+    units: int
+    outputs: int
+
+    @property
+    def state_size(self) -> int:
+        return self.units
+
+    @property
+    def sensory_size(self) -> int:
+        return self.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.outputs
+
+
 def _numel(*tensors: Tensor | None) -> int:
     return sum(int(t.numel()) for t in tensors if t is not None)
 
 
-class LSTMCore(Core):
+class LSTMCore(_DenseSizes, Core):
     """LSTM with a single fused gate layer and a linear readout.
 
     ``z = gates([u, h])`` split into (i, f, g, o); ``c' = sigma(f) c + sigma(i) tanh(g)``,
@@ -122,15 +188,8 @@ class LSTMCore(Core):
 
     @property
     def state_size(self) -> int:
+        """``[h | c]``: 2 H."""
         return 2 * self.units
-
-    @property
-    def sensory_size(self) -> int:
-        return self.input_size
-
-    @property
-    def output_size(self) -> int:
-        return self.outputs
 
     def advance(self, features: Tensor, state: Tensor, elapsed: Elapsed, cache: Any) -> Tensor:
         h, c = state[:, : self.units], state[:, self.units :]
@@ -148,7 +207,7 @@ class LSTMCore(Core):
         return CoreSize(self.units, synapses, total, total)
 
 
-class GRUCore(Core):
+class GRUCore(_DenseSizes, Core):
     """``torch.nn.GRUCell`` (Cho et al. 2014; reset gate after the recurrent product) and a linear
     readout. Parameters ``cell.weight_ih (3H, F)``, ``cell.weight_hh (3H, H)``, ``cell.bias_ih``,
     ``cell.bias_hh (3H,)``, ``readout_layer.*``. State ``(B, H)``."""
@@ -158,18 +217,6 @@ class GRUCore(Core):
         self.input_size, self.units, self.outputs = int(input_size), int(units), int(output_size)
         self.cell = nn.GRUCell(self.input_size, self.units)
         self.readout_layer = nn.Linear(self.units, self.outputs)
-
-    @property
-    def state_size(self) -> int:
-        return self.units
-
-    @property
-    def sensory_size(self) -> int:
-        return self.input_size
-
-    @property
-    def output_size(self) -> int:
-        return self.outputs
 
     def advance(self, features: Tensor, state: Tensor, elapsed: Elapsed, cache: Any) -> Tensor:
         result: Tensor = self.cell(features, state)
@@ -186,7 +233,7 @@ class GRUCore(Core):
         return CoreSize(self.units, synapses, total, total)
 
 
-class CTRNNCore(Core):
+class CTRNNCore(_DenseSizes, Core):
     """Continuous-time RNN ``dx/dt = -x / tau + tanh(W [u, x] + b)``, explicit Euler.
 
     One :meth:`advance` of ``elapsed`` seconds takes ``ode_unfolds`` Euler sub-steps of
@@ -219,18 +266,6 @@ class CTRNNCore(Core):
         self.dense = nn.Linear(self.input_size + self.units, self.units)
         self.readout_layer = nn.Linear(self.units, self.outputs)
         self.register_buffer("tau", torch.tensor(self.tau_s), persistent=False)
-
-    @property
-    def state_size(self) -> int:
-        return self.units
-
-    @property
-    def sensory_size(self) -> int:
-        return self.input_size
-
-    @property
-    def output_size(self) -> int:
-        return self.outputs
 
     def advance(self, features: Tensor, state: Tensor, elapsed: Elapsed, cache: Any) -> Tensor:
         delta = elapsed / self.ode_unfolds

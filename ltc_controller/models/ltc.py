@@ -75,7 +75,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cores import Core, CoreSize
+from .cores import Core, CoreSize, sequence_inputs, sequence_outputs
 from .wiring import FullyConnected, WiredSizes, Wiring
 
 __all__ = ["LTC", "LTCCell"]
@@ -534,24 +534,8 @@ class LTC(nn.Module):
             time-major if not batch_first; no batch dim if unbatched) and the final full state
             ``(B, H)``. Running the elements one by one with the carried state gives the same.
         """
-        batched = x.dim() == 3
-        if not batched:
-            if x.dim() != 2:
-                raise ValueError(f"x must be (B, T, I) or (T, I), got {tuple(x.shape)}")
-            x = x.unsqueeze(0 if self.batch_first else 1)
-            if hx is not None:
-                hx = hx.unsqueeze(0)
-            if isinstance(timespans, Tensor):
-                timespans = timespans.unsqueeze(0 if self.batch_first else 1)
-        if not self.batch_first:
-            x = x.transpose(0, 1)
-            if isinstance(timespans, Tensor):
-                timespans = timespans.transpose(0, 1)
+        x, hx, timespans, batched = sequence_inputs(x, hx, timespans, self.batch_first, "x")
         batch, steps = x.shape[0], x.shape[1]
-        if isinstance(timespans, Tensor) and timespans.shape[:2] != (batch, steps):
-            raise ValueError(
-                f"timespans must match (B, T)=({batch}, {steps}), got {tuple(timespans.shape)}"
-            )
         state = x.new_zeros(batch, self.state_size) if hx is None else hx
         cell = self.rnn_cell
         eff = cell.effective()  # once per sequence, also with autograd on
@@ -563,10 +547,4 @@ class LTC(nn.Module):
             state = cell.step(x[:, t], state, elapsed, eff)
             if self.return_sequences or t == steps - 1:
                 outputs.append(cell.map_outputs(state))
-        out = torch.stack(outputs, 1) if self.return_sequences else outputs[-1]
-        if self.return_sequences and not self.batch_first:
-            out = out.transpose(0, 1)
-        if not batched:
-            out = out.squeeze(0 if (self.batch_first or not self.return_sequences) else 1)
-            state = state.squeeze(0)
-        return out, state
+        return sequence_outputs(outputs, state, self.return_sequences, self.batch_first, batched)
