@@ -8,7 +8,8 @@ the control period with the node's default deadline (half the period). Reported 
 - tick latency p50 / p99 / max (all ticks, and ticks that took a frame), measured around the
   call; ticks late by the runtime's own clock and by the bench's; overruns (work postponed);
 - the same loop with a CPU hog on every core (busy processes at the same priority);
-- reference: the bare conv head forward pass (``policy.features`` on a ready tensor), paced the
+- reference: the bare conv head forward pass (``features`` of the same backend on a ready tensor),
+  paced the
   same way in the same run; target runtime p99 <= 1.5 × head p99 and <= 2 ms;
 - naive: one ``ncps.torch.LTC`` module call per frame (elapsed = frame interval) after a plain
   NumPy/torch conversion, no deadline handling; ratio naive / runtime per frame;
@@ -20,7 +21,8 @@ the control period with the node's default deadline (half the period). Reported 
   and bytes still held after many ticks). Torch's own tensor buffers are allocated by its C++
   allocator and are not visible to tracemalloc.
 
-Run: ``python bench/bench_runtime.py [--seconds S]`` (default 6 s per run, about a minute in all).
+Run: ``python bench/bench_runtime.py [--seconds S] [--backend torch|onnx|numba]`` (default 6 s
+per run, about a minute in all).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import torch
 
 from ltc_controller.explain.live import SaliencyWorker
 from ltc_controller.models.policy import Policy
+from ltc_controller.runtime.backend import StepModel, make_step_model
 from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig, make_runtime
 
 H, W = 78, 200
@@ -142,19 +145,20 @@ def runtime_run(
     )
 
 
-def head_run(policy: Policy, rate: float, seconds: float) -> np.ndarray:
-    """The bare conv head on a ready input tensor, paced like the control loop."""
+def head_run(model: StepModel, rate: float, seconds: float) -> np.ndarray:
+    """The bare conv head (``model.features``, the runtime's backend) on a ready input tensor,
+    paced like the control loop."""
     img = torch.rand(1, 3, H, W)
     n = int(seconds * rate)
     lat = np.zeros(n)
     t0 = time.monotonic() + 0.05
     with torch.inference_mode():
         for _ in range(20):
-            policy.features(img)
+            model.features(img)
         for k in range(n):
             sleep_until(t0 + k / rate)
             a = time.perf_counter()
-            policy.features(img)
+            model.features(img)
             lat[k] = time.perf_counter() - a
     return lat
 
@@ -236,9 +240,17 @@ def ms(x: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each run")
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "onnx", "numba"),
+        help="the runtime's inference backend (ltc_policy's 'backend'); the head reference "
+        "runs on the same one",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     policy = Policy.from_config(seed=0).eval()
+    model = make_step_model(policy, backend=args.backend)
     imgs = camera_images()
     cores = os.cpu_count() or 1
     print(
@@ -247,18 +259,18 @@ def main() -> None:
     )
     print(
         f"policy: NCP-19 + conv head, {H}x{W} rgb8 at {CAMERA_HZ:.0f} Hz, step "
-        f"{policy.config.step_s} s, deadline = period / 2"
+        f"{policy.config.step_s} s, deadline = period / 2, backend {args.backend}"
     )
 
-    head = head_run(policy, 100.0, args.seconds)
+    head = head_run(model, 100.0, args.seconds)
     runs: list[Run] = []
     for rate in (50.0, 100.0):
-        rt = make_runtime(policy, policy.config, RuntimeConfig(deadline_s=0.5 / rate))
+        rt = make_runtime(model, policy.config, RuntimeConfig(deadline_s=0.5 / rate))
         runs.append(runtime_run(rt, rate, args.seconds, imgs, f"runtime {rate:.0f} Hz"))
     published = 0
     worker = SaliencyWorker(copy.deepcopy(policy.head), "rgb", 10.0, lambda s, img: None)
     try:
-        rt = make_runtime(policy, policy.config, RuntimeConfig(deadline_s=0.5 / 50.0))
+        rt = make_runtime(model, policy.config, RuntimeConfig(deadline_s=0.5 / 50.0))
         runs.append(runtime_run(rt, 50.0, args.seconds, imgs, "+ saliency 50 Hz", worker))
         published = worker.published
     finally:
@@ -270,14 +282,14 @@ def main() -> None:
     try:
         time.sleep(0.5)
         for rate in (50.0, 100.0):
-            rt = make_runtime(policy, policy.config, RuntimeConfig(deadline_s=0.5 / rate))
+            rt = make_runtime(model, policy.config, RuntimeConfig(deadline_s=0.5 / rate))
             runs.append(runtime_run(rt, rate, args.seconds, imgs, f"+ hog {rate:.0f} Hz"))
     finally:
         for p in hogs:
             p.terminate()
         for p in hogs:
             p.join()
-    rt = make_runtime(policy, policy.config, RuntimeConfig(deadline_s=1.0, max_lag_s=1.0))
+    rt = make_runtime(model, policy.config, RuntimeConfig(deadline_s=1.0, max_lag_s=1.0))
     alloc = allocations(rt, imgs)
 
     print()
