@@ -9,6 +9,7 @@ safety_fallback [--ros-args ...]
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,7 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         mod.add_arguments(sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP))
         commands[mod.NAME] = mod
     a = ap.parse_args(args_in)
-    return int(commands[a.cmd].run(a, ros_tail))
+    try:
+        rc = int(commands[a.cmd].run(a, ros_tail))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`... | head`): not an error of ours; keep the interpreter's exit
+        # flush from raising again by pointing stdout at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
+    return rc
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """PolicyConfig, Policy and the policy file format (safetensors + JSON metadata)."""
 
 import json
+import os
+import stat
 import struct
 
 import pytest
@@ -116,6 +118,16 @@ def test_save_load_round_trip_gives_identical_outputs(policy, saved):
         torch.testing.assert_close(loaded(images), policy(images), rtol=0, atol=0)
     header = json.loads(saved.read_bytes()[8 : 8 + struct.unpack("<Q", saved.read_bytes()[:8])[0]])
     assert header["__metadata__"]["format"] == "ltc_controller.policy"
+
+
+def test_saved_file_mode_follows_the_umask_and_leaves_no_temporary(policy, tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = save_policy(policy, tmp_path / "p.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644  # not mkstemp's 0600
+    assert [p.name for p in tmp_path.iterdir()] == ["p.safetensors"]
 
 
 def _rewrite(path, tensors=None, metadata=None):

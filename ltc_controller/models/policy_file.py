@@ -75,6 +75,10 @@ def save_policy(policy: Policy, path: str | os.PathLike[str]) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        # mkstemp creates 0600; a policy file is shared like any other file (umask decides).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
