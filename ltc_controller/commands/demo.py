@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ltc_controller.demo import DEMO_TRACK_SEED
+
 NAME = "demo"
 HELP = (
     "closed-loop demo: simulator, ltc_policy and safety_fallback as processes over DDS on "
@@ -23,7 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--policy", type=str, default="", help="policy file (.safetensors); default: bundled"
     )
-    p.add_argument("--track-seed", type=int, default=7, help="seed of the generated track")
+    p.add_argument(
+        "--track-seed",
+        type=int,
+        default=DEMO_TRACK_SEED,
+        help=f"seed of the generated track (default {DEMO_TRACK_SEED}: a curve within 20 s)",
+    )
     p.add_argument(
         "--domain-id",
         type=int,

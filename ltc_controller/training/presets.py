@@ -191,7 +191,7 @@ class CompareRecipe:
         ("CT-RNN(64)", "ctrnn", 64),
         ("CNN", "cnn", None),
     )
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
     record: RecordConfig = field(
         default_factory=lambda: RecordConfig(
             episodes=BUNDLED.expert_episodes,
