@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from ltc_controller.transport import create_node
+from ltc_controller.transport import types as msg_types
 from ltc_controller.transport.dds import (
     DdsNode,
     NameError_,
@@ -359,3 +360,56 @@ def test_three_processes_discover_each_other_over_loopback() -> None:
             results = [_stop_helper(p) for p in procs]
         assert ok, f"seen {seen}; helpers said: {results}"
         assert all(rc == 0 for rc, _ in results), results
+
+
+# -- /rosout ----------------------------------------------------------------------------------
+
+
+def test_log_records_reach_rosout_as_rcl_interfaces_log_also_for_a_late_subscriber() -> None:
+    from rosbags.typesys import Stores, get_typestore
+
+    from ltc_controller.transport.dds import ROSOUT_QOS
+
+    name = _unique("talker")
+    with DdsNode(name, "/ns", log_level="debug") as node, DdsNode("rosout_reader") as reader:
+        node.logger.info("before anyone listened")
+        got: list[Any] = []
+        reader.create_subscription("rcl_interfaces/msg/Log", "/rosout", got.append, ROSOUT_QOS)
+        mine = lambda: [m for m in got if m.name == f"ns.{name}"]  # noqa: E731
+        assert _spin_until(reader, lambda: len(mine()) == 1, 5)  # transient local, as in rcl
+        node.logger.warning("careful: %d", 3)
+        node.logger.debug("details")
+        assert _spin_until(reader, lambda: len(mine()) == 3, 5)
+        first, warn, debug = mine()
+        assert (first.level, first.msg) == (20, "before anyone listened")
+        assert (warn.level, warn.msg) == (30, "careful: 3")
+        assert warn.function.startswith("test_log_records_reach_rosout")
+        assert warn.file == __file__ and warn.line > 0
+        assert abs(warn.stamp.sec + warn.stamp.nanosec * 1e-9 - time.time()) < 5.0
+        assert debug.level == 10
+        # The bytes are ROS 2's: an independent decoder reads them back.
+        back = get_typestore(Stores.ROS2_JAZZY).deserialize_cdr(
+            msg_types.serialize(warn), "rcl_interfaces/msg/Log"
+        )
+        assert (back.level, back.name, back.msg, back.line) == (
+            30,
+            f"ns.{name}",
+            "careful: 3",
+            warn.line,
+        )
+    assert node.rosout is not None and node.rosout.dropped == 0
+
+
+def test_disable_rosout_logs_publishes_nothing_on_rosout() -> None:
+    from ltc_controller.transport.dds import ROSOUT_QOS
+
+    name = _unique("quiet")
+    node, args = create_node(name, ["--ros-args", "--disable-rosout-logs"], backend="dds")
+    assert args.rosout_logs is False
+    with node, DdsNode("rosout_reader2") as reader:
+        assert node.rosout is None  # type: ignore[attr-defined]
+        got: list[Any] = []
+        reader.create_subscription("rcl_interfaces/msg/Log", "/rosout", got.append, ROSOUT_QOS)
+        node.logger.warning("not on rosout")
+        _spin_until(reader, lambda: False, 1.0)
+        assert not [m for m in got if m.name == name]

@@ -89,5 +89,6 @@ def create_node(
         remaps=args.remaps,
         parameters=args.params,
         log_level=args.log_level or "info",
+        rosout=args.rosout_logs,
     )
     return node, args

@@ -8,6 +8,10 @@ each endpoint carries ``typehash=RIHS01_…;`` in USER_DATA as ROS 2 Iron and la
 The executor is single threaded: :meth:`DdsNode.spin` waits on a DDS WaitSet until data arrives or
 the next timer is due, then runs subscription callbacks and timers on the calling thread.
 
+Logging: the node's ``logging.Logger`` prints ROS-style lines to stderr and, as rcl does,
+publishes each record as ``rcl_interfaces/msg/Log`` on ``/rosout`` (reliable, transient local,
+keep last 1000), so ``ros2 topic echo /rosout`` and rqt_console on a ROS 2 machine see it.
+
 ROS 2 graph: the node publishes its ``ParticipantEntitiesInfo`` on ``ros_discovery_info`` (see
 :mod:`.graph`), so ``ros2 node list``/``ros2 node info`` on a ROS 2 machine show it, and serves the
 six ROS 2 parameter services (see :mod:`.param_services`), so ``ros2 param`` works on it from a
@@ -77,6 +81,9 @@ _ROS_LEVELS = {
     logging.ERROR: "ERROR",
     logging.CRITICAL: "FATAL",
 }
+#: rcl's /rosout QoS (rcl_qos_profile_rosout_default, without its 10 s lifespan).
+ROSOUT_QOS = QoS("reliable", "transient_local", 1000)
+_LOG_TYPE = "rcl_interfaces/msg/Log"
 _LEVEL_NAMES = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -247,6 +254,45 @@ def make_logger(node_name: str, namespace: str = "/", level: str = "info") -> lo
     return logger
 
 
+class _RosoutHandler(logging.Handler):
+    """Publishes a node's log records on ``/rosout`` as ``rcl_interfaces/msg/Log``.
+
+    Never raises and never logs (a failing write would log again): a record that cannot be
+    published is dropped and counted in ``dropped``.
+    """
+
+    def __init__(self, node: DdsNode, publisher: DdsPublisher, logger_name: str) -> None:
+        super().__init__()
+        self._node = node
+        self._pub = publisher
+        self._name = logger_name
+        self._busy = threading.local()
+        self.dropped = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self._busy, "on", False):
+            return
+        self._busy.on = True
+        try:
+            # Log.msg levels are Python's (DEBUG 10 ... FATAL 50); others go to the nearest.
+            level = min(50, max(10, 10 * round(record.levelno / 10)))
+            msg = self._node.msg(
+                _LOG_TYPE,
+                level=level,
+                name=self._name,
+                msg=record.getMessage(),
+                file=record.pathname,
+                function=record.funcName,
+                line=max(0, int(record.lineno)),
+            )
+            msg.stamp.sec, msg.stamp.nanosec = divmod(int(record.created * 1e9), 1_000_000_000)
+            self._pub.publish(msg)
+        except Exception:
+            self.dropped += 1
+        finally:
+            self._busy.on = False
+
+
 # --------------------------------------------------------------------------------------------
 # Entities
 
@@ -382,6 +428,7 @@ class DdsNode:
             ``<node>/get_parameters`` etc. (see :mod:`.param_services`).
         gid_size: GID bytes in ``ros_discovery_info``: 16 (Iron and later) or 24 (Humble);
             default from the environment (:func:`.graph.gid_size_from_env`).
+        rosout: also publish the log on ``/rosout`` (:data:`ROSOUT_QOS`), as rcl does.
 
     Raises :class:`NameError_` for an invalid name or namespace, ``ValueError`` for a bad
     ``ROS_DOMAIN_ID``, log level or GID size, ``cyclonedds.core.DDSException`` when DDS cannot
@@ -399,6 +446,7 @@ class DdsNode:
         log_level: str = "info",
         parameter_services: bool = True,
         gid_size: int | None = None,
+        rosout: bool = True,
     ) -> None:
         remaps = dict(remaps or {})
         self._name = validate_node_name(remaps.get("__node", name))
@@ -454,6 +502,12 @@ class DdsNode:
             from .param_services import ParameterServer
 
             self.parameter_server = ParameterServer(self)
+        #: the /rosout log handler, or None (``rosout=False``, ``--disable-rosout-logs``)
+        self.rosout: _RosoutHandler | None = None
+        if rosout:
+            pub = self.create_publisher(_LOG_TYPE, "/rosout", ROSOUT_QOS)
+            self.rosout = _RosoutHandler(self, pub, self._logger.name.removeprefix("ros."))
+            self._logger.addHandler(self.rosout)
         self.publish_graph()
 
     # -- port.Node ------------------------------------------------------------------------
@@ -834,6 +888,9 @@ class DdsNode:
             return
         self._closed = True
         self._stop = True
+        rosout = getattr(self, "rosout", None)
+        if rosout is not None:
+            self._logger.removeHandler(rosout)
         with self._lock:
             self._subs.clear()
             self._timers.clear()

@@ -37,7 +37,7 @@ _IGNORED_WITH_VALUE = {"-e", "--enclave", "--log-config-file", "--log-file-name"
 _IGNORED_FLAGS = {
     f"--{onoff}-{what}-logs"
     for onoff in ("enable", "disable")
-    for what in ("rosout", "stdout", "external-lib")
+    for what in ("stdout", "external-lib")
 }
 
 
@@ -67,8 +67,9 @@ class RosArgs:
     node_name: after ``__node`` remap; namespace: ``"/"`` or ``"/a/b"`` after ``__ns`` remap;
     params: parameter overrides (read-only), dotted names -> values; remaps: topic remap rules
     that apply to this node, ``from -> to`` (unresolved; the node resolves both sides);
-    log_level: lower-case ROS level or ``None``; user_args: the arguments outside ``--ros-args``
-    blocks, in order.
+    log_level: lower-case ROS level or ``None``; rosout_logs: publish the log on ``/rosout``
+    (``--enable-rosout-logs``, the default, or ``--disable-rosout-logs``; the last one wins);
+    user_args: the arguments outside ``--ros-args`` blocks, in order.
     """
 
     node_name: str
@@ -76,6 +77,7 @@ class RosArgs:
     params: Mapping[str, Any] = field(default_factory=dict)
     remaps: Mapping[str, str] = field(default_factory=dict)
     log_level: str | None = None
+    rosout_logs: bool = True
     user_args: tuple[str, ...] = ()
 
     @property
@@ -227,6 +229,7 @@ def parse_ros_args(argv: Sequence[str], node_name: str, namespace: str = "/") ->
     param_ops: list[tuple[str, Any]] = []
     remap_rules: list[tuple[str | None, str, str]] = []
     log_level: str | None = None
+    rosout_logs = True
 
     args = list(argv)
     i = 0
@@ -276,6 +279,9 @@ def parse_ros_args(argv: Sequence[str], node_name: str, namespace: str = "/") ->
             if logger_name is None or logger_name == node_name:
                 log_level = level.lower()
             i += 2
+        elif arg in ("--enable-rosout-logs", "--disable-rosout-logs"):
+            rosout_logs = arg == "--enable-rosout-logs"
+            i += 1
         elif arg in _IGNORED_WITH_VALUE:
             value(arg)
             i += 2
@@ -322,5 +328,6 @@ def parse_ros_args(argv: Sequence[str], node_name: str, namespace: str = "/") ->
         params=MappingProxyType(params),
         remaps=MappingProxyType(remaps),
         log_level=log_level,
+        rosout_logs=rosout_logs,
         user_args=tuple(user_args),
     )
