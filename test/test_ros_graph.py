@@ -224,8 +224,9 @@ def test_node_is_listed_with_its_reader_and_writer_gids_and_they_exist_on_the_wi
         assert obs.wait(listed), f"node never listed; saw {list(obs.latest.values())}"
         ns_got, name_got, r_gids, w_gids = _node_entry(obs.latest[pgid])
         assert (ns_got, name_got) == (ns, "lister")
-        # 1 subscription + 6 parameter request readers; 1 publisher + 6 reply writers + /rosout
-        assert (len(r_gids), len(w_gids)) == (7, 8)
+        # 1 subscription + 6 parameter request readers; 1 publisher + 6 reply writers, /rosout
+        # and /parameter_events
+        assert (len(r_gids), len(w_gids)) == (7, 9)
         assert pub._writer.get_guid().bytes in w_gids
 
         # The same GIDs exist as DDS endpoints of that participant, on ROS topic names.
@@ -239,6 +240,9 @@ def test_node_is_listed_with_its_reader_and_writer_gids_and_they_exist_on_the_wi
         assert topics[f"rt{ns}/cmd_vel"].type_name == "geometry_msgs::msg::dds_::Twist_"
         assert topics[f"rt{ns}/camera/image_raw"].type_name == "sensor_msgs::msg::dds_::Image_"
         assert topics["rt/rosout"].type_name == "rcl_interfaces::msg::dds_::Log_"
+        assert (
+            topics["rt/parameter_events"].type_name == "rcl_interfaces::msg::dds_::ParameterEvent_"
+        )
         svc = f"{ns}/lister/get_parameters"
         assert (
             topics[f"rq{svc}Request"].type_name

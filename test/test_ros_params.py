@@ -374,3 +374,54 @@ def test_the_real_safety_node_serves_its_declared_parameters(env: dict[str, str]
 
 if __name__ == "__main__":
     sys.exit(serve(sys.argv[1:]))
+
+
+# -- /parameter_events ---------------------------------------------------------------------------
+
+
+def test_declared_and_set_parameters_are_published_on_parameter_events(env: dict[str, str]) -> None:
+    from ltc_controller.transport.param_services import PARAMETER_EVENTS_QOS
+
+    ns = "/e" + uuid.uuid4().hex[:8]
+    with DdsNode("events_reader") as reader:
+        got: list[Any] = []
+        reader.create_subscription(
+            "rcl_interfaces/msg/ParameterEvent",
+            "/parameter_events",
+            got.append,
+            PARAMETER_EVENTS_QOS,
+        )
+        with DdsNode("evented", ns) as node:
+            mine = lambda: [m for m in got if m.node == f"{ns}/evented"]  # noqa: E731
+
+            def wait(n: int) -> bool:
+                end = time.monotonic() + 10.0
+                while time.monotonic() < end and len(mine()) < n:
+                    reader.spin_once(0.05)
+                    node.spin_once(0.0)
+                return len(mine()) >= n
+
+            # The topic is volatile, as in ROS 2: wait until the reader matched the writer.
+            events = node.parameter_server._events
+            end = time.monotonic() + 10.0
+            while events.get_subscription_count() < 1 and time.monotonic() < end:
+                reader.spin_once(0.05)
+            node.declare_parameters(SPECS)
+            assert wait(1)
+            declared = mine()[0]
+            new = {p.name: p.value for p in declared.new_parameters}
+            assert new["rate_hz"].type == pv.DOUBLE and new["rate_hz"].double_value == 20.0
+            assert new["mode"].type == pv.STRING and new["mode"].string_value == "hold"
+            assert not declared.changed_parameters and not declared.deleted_parameters
+            assert node.set_parameters({"retries": 7}) == ""
+            assert node.set_parameters({"retries": 99}) != ""  # above max: refused, no event
+            assert wait(2)
+            reader.spin_once(0.3)
+            assert len(mine()) == 2
+            (changed,) = mine()[1].changed_parameters
+            assert (changed.name, changed.value.type, changed.value.integer_value) == (
+                "retries",
+                pv.INTEGER,
+                7,
+            )
+            assert abs(mine()[1].stamp.sec - time.time()) < 5

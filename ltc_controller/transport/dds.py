@@ -538,6 +538,8 @@ class DdsNode:
         values = resolve(specs, self.parameter_overrides)
         self._param_specs = self._param_specs + tuple(specs)
         self._param_values.update(values)
+        if self.parameter_server is not None:
+            self.parameter_server.publish_event(new=values)
         return dict(values)
 
     def on_parameters_set(self, callback: Callable[[dict[str, Any]], str]) -> None:
@@ -554,6 +556,8 @@ class DdsNode:
             if reason:
                 return reason
         self._param_values.update(coerced)
+        if self.parameter_server is not None:
+            self.parameter_server.publish_event(changed=coerced)
         return ""
 
     def get_parameters(self) -> dict[str, Any]:

@@ -23,6 +23,11 @@ itself): the header layout is rmw_cyclonedds_cpp's.
 (:class:`~ltc_controller.params.ParamSpec`); sets go through ``node.set_parameters`` so that the
 node's validator decides, and a rejected set answers with its reason. :class:`ParameterClient` is
 the client (``ltc-controller param``) and works against any ROS 2 node on rmw_cyclonedds_cpp too.
+
+As rclpy does, the server also publishes ``rcl_interfaces/msg/ParameterEvent`` on
+``/parameter_events`` (:data:`PARAMETER_EVENTS_QOS`): the declared parameters as
+``new_parameters`` and every accepted set as ``changed_parameters``; a topic, so it crosses DDS
+vendors.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ if TYPE_CHECKING:
     from .dds import DdsNode
 
 __all__ = [
+    "PARAMETER_EVENTS_QOS",
     "SERVICES",
     "SERVICE_QOS",
     "ParameterClient",
@@ -62,6 +68,8 @@ SERVICES = {
 }
 #: rmw_qos_profile_services_default.
 SERVICE_QOS = QoS("reliable", "volatile", 10)
+#: ``rmw_qos_profile_parameter_events``.
+PARAMETER_EVENTS_QOS = QoS("reliable", "volatile", 1000)
 # How long a server keeps a reply while the client's reply reader is not matched yet.
 _REPLY_WAIT_S = 2.0
 _ids = itertools.count(1)
@@ -141,6 +149,29 @@ class ParameterServer:
                 user,
             )
         node.add_spin_hook(self._flush)
+        self._events = node.create_publisher(
+            "rcl_interfaces/msg/ParameterEvent", "/parameter_events", PARAMETER_EVENTS_QOS
+        )
+
+    def publish_event(
+        self, new: Mapping[str, Any] | None = None, changed: Mapping[str, Any] | None = None
+    ) -> None:
+        """Publish a ``ParameterEvent`` with these declared (``new``) and set (``changed``)
+        parameters, names to values."""
+        msg = self._node.msg(
+            "rcl_interfaces/msg/ParameterEvent",
+            node=self._node.fully_qualified_name,
+            new_parameters=self._parameters(new or {}),
+            changed_parameters=self._parameters(changed or {}),
+        )
+        msg.stamp.sec, msg.stamp.nanosec = divmod(time.time_ns(), 1_000_000_000)
+        self._events.publish(msg)
+
+    def _parameters(self, values: Mapping[str, Any]) -> list[Any]:
+        return [
+            self._node.msg("rcl_interfaces/msg/Parameter", name=k, value=self._value(v))
+            for k, v in sorted(values.items())
+        ]
 
     # -- request handling --------------------------------------------------------------------
 
