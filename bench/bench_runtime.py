@@ -9,8 +9,7 @@ the control period with the node's default deadline (half the period). Reported 
   call; ticks late by the runtime's own clock and by the bench's; overruns (work postponed);
 - the same loop with a CPU hog on every core (busy processes at the same priority);
 - reference: the bare conv head forward pass (``features`` of the same backend on a ready tensor),
-  paced the
-  same way in the same run; target runtime p99 <= 1.5 × head p99 and <= 2 ms;
+  paced the same way in the same run; target runtime p99 <= 1.5 × head p99 and <= 2 ms;
 - naive: one ``ncps.torch.LTC`` module call per frame (elapsed = frame interval) after a plain
   NumPy/torch conversion, no deadline handling; ratio naive / runtime per frame;
 - the same loop with live saliency on (``ltc_policy``'s ``saliency.enabled``): after each tick

@@ -892,9 +892,8 @@ class DdsNode:
             return
         self._closed = True
         self._stop = True
-        rosout = getattr(self, "rosout", None)
-        if rosout is not None:
-            self._logger.removeHandler(rosout)
+        if self.rosout is not None:
+            self._logger.removeHandler(self.rosout)
         with self._lock:
             self._subs.clear()
             self._timers.clear()
