@@ -9,20 +9,18 @@ selection is tested everywhere.
 from __future__ import annotations
 
 import os
-import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from ltc_controller.params import COMMON, ParamSpec
 from ltc_controller.transport import BACKEND_ENV, rclpy_available, select_backend
-from ltc_controller.transport.dds import DdsNode, loopback_env
+from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.port import RELIABLE
 
-DOMAIN = random.Random(os.getpid() + 29).randrange(100, 200)
 needs_rclpy = pytest.mark.skipif(
     not rclpy_available(), reason="rclpy does not import here (no sourced ROS 2 install)"
 )
@@ -40,19 +38,10 @@ SPECS: tuple[ParamSpec, ...] = COMMON + (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _loopback() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")}
-    os.environ.update(loopback_env(DOMAIN))
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 # -- backend selection (runs everywhere) ---------------------------------------------------------
+
+
+pytestmark = pytest.mark.usefixtures("dds_loopback")
 
 
 def test_backend_selection_follows_option_then_env_then_availability() -> None:

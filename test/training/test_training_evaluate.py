@@ -129,7 +129,7 @@ def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(t
 
 
 BUNDLED = (
-    Path(__file__).resolve().parents[1]
+    Path(__file__).resolve().parents[2]
     / "ltc_controller"
     / "policies"
     / "ncp19_lane_keeping.safetensors"

@@ -24,7 +24,7 @@ def obs(mono: float, **kw) -> TickObservation:
 
 
 def test_health_values_equal_policy_status_constants():
-    text = (Path(__file__).parent.parent / "msg" / "PolicyStatus.msg").read_text()
+    text = (Path(__file__).parents[2] / "msg" / "PolicyStatus.msg").read_text()
     consts = dict(re.findall(r"uint8 HEALTH_(\w+)=(\d+)", text))
     assert {k: int(v) for k, v in consts.items()} == {h.name: h.value for h in Health}
 

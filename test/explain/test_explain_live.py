@@ -4,8 +4,6 @@ over real Cyclone DDS (loopback, in this process)."""
 from __future__ import annotations
 
 import copy
-import os
-import random
 import threading
 import time
 import uuid
@@ -20,11 +18,10 @@ from ltc_controller.explain.live import SaliencyWorker
 from ltc_controller.explain.saliency import overlay, visual_backprop
 from ltc_controller.models.policy import Policy
 from ltc_controller.nodes.policy_node import PolicyNode
-from ltc_controller.transport.dds import DdsNode, loopback_env
+from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.port import RELIABLE, SENSOR_DATA
 
-pytestmark = pytest.mark.timeout(120)
-DOMAIN = random.Random(os.getpid() * 11 + 5).randrange(100, 230)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("dds_loopback")]
 H, W = 78, 200
 PERIOD = 0.05
 
@@ -106,18 +103,6 @@ def test_worker_survives_a_failing_publish():
         worker.close()
     with pytest.raises(ValueError, match="rate_hz"):
         SaliencyWorker(Policy.from_config(seed=0).head, "rgb", 0.0, flaky)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _loopback() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")}
-    os.environ.update(loopback_env(DOMAIN))
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 class Rig:

@@ -9,7 +9,6 @@ the parameters below and a validator, spinning until SIGTERM.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import pytest
 from ltc_controller.params import COMMON, ParamSpec
 from ltc_controller.transport import param_values as pv
 from ltc_controller.transport import types as T
-from ltc_controller.transport.dds import DdsNode, loopback_env
+from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.param_services import (
     SERVICES,
     ParameterClient,
@@ -33,9 +32,11 @@ from ltc_controller.transport.param_services import (
     request_topic,
 )
 
+pytestmark = pytest.mark.usefixtures("dds_loopback")
+
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-DOMAIN = random.Random(os.getpid() + 7).randrange(100, 200)
+REPO = HERE.parents[1]
 
 #: The parameters of the node process (ranges, read-only, choices, units).
 SPECS: tuple[ParamSpec, ...] = COMMON + (
@@ -69,19 +70,11 @@ def serve(argv: list[str]) -> int:
 
 
 @pytest.fixture(scope="module")
-def env() -> Iterator[dict[str, str]]:
-    saved = {k: os.environ.get(k) for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")}
-    extra = loopback_env(DOMAIN)
-    os.environ.update(extra)
+def env(dds_loopback: int) -> dict[str, str]:
     e = dict(os.environ)
     e["PYTHONPATH"] = os.pathsep.join([str(REPO), e.get("PYTHONPATH", "")])
     e["LTC_CONTROLLER_TRANSPORT"] = "dds"
-    yield e
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    return e
 
 
 def _stop(proc: subprocess.Popen) -> tuple[int, str]:

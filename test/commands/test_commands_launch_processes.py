@@ -4,39 +4,24 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ltc_controller.transport.dds import DdsNode, loopback_env
+from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.port import RELIABLE
 
-pytestmark = pytest.mark.timeout(180)
-ROOT = Path(__file__).resolve().parents[1]
-DOMAIN = random.Random(os.getpid() * 7 + 4).randrange(100, 230)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _loopback() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")}
-    os.environ.update(loopback_env(DOMAIN))
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("dds_loopback")]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def launch(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **loopback_env(DOMAIN)}
+    env = dict(os.environ)  # the dds_loopback fixture set the domain and loopback
     with open(log, "wb") as out:
         # A session of its own: if the test fails, the whole group (launch and both nodes) can
         # be stopped, none is left behind.
@@ -82,7 +67,7 @@ def test_launch_starts_both_nodes_under_a_namespace_with_remaps(
         ],
         log,
     )
-    node = DdsNode("launch_probe", domain_id=DOMAIN, parameter_services=False)
+    node = DdsNode("launch_probe", parameter_services=False)
     seen: dict[str, Any] = {}
     node.create_subscription(
         "ltc_controller/msg/SafetyStatus",

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,25 +20,12 @@ from ltc_controller.models.policy_file import save_policy
 from ltc_controller.nodes.policy_node import PolicyNode
 from ltc_controller.params import ParameterError
 from ltc_controller.safety.commands import TWIST, TWIST_STAMPED
-from ltc_controller.transport.dds import DdsNode, loopback_env
+from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.port import RELIABLE, SENSOR_DATA
 
-pytestmark = pytest.mark.timeout(120)
-DOMAIN = random.Random(os.getpid() * 7 + 1).randrange(100, 230)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("dds_loopback")]
 H, W = 78, 200
 PERIOD = 0.05  # control_rate_hz 20 (default)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _loopback() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")}
-    os.environ.update(loopback_env(DOMAIN))
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 class Rig:

@@ -37,15 +37,14 @@ from ltc_controller.demo import Launcher
 from ltc_controller.models.policy import Policy
 from ltc_controller.models.policy_file import save_policy
 from ltc_controller.safety.commands import ACKERMANN, TWIST, build_command
-from ltc_controller.transport.dds import DdsNode, loopback_env
+from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.port import LATCHED, RELIABLE, SENSOR_DATA
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("dds_loopback")]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VEHICLE = str(ROOT / "config" / "vehicle.yaml")
 DRONE = str(ROOT / "config" / "drone.yaml")
-DOMAIN = random.Random(os.getpid() * 7 + 3).randrange(100, 230)
 H, W = 78, 200
 
 RATE_HZ = 50.0  # safety tick
@@ -169,10 +168,10 @@ class Rig:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.env = {**os.environ, **loopback_env(DOMAIN)}
+        self.env = dict(os.environ)  # the dds_loopback fixture set the domain
         self.launcher = Launcher(self.env, tmp)
         self.forks = ForkServer(self.env)
-        self.node = DdsNode("fault_rig", domain_id=DOMAIN, parameter_services=False)
+        self.node = DdsNode("fault_rig", parameter_services=False)
         self.cameras: list[Camera] = []
         self.fakes: list[FakePolicy] = []
 
@@ -332,17 +331,10 @@ class FakePolicy:
 
 
 @pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    saved = {k: os.environ.get(k) for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")}
-    os.environ.update(loopback_env(DOMAIN))
+def rig(tmp_path_factory: pytest.TempPathFactory, dds_loopback: int) -> Iterator[Rig]:
     r = Rig(tmp_path_factory.mktemp("faults"))
     yield r
     r.close()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def stamp_s(msg: Any) -> float:
@@ -765,7 +757,7 @@ def test_malformed_frames_are_counted_rejected_and_the_policy_lives(rig):
 
 
 def test_bad_parameters_stop_the_node_at_start_naming_them(tmp_path):
-    env = {**os.environ, **loopback_env(DOMAIN)}
+    env = dict(os.environ)
     bad_yaml = tmp_path / "typo.yaml"
     bad_yaml.write_text("/**/safety_fallback:\n  ros__parameters:\n    comand_timeout_s: 0.2\n")
     cases = [

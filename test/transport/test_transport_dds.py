@@ -4,13 +4,12 @@ loopback between processes."""
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +26,15 @@ from ltc_controller.transport.dds import (
 )
 from ltc_controller.transport.port import LATCHED, RELIABLE, SENSOR_DATA, QoS
 
+pytestmark = pytest.mark.usefixtures("dds_loopback")
+
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 from dds_pub_helper import make_image  # noqa: E402
 
 # A domain of its own per run, so concurrent test runs on this machine do not meet.
-DOMAIN = random.Random(os.getpid()).randrange(100, 200)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _loopback() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")}
-    os.environ.update(loopback_env(DOMAIN))
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def _unique(prefix: str) -> str:
@@ -115,7 +104,7 @@ def test_create_node_applies_namespace_name_and_remaps_from_ros_args() -> None:
         assert node.resolve("in") == "/cam/image"
         assert node.resolve("~/status") == "/car/pilot/status"
         assert node.parameter_overrides == {"rate_hz": 20.0} == dict(args.params)
-        assert node.domain_id == DOMAIN
+        assert node.domain_id == domain_from_env()
     finally:
         node.shutdown()
 
@@ -277,7 +266,7 @@ def test_logger_prints_ros_style_lines(capfd: pytest.CaptureFixture[str]) -> Non
 
 def _start_helper(topic: str, reliability: str, count: int, *ros_args: str) -> subprocess.Popen:
     env = dict(os.environ)
-    env.update(loopback_env(DOMAIN))
+    env.update(loopback_env(domain_from_env()))
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     env["LTC_CONTROLLER_TRANSPORT"] = "dds"  # the helper uses DdsNode.resolve
     cmd = [sys.executable, str(HERE / "dds_pub_helper.py"), topic, reliability, str(count)]

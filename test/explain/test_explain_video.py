@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from ltc_controller.explain.frames import read_frames
 from ltc_controller.explain.video import VideoError, read_video, video_to_bag, write_video
 
-UDACITY = Path(__file__).resolve().parents[2] / "shared" / "data" / "udacity-lanelines"
+UDACITY = Path(__file__).resolve().parents[3] / "shared" / "data" / "udacity-lanelines"
 
 
 def _frames(n: int, h: int = 48, w: int = 64) -> list[np.ndarray]:

@@ -20,7 +20,7 @@ from ltc_controller.params import ParamSpec, resolve
 from ltc_controller.transport import types as T
 from ltc_controller.transport.ros_args import load_params_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 #: executable -> module whose PARAMS it declares
 NODE_PARAMS = {

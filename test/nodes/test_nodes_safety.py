@@ -5,8 +5,6 @@ status and diagnostics."""
 from __future__ import annotations
 
 import math
-import os
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,26 +16,13 @@ import pytest
 from ltc_controller.nodes.safety_node import SafetyNode
 from ltc_controller.params import ParameterError
 from ltc_controller.safety.commands import ACKERMANN, build_command
-from ltc_controller.transport.dds import DdsNode, loopback_env
+from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.port import LATCHED, RELIABLE
 from ltc_controller.transport.ros_args import load_params_file
 
-pytestmark = pytest.mark.timeout(120)
-DOMAIN = random.Random(os.getpid() * 7 + 2).randrange(100, 230)
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("dds_loopback")]
+ROOT = Path(__file__).resolve().parents[2]
 N = 3  # recovery_heartbeats in these tests
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _loopback() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")}
-    os.environ.update(loopback_env(DOMAIN))
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 class Rig:

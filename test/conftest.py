@@ -1,0 +1,43 @@
+"""Fixtures shared by the test rooms.
+
+``dds_loopback``: every test module that talks DDS gets a ROS domain of its own on loopback
+(Cyclone DDS bound to 127.0.0.1, see :func:`ltc_controller.transport.dds.loopback_env`), so two
+modules, or two test runs on one machine, never see each other's participants. It sets
+``CYCLONEDDS_URI`` and ``ROS_DOMAIN_ID`` in ``os.environ`` for the module (subprocesses inherit
+them) and restores both afterwards. Opt in with ``pytestmark = pytest.mark.usefixtures(
+"dds_loopback")`` or by taking the fixture (its value is the domain id).
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+
+import pytest
+
+_ENV_KEYS = ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")
+
+
+def module_domain(module: str, pid: int | None = None) -> int:
+    """A domain id in 100..229 that depends on the test module and the test process."""
+    key = f"{os.getpid() if pid is None else pid}:{module}".encode()
+    return 100 + zlib.crc32(key) % 130
+
+
+@pytest.fixture(scope="module")
+def dds_loopback(request: pytest.FixtureRequest) -> Iterator[int]:
+    """This module's DDS domain id, with the loopback environment set while the module runs."""
+    cyclonedds = pytest.importorskip("cyclonedds", reason="cyclonedds is not installed")
+    del cyclonedds
+    from ltc_controller.transport.dds import loopback_env
+
+    domain = module_domain(request.module.__name__)
+    saved = {k: os.environ.get(k) for k in _ENV_KEYS}
+    os.environ.update(loopback_env(domain))
+    yield domain
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
