@@ -13,7 +13,7 @@ the control period with the node's default deadline (half the period). Reported 
 - naive: one ``ncps.torch.LTC`` module call per frame (elapsed = frame interval) after a plain
   NumPy/torch conversion, no deadline handling; ratio naive / runtime per frame;
 - the same loop with live saliency on (``ltc_policy``'s ``saliency.enabled``): after each tick
-  the newest network input is handed to a :class:`~ltc_controller.explain.live.SaliencyWorker`
+  the newest network input is handed to a :class:`~ltc_controller.nodes.saliency.SaliencyWorker`
   (VisualBackProp on its own copy of the head, in a thread) at 10 Hz; the hand-over is inside
   the measured time, the worker's overlays (and their count) are reported beside;
 - Python allocations per tick after warm-up (tracemalloc: peak bytes above the tick's start,
@@ -41,8 +41,8 @@ import ncps.wirings as ncw
 import numpy as np
 import torch
 
-from ltc_controller.explain.live import SaliencyWorker
 from ltc_controller.models.policy import Policy
+from ltc_controller.nodes.saliency import SaliencyWorker
 from ltc_controller.runtime.backend import StepModel, make_step_model
 from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig, make_runtime
 

@@ -294,7 +294,7 @@ def check_demo_args(
 
 def policy_source(policy: str) -> str:
     """What the demo's policy node will run, in words."""
-    from ltc_controller.nodes.policy_node import BUNDLED_POLICY
+    from ltc_controller.models.policy_file import BUNDLED_POLICY
 
     if policy:
         return policy

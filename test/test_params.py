@@ -7,9 +7,10 @@ import pytest
 import yaml
 
 from ltc_controller.nodes import policy_node, safety_node
+from ltc_controller.nodes.policy_params import check_deadline
+from ltc_controller.nodes.commands import ACKERMANN, TWIST
+from ltc_controller.nodes.safety_profile import gate_config_from_params
 from ltc_controller.params import ParameterError, resolve, validate_set
-from ltc_controller.safety.commands import ACKERMANN, TWIST
-from ltc_controller.safety.profiles import gate_config_from_params
 from ltc_controller.transport.ros_args import load_params_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def test_config_files_hold_only_declared_valid_parameters(path):
         if node_name == "safety_fallback":
             gate_config_from_params(resolved)
         else:
-            policy_node.PolicyNode._check_deadline(resolved)
+            check_deadline(resolved)
     # Each file says something about both nodes (not only through defaults).
     for node_name in NODES:
         assert load_params_file(path, f"/{node_name}").keys() - {"use_sim_time"}

@@ -3,9 +3,9 @@
 =====================  =====================================================================
 module                 what
 =====================  =====================================================================
-``saliency``           VisualBackProp for the conv head (Bojarski et al. 2018, as used by
-                       Lechner et al. 2020), integrated gradients for any policy
-                       (Sundararajan et al. 2017), overlays
+``saliency``           integrated gradients for any policy (Sundararajan et al. 2017);
+                       VisualBackProp and overlays (Bojarski et al. 2018, as used by Lechner
+                       et al. 2020) come from ``models.attention``
 ``openloop``           a policy run over recorded frames with the runtime's stepping; neuron
                        activity by group (NCP sensory / inter / command / motor; baselines'
                        hidden units)
@@ -17,8 +17,9 @@ module                 what
 ``robustness``         the NCP paper's attention-robustness protocol (saliency SSIM under
                        camera noise) and its Markdown table
 ``metrics``            saliency mass on a mask, enrichment, where the mass lies
-``live``               the worker that publishes ``~/saliency`` from the ``ltc_policy`` node
 =====================  =====================================================================
+
+The live ``~/saliency`` worker of the ``ltc_policy`` node is ``nodes.saliency``.
 
 Nothing here imports ROS or DDS except ``frames.read_commands`` (the project's typestore for
 ackermann_msgs).

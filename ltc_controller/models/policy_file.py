@@ -28,13 +28,25 @@ from safetensors.torch import save_file
 
 from .policy import Policy, PolicyConfig
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "PolicyFileError", "load_policy", "save_policy"]
+__all__ = [
+    "BUNDLED_POLICY",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "PolicyFileError",
+    "load_policy",
+    "save_policy",
+]
 
 FORMAT = "ltc_controller.policy"
 FORMAT_VERSION = "2"
 # Config keys added in version 2, and what a version 1 file means by their absence.
 _V1_DEFAULTS: dict[str, Any] = {"units": None, "core_options": {}, "head": "ncp_conv"}
 _MAX_HEADER = 100 * 1024 * 1024
+#: The NCP-19 lane-keeping policy shipped with the package (``policies/README.md`` says how it
+#: was trained and what it scored); the policy node runs it when no file is given.
+BUNDLED_POLICY = (
+    Path(__file__).resolve().parent.parent / "policies" / "ncp19_lane_keeping.safetensors"
+)
 
 
 class PolicyFileError(Exception):

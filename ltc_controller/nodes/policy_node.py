@@ -1,7 +1,12 @@
 """``ltc_policy``: camera in, LTC policy under a deadline, drive command + heartbeat out.
 
-Thin by design: the camera subscription stores the newest frame; a steady-clock timer at
-``control_rate_hz`` calls :class:`~ltc_controller.runtime.loop.PolicyRuntime` and publishes.
+Thin by design: it wires callbacks, timers and publishers. The camera subscription stores the
+newest frame; a steady-clock timer at ``control_rate_hz`` ticks the
+:class:`~ltc_controller.runtime.loop.PolicyRuntime` and publishes what the pure
+:func:`~ltc_controller.nodes.policy_logic.decide` makes of the result (command mapping,
+heartbeat rule, health). Parameters: :mod:`~ltc_controller.nodes.policy_params` (declarations;
+a runtime set is validated there, then applied here); the policy and its runtime:
+:mod:`~ltc_controller.nodes.policy_engine`.
 
 Topics (relative names, so ``-r __ns:=/car1`` moves them all):
 
@@ -29,409 +34,56 @@ Topics (relative names, so ``-r __ns:=/car1`` moves them all):
 - out ``~/saliency`` (``sensor_msgs/msg/Image``, ``rgb8``, stamped with the camera frame) when
   ``saliency.enabled``: the network input with its VisualBackProp saliency overlaid, at most
   ``saliency.rate_hz`` per second, computed in a worker thread on its own copy of the conv head
-  (:class:`~ltc_controller.explain.live.SaliencyWorker`); the tick only hands the newest
+  (:class:`~ltc_controller.nodes.saliency.SaliencyWorker`); the tick only hands the newest
   preprocessed frame over (one copy, never waits), after it has published its command
 
-Command mapping (``command_type``): Ackermann: ``steering_angle`` = policy ``steering_angle`` ×
-``steering_scale`` clamped to ±``max_steering_angle``, ``speed`` = policy ``speed`` if it has one,
-else ``speed_mps``. Twist with ``twist_mapping: bicycle`` (a car): ``linear.x`` = that speed,
-``angular.z`` = speed · tan(steering) / ``wheelbase_m`` (kinematic bicycle). Twist with
-``twist_mapping: direct`` (a drone policy): outputs named ``linear_x``, ``linear_y``, ``linear_z``
-(× ``velocity_scale``) and ``angular_z`` (× ``yaw_rate_scale``) go to those fields (missing ones
-are 0; a missing ``linear_x`` is ``speed`` or ``speed_mps``).
-
-Changing ``policy_file`` at run time loads the new file inside the parameter callback (a failure
-rejects the set with the loader's message) and swaps it in between two ticks: the new policy starts
-from a reset state and sends no heartbeat before it has acted on a fresh frame.
+Changing ``policy_file`` at run time loads and checks the new file while the set is validated (a
+failure rejects the set with the loader's message and leaves the running policy untouched); once
+the set is accepted the new policy is swapped in between two ticks, starts from a reset state and
+sends no heartbeat before it has acted on a fresh frame.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from ltc_controller.nodes.stamps import header, header_ns, to_ns, to_seconds
-from ltc_controller.params import COMMON, ParameterError, ParamSpec, resolve
-from ltc_controller.runtime.backend import StepModel, make_step_model
-from ltc_controller.runtime.loop import PolicyRuntime, RuntimeConfig, TickResult
-from ltc_controller.runtime.preprocess import (
-    PreprocessConfig,
-    Preprocessor,
-    frame_from_compressed,
-    frame_from_image,
+from ltc_controller.nodes import commands as C
+from ltc_controller.nodes.policy_engine import Engine, build_engine
+from ltc_controller.nodes.policy_logic import (
+    CommandMapping,
+    Decision,
+    PolicyNodeState,
+    check_outputs,
+    decide,
+    resets_state,
 )
-from ltc_controller.safety import commands as C
+from ltc_controller.nodes.policy_params import (
+    CAMERA_TOPIC,
+    IMAGE,
+    PARAMS,
+    SetPlan,
+    check_deadline,
+    plan_set,
+    runtime_overrides,
+)
+from ltc_controller.nodes.stamps import header, header_ns, to_ns, to_seconds
+from ltc_controller.params import ParameterError, resolve
+from ltc_controller.runtime.factory import runtime_config
+from ltc_controller.runtime.loop import PolicyRuntime, TickResult
+from ltc_controller.runtime.preprocess import frame_from_compressed, frame_from_image
+from ltc_controller.runtime.watchdog import Health
 from ltc_controller.transport.port import RELIABLE, SENSOR_DATA, Node, QoS
 
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED = "sensor_msgs/msg/CompressedImage"
-CAMERA_TOPIC = {IMAGE: "camera/image_raw", COMPRESSED: "camera/image_raw/compressed"}
-#: Policy outputs each mapping understands.
-_BICYCLE_OUTPUTS = frozenset({"steering_angle", "speed"})
-_DIRECT_OUTPUTS = frozenset({"linear_x", "linear_y", "linear_z", "angular_z", "speed"})
-_CROPS = ("top", "bottom", "left", "right")
+__all__ = ["PARAMS", "SALIENCY_QOS", "PolicyNode"]
 
-PARAMS: tuple[ParamSpec, ...] = COMMON + (
-    ParamSpec(
-        "policy_file",
-        str,
-        "",
-        "Policy file (.safetensors); empty = the bundled policy, or an untrained NCP-19 if none "
-        "is bundled. Setting it at run time loads and swaps the policy",
-    ),
-    ParamSpec(
-        "untrained_seed",
-        int,
-        0,
-        "Seed of the untrained policy used when no file is given",
-        min=0,
-        read_only=True,
-    ),
-    ParamSpec(
-        "num_threads",
-        int,
-        1,
-        "CPU threads for inference (1 keeps latency predictable beside other processes)",
-        "",
-        1,
-        64,
-        read_only=True,
-    ),
-    ParamSpec("device", str, "cpu", "Inference device: cpu, cuda, cuda:N or auto", read_only=True),
-    ParamSpec(
-        "backend",
-        str,
-        "torch",
-        "Inference backend (torch; onnx where ONNX Runtime is installed)",
-        read_only=True,
-    ),
-    ParamSpec(
-        "control_rate_hz", float, 20.0, "Control tick rate", "Hz", 1.0, 1000.0, read_only=True
-    ),
-    ParamSpec(
-        "integration.step_s",
-        float,
-        0.0,
-        "Fixed integration step; 0 = the policy file's",
-        "s",
-        0.0,
-        1.0,
-        read_only=True,
-    ),
-    ParamSpec(
-        "deadline_s",
-        float,
-        0.0,
-        "Work budget per tick (at most the control period); 0 = half the control period",
-        "s",
-        0.0,
-        1.0,
-    ),
-    ParamSpec("max_frame_age_s", float, 0.3, "Frames older than this are stale", "s", 0.001, 10.0),
-    ParamSpec("max_lag_s", float, 0.25, "Integration lag beyond this is a fault", "s", 0.0, 10.0),
-    ParamSpec(
-        "camera_type",
-        str,
-        IMAGE,
-        "Camera message type (topic camera/image_raw or camera/image_raw/compressed)",
-        choices=(IMAGE, COMPRESSED),
-        read_only=True,
-    ),
-    ParamSpec(
-        "camera_qos",
-        str,
-        "sensor_data",
-        "Camera subscription QoS: sensor_data (best effort) or reliable",
-        choices=("sensor_data", "reliable"),
-        read_only=True,
-    ),
-    *(
-        ParamSpec(
-            f"preprocess.crop_{side}",
-            int,
-            -1,
-            f"Pixels cropped from the {side} of the camera image; -1 = the policy file's",
-            "px",
-            -1,
-            100000,
-        )
-        for side in _CROPS
-    ),
-    ParamSpec(
-        "command_type",
-        str,
-        C.ACKERMANN,
-        "Type of policy_cmd",
-        choices=C.COMMAND_TYPES,
-        read_only=True,
-    ),
-    ParamSpec(
-        "twist_mapping",
-        str,
-        "bicycle",
-        "Twist commands: bicycle (car: yaw rate from steering) or direct (drone outputs)",
-        choices=("bicycle", "direct"),
-        read_only=True,
-    ),
-    ParamSpec("wheelbase_m", float, 2.7, "Wheelbase for the bicycle mapping", "m", 0.01, 100.0),
-    ParamSpec(
-        "speed_mps",
-        float,
-        5.0,
-        "Commanded speed when the policy outputs steering only",
-        "m/s",
-        0.0,
-        50.0,
-    ),
-    ParamSpec(
-        "steering_scale",
-        float,
-        1.0,
-        "Factor applied to the policy's steering output",
-        "",
-        -10.0,
-        10.0,
-    ),
-    ParamSpec(
-        "max_steering_angle", float, 0.5, "Steering output is clamped to ±this", "rad", 0.0, 1.6
-    ),
-    ParamSpec(
-        "velocity_scale",
-        float,
-        1.0,
-        "Factor on linear_* outputs (direct mapping)",
-        "",
-        -100.0,
-        100.0,
-    ),
-    ParamSpec(
-        "yaw_rate_scale",
-        float,
-        1.0,
-        "Factor on the angular_z output (direct mapping)",
-        "",
-        -100.0,
-        100.0,
-    ),
-    ParamSpec(
-        "rewarm_s",
-        float,
-        0.0,
-        "After a state reset, integrate this long on fresh frames before sending commands "
-        "(0: after the first step)",
-        "s",
-        0.0,
-        10.0,
-        read_only=True,
-    ),
-    ParamSpec(
-        "state_reset_on",
-        str,
-        "leave",
-        "When the LTC state is reset around a fallback: handback (safety goes ACTIVE again) or "
-        "leave (safety leaves ACTIVE, so the state re-warms while the fallback drives)",
-        choices=("handback", "leave"),
-        read_only=True,
-    ),
-    ParamSpec(
-        "diagnostics_period_s",
-        float,
-        1.0,
-        "Period of /diagnostics",
-        "s",
-        0.05,
-        60.0,
-        read_only=True,
-    ),
-    ParamSpec(
-        "saliency.enabled",
-        bool,
-        False,
-        "Publish ~/saliency (sensor_msgs/Image rgb8: VisualBackProp overlay on the network "
-        "input), computed in a worker thread off the control path",
-    ),
-    ParamSpec(
-        "saliency.rate_hz",
-        float,
-        2.0,
-        "At most this many ~/saliency images per second",
-        "Hz",
-        0.1,
-        30.0,
-    ),
-    ParamSpec(
-        "debug.step_delay_s",
-        float,
-        0.0,
-        "Fault injection: sleep this long in every integration step (stalls inference while "
-        "the node keeps running); 0 in production",
-        "s",
-        0.0,
-        5.0,
-    ),
-)
-
-#: PolicyStatus health levels
-HEALTH_OK, HEALTH_DEGRADED, HEALTH_FAULT = 0, 1, 2
 _LOG_PERIOD_S = 1.0
-#: Runtime events after which a tick never sends a heartbeat.
-_BAD_EVENTS = frozenset({"lag", "non_finite", "state_norm", "clock_jump_back", "stale_state"})
-#: Parameters that define the loaded policy and its runtime: changing one at run time builds a
-#: new engine (policy loaded again, state reset) and swaps it in between two ticks.
-ENGINE_PARAMS = frozenset(
-    {"policy_file", "max_frame_age_s", "max_lag_s"} | {f"preprocess.crop_{s}" for s in _CROPS}
-)
 #: QoS of ``~/saliency``: reliable (rviz's default), keep only the newest image.
 SALIENCY_QOS = QoS("reliable", "volatile", 1)
-#: Outputs of the untrained placeholder used for ``twist_mapping: direct`` without a file.
-DRONE_OUTPUTS = ("linear_x", "linear_y", "linear_z", "angular_z")
-
-
-#: The NCP-19 lane-keeping policy shipped with the package (used when no file is given).
-BUNDLED_POLICY = (
-    Path(__file__).resolve().parent.parent / "policies" / "ncp19_lane_keeping.safetensors"
-)
-
-
-def load_model(policy_file: str, seed: int, outputs: tuple[str, ...] | None = None) -> Any:
-    """The policy to run: ``policy_file``, else the bundled policy, else an untrained NCP.
-
-    The untrained NCP is the NCP-19 (one motor neuron, ``steering_angle``) unless ``outputs``
-    names other outputs (e.g. :data:`DRONE_OUTPUTS`): then one motor neuron per output. Both are
-    placeholders so the loop runs before a trained policy ships.
-
-    Raises:
-        PolicyFileError: the file is missing, corrupt or does not match its config.
-    """
-    from ltc_controller.models.policy import Policy, PolicyConfig
-    from ltc_controller.models.policy_file import load_policy
-    from ltc_controller.models.wiring import NCP
-
-    if policy_file:
-        return load_policy(Path(policy_file))
-    if outputs is None and BUNDLED_POLICY.exists():
-        return load_policy(BUNDLED_POLICY)
-    if outputs is None:
-        return Policy.from_config(PolicyConfig(), seed=seed)
-    m = len(outputs)
-    wiring = NCP(12, 6, m, 6, 4, 6, 6, seed=22222, input_dim=32).get_config()
-    units = tuple("rad/s" if n.startswith("angular") else "m/s" for n in outputs)
-    cfg = PolicyConfig(
-        wiring=wiring, output_names=outputs, output_units=units, output_scale=(1.0,) * m
-    )
-    return Policy.from_config(cfg, seed=seed)
-
-
-class StallableModel:
-    """A runtime step model that can be made to stall: ``delay_s`` > 0 makes every
-    :meth:`step` sleep that long first — fault injection for a stalled inference
-    (``debug.step_delay_s``), a real stall in the real call path. Otherwise it delegates."""
-
-    def __init__(self, inner: StepModel, config: Any) -> None:
-        self.inner = inner
-        self.config = config
-        self.delay_s = 0.0
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """``(1, 3, H, W)`` -> ``(1, F)`` (the inner model's)."""
-        return self.inner.features(images)
-
-    def step(
-        self, features: torch.Tensor, state: torch.Tensor, elapsed_s: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(outputs (1, M), state (1, N))`` after ``elapsed_s`` s, after the injected delay."""
-        if self.delay_s > 0.0:
-            time.sleep(self.delay_s)
-        return self.inner.step(features, state, elapsed_s)
-
-    def initial_state(self, batch: int) -> torch.Tensor:
-        return self.inner.initial_state(batch)
-
-
-@dataclass
-class Engine:
-    """Everything that belongs to one loaded policy; swapped as one reference."""
-
-    model: StallableModel
-    runtime: PolicyRuntime
-    output_names: tuple[str, ...]
-    policy_file: str
-    load_s: float
-    #: a private CPU copy of the conv head, for the saliency worker (None: not a torch policy)
-    head: Any = None
-
-
-def check_outputs(p: Mapping[str, Any], names: tuple[str, ...], where: str) -> None:
-    """Raise ParameterError if the policy's outputs do not fit the command mapping."""
-    direct = p["command_type"] != C.ACKERMANN and p["twist_mapping"] == "direct"
-    known = _DIRECT_OUTPUTS if direct else _BICYCLE_OUTPUTS
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        mapping = (
-            "Ackermann"
-            if p["command_type"] == C.ACKERMANN
-            else f"Twist with twist_mapping={p['twist_mapping']}"
-        )
-        raise ParameterError(
-            f"{where}: policy outputs {list(names)}; {mapping} uses only "
-            f"{sorted(known)} (unknown: {unknown}); set command_type/twist_mapping to match"
-        )
-
-
-def preprocess_config(p: Mapping[str, Any], policy_config: Any) -> PreprocessConfig:
-    """The policy file's preprocessing with the ``preprocess.crop_*`` overrides (>= 0) applied."""
-    base = PreprocessConfig.from_policy(policy_config)
-    over = {
-        f"crop_{s}": p[f"preprocess.crop_{s}"] for s in _CROPS if p[f"preprocess.crop_{s}"] >= 0
-    }
-    return replace(base, **over)
-
-
-def runtime_config(p: Mapping[str, Any], step_s: float) -> RuntimeConfig:
-    """The runtime settings the parameters give (``step_s``: the policy file's step)."""
-    period = 1.0 / p["control_rate_hz"]
-    return RuntimeConfig(
-        step_s=p["integration.step_s"] or step_s,
-        deadline_s=p["deadline_s"] or 0.5 * period,
-        max_frame_age_s=p["max_frame_age_s"],
-        max_lag_s=p["max_lag_s"],
-        rewarm_s=p["rewarm_s"],
-    )
-
-
-def build_engine(p: Mapping[str, Any], clock: Any) -> Engine:
-    """Load the policy ``p['policy_file']`` on ``p['device']``/``p['backend']`` and build its
-    runtime (warm-up included).
-
-    Raises:
-        PolicyFileError: the file cannot be loaded.
-        ParameterError: its outputs do not fit ``command_type``/``twist_mapping``, or the device
-            or backend is not usable here (the message names the parameter).
-    """
-    t0 = time.monotonic()
-    direct = p["command_type"] != C.ACKERMANN and p["twist_mapping"] == "direct"
-    policy = load_model(p["policy_file"], p["untrained_seed"], DRONE_OUTPUTS if direct else None)
-    cfg = policy.config
-    names = tuple(cfg.output_names)
-    check_outputs(p, names, p["policy_file"] or "the default policy")
-    # Copied before the backend takes the policy (it may move it to a device or export it).
-    head = copy.deepcopy(policy.head).cpu().float().eval() if hasattr(policy, "head") else None
-    try:
-        inner = make_step_model(policy, p["backend"], p["device"])
-    except ValueError as e:
-        raise ParameterError(f"parameter 'device'/'backend': {e}") from None
-    model = StallableModel(inner, cfg)
-    runtime = PolicyRuntime(
-        model, Preprocessor(preprocess_config(p, cfg)), runtime_config(p, cfg.step_s), clock
-    )
-    return Engine(model, runtime, names, p["policy_file"], time.monotonic() - t0, head)
 
 
 class PolicyNode:
@@ -447,22 +99,22 @@ class PolicyNode:
         self.node = node
         # Parameters come from the node (command line, params files) unless given directly.
         self.p = p = node.declare_parameters(PARAMS) if params is None else resolve(PARAMS, params)
-        self._check_deadline(p)
+        check_deadline(p)
         torch.set_num_threads(p["num_threads"])
         self.period_s = 1.0 / p["control_rate_hz"]
+        self.mapping = CommandMapping.from_params(p)
         self.engine = build_engine(p, node.steady)
+        self.state = PolicyNodeState()
+        #: validated set waiting for its apply step, with its prepared engine (if any)
+        self._staged: tuple[SetPlan, Engine | None] | None = None
+        #: engine to swap in at the start of the next tick
         self._pending: Engine | None = None
-        self.cmd_type: str = p["command_type"]
-        self.heartbeats = 0
         self.reloads = 0
-        self.non_finite_outputs = 0
         self.safety_resets = 0
-        self._grace = False  # after a reset or reload: no output yet is not a fault
-        self._work_ok = False  # the last tick with inference work met its deadline
         self._safety_state = ""
         self._last: TickResult | None = None
         self._last_outputs: list[float] = []
-        self._last_health: tuple[int, list[str]] = (HEALTH_FAULT, ["no_frame"])
+        self._last_health: tuple[Health, tuple[str, ...]] = (Health.FAULT, ("no_frame",))
         self._event_log: dict[str, tuple[float, int]] = {}
         self._diag_ticks, self._diag_hbs, self._diag_time = 0, 0, node.steady()
         self._saliency: Any = None  # SaliencyWorker, started when first enabled
@@ -476,6 +128,7 @@ class PolicyNode:
         node.create_subscription(
             "ltc_controller/msg/SafetyStatus", "safety_status", self._on_safety, RELIABLE
         )
+        self.cmd_type: str = p["command_type"]
         self.pub_cmd = node.create_publisher(self.cmd_type, "policy_cmd", RELIABLE)
         self.pub_hb = node.create_publisher("std_msgs/msg/Header", "policy_heartbeat", RELIABLE)
         self.pub_status = node.create_publisher(
@@ -484,13 +137,13 @@ class PolicyNode:
         self.pub_diag = node.create_publisher(
             "diagnostic_msgs/msg/DiagnosticArray", "/diagnostics", RELIABLE
         )
-        node.on_parameters_set(self._validate_set)
+        node.on_parameters_set(self._validate_set, self._apply_set)
         self._configure_saliency()
         self.timer = node.create_timer(self.period_s, self._tick)
         self.diag_timer = node.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
         e = self.engine
         node.logger.info(
-            f"ltc_policy: {e.model.config.architecture} ({', '.join(e.output_names)}) on "
+            f"ltc_policy: {e.config.architecture} ({', '.join(e.output_names)}) on "
             f"{p['device']}/{p['backend']}, step {e.runtime.cfg.step_s} s, control "
             f"{p['control_rate_hz']} Hz, deadline {e.runtime.cfg.deadline_s * 1e3:.1f} ms, "
             f"camera {cam} on {CAMERA_TOPIC[cam]} ({p['camera_qos']}), command {self.cmd_type}; "
@@ -502,51 +155,51 @@ class PolicyNode:
         """The runtime of the policy in use."""
         return self.engine.runtime
 
-    # -- parameters ----------------------------------------------------------------------------
-    @staticmethod
-    def _check_deadline(p: Mapping[str, Any]) -> None:
-        period = 1.0 / p["control_rate_hz"]
-        if p["deadline_s"] > period:
-            raise ParameterError(
-                f"parameter 'deadline_s': {p['deadline_s']} s exceeds the control period "
-                f"{period:.4g} s (1/control_rate_hz)"
-            )
+    @property
+    def heartbeats(self) -> int:
+        """Heartbeats sent so far."""
+        return self.state.heartbeats
 
+    # -- parameters: validate on set, apply after ------------------------------------------
     def _validate_set(self, changes: dict[str, Any]) -> str:
-        """Validate a runtime set as a whole; apply it when valid.
-
-        A change to :data:`ENGINE_PARAMS` (``policy_file`` above all) builds the new engine here,
-        so a file that does not load rejects the set with the loader's message; the engine is
-        swapped in at the start of the next tick, never in the middle of one.
-        """
+        """Check a runtime set; applies nothing. A set that needs a new runtime
+        (``policy_file``, crops) has its policy loaded and checked here, into a staging slot:
+        a file that fails rejects the set with the loader's message and the running policy
+        is untouched."""
         from ltc_controller.models.policy_file import PolicyFileError
 
-        merged = {**self.p, **changes}
-        rebuild = any(k in ENGINE_PARAMS and changes[k] != self.p[k] for k in changes)
+        self._staged = None
         try:
-            self._check_deadline(merged)
-            new_engine: Engine | None = None
-            if rebuild:
-                new_engine = build_engine(merged, self.node.steady)
-                self.node.logger.info(
-                    f"policy {merged['policy_file'] or '(default)'} loaded in "
-                    f"{new_engine.load_s:.3f} s; swapping it in at the next tick"
-                )
-            else:
-                check_outputs(merged, self.engine.output_names, "twist_mapping")
+            plan = plan_set(self.p, changes)
+            staged = build_engine(plan.params, self.node.steady) if plan.rebuild else None
+            names = self.engine.output_names if staged is None else staged.output_names
+            check_outputs(CommandMapping.from_params(plan.params), names, "twist_mapping")
         except (ParameterError, PolicyFileError, ValueError) as e:
             self.node.logger.error(f"parameter set {changes} rejected: {e}")
             return str(e)
-        self.p = merged
-        if any(k.startswith("saliency.") for k in changes):
-            self._configure_saliency()
-        if new_engine is not None:
-            self._pending = new_engine
-        else:
-            for eng in (self.engine, self._pending):
-                if eng is not None:  # the deadline is read on every tick
-                    eng.runtime.cfg = runtime_config(merged, eng.model.config.step_s)
+        if staged is not None:
+            self.node.logger.info(
+                f"policy {plan.params['policy_file'] or '(default)'} loaded in "
+                f"{staged.load_s:.3f} s; swapping it in at the next tick"
+            )
+        self._staged = (plan, staged)
         return ""
+
+    def _apply_set(self, changes: dict[str, Any]) -> None:
+        """Apply the set :meth:`_validate_set` accepted (the values are stored by now)."""
+        if self._staged is None:
+            return
+        (plan, staged), self._staged = self._staged, None
+        self.p = p = plan.params
+        self.mapping = CommandMapping.from_params(p)
+        if staged is not None:
+            self._pending = staged  # swapped in at the start of the next tick
+        elif plan.runtime:
+            for eng in (self.engine, self._pending):
+                if eng is not None:  # read at the next tick; state kept
+                    eng.runtime.cfg = runtime_config(eng.config, runtime_overrides(p))
+        if plan.saliency:
+            self._configure_saliency()
 
     # -- callbacks: store and return -----------------------------------------------------------
     def _on_image(self, msg: Any) -> None:
@@ -572,66 +225,48 @@ class PolicyNode:
 
     def _on_safety(self, msg: Any) -> None:
         state, was = str(msg.state_name), self._safety_state
-        if self.p["state_reset_on"] == "handback":
-            reset = state == "ACTIVE" and was in ("FALLBACK", "ESTOP")
-        else:
-            reset = was == "ACTIVE" and state != "ACTIVE"
-        if reset:
+        if resets_state(self.p["state_reset_on"], was, state):
             # Do not resume from (or keep) a state built while the policy was not in control.
             self.engine.runtime.reset()
             self.safety_resets += 1
-            self._grace = True
+            self.state = replace(self.state, grace=True)  # no output yet is not a fault
             self.node.logger.info(f"safety {was} -> {state}: policy state reset")
         self._safety_state = state
 
     # -- the timer -----------------------------------------------------------------------------
+    def _swap_pending(self, new: Engine) -> None:
+        old, self.engine, self._pending = self.engine, new, None
+        self.engine.runtime.counters = old.runtime.counters  # keep counting across reloads
+        self.engine.runtime.counters.state_resets += 1
+        self.reloads += 1
+        self.state = replace(self.state, grace=True)
+        self.node.logger.info(f"policy swapped in: {self.engine.policy_file or '(default)'}")
+        if self._saliency is not None:
+            self._saliency.set_head(self.engine.head, self.engine.config.color_order)
+
     def _tick(self) -> None:
         node = self.node
         if self._pending is not None:
-            old, self.engine, self._pending = self.engine, self._pending, None
-            self.engine.runtime.counters = old.runtime.counters  # keep counting across reloads
-            self.engine.runtime.counters.state_resets += 1
-            self.reloads += 1
-            self._grace = True
-            node.logger.info(f"policy swapped in: {self.engine.policy_file or '(default)'}")
-            if self._saliency is not None and self.engine.head is not None:
-                self._saliency.set_head(self.engine.head, self.engine.model.config.color_order)
+            self._swap_pending(self._pending)
         eng = self.engine
-        eng.model.delay_s = self._step_delay()
+        eng.model.delay_s = float(self.p["debug.step_delay_s"])
         r = eng.runtime.tick(node.now())
         self._last = r
-        if r.steps > 0 or r.overrun or not r.deadline_met:
-            self._work_ok = r.steps > 0 and r.deadline_met
         for e in r.events:
             if e != "frame_skipped":
                 self._log_event(e)
-        sent = hb = False
+        d = decide(r, self.state, self.mapping, eng.output_names)
+        self.state = d.state
         if r.outputs is not None:
-            self._grace = False
-            outs = r.outputs.tolist()
-            self._last_outputs = outs
-            values = self._command_values(dict(zip(eng.output_names, outs, strict=False)))
-            if C.finite(values):
-                stamp = r.frame_stamp_ns
-                self.pub_cmd.publish(C.build_command(self.cmd_type, node.msg, values, stamp))
-                sent = True
-            else:
-                self.non_finite_outputs += 1
-                self._log_event("non_finite_command")
-            # The heartbeat proves health: this tick met its deadline on a fresh frame with a
-            # finite command, and so did the last tick that had inference work to do (a tick
-            # with no step due meets any deadline, also while the inference is stalled).
-            if (
-                sent
-                and r.deadline_met
-                and r.fresh
-                and self._work_ok
-                and not _BAD_EVENTS.intersection(r.events)
-            ):
-                hb = True
-                self.heartbeats += 1
-                self.pub_hb.publish(header_ns(node, r.frame_stamp_ns, "ok"))
-        self.pub_status.publish(self._status(r, hb, sent))
+            self._last_outputs = r.outputs.tolist()
+        if d.command is not None:
+            self.pub_cmd.publish(C.build_command(self.cmd_type, node.msg, d.command, d.stamp_ns))
+        elif d.non_finite:
+            self._log_event("non_finite_command")
+        if d.heartbeat:
+            self.pub_hb.publish(header_ns(node, d.stamp_ns, "ok"))
+        self._last_health = (d.health, d.reasons)
+        self.pub_status.publish(self._status(r, d))
         # Last, after the command is out: hand the newest network input to the saliency worker
         # when an overlay is due (one copy; the worker does the rest on its own thread).
         sal = self._saliency
@@ -651,18 +286,14 @@ class PolicyNode:
             return
         if not p["saliency.enabled"]:
             return
-        head = self.engine.head
-        if head is None:
-            self.node.logger.warning("saliency: this policy has no conv head; not published")
-            return
-        from ltc_controller.explain.live import SaliencyWorker
+        from ltc_controller.nodes.saliency import SaliencyWorker
 
         self.pub_saliency = self.node.create_publisher(
             "sensor_msgs/msg/Image", "~/saliency", SALIENCY_QOS
         )
         self._saliency = SaliencyWorker(
-            head,
-            self.engine.model.config.color_order,
+            self.engine.head,
+            self.engine.config.color_order,
             p["saliency.rate_hz"],
             self._publish_saliency,
             on_error=lambda m: self.node.logger.warning(f"saliency: {m}"),
@@ -688,7 +319,8 @@ class PolicyNode:
 
     @property
     def saliency_worker(self) -> Any:
-        """The :class:`~ltc_controller.explain.live.SaliencyWorker`, or None if never enabled."""
+        """The :class:`~ltc_controller.nodes.saliency.SaliencyWorker`, or None if never
+        enabled."""
         return self._saliency
 
     def close(self) -> None:
@@ -696,27 +328,7 @@ class PolicyNode:
         if self._saliency is not None:
             self._saliency.close()
 
-    def _step_delay(self) -> float:
-        return float(self.p["debug.step_delay_s"])
-
-    def _command_values(self, out: Mapping[str, float]) -> tuple[float, ...]:
-        """Policy outputs -> the command's axis values (see the module docstring)."""
-        p = self.p
-        speed = out.get("speed", p["speed_mps"])
-        if self.cmd_type == C.ACKERMANN or p["twist_mapping"] == "bicycle":
-            lim = p["max_steering_angle"]
-            steer = max(-lim, min(lim, out.get("steering_angle", 0.0) * p["steering_scale"]))
-            if self.cmd_type == C.ACKERMANN:
-                return (steer, speed)
-            return (speed, 0.0, 0.0, speed * math.tan(steer) / p["wheelbase_m"])
-        vs = p["velocity_scale"]
-        return (
-            out["linear_x"] * vs if "linear_x" in out else speed,
-            out.get("linear_y", 0.0) * vs,
-            out.get("linear_z", 0.0) * vs,
-            out.get("angular_z", 0.0) * p["yaw_rate_scale"],
-        )
-
+    # -- reporting -----------------------------------------------------------------------------
     def _log_event(self, event: str) -> None:
         """Warn about a runtime event at most once a second per kind, with the count since."""
         now = self.node.steady()
@@ -728,31 +340,15 @@ class PolicyNode:
         else:
             self._event_log[event] = (last, n + 1)
 
-    def _health(self, r: TickResult, sent: bool) -> tuple[int, list[str]]:
-        """The runtime watchdog's verdict, plus what only the node knows."""
-        health, reasons = int(r.health), list(r.reasons)
-        if r.outputs is None and self._grace and health == HEALTH_FAULT:
-            # Waiting for the first output after a reset or reload: the command and heartbeat
-            # timeouts of the safety node cover this gap; a FAULT here would bounce it back to
-            # FALLBACK at every hand-back.
-            if set(reasons) <= {"no_frame", "warming"}:
-                health, reasons = HEALTH_DEGRADED, ["reset"]
-        if r.outputs is not None and not sent:
-            reasons.append("non_finite_output")
-            health = HEALTH_FAULT
-        return health, reasons
-
-    def _status(self, r: TickResult, hb: bool, sent: bool) -> Any:
+    def _status(self, r: TickResult, d: Decision) -> Any:
         node, eng = self.node, self.engine
         c = eng.runtime.counters
-        health, reasons = self._health(r, sent)
-        self._last_health = (health, reasons)
         rej = sorted(c.rejections.items())
         return node.msg(
             "ltc_controller/msg/PolicyStatus",
             header=header(node, node.now()),
-            health=health,
-            reasons=reasons,
+            health=int(d.health),
+            reasons=list(d.reasons),
             ticks=c.ticks,
             deadline_misses=c.deadline_misses,
             frames_received=c.frames_received,
@@ -764,8 +360,8 @@ class PolicyNode:
             lag_s=r.lag_s,
             tick_duration_s=r.duration_s,
             frame_age_s=r.frame_age_s if math.isfinite(r.frame_age_s) else -1.0,
-            heartbeat_sent=hb,
-            heartbeats=self.heartbeats,
+            heartbeat_sent=d.heartbeat,
+            heartbeats=d.state.heartbeats,
             frames_dropped=c.frames_dropped,
             lag_faults=c.lag_faults,
             state_resets=c.state_resets,
@@ -785,8 +381,9 @@ class PolicyNode:
         t = node.steady()
         span = max(t - self._diag_time, 1e-9)
         tick_rate = (c.ticks - self._diag_ticks) / span
-        hb_rate = (self.heartbeats - self._diag_hbs) / span
-        self._diag_ticks, self._diag_hbs, self._diag_time = c.ticks, self.heartbeats, t
+        heartbeats = self.state.heartbeats
+        hb_rate = (heartbeats - self._diag_hbs) / span
+        self._diag_ticks, self._diag_hbs, self._diag_time = c.ticks, heartbeats, t
         health, reasons = self._last_health
         r = self._last
         values = [
@@ -808,8 +405,8 @@ class PolicyNode:
             ("state_resets", str(c.state_resets)),
             ("safety_resets", str(self.safety_resets)),
             ("policy_reloads", str(self.reloads)),
-            ("heartbeats", str(self.heartbeats)),
-            ("non_finite_outputs", str(self.non_finite_outputs)),
+            ("heartbeats", str(heartbeats)),
+            ("non_finite_outputs", str(self.state.non_finite_outputs)),
         ]
         values += [(f"rejected.{k}", str(v)) for k, v in sorted(c.rejections.items())]
         if self._saliency is not None:
@@ -822,7 +419,7 @@ class PolicyNode:
             ]
         status = node.msg(
             "diagnostic_msgs/msg/DiagnosticStatus",
-            level=health,
+            level=int(health),
             name=f"{node.name}: runtime",
             message=", ".join(reasons) if reasons else "ok",
             hardware_id=f"{self.p['device']}",

@@ -35,13 +35,22 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from ltc_controller.nodes import commands as C
+from ltc_controller.nodes.safety_profile import (
+    AXIS_DEFAULTS,
+    STEERING_FALLBACK,
+    YAW_RATE_FALLBACK,
+    gate_config_from_params,
+)
 from ltc_controller.nodes.stamps import header
 from ltc_controller.params import COMMON, ParameterError, ParamSpec, resolve
-from ltc_controller.safety import commands as C
+from ltc_controller.runtime.watchdog import Health
 from ltc_controller.safety.gate import (
     FAULTS,
     Command,
+    Fault,
     GateConfig,
+    GateEvent,
     GateInputs,
     GateOutput,
     SafetyState,
@@ -49,15 +58,25 @@ from ltc_controller.safety.gate import (
     initial_state,
     tick,
 )
-from ltc_controller.safety.profiles import (
-    AXIS_DEFAULTS,
-    STEERING_FALLBACK,
-    YAW_RATE_FALLBACK,
-    gate_config_from_params,
-)
 from ltc_controller.transport.port import LATCHED, RELIABLE, SENSOR_DATA, Node
 
 _D = GateConfig()
+
+
+def fault_name(fault: Fault | None) -> str:
+    """``SafetyStatus.active_fault``: the fault's name, ``""`` for none."""
+    return "" if fault is None else fault.value
+
+
+def transition_name(change: tuple[SafetyState, SafetyState]) -> str:
+    """``"ACTIVE->FALLBACK"``: how ``SafetyStatus.events`` and the log spell a state change."""
+    return f"{change[0].name}->{change[1].name}"
+
+
+def event_names(out: GateOutput) -> list[str]:
+    """``SafetyStatus.events`` of a tick: the state change first, then the gate's events."""
+    names = [] if out.transition is None else [transition_name(out.transition)]
+    return names + [e.value for e in out.events]
 
 
 def _limit_specs() -> tuple[ParamSpec, ...]:
@@ -348,7 +367,7 @@ class SafetyNode:
         )
 
     def _on_status(self, msg: Any) -> None:
-        self.inputs = replace(self.inputs, policy_fault=int(msg.health) >= 2)
+        self.inputs = replace(self.inputs, policy_fault=int(msg.health) >= Health.FAULT)
 
     def _on_teleop(self, msg: Any) -> None:
         self.teleop_received += 1
@@ -380,7 +399,7 @@ class SafetyNode:
         )
 
     # -- the timer -----------------------------------------------------------------------------
-    def _report_waiting(self, faults: tuple[str, ...]) -> None:
+    def _report_waiting(self, faults: tuple[Fault, ...]) -> None:
         """While still in STARTUP, say every few seconds what the node is waiting for (a
         mis-remapped topic otherwise looks like a silent hang)."""
         if self.state.state != SafetyState.STARTUP or not faults:
@@ -403,19 +422,20 @@ class SafetyNode:
             self.inputs = replace(self.inputs, reset_requested=False)
         now = node.now()
         self._report_waiting(out.faults)
+        if out.transition is not None:
+            change = transition_name(out.transition)
+            node.logger.warning(
+                f"safety: {change} ({self.state.active_fault or 'inputs healthy'}; "
+                f"faults now: {', '.join(out.faults) or 'none'})"
+            )
+            self.fault_log.append((now, change))
         for e in out.events:
-            if "->" in e:
-                node.logger.warning(
-                    f"safety: {e} ({self.state.active_fault or 'inputs healthy'}; "
-                    f"faults now: {', '.join(out.faults) or 'none'})"
-                )
-                self.fault_log.append((now, e))
-            elif e.endswith("refused"):
+            if e.refused:
                 node.logger.error(
                     f"safety: {e}: "
                     + (
                         "the e-stop is still asserted; release it first"
-                        if e.startswith("estop")
+                        if e == GateEvent.ESTOP_RESET_REFUSED
                         else f"not healthy yet (faults: {', '.join(out.faults) or 'none'})"
                     )
                 )
@@ -448,8 +468,8 @@ class SafetyNode:
             header=header(node, now),
             state=int(st.state),
             state_name=st.state.name,
-            active_fault=st.active_fault,
-            faults=list(out.faults),
+            active_fault=fault_name(st.active_fault),
+            faults=[f.value for f in out.faults],
             active_limiters=list(out.active_limiters),
             transitions=st.transitions,
             commands_received=self.commands_received,
@@ -457,7 +477,7 @@ class SafetyNode:
             heartbeats_received=self.inputs.heartbeats,
             steering_angle=float(values.get("steering_angle", 0.0)),
             speed=float(values.get("speed", values.get("linear_x", 0.0))),
-            events=list(out.events),
+            events=event_names(out),
             estop_asserted=self.inputs.estop,
             teleop_active=st.state == SafetyState.TELEOP,
             land_requested=out.land_request,
@@ -466,7 +486,7 @@ class SafetyNode:
             teleop_received=self.teleop_received,
             teleop_rejected=self.teleop_rejected,
             resets_refused=st.resets_refused,
-            fault_names=list(FAULTS),
+            fault_names=[f.value for f in FAULTS],
             fault_counts=[counts.get(f, 0) for f in FAULTS],
             axes=list(self.axes),
             command=[float(v) for v in out.command.values],
@@ -482,7 +502,7 @@ class SafetyNode:
         kv = node.msg
         state_values = [
             ("state", st.state.name),
-            ("active_fault", st.active_fault),
+            ("active_fault", fault_name(st.active_fault)),
             ("faults_now", ", ".join(faults)),
             ("time_in_state_s", f"{0.0 if st.since is None else t - st.since:.3f}"),
             ("tick_rate_hz", f"{rate:.1f}"),

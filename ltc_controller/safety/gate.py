@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 from ltc_controller.safety.limits import AxisLimits, limit_axis
 
@@ -54,25 +54,39 @@ class SafetyState(IntEnum):
     TELEOP = 4
 
 
-COMMAND_TIMEOUT = "command_timeout"
-HEARTBEAT_TIMEOUT = "heartbeat_timeout"
-COMMAND_STALE = "command_stale"
-COMMAND_NON_FINITE = "command_non_finite"
-COMMAND_OUT_OF_RANGE = "command_out_of_range"
-POLICY_FAULT = "policy_fault"
-ESTOP = "estop"
-TELEOP_RELEASED = "teleop_released"
-#: Every fault and cause, in reporting order; the first present fault names a FALLBACK.
-FAULTS = (
-    COMMAND_TIMEOUT,
-    HEARTBEAT_TIMEOUT,
-    COMMAND_STALE,
-    COMMAND_NON_FINITE,
-    COMMAND_OUT_OF_RANGE,
-    POLICY_FAULT,
-    ESTOP,
-    TELEOP_RELEASED,
-)
+class Fault(StrEnum):
+    """Faults and causes, in reporting order: the first present fault names a FALLBACK
+    (``SafetyStatus.active_fault``, ``faults``; diagnostics keys ``faults.<name>``)."""
+
+    COMMAND_TIMEOUT = "command_timeout"
+    HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+    COMMAND_STALE = "command_stale"
+    COMMAND_NON_FINITE = "command_non_finite"
+    COMMAND_OUT_OF_RANGE = "command_out_of_range"
+    POLICY_FAULT = "policy_fault"
+    ESTOP = "estop"
+    TELEOP_RELEASED = "teleop_released"
+
+
+#: Every fault and cause, in reporting order.
+FAULTS: tuple[Fault, ...] = tuple(Fault)
+
+
+class GateEvent(StrEnum):
+    """What a tick did besides a state change (``SafetyStatus.events`` spells these values)."""
+
+    ESTOP_RESET = "estop_reset"
+    ESTOP_RESET_REFUSED = "estop_reset_refused"
+    REENGAGED = "reengaged"
+    REENGAGE_REFUSED = "reengage_refused"
+    LAND_REQUESTED = "land_requested"
+
+    @property
+    def refused(self) -> bool:
+        """A reset or re-engage request that the gate refused."""
+        return self in (GateEvent.ESTOP_RESET_REFUSED, GateEvent.REENGAGE_REFUSED)
+
+
 #: Fallback modes of an axis.
 FALLBACK_MODES = ("zero", "hold", "hold_curvature")
 #: Axes that carry a velocity: their fallback must be ``zero`` (stop / hover).
@@ -90,7 +104,7 @@ def _vehicle_axes() -> tuple[AxisLimits, ...]:
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Axes, limits, timeouts. Units: s, and each axis's own (see ``safety.commands.UNITS``).
+    """Axes, limits, timeouts. Units: s, and each axis's own (see ``nodes.commands.UNITS``).
 
     ``axes`` and ``fallback`` (one mode of :data:`FALLBACK_MODES` per axis) come from the
     profile in ``config/*.yaml``; the default is the Ackermann vehicle.
@@ -193,11 +207,11 @@ class GateState:
     last_tick: float | None = None
     since: float | None = None
     fallback_since: float | None = None
-    active_fault: str = ""
+    active_fault: Fault | None = None
     heartbeats_at_fault: int = 0
     transitions: int = 0
-    faults_present: tuple[str, ...] = ()
-    fault_counts: tuple[tuple[str, int], ...] = tuple((f, 0) for f in FAULTS)
+    faults_present: tuple[Fault, ...] = ()
+    fault_counts: tuple[tuple[Fault, int], ...] = tuple((f, 0) for f in FAULTS)
     resets_refused: int = 0
     land_requested: bool = False
 
@@ -210,34 +224,35 @@ def initial_state(cfg: GateConfig) -> GateState:
 
 @dataclass(frozen=True)
 class GateOutput:
-    """What a tick sends: the command, the faults present, the limiters that acted, events
-    (state changes ``"ACTIVE->FALLBACK"``, ``"estop_reset_refused"``, ``"land_requested"``...),
-    and whether a landing is requested (FALLBACK/ESTOP for ``land_after_s`` or more)."""
+    """What a tick sends: the command, the faults present, the limiters that acted, the state
+    change (``(before, after)`` or None), other events, and whether a landing is requested
+    (FALLBACK/ESTOP for ``land_after_s`` or more)."""
 
     command: Command
-    faults: tuple[str, ...]
+    faults: tuple[Fault, ...]
     active_limiters: tuple[str, ...]
-    events: tuple[str, ...] = ()
+    transition: tuple[SafetyState, SafetyState] | None = None
+    events: tuple[GateEvent, ...] = ()
     land_request: bool = False
 
 
-def command_fault(cfg: GateConfig, cmd: Command) -> str:
-    """``""`` if ``cmd`` may be used, else the fault it is (non-finite, out of range)."""
+def command_fault(cfg: GateConfig, cmd: Command) -> Fault | None:
+    """None if ``cmd`` may be used, else the fault it is (non-finite, out of range)."""
     if len(cmd.values) != len(cfg.axes) or not all(math.isfinite(v) for v in cmd.values):
-        return COMMAND_NON_FINITE
+        return Fault.COMMAND_NON_FINITE
     for lim, v in zip(cfg.axes, cmd.values, strict=True):
         if lim.out_of_range(v, cfg.out_of_range_tolerance):
-            return COMMAND_OUT_OF_RANGE
-    return ""
+            return Fault.COMMAND_OUT_OF_RANGE
+    return None
 
 
-def detect_faults(cfg: GateConfig, inputs: GateInputs, now: float) -> tuple[str, ...]:
+def detect_faults(cfg: GateConfig, inputs: GateInputs, now: float) -> tuple[Fault, ...]:
     """Names of the faults present at ``now`` (steady-clock s), in :data:`FAULTS` order."""
-    found: set[str] = set()
+    found: set[Fault] = set()
     if inputs.command_time is None or now - inputs.command_time > cfg.command_timeout_s:
-        found.add(COMMAND_TIMEOUT)
+        found.add(Fault.COMMAND_TIMEOUT)
     if inputs.heartbeat_time is None or now - inputs.heartbeat_time > cfg.heartbeat_timeout_s:
-        found.add(HEARTBEAT_TIMEOUT)
+        found.add(Fault.HEARTBEAT_TIMEOUT)
     cmd = inputs.command
     if cmd is not None:
         if (
@@ -246,14 +261,14 @@ def detect_faults(cfg: GateConfig, inputs: GateInputs, now: float) -> tuple[str,
             and inputs.command_time is not None
             and inputs.command_age_s + (now - inputs.command_time) > cfg.command_max_age_s
         ):
-            found.add(COMMAND_STALE)
+            found.add(Fault.COMMAND_STALE)
         bad = command_fault(cfg, cmd)
         if bad:
             found.add(bad)
     if inputs.policy_fault:
-        found.add(POLICY_FAULT)
+        found.add(Fault.POLICY_FAULT)
     if inputs.estop:
-        found.add(ESTOP)
+        found.add(Fault.ESTOP)
     return tuple(f for f in FAULTS if f in found)
 
 
@@ -297,7 +312,7 @@ def tick(
     dt = 0.0 if st.last_tick is None else max(0.0, now - st.last_tick)
     faults = detect_faults(cfg, inputs, now)
     teleop = fresh_teleop(cfg, inputs, now)
-    events: list[str] = []
+    events: list[GateEvent] = []
     counts = dict(st.fault_counts)
     for f in FAULTS:
         counts.setdefault(f, 0)
@@ -311,20 +326,20 @@ def tick(
 
     if inputs.estop:
         if state != SafetyState.ESTOP:
-            state, cause = SafetyState.ESTOP, ESTOP
+            state, cause = SafetyState.ESTOP, Fault.ESTOP
         if inputs.reset_requested:
-            events.append("estop_reset_refused")
+            events.append(GateEvent.ESTOP_RESET_REFUSED)
             refused += 1
     elif state == SafetyState.ESTOP:
         if inputs.reset_requested:
             state, hb_mark = SafetyState.FALLBACK, inputs.heartbeats
-            events.append("estop_reset")
+            events.append(GateEvent.ESTOP_RESET)
     elif teleop is not None:
         if state != SafetyState.TELEOP:
-            state, cause = SafetyState.TELEOP, ""
+            state, cause = SafetyState.TELEOP, None
     elif state == SafetyState.TELEOP:
-        state, cause, hb_mark = SafetyState.FALLBACK, TELEOP_RELEASED, inputs.heartbeats
-        counts[TELEOP_RELEASED] += 1
+        state, cause, hb_mark = SafetyState.FALLBACK, Fault.TELEOP_RELEASED, inputs.heartbeats
+        counts[Fault.TELEOP_RELEASED] += 1
     elif state == SafetyState.STARTUP:
         if not faults and inputs.heartbeats >= cfg.recovery_heartbeats:
             state = SafetyState.ACTIVE
@@ -335,16 +350,16 @@ def tick(
         if faults:
             hb_mark = inputs.heartbeats  # recovery counts heartbeats with no fault at all
             if inputs.reset_requested:
-                events.append("reengage_refused")
+                events.append(GateEvent.REENGAGE_REFUSED)
                 refused += 1
         elif healthy_hbs >= cfg.recovery_heartbeats and (
             cfg.auto_recover or inputs.reset_requested
         ):
-            state, cause = SafetyState.ACTIVE, ""
+            state, cause = SafetyState.ACTIVE, None
             if inputs.reset_requested:
-                events.append("reengaged")
+                events.append(GateEvent.REENGAGED)
         elif inputs.reset_requested and not cfg.auto_recover:
-            events.append("reengage_refused")
+            events.append(GateEvent.REENGAGE_REFUSED)
             refused += 1
 
     changed = state != st.state
@@ -356,7 +371,6 @@ def tick(
     else:
         fallback_since = None
     if changed:
-        events.insert(0, f"{st.state.name}->{state.name}")
         prev = _seed(cfg, prev, inputs, now)
         prev_rates = (0.0,) * n
 
@@ -394,7 +408,7 @@ def tick(
         and now - fallback_since >= cfg.land_after_s
     )
     if land and not st.land_requested:
-        events.append("land_requested")
+        events.append(GateEvent.LAND_REQUESTED)
     stamp = source.stamp_ns if source is not None else 0
     new_state = replace(
         st,
@@ -413,5 +427,10 @@ def tick(
         land_requested=land,
     )
     return new_state, GateOutput(
-        Command(tuple(values), stamp), faults, tuple(active), tuple(events), land
+        Command(tuple(values), stamp),
+        faults,
+        tuple(active),
+        (st.state, state) if changed else None,
+        tuple(events),
+        land,
     )

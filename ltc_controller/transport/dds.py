@@ -456,6 +456,7 @@ class DdsNode:
         self._param_specs: tuple[ParamSpec, ...] = ()
         self._param_values: dict[str, Any] = {}
         self._param_callbacks: list[Callable[[dict[str, Any]], str]] = []
+        self._param_appliers: list[Callable[[dict[str, Any]], None]] = []
         self._logger = make_logger(self._name, self._namespace, log_level)
         self.domain_id = domain_from_env() if domain_id is None else int(domain_id)
         self.gid_size = graph.gid_size_from_env() if gid_size is None else int(gid_size)
@@ -542,9 +543,15 @@ class DdsNode:
             self.parameter_server.publish_event(new=values)
         return dict(values)
 
-    def on_parameters_set(self, callback: Callable[[dict[str, Any]], str]) -> None:
+    def on_parameters_set(
+        self,
+        callback: Callable[[dict[str, Any]], str],
+        apply: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         """See :meth:`port.Node.on_parameters_set`."""
         self._param_callbacks.append(callback)
+        if apply is not None:
+            self._param_appliers.append(apply)
 
     def set_parameters(self, changes: Mapping[str, Any]) -> str:
         """See :meth:`port.Node.set_parameters`; returns ``""`` or the rejection reason."""
@@ -556,6 +563,8 @@ class DdsNode:
             if reason:
                 return reason
         self._param_values.update(coerced)
+        for apply in self._param_appliers:
+            apply(dict(coerced))
         if self.parameter_server is not None:
             self.parameter_server.publish_event(changed=coerced)
         return ""

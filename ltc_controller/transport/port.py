@@ -98,10 +98,18 @@ class Node(Protocol):
         """
         ...
 
-    def on_parameters_set(self, callback: Callable[[dict[str, Any]], str]) -> None:
-        """Register the node's validator for runtime sets. ``callback(changes)`` receives values
-        already checked against their :class:`ParamSpec` (type, range, read-only) and returns
-        ``""`` to accept or the reason to reject; a set is all or nothing."""
+    def on_parameters_set(
+        self,
+        callback: Callable[[dict[str, Any]], str],
+        apply: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Register the node's validator for runtime sets, and what applies an accepted set
+        (Nav2's pattern: the on-set callback only checks, the post-set callback applies).
+
+        ``callback(changes)`` receives values already checked against their
+        :class:`ParamSpec` (type, range, read-only) and returns ``""`` to accept or the reason
+        to reject; a set is all or nothing. ``apply(changes)`` runs after the values are
+        stored, only for an accepted set (rclpy: ``add_post_set_parameters_callback``)."""
         ...
 
     def set_parameters(self, changes: Mapping[str, Any]) -> str:

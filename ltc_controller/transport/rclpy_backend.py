@@ -202,9 +202,14 @@ class RclpyNode:
         self._specs = self._specs + tuple(specs)
         return values
 
-    def on_parameters_set(self, callback: Callable[[dict[str, Any]], str]) -> None:
-        """Register ``callback`` through ``add_on_set_parameters_callback``. rclpy has already
-        checked type, range and read-only; the ParamSpec check (choices) runs again here."""
+    def on_parameters_set(
+        self,
+        callback: Callable[[dict[str, Any]], str],
+        apply: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Register ``callback`` through ``add_on_set_parameters_callback`` and ``apply``
+        through ``add_post_set_parameters_callback``. rclpy has already checked type, range and
+        read-only; the ParamSpec check (choices) runs again here."""
         specs = {s.name: s for s in self._specs}
 
         def on_set(parameters: list[Parameter]) -> Any:
@@ -221,6 +226,15 @@ class RclpyNode:
             return SetParametersResult(successful=not reason, reason=reason)
 
         self._node.add_on_set_parameters_callback(on_set)
+        if apply is None:
+            return
+
+        def post_set(parameters: list[Parameter]) -> None:
+            changes = {p.name: specs[p.name].coerce(p.value) for p in parameters if p.name in specs}
+            if changes:
+                apply(changes)
+
+        self._node.add_post_set_parameters_callback(post_set)
 
     def set_parameters(self, changes: Mapping[str, Any]) -> str:
         """Set parameters through rclpy (all or nothing); ``""`` or the reason of the refusal."""

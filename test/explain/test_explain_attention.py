@@ -37,7 +37,7 @@ import torch
 from ltc_controller.explain.metrics import dilate, mass_fraction
 from ltc_controller.explain.saliency import visual_backprop
 from ltc_controller.models.policy import Policy
-from ltc_controller.nodes.policy_node import BUNDLED_POLICY
+from ltc_controller.models.policy_file import BUNDLED_POLICY
 
 TRAINED = Path(os.environ.get("LTC_TRAINED_POLICY") or BUNDLED_POLICY)
 MAGENTA = (1.0, 0.0, 1.0, 1.0)

@@ -17,9 +17,9 @@ from PIL import Image as PILImage
 
 from ltc_controller.models.policy import Policy
 from ltc_controller.models.policy_file import save_policy
+from ltc_controller.nodes.commands import TWIST, TWIST_STAMPED
 from ltc_controller.nodes.policy_node import PolicyNode
 from ltc_controller.params import ParameterError
-from ltc_controller.safety.commands import TWIST, TWIST_STAMPED
 from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.port import RELIABLE, SENSOR_DATA
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from ltc_controller.nodes.commands import ACKERMANN, build_command
 from ltc_controller.nodes.safety_node import SafetyNode
 from ltc_controller.params import ParameterError
-from ltc_controller.safety.commands import ACKERMANN, build_command
 from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.port import LATCHED, RELIABLE
 from ltc_controller.transport.ros_args import load_params_file

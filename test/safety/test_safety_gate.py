@@ -6,16 +6,10 @@ from dataclasses import replace
 import pytest
 
 from ltc_controller.safety.gate import (
-    COMMAND_NON_FINITE,
-    COMMAND_OUT_OF_RANGE,
-    COMMAND_STALE,
-    COMMAND_TIMEOUT,
-    ESTOP,
-    HEARTBEAT_TIMEOUT,
-    POLICY_FAULT,
-    TELEOP_RELEASED,
     Command,
+    Fault,
     GateConfig,
+    GateEvent,
     GateInputs,
     GateState,
     SafetyState,
@@ -67,7 +61,7 @@ def test_startup_sends_only_zero_until_inputs_are_healthy():
     st, outs = run(CFG, initial_state(CFG), lambda t, k: GateInputs(), 0.0, 1.0)
     assert st.state == SafetyState.STARTUP
     assert all(o.command.values == (0.0, 0.0) for _, _, o in outs)
-    assert outs[-1][2].faults == (COMMAND_TIMEOUT, HEARTBEAT_TIMEOUT)
+    assert outs[-1][2].faults == (Fault.COMMAND_TIMEOUT, Fault.HEARTBEAT_TIMEOUT)
     assert sum(counts(st).values()) == 0  # inputs not up yet at start-up is not counted
 
 
@@ -97,7 +91,8 @@ def test_fallback_within_command_timeout_then_ramps_to_stop_holding_steering():
     st, outs = run(CFG, st, lambda t, k: last, t_silent + DT, t_silent + 3.0)
     t_fb, _, o_fb = next(x for x in outs if x[1] == SafetyState.FALLBACK)
     assert t_fb - t_silent <= CFG.command_timeout_s + DT + 1e-9
-    assert st.active_fault == COMMAND_TIMEOUT and "ACTIVE->FALLBACK" in o_fb.events
+    assert st.active_fault == Fault.COMMAND_TIMEOUT
+    assert o_fb.transition == (SafetyState.ACTIVE, SafetyState.FALLBACK)
     speeds = [o.command.values[SPEED] for _, _, o in outs]
     assert speeds[-1] == 0.0
     decel = CFG.axes[SPEED].decel
@@ -120,11 +115,11 @@ def test_centre_fallback_brings_steering_back_at_its_rate():
 @pytest.mark.parametrize(
     "steer,speed,fault",
     [
-        (math.nan, 5.0, COMMAND_NON_FINITE),
-        (0.1, math.inf, COMMAND_NON_FINITE),
-        (2.0, 5.0, COMMAND_OUT_OF_RANGE),
-        (0.1, 50.0, COMMAND_OUT_OF_RANGE),
-        (0.1, -2.0, COMMAND_OUT_OF_RANGE),
+        (math.nan, 5.0, Fault.COMMAND_NON_FINITE),
+        (0.1, math.inf, Fault.COMMAND_NON_FINITE),
+        (2.0, 5.0, Fault.COMMAND_OUT_OF_RANGE),
+        (0.1, 50.0, Fault.COMMAND_OUT_OF_RANGE),
+        (0.1, -2.0, Fault.COMMAND_OUT_OF_RANGE),
     ],
 )
 def test_bad_command_triggers_fallback_and_is_counted(steer, speed, fault):
@@ -146,10 +141,10 @@ def test_policy_fault_and_stale_command_are_faults():
     st, outs = drive_active(t1=0.5)
     t = outs[-1][0] + DT
     st2, _ = tick(CFG, st, replace(healthy(t, 1000), policy_fault=True), t)
-    assert st2.active_fault == POLICY_FAULT
+    assert st2.active_fault == Fault.POLICY_FAULT
     cfg = replace(CFG, command_max_age_s=0.2)
     st3, _ = tick(cfg, st, replace(healthy(t, 1000), command_age_s=0.25), t)
-    assert st3.state == SafetyState.FALLBACK and st3.active_fault == COMMAND_STALE
+    assert st3.state == SafetyState.FALLBACK and st3.active_fault == Fault.COMMAND_STALE
 
 
 def test_recovery_needs_n_heartbeats_without_fault():
@@ -163,7 +158,7 @@ def test_recovery_needs_n_heartbeats_without_fault():
         assert st.state == SafetyState.FALLBACK
     hb += 1
     st, out = tick(CFG, st, healthy(2.0 + N * DT, hb), 2.0 + N * DT)
-    assert st.state == SafetyState.ACTIVE and "FALLBACK->ACTIVE" in out.events
+    assert out.transition == (SafetyState.FALLBACK, SafetyState.ACTIVE)
 
 
 def test_no_auto_recover_needs_a_reset_request_refused_while_unhealthy():
@@ -176,7 +171,7 @@ def test_no_auto_recover_needs_a_reset_request_refused_while_unhealthy():
         st, _ = tick(cfg, st, healthy(2.0 + k * DT, hb), 2.0 + k * DT)
     assert st.state == SafetyState.FALLBACK  # healthy, but nobody asked
     st, out = tick(cfg, st, replace(GateInputs(heartbeats=hb), reset_requested=True), 2.5)
-    assert st.state == SafetyState.FALLBACK and "reengage_refused" in out.events
+    assert st.state == SafetyState.FALLBACK and GateEvent.REENGAGE_REFUSED in out.events
     assert st.resets_refused == 1
     t = 3.0
     for k in range(N):
@@ -184,29 +179,29 @@ def test_no_auto_recover_needs_a_reset_request_refused_while_unhealthy():
         st, _ = tick(cfg, st, healthy(t + k * DT, hb), t + k * DT)
     t += N * DT
     st, out = tick(cfg, st, replace(healthy(t, hb), reset_requested=True), t)
-    assert st.state == SafetyState.ACTIVE and "reengaged" in out.events
+    assert st.state == SafetyState.ACTIVE and GateEvent.REENGAGED in out.events
 
 
 def test_estop_latches_and_reset_is_refused_while_asserted():
     st, outs = drive_active(t1=0.5)
     t = 0.5
     st, out = tick(CFG, st, replace(healthy(t, 100), estop=True), t)
-    assert st.state == SafetyState.ESTOP and st.active_fault == ESTOP
+    assert st.state == SafetyState.ESTOP and st.active_fault == Fault.ESTOP
     assert out.command.values[SPEED] < outs[-1][2].command.values[SPEED]  # braking this tick
     t += DT
     st, out = tick(CFG, st, replace(healthy(t, 101), estop=True, reset_requested=True), t)
-    assert st.state == SafetyState.ESTOP and "estop_reset_refused" in out.events
+    assert st.state == SafetyState.ESTOP and GateEvent.ESTOP_RESET_REFUSED in out.events
     assert st.resets_refused == 1
     t += DT
     st, out = tick(CFG, st, healthy(t, 102), t)  # released but not reset: still latched
     assert st.state == SafetyState.ESTOP
     t += DT
     st, out = tick(CFG, st, replace(healthy(t, 103), reset_requested=True), t)
-    assert st.state == SafetyState.FALLBACK and "estop_reset" in out.events
+    assert st.state == SafetyState.FALLBACK and GateEvent.ESTOP_RESET in out.events
     for k in range(1, N + 1):
         st, out = tick(CFG, st, healthy(t + k * DT, 103 + k), t + k * DT)
     assert st.state == SafetyState.ACTIVE
-    assert counts(st)[ESTOP] == 1
+    assert counts(st)[Fault.ESTOP] == 1
 
 
 def test_teleop_overrides_policy_and_release_falls_back():
@@ -232,8 +227,8 @@ def test_teleop_overrides_policy_and_release_falls_back():
     states = [s for _, s, _ in outs]
     i_fb = states.index(SafetyState.FALLBACK)
     assert outs[i_fb][0] - t_last <= CFG.teleop_timeout_s + DT + 1e-9
-    assert "TELEOP->FALLBACK" in outs[i_fb][2].events
-    assert counts(st)[TELEOP_RELEASED] == 1
+    assert outs[i_fb][2].transition == (SafetyState.TELEOP, SafetyState.FALLBACK)
+    assert counts(st)[Fault.TELEOP_RELEASED] == 1
     assert states[-1] == SafetyState.ACTIVE
     assert states.index(SafetyState.ACTIVE) - i_fb >= N  # N heartbeats (one per tick) first
 
@@ -300,7 +295,7 @@ def test_drone_fallback_hovers_then_requests_landing_once():
     t_fb = next(t for t, s, _ in outs if s == SafetyState.FALLBACK)
     hover = next(t for t, _, o in outs if o.command.values == (0.0, 0.0, 0.0, 0.0))
     assert hover - t_fb <= 1.5 / 3.0 + DT + 1e-9  # slowest axis: 1.5 m/s at 3 m/s^2
-    lands = [t for t, _, o in outs if "land_requested" in o.events]
+    lands = [t for t, _, o in outs if GateEvent.LAND_REQUESTED in o.events]
     assert len(lands) == 1 and lands[0] - t_fb == pytest.approx(DRONE.land_after_s, abs=DT)
     assert all(o.land_request == (t >= lands[0]) for t, _, o in outs)
 

@@ -138,7 +138,7 @@ BUNDLED = (
 
 def test_bundled_ncp19_is_small_and_is_what_the_policy_node_loads_by_default():
     from ltc_controller.models.policy_file import load_policy
-    from ltc_controller.nodes.policy_node import load_model
+    from ltc_controller.nodes.policy_engine import load_model
 
     assert BUNDLED.is_file() and BUNDLED.stat().st_size < 1_000_000
     p = load_policy(BUNDLED)
@@ -156,7 +156,7 @@ def test_bundled_ncp19_keeps_the_lane_on_an_unseen_track():
 
 
 def test_evaluate_adds_the_attention_robustness_section(tmp_path, capsys):
-    from ltc_controller.nodes.policy_node import BUNDLED_POLICY
+    from ltc_controller.models.policy_file import BUNDLED_POLICY
 
     rc = main(
         [

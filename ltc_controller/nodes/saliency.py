@@ -7,8 +7,8 @@ saliency image is due (``rate_hz``) it copies the preprocessed frame (``(3, H, W
 tick, nothing blocks, and a frame offered while the worker is still busy replaces the waiting one
 (newest wins, counted in ``replaced``). The worker runs its *own copy* of the conv head (so the
 runtime's model is never shared across threads), computes VisualBackProp
-(:func:`~ltc_controller.explain.saliency.visual_backprop`), blends it over the frame
-(:func:`~ltc_controller.explain.saliency.overlay`) and calls ``publish(stamp_ns, rgb)``. Any
+(:func:`~ltc_controller.models.attention.visual_backprop`), blends it over the frame
+(:func:`~ltc_controller.models.attention.overlay`) and calls ``publish(stamp_ns, rgb)``. Any
 exception in the worker is counted and logged, never raised into the node.
 
 Nothing here imports ROS or DDS: the node passes a publish callback.
@@ -26,7 +26,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from ltc_controller.explain.saliency import overlay, visual_backprop
+from ltc_controller.models.attention import overlay, visual_backprop
 
 __all__ = ["SaliencyWorker"]
 

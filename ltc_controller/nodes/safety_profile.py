@@ -3,7 +3,7 @@
 A *profile* is nothing but parameter values: ``config/vehicle.yaml`` (Ackermann car: steering and
 speed, ramp to a stop, hold or centre the steering) and ``config/drone.yaml`` (Twist velocity
 setpoints: every axis ramps to zero = hover, then a landing request after ``land_after_s``) differ
-in their YAML only. The command type picks the axes (``safety.commands.AXES``); each axis has the
+in their YAML only. The command type picks the axes (``nodes.commands.AXES``); each axis has the
 parameters ``limits.<axis>.{min,max,accel,decel,jerk}``; limits of axes the command type does not
 carry are declared (one parameter set for every profile) and ignored.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ltc_controller.safety.commands import ALL_AXES, AXES
+from ltc_controller.nodes.commands import ALL_AXES, AXES
 from ltc_controller.safety.gate import GateConfig
 from ltc_controller.safety.limits import AxisLimits
 

@@ -1,5 +1,6 @@
 """Drive-command message types and their axes: the one place that knows which message field
-carries which command axis (used by both nodes; pure, no transport import).
+carries which command axis (used by both nodes; pure: messages come from the ``new_msg`` the
+node passes in).
 
 =========================================  ==================================================
 type                                       axes (in limiter order) ← message fields

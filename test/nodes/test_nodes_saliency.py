@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from ltc_controller.explain.live import SaliencyWorker
-from ltc_controller.explain.saliency import overlay, visual_backprop
+from ltc_controller.models.attention import overlay, visual_backprop
 from ltc_controller.models.policy import Policy
 from ltc_controller.nodes.policy_node import PolicyNode
+from ltc_controller.nodes.saliency import SaliencyWorker
 from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.port import RELIABLE, SENSOR_DATA
 

@@ -1,0 +1,229 @@
+"""What the ``ltc_policy`` node decides at each tick: pure functions, no transport, no clock.
+
+The node's timer calls :func:`decide` with the runtime's :class:`~ltc_controller.runtime.loop
+.TickResult`, the node's :class:`PolicyNodeState` and its :class:`CommandMapping`, and
+publishes what comes back; the way :mod:`ltc_controller.safety.gate` serves the safety node.
+
+**Command** (``command_type``, ``twist_mapping``): Ackermann: ``steering_angle`` = policy
+``steering_angle`` x ``steering_scale`` clamped to +-``max_steering_angle``, ``speed`` = policy
+``speed`` if it has one, else ``speed_mps``. Twist with ``twist_mapping: bicycle`` (a car):
+``linear.x`` = that speed, ``angular.z`` = speed * tan(steering) / ``wheelbase_m`` (kinematic
+bicycle). Twist with ``twist_mapping: direct`` (a drone policy): outputs named ``linear_x``,
+``linear_y``, ``linear_z`` (x ``velocity_scale``) and ``angular_z`` (x ``yaw_rate_scale``) go to
+those fields (missing ones are 0; a missing ``linear_x`` is ``speed`` or ``speed_mps``). A
+non-finite command is never sent (counted; health FAULT ``non_finite_output``).
+
+**Heartbeat** (the safety node's proof of health, DESIGN.md §6): only on a tick that sent a
+finite command, met its deadline, acted on a frame no older than ``max_frame_age_s``, had none
+of :data:`BAD_EVENTS`, and whose last tick with inference work (this one or the last one that
+had a step due) met its deadline too. A tick with no step due meets any deadline, also while
+the inference is stalled, so it cannot vouch for the inference by itself.
+
+**Health**: the runtime watchdog's level and reasons, except while waiting for the first output
+after a state reset or a policy swap (``grace``): ``no_frame``/``warming`` FAULTs are reported as
+DEGRADED ``reset`` there, since the safety node's command and heartbeat timeouts cover that gap
+and a FAULT would bounce it back to FALLBACK at every hand-back.
+
+**State reset around a fallback** (:func:`resets_state`): ``state_reset_on: leave`` resets the
+LTC state when the safety node leaves ACTIVE (the state re-warms while the fallback drives);
+``handback`` when it hands control back (FALLBACK or ESTOP -> ACTIVE).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ltc_controller.nodes.commands import ACKERMANN
+from ltc_controller.params import ParameterError
+from ltc_controller.runtime.loop import TickResult
+from ltc_controller.runtime.watchdog import Health
+
+__all__ = [
+    "BAD_EVENTS",
+    "CommandMapping",
+    "Decision",
+    "PolicyNodeState",
+    "check_outputs",
+    "command_values",
+    "decide",
+    "resets_state",
+]
+
+#: Runtime events after which a tick never sends a heartbeat.
+BAD_EVENTS = frozenset({"lag", "non_finite", "state_norm", "clock_jump_back", "stale_state"})
+#: Policy outputs each mapping understands.
+_BICYCLE_OUTPUTS = frozenset({"steering_angle", "speed"})
+_DIRECT_OUTPUTS = frozenset({"linear_x", "linear_y", "linear_z", "angular_z", "speed"})
+#: Watchdog reasons that only say "no output yet" (covered by ``grace``).
+_WAITING = frozenset({"no_frame", "warming"})
+
+
+@dataclass(frozen=True)
+class CommandMapping:
+    """Policy outputs -> command axes (see the module docstring). Units: rad, m/s, m, rad/s."""
+
+    command_type: str = ACKERMANN
+    twist_mapping: str = "bicycle"
+    wheelbase_m: float = 2.7
+    speed_mps: float = 5.0
+    steering_scale: float = 1.0
+    max_steering_angle: float = 0.5
+    velocity_scale: float = 1.0
+    yaw_rate_scale: float = 1.0
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> CommandMapping:
+        """The mapping the node's parameters give."""
+        return cls(
+            command_type=p["command_type"],
+            twist_mapping=p["twist_mapping"],
+            wheelbase_m=p["wheelbase_m"],
+            speed_mps=p["speed_mps"],
+            steering_scale=p["steering_scale"],
+            max_steering_angle=p["max_steering_angle"],
+            velocity_scale=p["velocity_scale"],
+            yaw_rate_scale=p["yaw_rate_scale"],
+        )
+
+    @property
+    def direct(self) -> bool:
+        """Twist fields straight from the outputs (a drone policy)."""
+        return self.command_type != ACKERMANN and self.twist_mapping == "direct"
+
+
+def check_outputs(m: CommandMapping, names: Sequence[str], where: str) -> None:
+    """Raise :class:`~ltc_controller.params.ParameterError` if outputs ``names`` do not fit
+    the mapping (``where`` names the policy in the message)."""
+    known = _DIRECT_OUTPUTS if m.direct else _BICYCLE_OUTPUTS
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        mapping = (
+            "Ackermann"
+            if m.command_type == ACKERMANN
+            else f"Twist with twist_mapping={m.twist_mapping}"
+        )
+        raise ParameterError(
+            f"{where}: policy outputs {list(names)}; {mapping} uses only "
+            f"{sorted(known)} (unknown: {unknown}); set command_type/twist_mapping to match"
+        )
+
+
+def command_values(m: CommandMapping, out: Mapping[str, float]) -> tuple[float, ...]:
+    """Policy outputs by name -> the command's axis values, in ``nodes.commands.AXES`` order
+    of ``m.command_type`` (see the module docstring)."""
+    speed = out.get("speed", m.speed_mps)
+    if not m.direct:
+        lim = m.max_steering_angle
+        steer = max(-lim, min(lim, out.get("steering_angle", 0.0) * m.steering_scale))
+        if m.command_type == ACKERMANN:
+            return (steer, speed)
+        return (speed, 0.0, 0.0, speed * math.tan(steer) / m.wheelbase_m)
+    vs = m.velocity_scale
+    return (
+        out["linear_x"] * vs if "linear_x" in out else speed,
+        out.get("linear_y", 0.0) * vs,
+        out.get("linear_z", 0.0) * vs,
+        out.get("angular_z", 0.0) * m.yaw_rate_scale,
+    )
+
+
+@dataclass(frozen=True)
+class PolicyNodeState:
+    """What the node remembers between ticks besides the runtime.
+
+    Attributes:
+        grace: waiting for the first output after a state reset or a policy swap.
+        work_ok: the last tick that had inference work met its deadline.
+        heartbeats: heartbeats sent.
+        non_finite_outputs: outputs that gave a non-finite command (not sent).
+    """
+
+    grace: bool = False
+    work_ok: bool = False
+    heartbeats: int = 0
+    non_finite_outputs: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one tick publishes.
+
+    Attributes:
+        command: axis values to send on ``policy_cmd`` (``nodes.commands.AXES`` order), or
+            None (no output yet, or a non-finite one).
+        stamp_ns: the camera frame the command was computed from (``header.stamp``).
+        heartbeat: send ``policy_heartbeat`` (stamped ``stamp_ns``).
+        health, reasons: ``PolicyStatus.health``/``reasons``.
+        non_finite: the outputs gave a non-finite command (log it).
+        state: the node state after this tick.
+    """
+
+    command: tuple[float, ...] | None
+    stamp_ns: int
+    heartbeat: bool
+    health: Health
+    reasons: tuple[str, ...]
+    non_finite: bool
+    state: PolicyNodeState
+
+
+def decide(
+    r: TickResult, st: PolicyNodeState, m: CommandMapping, output_names: Sequence[str]
+) -> Decision:
+    """One tick's command, heartbeat and health from the runtime's result (module docstring).
+
+    Args:
+        r: the tick's result (``r.outputs``: ``(M,)`` in the policy's output units, or None).
+        st: the node state before the tick.
+        m: the command mapping.
+        output_names: the policy's ``M`` output names.
+    """
+    work_ok = st.work_ok
+    if r.steps > 0 or r.overrun or not r.deadline_met:
+        work_ok = r.steps > 0 and r.deadline_met
+    grace = st.grace
+    command: tuple[float, ...] | None = None
+    heartbeat = non_finite = False
+    if r.outputs is not None:
+        grace = False
+        outs = r.outputs.tolist()
+        values = command_values(m, dict(zip(output_names, outs, strict=False)))
+        # Both: a NaN steering output survives the clamp as a finite value.
+        if all(math.isfinite(v) for v in outs) and all(math.isfinite(v) for v in values):
+            command = values
+            heartbeat = (
+                r.deadline_met and r.fresh and work_ok and not BAD_EVENTS.intersection(r.events)
+            )
+        else:
+            non_finite = True
+    health, reasons = Health(r.health), r.reasons
+    if r.outputs is None and grace and health == Health.FAULT and _WAITING.issuperset(reasons):
+        health, reasons = Health.DEGRADED, ("reset",)
+    if non_finite:
+        health, reasons = Health.FAULT, (*reasons, "non_finite_output")
+    return Decision(
+        command=command,
+        stamp_ns=r.frame_stamp_ns,
+        heartbeat=heartbeat,
+        health=health,
+        reasons=reasons,
+        non_finite=non_finite,
+        state=replace(
+            st,
+            grace=grace,
+            work_ok=work_ok,
+            heartbeats=st.heartbeats + heartbeat,
+            non_finite_outputs=st.non_finite_outputs + non_finite,
+        ),
+    )
+
+
+def resets_state(reset_on: str, was: str, state: str) -> bool:
+    """Whether a safety state change ``was`` -> ``state`` (``SafetyStatus.state_name``) resets
+    the LTC state, for ``state_reset_on`` = ``"leave"`` or ``"handback"``."""
+    if reset_on == "handback":
+        return state == "ACTIVE" and was in ("FALLBACK", "ESTOP")
+    return was == "ACTIVE" and state != "ACTIVE"

@@ -1,0 +1,157 @@
+"""The ``ltc_policy`` node's decisions as pure functions: command mapping, heartbeat rule,
+health during a reset, the state-reset rule around a fallback, and the plan of a parameter set.
+No transport, no clock: each case is a TickResult built by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ltc_controller.nodes.commands import TWIST
+from ltc_controller.nodes.policy_logic import (
+    CommandMapping,
+    PolicyNodeState,
+    check_outputs,
+    command_values,
+    decide,
+    resets_state,
+)
+from ltc_controller.nodes.policy_params import PARAMS, plan_set, runtime_overrides
+from ltc_controller.params import ParameterError, resolve
+from ltc_controller.runtime.loop import TickResult
+from ltc_controller.runtime.watchdog import Health
+
+NAMES = ("steering_angle",)
+CAR = CommandMapping()
+
+
+def result(outputs=(0.1,), **kw) -> TickResult:
+    """A tick that took one step on a fresh frame, on time, unless ``kw`` says otherwise."""
+    base = dict(
+        outputs=None if outputs is None else np.asarray(outputs, dtype=np.float64),
+        frame_stamp_ns=123_000_000,
+        fresh=outputs is not None,
+        deadline_met=True,
+        steps=1,
+        health=Health.OK,
+    )
+    base.update(kw)
+    return TickResult(**base)
+
+
+def test_a_fresh_on_time_tick_sends_the_command_and_a_heartbeat_stamped_with_the_frame():
+    d = decide(result(), PolicyNodeState(), CAR, NAMES)
+    assert d.command == (0.1, 5.0) and d.heartbeat and d.stamp_ns == 123_000_000
+    assert d.health == Health.OK and d.state.heartbeats == 1 and d.state.work_ok
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"deadline_met": False},
+        {"fresh": False},
+        {"events": ("lag",)},
+        {"events": ("clock_jump_back",)},
+        {"events": ("stale_state",)},
+    ],
+)
+def test_no_heartbeat_when_the_tick_cannot_vouch_for_the_policy(kw):
+    d = decide(result(**kw), PolicyNodeState(), CAR, NAMES)
+    assert d.command is not None and not d.heartbeat and d.state.heartbeats == 0
+
+
+def test_a_tick_with_no_step_due_does_not_hide_a_stalled_inference():
+    # The last tick with work missed its deadline; one with nothing to do cannot vouch.
+    st = decide(result(deadline_met=False), PolicyNodeState(), CAR, NAMES).state
+    assert not st.work_ok
+    d = decide(result(steps=0), st, CAR, NAMES)
+    assert d.command is not None and not d.heartbeat
+    d = decide(result(steps=2), d.state, CAR, NAMES)
+    assert d.heartbeat and d.state.work_ok
+
+
+def test_a_non_finite_output_is_never_sent_and_is_a_fault():
+    d = decide(result(outputs=(math.nan,)), PolicyNodeState(), CAR, NAMES)
+    assert d.command is None and not d.heartbeat and d.non_finite
+    assert d.health == Health.FAULT and d.reasons[-1] == "non_finite_output"
+    assert d.state.non_finite_outputs == 1
+
+
+def test_waiting_for_the_first_output_after_a_reset_is_degraded_reset_not_a_fault():
+    waiting = result(outputs=None, health=Health.FAULT, reasons=("no_frame",))
+    d = decide(waiting, PolicyNodeState(grace=True), CAR, NAMES)
+    assert (d.health, d.reasons, d.command) == (Health.DEGRADED, ("reset",), None)
+    assert d.state.grace
+    # Without a reset it stays a FAULT; and another fault is never softened.
+    assert decide(waiting, PolicyNodeState(), CAR, NAMES).health == Health.FAULT
+    lagging = result(outputs=None, health=Health.FAULT, reasons=("no_frame", "lag"))
+    assert decide(lagging, PolicyNodeState(grace=True), CAR, NAMES).reasons == ("no_frame", "lag")
+    # The first output ends the grace.
+    assert not decide(result(), d.state, CAR, NAMES).state.grace
+
+
+def test_command_mappings():
+    assert command_values(CAR, {"steering_angle": 2.0}) == (0.5, 5.0)  # clamped
+    assert command_values(CommandMapping(steering_scale=-1.0), {"steering_angle": 0.2}) == (
+        -0.2,
+        5.0,
+    )
+    bike = CommandMapping(command_type=TWIST, wheelbase_m=2.0)
+    v, _, _, yaw = command_values(bike, {"steering_angle": 0.3, "speed": 4.0})
+    assert v == 4.0 and yaw == pytest.approx(4.0 * math.tan(0.3) / 2.0)
+    drone = CommandMapping(command_type=TWIST, twist_mapping="direct", velocity_scale=2.0)
+    assert command_values(drone, {"linear_x": 1.0, "linear_z": -0.5, "angular_z": 0.25}) == (
+        2.0,
+        0.0,
+        -1.0,
+        0.25,
+    )
+    assert command_values(drone, {"angular_z": 0.1})[0] == 5.0  # speed_mps
+
+
+def test_outputs_that_do_not_fit_the_mapping_are_named():
+    check_outputs(CAR, NAMES, "p")
+    with pytest.raises(ParameterError, match=r"unknown: \['linear_x'\]"):
+        check_outputs(CAR, ("linear_x",), "p")
+    check_outputs(CommandMapping(command_type=TWIST, twist_mapping="direct"), ("linear_x",), "p")
+
+
+@pytest.mark.parametrize(
+    ("reset_on", "was", "state", "reset"),
+    [
+        ("leave", "ACTIVE", "FALLBACK", True),
+        ("leave", "ACTIVE", "TELEOP", True),
+        ("leave", "FALLBACK", "ACTIVE", False),
+        ("leave", "", "STARTUP", False),
+        ("handback", "FALLBACK", "ACTIVE", True),
+        ("handback", "ESTOP", "ACTIVE", True),
+        ("handback", "ACTIVE", "FALLBACK", False),
+        ("handback", "STARTUP", "ACTIVE", False),
+    ],
+)
+def test_state_reset_rule_around_a_fallback(reset_on, was, state, reset):
+    assert resets_state(reset_on, was, state) is reset
+
+
+def test_a_set_plan_says_what_applying_takes_and_applies_nothing():
+    p = resolve(PARAMS, {})
+    frozen = dict(p)
+    plan = plan_set(p, {"max_frame_age_s": 0.5})
+    assert (plan.rebuild, plan.runtime, plan.saliency) == (False, True, False)
+    assert plan.params["max_frame_age_s"] == 0.5 and p == frozen
+    assert plan_set(p, {"policy_file": "x.safetensors"}).rebuild
+    assert plan_set(p, {"preprocess.crop_top": 10}).rebuild
+    assert not plan_set(p, {"policy_file": ""}).rebuild  # unchanged
+    assert plan_set(p, {"saliency.enabled": True}).saliency
+    with pytest.raises(ParameterError, match="deadline_s"):
+        plan_set(p, {"deadline_s": 0.2})  # above the 0.05 s period
+
+
+def test_runtime_overrides_follow_the_parameters():
+    p = resolve(PARAMS, {"control_rate_hz": 40.0, "preprocess.crop_top": 7})
+    o = runtime_overrides(p)
+    assert o.step_s is None and o.deadline_s == pytest.approx(0.5 / 40.0)
+    assert o.crop_top == 7 and o.crop_bottom is None
+    assert runtime_overrides(resolve(PARAMS, {"deadline_s": 0.01})).deadline_s == 0.01
