@@ -178,6 +178,24 @@ def test_policy_file_change_reloads_without_a_heartbeat_before_a_fresh_frame(rig
     assert rig.status[-1].policy_file == str(other)
 
 
+def test_runtime_settings_apply_in_place_without_a_reload_or_a_state_reset(rig_factory):
+    rig = rig_factory()
+    n = rig.dut_node
+    assert rig.spin(15.0, lambda: len(rig.hbs) >= 5)
+    resets = rig.status[-1].state_resets
+    assert n.set_parameters({"max_frame_age_s": 0.5, "max_lag_s": 0.3, "deadline_s": 0.02}) == ""
+    hb = len(rig.hbs)
+    assert rig.spin(5.0, lambda: len(rig.hbs) >= hb + 3)
+    last = rig.status[-1]
+    assert (last.policy_reloads, last.state_resets) == (0, resets)
+    assert last.deadline_s == pytest.approx(0.02)
+    # The new frame age applies: with the camera off, the status goes to a stale-frame FAULT
+    # (not the DEGRADED "reset" of a freshly swapped policy).
+    rig.camera_on = False
+    assert rig.spin(5.0, lambda: rig.status[-1].health == 2)
+    assert "reset" not in rig.status[-1].reasons
+
+
 def test_twist_bicycle_mapping_turns_steering_into_yaw_rate(rig_factory):
     rig = rig_factory(command_type=TWIST, wheelbase_m=2.0, speed_mps=3.0, steering_scale=-2.0)
     assert rig.spin(15.0, lambda: len(rig.cmds) >= 5 and len(rig.status) >= 5)
