@@ -56,8 +56,27 @@ def _setup_cfg() -> configparser.ConfigParser:
     return cfg
 
 
+# Test tools that package.xml does not name (linters, a pytest plugin).
+NO_ROSDEP_KEY = {"pytest-timeout", "ruff", "mypy"}
+
+
 def _reqs(text: str) -> list[str]:
     return [line.split("==")[0].strip().lower() for line in text.strip().splitlines() if line]
+
+
+def _pins(text: str) -> dict[str, str]:
+    """``dist==version`` lines -> ``{dist: version}`` ('' where a line has no pin)."""
+    out = {}
+    for line in text.strip().splitlines():
+        dist, _, version = line.partition("==")
+        out[dist.strip().lower()] = version.strip()
+    return out
+
+
+def _extras() -> dict[str, dict[str, str]]:
+    """extra -> {distribution: pinned version}."""
+    section = _setup_cfg()["options.extras_require"]
+    return {name: _pins(section[name]) for name in section}
 
 
 def test_package_xml_is_valid_format_3():
@@ -71,33 +90,68 @@ def test_package_xml_is_valid_format_3():
     assert pkg.version == ltc_controller.__version__
 
 
-def test_every_pip_dependency_has_a_rosdep_key():
+def test_exec_depends_are_the_base_install():
     pkg = parse_package(str(ROOT / "package.xml"))
-    exec_keys = {d.name for d in pkg.exec_depends}
+    python_exec = {d.name for d in pkg.exec_depends if d.name.startswith("python3-")}
+    base = _reqs(_setup_cfg()["options"]["install_requires"])
+    assert sorted(base) == sorted(
+        ["torch", "numpy", "safetensors", "cyclonedds", "rosbags", "pyyaml", "pillow"]
+    )
+    assert python_exec == {ROSDEP_KEYS[d] for d in base}
+
+
+def test_extras_are_pinned_and_all_is_their_union():
+    extras = _extras()
+    rooms = {"sim", "train", "explain", "onnx", "numba"}
+    assert set(extras) == rooms | {"all", "test"}
+    base = set(_reqs(_setup_cfg()["options"]["install_requires"]))
+    union: dict[str, str] = {}
+    for name in sorted(rooms):
+        for dist, version in extras[name].items():
+            assert version, f"[{name}] {dist} is not pinned"
+            assert dist not in base, f"[{name}] {dist} is already in the base install"
+            assert union.setdefault(dist, version) == version, f"{dist}: two pins"
+    assert extras["all"] == union
+    assert {"mujoco", "matplotlib"} <= set(extras["sim"])
+    assert {"onnx", "onnxruntime"} <= set(extras["onnx"])
+    assert "numba" in extras["numba"]
+
+
+def test_extras_table_names_the_modules_setup_cfg_installs():
+    from ltc_controller.extras import EXTRAS
+
+    extras = _extras()
+    assert set(EXTRAS) == set(extras) - {"all", "test"}
+    for name, modules in EXTRAS.items():
+        assert sorted(modules) == sorted(d.replace("-", "_") for d in extras[name]), name
+
+
+def test_test_depends_are_the_test_extra_and_every_extra():
+    pkg = parse_package(str(ROOT / "package.xml"))
     test_keys = {d.name for d in pkg.test_depends}
-    cfg = _setup_cfg()
-    for dist in _reqs(cfg["options"]["install_requires"]):
-        assert ROSDEP_KEYS[dist] in exec_keys, dist
-    test_extra = _reqs(cfg["options.extras_require"]["test"])
-    for dist in (
+    extras = _extras()
+    test_extra = set(extras["test"]) - NO_ROSDEP_KEY
+    assert {
         "pytest",
         "catkin-pkg",
         "ncps",
         "hypothesis",
         "opencv-python-headless",
         "scikit-image",
-    ):
-        assert dist in test_extra
-        assert ROSDEP_KEYS[dist] in test_keys, dist
+    } <= test_extra
+    assert test_keys == {ROSDEP_KEYS[d] for d in test_extra | set(extras["all"])}
 
 
 def test_custom_rosdep_keys_are_defined():
     pkg = parse_package(str(ROOT / "package.xml"))
     defined = yaml.safe_load((ROOT / "rosdep.yaml").read_text())
+    used = set()
     for dep in pkg.exec_depends + pkg.test_depends:
         if dep.name.startswith("python3-") and dep.name not in STANDARD_KEYS:
             assert dep.name in defined, dep.name
             assert defined[dep.name]["ubuntu"]["pip"]["packages"]
+            used.add(dep.name)
+    assert set(defined) == used, "rosdep.yaml defines keys package.xml does not use"
 
 
 def test_every_installed_data_file_exists():

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from ltc_controller.extras import MissingExtra, require
+
 NAME = "compare"
 HELP = (
     "train NCP-19, LSTM(64), LSTM(19), GRU, CT-RNN and CNN on the same data, evaluate them closed "
@@ -26,6 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    try:
+        require("ltc-controller compare", "sim", "train")
+    except MissingExtra as e:
+        print(e, file=sys.stderr)
+        return 2
     from dataclasses import replace
 
     from ltc_controller.sim.conditions import parse_conditions

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ltc_controller.demo import DEMO_TRACK_SEED
+from ltc_controller.extras import MissingExtra, require
 
 NAME = "demo"
 HELP = (
@@ -40,6 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    try:
+        require("ltc-controller demo", "sim")
+    except MissingExtra as e:
+        print(e, file=sys.stderr)
+        return 2
     from ltc_controller.demo import run_demo
 
     return run_demo(

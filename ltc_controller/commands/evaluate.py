@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ltc_controller.extras import MissingExtra, require
+
 NAME = "evaluate"
 HELP = (
     "drive policies closed loop in the simulator under named conditions (clean, noise_0.1, ...) "
@@ -80,6 +82,11 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         for c in CONDITIONS.values():
             print(f"{c.name:14s} {c.description}")
         return 0
+    try:
+        require("ltc-controller evaluate", "sim")
+    except MissingExtra as e:
+        print(e, file=sys.stderr)
+        return 2
     torch.set_num_threads(max(1, args.threads))
     try:
         conds = tuple(c.name for c in parse_conditions(args.conditions))

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from ltc_controller.extras import MissingExtra, require
+
 NAME = "explain"
 HELP = (
     "run policies open loop over a rosbag2's camera frames and write saliency (VisualBackProp, "
@@ -62,6 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    try:
+        require("ltc-controller explain", "explain")
+    except MissingExtra as e:
+        print(e, file=sys.stderr)
+        return 2
     import torch
 
     from ltc_controller.explain.frames import ExplainError

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ltc_controller.extras import MissingExtra, require
+
 NAME = "record"
 HELP = (
     "record expert demonstrations (camera, expert command, executed command, odometry) from the "
@@ -46,6 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    try:
+        require("ltc-controller record", "sim")
+    except MissingExtra as e:
+        print(e, file=sys.stderr)
+        return 2
     from ltc_controller.models.policy_file import PolicyFileError, load_policy
     from ltc_controller.sim.scenario import PerturbationConfig
     from ltc_controller.training.bag import BagError, RecordTopics

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from ltc_controller.extras import MissingExtra, require
+
 NAME = "train"
 HELP = (
     "train a policy (NCP-19 and baselines) from rosbag2 bags, or `--preset bundled` to record "
@@ -62,6 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    try:  # the bundled preset records its data in the simulator
+        require("ltc-controller train", "train", *(("sim",) if args.preset else ()))
+    except MissingExtra as e:
+        print(e, file=sys.stderr)
+        return 2
     from ltc_controller.training.bag import BagError, Demonstrations, read_demonstrations
     from ltc_controller.training.trainer import AugmentConfig, TrainConfig, train
 

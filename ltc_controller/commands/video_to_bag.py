@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ltc_controller.extras import MissingExtra, require
+
 NAME = "video-to-bag"
 HELP = (
     "turn a video file (MP4, ...) into a rosbag2 of sensor_msgs/CompressedImage (JPEG) stamped "
@@ -37,6 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    try:
+        require("ltc-controller video-to-bag", "explain")
+    except MissingExtra as e:
+        print(e, file=sys.stderr)
+        return 2
     from ltc_controller.explain.video import VideoError, summary_json, video_to_bag
 
     try:

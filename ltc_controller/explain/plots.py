@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from ltc_controller.explain.openloop import NeuronGroup, OpenLoopRun
+from ltc_controller.extras import needs_extra
 from ltc_controller.models.policy import Policy
 
 __all__ = [
@@ -43,7 +44,8 @@ _MAX_LINES = 12
 
 
 def _pyplot() -> Any:
-    import matplotlib
+    with needs_extra("explain", "explain's plots"):
+        import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -168,9 +170,9 @@ def plot_wiring(policy: Policy, path: str | Path) -> Path:
     Raises:
         ValueError: the policy has no wiring.
     """
+    plt = _pyplot()
     from matplotlib.patches import Circle, FancyArrowPatch
 
-    plt = _pyplot()
     cfg = policy.config
     wiring = cfg.build_wiring()
     groups = wiring.neuron_groups

@@ -25,6 +25,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image as PILImage
 
+from ltc_controller.extras import needs_extra
+
 __all__ = [
     "VideoBagSummary",
     "VideoError",
@@ -102,7 +104,8 @@ def read_video(path: str | Path) -> tuple[dict[str, Any], VideoFrames]:
     Raises:
         VideoError: the file is missing or FFmpeg cannot read it.
     """
-    import imageio_ffmpeg
+    with needs_extra("explain", "MP4 video"):
+        import imageio_ffmpeg
 
     src = Path(path)
     if not src.is_file():
@@ -257,7 +260,8 @@ def write_video(
         return out
     if suffix != ".mp4":
         raise VideoError(f"{out}: unknown video type {suffix!r}; use .mp4 or .gif")
-    import imageio_ffmpeg
+    with needs_extra("explain", "MP4 video"):
+        import imageio_ffmpeg
 
     ph, pw = -(-h // 16) * 16, -(-w // 16) * 16
     canvas = np.zeros((ph, pw, 3), dtype=np.uint8)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ltc_controller.extras import needs_extra
 from ltc_controller.sim.track import Frenet, Track, TrackParams, generate_track, wrap_angle
 from ltc_controller.sim.vehicle import LimitReport, VehicleParams, VehicleState, step_vehicle
 from ltc_controller.sim.world import CAMERA_NAME, CAR_BODY, WorldStyle, build_mjcf
@@ -110,7 +111,8 @@ class LaneKeepingSim:
         self.xml = build_mjcf(self.track, self.style, self.vehicle_params)
         if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
             os.environ["MUJOCO_GL"] = "osmesa"
-        import mujoco  # after MUJOCO_GL is settled
+        with needs_extra("sim", "the MuJoCo simulator"):
+            import mujoco  # after MUJOCO_GL is settled
 
         self._mj = mujoco
         self.model = mujoco.MjModel.from_xml_string(self.xml)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ltc_controller.extras import needs_extra
 from ltc_controller.sim.track import Track
 
 
@@ -24,7 +25,8 @@ def plot_run(npz_path: str | Path, png_path: str | Path, track: Track) -> Path:
     Raises:
         OSError: unreadable log or unwritable image. KeyError: a required array is missing.
     """
-    import matplotlib
+    with needs_extra("sim", "the run plot"):
+        import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ltc_controller.extras import needs_extra
 from ltc_controller.sim.conditions import Condition, get_condition
 from ltc_controller.sim.scenario import make_sim
 from ltc_controller.training.closed_loop import PolicyDriver, drive_episode
@@ -322,7 +323,8 @@ def write_report(
     Returns:
         The path of ``report.md``.
     """
-    import matplotlib
+    with needs_extra("sim", "the evaluation report"):
+        import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

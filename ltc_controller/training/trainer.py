@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from ltc_controller.extras import needs_extra
 from ltc_controller.training.bag import Demonstrations
 
 __all__ = [
@@ -490,7 +491,8 @@ def train(
         ValueError: too little data for one window / batch, an unavailable architecture.
         FileNotFoundError: ``resume`` is not a checkpoint.
     """
-    from tqdm import tqdm
+    with needs_extra("train", "training"):
+        from tqdm import tqdm
 
     from ltc_controller.models.policy import Policy
     from ltc_controller.models.policy_file import save_policy
