@@ -229,7 +229,7 @@ class Rig:
     def param_client(self, target: str) -> Any:
         """A ``ParameterClient`` for ``target`` whose services are found while the camera and
         the fake policies keep running (the client's own wait would pause them)."""
-        from ltc_controller.transport.param_services import ParameterClient
+        from ltc_controller.transport.param_client import ParameterClient
 
         client = ParameterClient(target, node=self.node, timeout_s=0.02)
         assert self.spin(20.0, lambda: client.wait_for_services()), f"no services of {target}"
