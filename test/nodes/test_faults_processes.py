@@ -77,7 +77,7 @@ FORKSERVER = r"""
 import json, os, signal, sys, traceback
 import torch  # noqa: F401 - the expensive import, paid once
 import ltc_controller.nodes.policy_node  # noqa: F401
-from ltc_controller.cli import run_node
+from ltc_controller.nodes.registry import run_node
 
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
 print("ready", flush=True)
@@ -106,7 +106,7 @@ while True:
 class ForkServer:
     """Starts ``ltc_policy`` processes by forking a process that has imported torch and the
     package once, so each start skips the ~1.5 s interpreter + torch import. The children are
-    ordinary ``ltc_policy`` processes (``cli.run_node``) with their own DDS participant."""
+    ordinary ``ltc_policy`` processes (``registry.run_node``) with their own DDS participant."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
