@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ltc_controller.demo import Launcher
 from ltc_controller.models.policy import Policy
 from ltc_controller.models.policy_file import save_policy
 from ltc_controller.safety.commands import ACKERMANN, TWIST, build_command
+from ltc_controller.supervisor import Launcher
 from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.port import LATCHED, RELIABLE, SENSOR_DATA
 
