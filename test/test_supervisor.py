@@ -1,7 +1,8 @@
 """The supervisor (``ltc_controller/supervisor.py``): node processes are started with their log,
 a node that could not start is reported with its status and its cause, a stop is a SIGINT that
 ends in a clean status, and no node outlives a supervisor that was killed. (The closed-loop
-:class:`Stack` is exercised by test/commands/test_commands_demo.py and the fault tests.)"""
+:class:`Stack` runs in test/commands/test_commands_demo.py; test/nodes/test_faults_processes.py
+injects its faults through :class:`Launcher`.)"""
 
 from __future__ import annotations
 
