@@ -4,6 +4,8 @@ ltc-controller demo [--duration S] [--output DIR] [--policy FILE]
 ltc-controller node {ltc_policy,safety_fallback,simulator} [--log FILE] [--ros-args ...]
 ltc_policy [--ros-args ...]          # same as `ltc-controller node ltc_policy`
 safety_fallback [--ros-args ...]
+
+The node kinds and how one node runs live in :mod:`ltc_controller.nodes.registry`.
 """
 
 from __future__ import annotations
@@ -12,51 +14,8 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-NODE_KINDS = ("ltc_policy", "safety_fallback", "simulator")
-
-
-def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int:
-    """Run one node until SIGINT/SIGTERM. Returns the process exit status: 0 on a clean stop,
-    2 when the node could not start (invalid parameter, unreadable policy file; the message
-    names the cause)."""
-    from ltc_controller.models.policy_file import PolicyFileError
-    from ltc_controller.params import ParameterError
-    from ltc_controller.transport import create_node
-    from ltc_controller.transport.ros_args import RosArgsError
-
-    try:
-        node, rargs = create_node(kind, list(argv))
-    except RosArgsError as e:
-        print(f"{kind}: {e}", file=sys.stderr)
-        return 2
-    try:
-        obj: object
-        if kind == "ltc_policy":
-            from ltc_controller.nodes.policy_node import PolicyNode
-
-            obj = PolicyNode(node)
-        elif kind == "safety_fallback":
-            from ltc_controller.nodes.safety_node import SafetyNode
-
-            obj = SafetyNode(node)
-        else:
-            from ltc_controller.nodes.simulator import SimulatorNode
-
-            obj = SimulatorNode(node)
-    except (ParameterError, PolicyFileError, ImportError) as e:
-        # ImportError: under rclpy, a message package missing from the ROS 2 environment.
-        print(f"{kind}: {e}", file=sys.stderr)
-        node.shutdown()
-        return 2
-    try:
-        node.spin()
-    finally:
-        if log_path is not None and hasattr(obj, "write_log"):
-            obj.write_log(Path(log_path))
-        node.shutdown()
-    return 0
+from ltc_controller.nodes.registry import run_node
 
 
 def ltc_policy_main(argv: Sequence[str] | None = None) -> int:

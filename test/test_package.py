@@ -176,6 +176,12 @@ def test_every_installed_data_file_exists():
     assert n >= 6
 
 
+def test_package_data_patterns_match_shipped_files():
+    patterns = _setup_cfg()["options.package_data"]["ltc_controller"].split(",")
+    for pattern in (p.strip() for p in patterns):
+        assert glob.glob(str(ROOT / "ltc_controller" / pattern)), pattern
+
+
 def test_cmake_installs_existing_files():
     text = (ROOT / "CMakeLists.txt").read_text()
     for name in (

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from ltc_controller.nodes import policy_node, safety_node
-from ltc_controller.nodes.policy_params import check_deadline
 from ltc_controller.nodes.commands import ACKERMANN, TWIST
+from ltc_controller.nodes.policy_params import check_deadline
 from ltc_controller.nodes.safety_profile import gate_config_from_params
 from ltc_controller.params import ParameterError, resolve, validate_set
 from ltc_controller.transport.ros_args import load_params_file

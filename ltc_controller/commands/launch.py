@@ -66,7 +66,7 @@ def _check(params_file: Path, nodes: list[str], ros_args: list[str]) -> str:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from ltc_controller.demo import Launcher
+    from ltc_controller.supervisor import Launcher
 
     user_ros = [a for a in ros_args if a != "--ros-args"]
     nodes = [n.strip() for n in str(args.nodes).split(",") if n.strip()]

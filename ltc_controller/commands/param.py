@@ -83,7 +83,7 @@ def _describe(d: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ltc_controller.transport import param_values as pv
-    from ltc_controller.transport.param_services import ParameterClient, ParameterServiceError
+    from ltc_controller.transport.param_client import ParameterClient, ParameterServiceError
     from ltc_controller.transport.ros_args import RosArgsError
 
     node = args.node if args.node.startswith("/") else "/" + args.node

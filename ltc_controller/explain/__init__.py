@@ -21,6 +21,6 @@ module                 what
 
 The live ``~/saliency`` worker of the ``ltc_policy`` node is ``nodes.saliency``.
 
-Nothing here imports ROS or DDS except ``frames.read_commands`` (the project's typestore for
-ackermann_msgs).
+Nothing here imports ROS, DDS or the transport: bags are read and written with the project's
+typestore (:func:`ltc_controller.interfaces.typestore`, rosbags only).
 """

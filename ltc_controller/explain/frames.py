@@ -128,10 +128,10 @@ def read_frames(
     Raises:
         ExplainError: unreadable bag, missing or ambiguous topic, a non-image topic, no frames.
     """
-    path = Path(bag)
-    from rosbags.typesys import Stores, get_typestore
+    from ltc_controller.interfaces import typestore
 
-    store = get_typestore(Stores.ROS2_JAZZY)
+    path = Path(bag)
+    store = typestore()
     reader = _open(path)
     try:
         topics = {c.topic: c.msgtype for c in reader.connections}
@@ -196,7 +196,7 @@ def read_commands(
         ExplainError: unreadable bag, missing topic, a type without a default field, a missing
             field.
     """
-    from ltc_controller.transport.types import typestore
+    from ltc_controller.interfaces import typestore
 
     path = Path(bag)
     store = typestore()

@@ -157,7 +157,8 @@ def video_to_bag(
             path, or a video with no frames (the partial bag is removed).
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
+
+    from ltc_controller.interfaces import typestore
 
     plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
     if storage not in plugins:
@@ -177,7 +178,7 @@ def video_to_bag(
         frames.close()
         raise VideoError(f"{video_path}: the video has no frame rate; give fps")
     src_w, src_h = (int(v) for v in meta["size"])
-    store = get_typestore(Stores.ROS2_JAZZY)
+    store = typestore()
     T = store.types
     writer = Writer(bag, version=9, storage_plugin=plugins[storage])
     writer.open()

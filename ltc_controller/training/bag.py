@@ -20,8 +20,8 @@ Reading (:func:`read_demonstrations`) works on any rosbag2 with an image topic (
 to the policy input once and kept as uint8; each image is paired with the command whose stamp is
 nearest (within ``max_pair_dt_s``); the pairs are cut into segments where time jumps.
 
-The ackermann_msgs definitions are read from the ``.msg`` files shipped in
-``ltc_controller/transport/interfaces`` (data files; no DDS import here).
+Messages are read and written with the project's typestore
+(:func:`ltc_controller.interfaces.typestore`: ROS 2 Jazzy plus ackermann_msgs; no DDS import here).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +37,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image as PILImage
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-from rosbags.typesys.store import Typestore
 
+from ltc_controller.interfaces import typestore
 from ltc_controller.runtime.preprocess import FrameRejected, decode_image
 
 __all__ = [
@@ -51,10 +49,8 @@ __all__ = [
     "TopicNotFoundError",
     "bag_topics",
     "read_demonstrations",
-    "typestore",
 ]
 
-_INTERFACES = Path(__file__).resolve().parent.parent / "transport" / "interfaces"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 ACKERMANN = "ackermann_msgs/msg/AckermannDriveStamped"
 
@@ -65,20 +61,6 @@ class BagError(ValueError):
 
 class TopicNotFoundError(BagError):
     """A requested topic is not in the bag; the message lists the bag's topics and types."""
-
-
-@cache
-def typestore() -> Typestore:
-    """ROS 2 Jazzy types plus ackermann_msgs (from the shipped ``.msg`` files)."""
-    store = get_typestore(Stores.ROS2_JAZZY)
-    extra: dict[str, Any] = {}
-    for pkg in sorted(p for p in _INTERFACES.iterdir() if p.is_dir()):
-        for f in sorted((pkg / "msg").glob("*.msg")):
-            extra.update(
-                get_types_from_msg(f.read_text(encoding="utf-8"), f"{pkg.name}/msg/{f.stem}")
-            )
-    store.register(extra)
-    return store
 
 
 @dataclass(frozen=True)

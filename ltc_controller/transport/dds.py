@@ -323,21 +323,6 @@ def _dds_qos(qos: QoS, type_hash: str | None, user_data: str = "") -> Any:
     )
 
 
-def user_data_of(endpoint: Any) -> dict[str, str]:
-    """``key=value;`` pairs of a discovered endpoint's USER_DATA (a ``DcpsEndpoint``); ``{}`` when
-    it has none or it is not text."""
-    try:
-        raw = endpoint.qos[Policy.Userdata].data
-    except (KeyError, AttributeError, TypeError):
-        return {}
-    try:
-        text = bytes(raw).decode()
-    except UnicodeDecodeError:
-        return {}
-    pairs = (item.split("=", 1) for item in text.split(";") if "=" in item)
-    return {k: v for k, v in pairs}
-
-
 class DdsPublisher:
     """A publisher of one ROS type on one topic (see :meth:`DdsNode.create_publisher`)."""
 

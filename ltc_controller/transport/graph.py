@@ -9,7 +9,8 @@ GID is the entity's 16-byte DDS GUID, padded with zeros to the GID size of the R
 carries ``enclave=/;`` in its USER_DATA, as rmw_cyclonedds_cpp's do.
 
 This module builds that message; :class:`~.dds.DdsNode` owns the writer and republishes whenever it
-creates an endpoint.
+creates an endpoint. :func:`user_data_of` reads the ``key=value;`` USER_DATA of a discovered
+endpoint (``typehash``, the services' ``serviceid``/``clientid``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from cyclonedds.core import Policy as _Policy
 
 from . import types as msg_types
 from .port import QoS
@@ -29,7 +32,11 @@ __all__ = [
     "gid",
     "gid_size_from_env",
     "participant_entities_info",
+    "user_data_of",
 ]
+
+# cyclonedds builds its policy classes at run time; mypy cannot see Policy.Userdata.
+_DDS_POLICY: Any = _Policy
 
 #: DDS topic name (ROS "avoid namespace conventions": no ``rt`` prefix).
 DISCOVERY_TOPIC = "ros_discovery_info"
@@ -96,3 +103,18 @@ def participant_entities_info(
             for ns, name, readers, writers in nodes
         ],
     )
+
+
+def user_data_of(endpoint: Any) -> dict[str, str]:
+    """``key=value;`` pairs of a discovered endpoint's USER_DATA (a ``DcpsEndpoint``); ``{}`` when
+    it has none or it is not text."""
+    try:
+        raw = endpoint.qos[_DDS_POLICY.Userdata].data
+    except (KeyError, AttributeError, TypeError):
+        return {}
+    try:
+        text = bytes(raw).decode()
+    except UnicodeDecodeError:
+        return {}
+    pairs = (item.split("=", 1) for item in text.split(";") if "=" in item)
+    return {k: v for k, v in pairs}

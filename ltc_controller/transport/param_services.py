@@ -21,8 +21,9 @@ itself): the header layout is rmw_cyclonedds_cpp's.
 
 :class:`ParameterServer` serves a :class:`~.dds.DdsNode`'s declared parameters
 (:class:`~ltc_controller.params.ParamSpec`); sets go through ``node.set_parameters`` so that the
-node's validator decides, and a rejected set answers with its reason. :class:`ParameterClient` is
-the client (``ltc-controller param``) and works against any ROS 2 node on rmw_cyclonedds_cpp too.
+node's validator decides, and a rejected set answers with its reason. The node creates its server;
+this module does not import :mod:`.dds` (the server sees the node through :class:`ServiceNode`).
+The client (``ltc-controller param``) is :class:`.param_client.ParameterClient`.
 
 As rclpy does, the server also publishes ``rcl_interfaces/msg/ParameterEvent`` on
 ``/parameter_events`` (:data:`PARAMETER_EVENTS_QOS`): the declared parameters as
@@ -33,26 +34,26 @@ vendors.
 from __future__ import annotations
 
 import itertools
-import os
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from ltc_controller.params import ParamSpec
 
 from . import param_values as pv
 from . import types as msg_types
+from .graph import user_data_of
 from .port import QoS
-
-if TYPE_CHECKING:
-    from .dds import DdsNode
 
 __all__ = [
     "PARAMETER_EVENTS_QOS",
     "SERVICES",
     "SERVICE_QOS",
-    "ParameterClient",
     "ParameterServer",
-    "ParameterServiceError",
+    "ServiceNode",
+    "endpoint_id",
     "reply_topic",
     "request_topic",
 ]
@@ -75,10 +76,6 @@ _REPLY_WAIT_S = 2.0
 _ids = itertools.count(1)
 
 
-class ParameterServiceError(RuntimeError):
-    """A parameter service was not found or did not answer in time; the message says which."""
-
-
 def request_topic(service: str) -> str:
     """DDS topic of requests: ``/n/get_parameters`` -> ``rq/n/get_parametersRequest``."""
     return f"rq{service}Request"
@@ -89,7 +86,48 @@ def reply_topic(service: str) -> str:
     return f"rr{service}Reply"
 
 
-def _endpoint_id(node: DdsNode) -> str:
+class ServiceNode(Protocol):
+    """What the parameter services use of a node: :class:`~.dds.DdsNode` implements it (the
+    server is created by the node, so this module names no node class)."""
+
+    @property
+    def fully_qualified_name(self) -> str: ...
+
+    @property
+    def logger(self) -> logging.Logger: ...
+
+    @property
+    def parameter_specs(self) -> tuple[ParamSpec, ...]: ...
+
+    def get_parameters(self) -> dict[str, Any]: ...
+
+    def set_parameters(self, changes: Mapping[str, Any]) -> str: ...
+
+    def msg(self, type_name: str, **fields: Any) -> Any: ...
+
+    def create_publisher(self, type_name: str, topic: str, qos: QoS = ...) -> Any: ...
+
+    def open_writer(
+        self, dds_topic: str, cls: type, qos: QoS, type_hash: str | None, user_data: str = ""
+    ) -> Any: ...
+
+    def open_reader(
+        self,
+        dds_topic: str,
+        cls: type,
+        qos: QoS,
+        type_hash: str | None,
+        callback: Callable[[Any], None],
+        user_data: str = "",
+        topic: str | None = None,
+    ) -> Any: ...
+
+    def add_spin_hook(self, hook: Callable[[], float | None]) -> None: ...
+
+    def graph_entities(self) -> tuple[bytes, list[bytes], list[bytes]]: ...
+
+
+def endpoint_id(node: ServiceNode) -> str:
     """A process-unique id for one client or service (its USER_DATA ``clientid``/``serviceid``):
     the participant GUID prefix and a counter, in hex."""
     prefix = node.graph_entities()[0][:12].hex()
@@ -120,7 +158,7 @@ class ParameterServer:
     Counters: ``requests`` served, ``replies_dropped`` (the client's reply reader never matched).
     """
 
-    def __init__(self, node: DdsNode) -> None:
+    def __init__(self, node: ServiceNode) -> None:
         self._node = node
         self._pending: list[_PendingReply] = []
         self._readers: dict[str, Any] = {}
@@ -128,7 +166,7 @@ class ParameterServer:
         self.replies_dropped = 0
         for short, srv in SERVICES.items():
             service = f"{node.fully_qualified_name}/{short}"
-            user = f"serviceid={_endpoint_id(node)};"
+            user = f"serviceid={endpoint_id(node)};"
             writer = node.open_writer(
                 reply_topic(service),
                 msg_types.service_wire_class(srv + "_Response"),
@@ -195,8 +233,6 @@ class ParameterServer:
 
     def _client_id(self, short: str, request: Any) -> str | None:
         """The ``clientid`` in the USER_DATA of the writer that sent ``request`` (None: none)."""
-        from .dds import user_data_of
-
         info = getattr(request, "sample_info", None)
         if info is None:
             return None
@@ -316,213 +352,8 @@ class ParameterServer:
 
 def _matches_reader(writer: Any, client_id: str) -> bool:
     """Whether ``writer`` matched a reader whose USER_DATA has ``clientid=<client_id>``."""
-    from .dds import user_data_of
-
     for handle in writer.get_matched_subscriptions():
         endpoint = writer.get_matched_subscription_data(handle)
         if endpoint is not None and user_data_of(endpoint).get("clientid") == client_id:
             return True
     return False
-
-
-# --------------------------------------------------------------------------------------------
-# Client
-
-
-class _ServiceClient:
-    """Request writer + reply reader of one service, sharing one ``clientid``."""
-
-    def __init__(self, node: DdsNode, service: str, srv_type: str) -> None:
-        self.service = service
-        self.srv_type = srv_type
-        user = f"clientid={_endpoint_id(node)};"
-        self.request_cls = msg_types.service_wire_class(srv_type + "_Request")
-        self.writer = node.open_writer(
-            request_topic(service),
-            self.request_cls,
-            SERVICE_QOS,
-            msg_types.type_hash(srv_type + "_Request"),
-            user,
-        )
-        # rmw_cyclonedds_cpp's header guid: the request writer's instance handle, as uint64.
-        self.guid = self.writer.get_instance_handle() & 0xFFFF_FFFF_FFFF_FFFF
-        self.replies: dict[int, Any] = {}
-        self.reader = node.open_reader(
-            reply_topic(service),
-            msg_types.service_wire_class(srv_type + "_Response"),
-            SERVICE_QOS,
-            msg_types.type_hash(srv_type + "_Response"),
-            self._on_reply,
-            user,
-        )
-
-    def _on_reply(self, reply: Any) -> None:
-        if getattr(reply, msg_types.HEADER_GUID) == self.guid:
-            self.replies[getattr(reply, msg_types.HEADER_SEQ)] = reply
-
-    def available(self) -> bool:
-        """rmw_cyclonedds_cpp's rule: a matched request reader and reply writer with the same
-        ``serviceid`` (or, for servers without ids, any matched pair)."""
-        from .dds import user_data_of
-
-        readers = [
-            self.writer.get_matched_subscription_data(h)
-            for h in self.writer.get_matched_subscriptions()
-        ]
-        writers = [
-            self.reader.get_matched_publication_data(h)
-            for h in self.reader.get_matched_publications()
-        ]
-        ids = {user_data_of(r).get("serviceid") for r in readers if r is not None} - {None}
-        if not ids:
-            return bool(readers) and bool(writers)
-        return any(user_data_of(w).get("serviceid") in ids for w in writers if w is not None)
-
-
-class ParameterClient:
-    """Calls the parameter services of the node ``target`` (e.g. ``"/car/ltc_policy"``).
-
-    Uses ``node`` (a :class:`~.dds.DdsNode`, spun by the calls) or, when None, a hidden node of its
-    own (``_ltc_param_client_<pid>``, closed by :meth:`close`). All calls raise
-    :class:`ParameterServiceError` when the service is not found or does not answer within
-    ``timeout_s`` seconds.
-    """
-
-    def __init__(self, target: str, node: DdsNode | None = None, timeout_s: float = 5.0) -> None:
-        from .dds import DdsNode, normalize_namespace
-
-        self.target = normalize_namespace(target)
-        if self.target == "/":
-            raise ValueError("a node name is needed, e.g. /ltc_policy")
-        self.timeout_s = timeout_s
-        self._own = node is None
-        self._node = node or DdsNode(f"_ltc_param_client_{os.getpid()}", parameter_services=False)
-        self._clients: dict[str, _ServiceClient] = {}
-        self._seq = itertools.count(1)
-
-    def close(self) -> None:
-        """Shut down the client's own node (if it made one)."""
-        if self._own:
-            self._node.shutdown()
-
-    def __enter__(self) -> ParameterClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _client(self, short: str) -> _ServiceClient:
-        client = self._clients.get(short)
-        if client is None:
-            client = _ServiceClient(self._node, f"{self.target}/{short}", SERVICES[short])
-            self._clients[short] = client
-        return client
-
-    def wait_for_services(self, shorts: Sequence[str] = tuple(SERVICES)) -> bool:
-        """Wait up to ``timeout_s`` for the named services (default: all six); True when all
-        are available."""
-        clients = [self._client(s) for s in shorts]
-        end = time.monotonic() + self.timeout_s
-        while True:
-            if all(c.available() for c in clients):
-                return True
-            if time.monotonic() >= end:
-                return False
-            self._node.spin_once(0.02)
-
-    def call(self, short: str, **fields: Any) -> Any:
-        """Send one request to service ``short`` (e.g. ``"get_parameters"``) and return the
-        reply (a ``…_Response`` wire sample). Raises :class:`ParameterServiceError`."""
-        client = self._client(short)
-        service = client.service
-        if not self.wait_for_services([short]):
-            raise ParameterServiceError(
-                f"no service {service} within {self.timeout_s:g} s on ROS_DOMAIN_ID="
-                f"{self._node.domain_id} (is the node running? ROS 2 services need "
-                "rmw_cyclonedds_cpp on the other side: they do not cross DDS vendors)"
-            )
-        seq = next(self._seq)
-        request = client.request_cls(
-            **{msg_types.HEADER_GUID: client.guid, msg_types.HEADER_SEQ: seq}, **fields
-        )
-        client.writer.write(request)
-        end = time.monotonic() + self.timeout_s
-        while seq not in client.replies:
-            if time.monotonic() >= end:
-                raise ParameterServiceError(f"{service}: no reply within {self.timeout_s:g} s")
-            self._node.spin_once(0.02)
-        return client.replies.pop(seq)
-
-    # -- typed helpers -------------------------------------------------------------------------
-
-    def get(self, names: Sequence[str]) -> list[Any]:
-        """Current values of ``names`` (None for a parameter that is not set)."""
-        reply = self.call("get_parameters", names=list(names))
-        return [value_of(v) for v in reply.values]
-
-    def types(self, names: Sequence[str]) -> list[int]:
-        """``rcl_interfaces/msg/ParameterType`` numbers of ``names`` (0: not set)."""
-        return list(bytes(self.call("get_parameter_types", names=list(names)).types))
-
-    def list_parameters(
-        self, prefixes: Sequence[str] = (), depth: int = 0
-    ) -> tuple[list[str], list[str]]:
-        """``(names, prefixes)`` from ``list_parameters`` (depth 0: recursive)."""
-        result = self.call("list_parameters", prefixes=list(prefixes), depth=depth).result
-        return list(result.names), list(result.prefixes)
-
-    def describe(self, names: Sequence[str]) -> list[dict[str, Any]]:
-        """Descriptors of ``names`` as dicts (the ``ParameterDescriptor`` fields; ranges as lists
-        of ``(from_value, to_value, step)``)."""
-        out = []
-        for d in self.call("describe_parameters", names=list(names)).descriptors:
-            out.append(
-                {
-                    "name": d.name,
-                    "type": int(d.type),
-                    "description": d.description,
-                    "additional_constraints": d.additional_constraints,
-                    "read_only": bool(d.read_only),
-                    "dynamic_typing": bool(d.dynamic_typing),
-                    "floating_point_range": [
-                        (r.from_value, r.to_value, r.step) for r in d.floating_point_range
-                    ],
-                    "integer_range": [(r.from_value, r.to_value, r.step) for r in d.integer_range],
-                }
-            )
-        return out
-
-    def set(self, values: Mapping[str, Any]) -> list[str]:
-        """Set each parameter separately; returns one reason per parameter (``""``: accepted).
-        Values are sent with the ROS type of their Python type (see :func:`parameter`)."""
-        reply = self.call(
-            "set_parameters", parameters=[self.parameter(n, v) for n, v in values.items()]
-        )
-        return [r.reason if not r.successful else "" for r in reply.results]
-
-    def set_atomically(self, values: Mapping[str, Any]) -> str:
-        """Set all of ``values`` or none; returns ``""`` or the reason of the rejection."""
-        params = [self.parameter(n, v) for n, v in values.items()]
-        result = self.call("set_parameters_atomically", parameters=params).result
-        return "" if result.successful else str(result.reason)
-
-    def parameter(self, name: str, value: Any) -> Any:
-        """An ``rcl_interfaces/msg/Parameter`` for ``value`` (type from the Python type: bool,
-        int, float, str, bytes, or a list of one of them). Raises ``TypeError``."""
-        t = pv.type_of_value(value)
-        fields = {pv.VALUE_FIELDS[t]: list(value) if isinstance(value, tuple) else value}
-        pvalue = msg_types.new_msg("rcl_interfaces/msg/ParameterValue", type=t, **fields)
-        return msg_types.new_msg("rcl_interfaces/msg/Parameter", name=name, value=pvalue)
-
-
-def value_of(value: Any) -> Any:
-    """The Python value of an ``rcl_interfaces/msg/ParameterValue`` (None when not set)."""
-    t = int(value.type)
-    if t == pv.NOT_SET:
-        return None
-    if t not in pv.VALUE_FIELDS:
-        raise ValueError(f"unknown ParameterType {t}")
-    v = getattr(value, pv.VALUE_FIELDS[t])
-    if t == pv.BYTE_ARRAY:
-        return bytes(v)
-    return list(v) if isinstance(v, list | tuple) else v

@@ -1,8 +1,8 @@
 """ROS 2 message types for the DDS backend, built at run time from ``.msg`` definitions.
 
-One :mod:`rosbags` typestore (ROS 2 Jazzy) plus this package's ``msg/*.msg``, and the
-ackermann_msgs messages and rcl_interfaces parameter services (``.srv``, which rosbags lacks)
-shipped in ``transport/interfaces``. From it, Cyclone DDS ``IdlStruct`` classes are made with the
+The project's one :mod:`rosbags` typestore (:func:`ltc_controller.interfaces.typestore`: ROS 2
+Jazzy plus this package's ``msg/*.msg``, and the ackermann_msgs messages and rcl_interfaces
+parameter services that rosbags lacks). From it, Cyclone DDS ``IdlStruct`` classes are made with the
 DDS type names that rmw_cyclonedds_cpp uses (``pkg::msg::dds_::Name_``,
 ``pkg::srv::dds_::Name_Request_``), final and keyless, so that their XCDR1 bytes equal what ROS 2
 (and ``rosbags``) put on the wire.
@@ -20,24 +20,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import re
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from functools import cache
-from pathlib import Path
 from typing import Annotated, Any
 
 from cyclonedds.idl import make_idl_struct
 from cyclonedds.idl import types as _idl_types
 from cyclonedds.idl._builder import Builder as _Builder
 from cyclonedds.idl._machinery import BytesMachine as _BytesMachine
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-#: This package's name, the ROS package of the messages in ``msg/``.
-PACKAGE = "ltc_controller"
+from ltc_controller.interfaces import typestore
 
 # cyclonedds' array/sequence/bounded_str are subscripted at run time; mypy cannot see that.
 idl_t: Any = _idl_types
@@ -45,8 +40,6 @@ _SequenceBase: Any = _idl_types.sequence
 _BytesMachineBase: Any = _BytesMachine
 _Annotated: Any = Annotated
 _Sequence: Any = Sequence
-
-_INTERFACES = Path(__file__).resolve().parent / "interfaces"
 
 # Nodetype values of rosbags' field definitions (rosbags.typesys.base.Nodetype).
 _BASE, _NAME, _ARRAY, _SEQUENCE = 1, 2, 3, 4
@@ -123,76 +116,6 @@ _install_builder()
 
 class UnknownTypeError(KeyError):
     """A message type name that the typestore does not know."""
-
-
-def msg_dir() -> Path | None:
-    """The directory holding this package's ``.msg`` files, or ``None`` when there is none.
-
-    ``<prefix>/share/ltc_controller/msg`` for ``sys.prefix`` (pip data files) and each prefix of
-    ``AMENT_PREFIX_PATH`` (colcon install), else the repository's ``msg/`` next to the package
-    directory (editable install / source tree).
-    """
-    prefixes = [sys.prefix, *os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)]
-    for prefix in filter(None, prefixes):
-        installed = Path(prefix) / "share" / PACKAGE / "msg"
-        if installed.is_dir():
-            return installed
-    source = Path(__file__).resolve().parents[2] / "msg"
-    return source if source.is_dir() else None
-
-
-def _msg_files() -> list[tuple[str, Path]]:
-    """(ROS type name, path) of every extra ``.msg`` and ``.srv`` to register.
-
-    A service ``pkg/srv/Name`` is listed once under its service name; :func:`typestore` registers
-    its two halves as ``pkg/srv/Name_Request`` and ``pkg/srv/Name_Response``.
-    """
-    files: list[tuple[str, Path]] = []
-    own = msg_dir()
-    if own is not None:
-        files += [(f"{PACKAGE}/msg/{p.stem}", p) for p in sorted(own.glob("*.msg"))]
-    for pkg_dir in sorted(p for p in _INTERFACES.iterdir() if p.is_dir()):
-        for kind in ("msg", "srv"):
-            for p in sorted((pkg_dir / kind).glob(f"*.{kind}")):
-                files.append((f"{pkg_dir.name}/{kind}/{p.stem}", p))
-    return files
-
-
-def _parse_definition(text: str, name: str) -> dict[str, Any]:
-    """rosbags field definitions of one ``.msg`` (or one half of a ``.srv``) named ``name``.
-
-    rosbags files a name ``pkg/srv/X`` under ``pkg/srv/msg/X``; the single definition is re-keyed.
-    """
-    parsed = get_types_from_msg(text, name)
-    if len(parsed) != 1:
-        raise ValueError(f"expected one definition for {name}, got {sorted(parsed)}")
-    return {name: next(iter(parsed.values()))}
-
-
-@cache
-def typestore() -> Typestore:
-    """The shared rosbags typestore: ROS 2 Jazzy plus ``ltc_controller``, ackermann_msgs and the
-    rcl_interfaces parameter services (``…/srv/Name_Request``, ``…/srv/Name_Response``).
-
-    Raises ``ValueError`` naming the file when a shipped ``.msg``/``.srv`` file does not parse.
-    """
-    store = get_typestore(Stores.ROS2_JAZZY)
-    extra: dict[str, Any] = {}
-    for name, path in _msg_files():
-        text = path.read_text(encoding="utf-8")
-        try:
-            if "/srv/" in name:
-                halves = re.split(r"^---[ \t]*$", text, flags=re.MULTILINE)
-                if len(halves) != 2:
-                    raise ValueError("a service definition has exactly one '---' line")
-                extra.update(_parse_definition(halves[0], f"{name}_Request"))
-                extra.update(_parse_definition(halves[1], f"{name}_Response"))
-            else:
-                extra.update(get_types_from_msg(text, name))
-        except Exception as exc:  # rosbags raises its own parse errors; name the file
-            raise ValueError(f"cannot parse interface definition {path}: {exc}") from exc
-    store.register(extra)
-    return store
 
 
 def dds_type_name(type_name: str) -> str:

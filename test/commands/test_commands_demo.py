@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ltc_controller.demo import Stack
+from ltc_controller.supervisor import Stack
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -39,7 +39,7 @@ def write_bag(path: Path, stamps_ns: list[int], storage: str = "sqlite3") -> Non
     """Raw rgb8 frames on /camera/image_raw and an Ackermann /expert_cmd at each stamp."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from ltc_controller.transport.types import typestore
+    from ltc_controller.interfaces import typestore
 
     store = typestore()
     T = store.types

@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ltc_controller.demo import Launcher
 from ltc_controller.models.policy import Policy
 from ltc_controller.models.policy_file import save_policy
 from ltc_controller.nodes.commands import ACKERMANN, TWIST, build_command
+from ltc_controller.supervisor import Launcher
 from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.port import LATCHED, RELIABLE, SENSOR_DATA
 
@@ -77,7 +77,7 @@ FORKSERVER = r"""
 import json, os, signal, sys, traceback
 import torch  # noqa: F401 - the expensive import, paid once
 import ltc_controller.nodes.policy_node  # noqa: F401
-from ltc_controller.cli import run_node
+from ltc_controller.nodes.registry import run_node
 
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
 print("ready", flush=True)
@@ -106,7 +106,7 @@ while True:
 class ForkServer:
     """Starts ``ltc_policy`` processes by forking a process that has imported torch and the
     package once, so each start skips the ~1.5 s interpreter + torch import. The children are
-    ordinary ``ltc_policy`` processes (``cli.run_node``) with their own DDS participant."""
+    ordinary ``ltc_policy`` processes (``registry.run_node``) with their own DDS participant."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
@@ -229,7 +229,7 @@ class Rig:
     def param_client(self, target: str) -> Any:
         """A ``ParameterClient`` for ``target`` whose services are found while the camera and
         the fake policies keep running (the client's own wait would pause them)."""
-        from ltc_controller.transport.param_services import ParameterClient
+        from ltc_controller.transport.param_client import ParameterClient
 
         client = ParameterClient(target, node=self.node, timeout_s=0.02)
         assert self.spin(20.0, lambda: client.wait_for_services()), f"no services of {target}"

@@ -7,12 +7,8 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from ltc_controller.training.bag import (
-    TopicNotFoundError,
-    bag_topics,
-    read_demonstrations,
-    typestore,
-)
+from ltc_controller.interfaces import typestore
+from ltc_controller.training.bag import TopicNotFoundError, bag_topics, read_demonstrations
 from ltc_controller.training.trainer import frame_timespans, make_windows
 
 

@@ -17,8 +17,8 @@ from PIL import Image
 from rosbags.rosbag2 import Reader
 
 from ltc_controller.cli import main
+from ltc_controller.interfaces import typestore
 from ltc_controller.sim.scenario import make_sim
-from ltc_controller.training.bag import typestore
 from ltc_controller.training.recording import RecordConfig
 
 

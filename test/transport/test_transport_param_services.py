@@ -24,13 +24,8 @@ from ltc_controller.params import COMMON, ParamSpec
 from ltc_controller.transport import param_values as pv
 from ltc_controller.transport import types as T
 from ltc_controller.transport.dds import DdsNode
-from ltc_controller.transport.param_services import (
-    SERVICES,
-    ParameterClient,
-    ParameterServiceError,
-    reply_topic,
-    request_topic,
-)
+from ltc_controller.transport.param_client import ParameterClient, ParameterServiceError
+from ltc_controller.transport.param_services import SERVICES, reply_topic, request_topic
 
 pytestmark = pytest.mark.usefixtures("dds_loopback")
 

@@ -1,13 +1,21 @@
-"""The closed-loop demo: simulator → ltc_policy → safety_fallback → simulator, as three processes
-talking ROS 2's wire protocol over Cyclone DDS on loopback.
+"""The supervisor: starts, watches and stops node processes.
 
-:class:`Stack` starts and watches the processes (the fault-injection tests use it too);
-:func:`run_demo` drives, stops everything cleanly, prints a summary and writes a plot.
+- :class:`Launcher` runs nodes as child processes (``python -m ltc_controller node KIND
+  --ros-args ...``), logs each to a file or the terminal, reports the ones that ended, sends them
+  signals (fault injection) and stops them in order: SIGINT, a grace period, then SIGKILL. A child
+  gets SIGTERM if the supervising process dies (Linux ``PR_SET_PDEATHSIG``), so no node outlives
+  it. ``ltc-controller launch`` uses it.
+- :class:`Stack` is the closed loop on one DDS domain on loopback (simulator, ``safety_fallback``,
+  ``ltc_policy``) plus a :class:`Monitor` participant in this process that records what the
+  stack reports; the demo (:mod:`ltc_controller.commands.demo`) and the tests use it.
+
+:class:`ProcessDied` and :class:`Interrupted` are what a supervising loop raises when a node
+ended while it should run, or when a signal asked it to stop; :func:`log_tail` quotes a node's
+log in an error message.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,9 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Track of the demo: unseen in training (those start at seed 1000), with a left curve within
-#: the first 20 s at the demo's speed.
-DEMO_TRACK_SEED = 43
+__all__ = [
+    "Interrupted",
+    "Launcher",
+    "Monitor",
+    "ProcessDied",
+    "Stack",
+    "log_tail",
+]
 
 
 class ProcessDied(RuntimeError):
@@ -27,7 +40,8 @@ class ProcessDied(RuntimeError):
 
 
 class Interrupted(Exception):
-    """SIGINT, SIGTERM or SIGHUP reached the demo."""
+    """SIGINT, SIGTERM or SIGHUP reached the supervising process (the demo raises it from its
+    signal handler)."""
 
 
 def _die_with_parent() -> None:
@@ -253,188 +267,3 @@ class Stack:
             self._mon_node.shutdown()
             self._mon_node = None
         return codes
-
-
-def _ms(seconds: float | None) -> float:
-    """Seconds → ms; NaN where the simulator matched no command to a frame."""
-    return float("nan") if seconds is None else 1e3 * seconds
-
-
-def check_demo_args(
-    duration_s: float, output: Path, policy: str, domain_id: int | None
-) -> str | None:
-    """Why the demo cannot start with these arguments (a one-line message), or ``None``."""
-    if not (duration_s > 0 and duration_s < 24 * 3600):
-        return f"--duration must be > 0 s, got {duration_s}"
-    if domain_id is None and os.environ.get("ROS_DOMAIN_ID"):
-        try:
-            domain_id = int(os.environ["ROS_DOMAIN_ID"])
-        except ValueError:
-            return f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']!r} is not an integer"
-    if domain_id is not None and not 0 <= domain_id <= 232:
-        return f"DDS domain id must be in 0..232, got {domain_id}"
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        probe = output / ".write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        return f"cannot write to the output folder {output}: {e.strerror or e}"
-    if (output / "demo_run.png").is_dir():
-        return f"{output / 'demo_run.png'} is a folder; the plot cannot be written"
-    if policy:
-        from ltc_controller.models.policy_file import PolicyFileError, load_policy
-
-        try:
-            load_policy(Path(policy))
-        except PolicyFileError as e:
-            return str(e)
-    return None
-
-
-def policy_source(policy: str) -> str:
-    """What the demo's policy node will run, in words."""
-    from ltc_controller.models.policy_file import BUNDLED_POLICY
-
-    if policy:
-        return policy
-    if BUNDLED_POLICY.exists():
-        return f"bundled {BUNDLED_POLICY.name}"
-    return "UNTRAINED NCP-19 (seed 0; no bundled policy in this checkout)"
-
-
-def run_demo(
-    duration_s: float = 20.0,
-    output: Path = Path("demo_out"),
-    policy: str = "",
-    track_seed: int = DEMO_TRACK_SEED,
-    domain_id: int | None = None,
-    startup_timeout_s: float = 90.0,
-) -> int:
-    """Run the closed-loop demo. Returns the exit status: 0 after a full drive, 1 when a node
-    died or the drive could not start, 2 for invalid arguments, 130 when interrupted (SIGINT,
-    SIGTERM, SIGHUP); every node process is stopped in every case."""
-    problem = check_demo_args(duration_s, output, policy, domain_id)
-    if problem:
-        print(f"demo: {problem}", file=sys.stderr)
-        return 2
-    node_args = {
-        "simulator": ["-p", f"track_seed:={track_seed}"],
-        "ltc_policy": ["-p", f"policy_file:={policy}"] if policy else [],
-    }
-
-    def on_signal(signum: int, frame: Any) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    source = policy_source(policy)
-    stack = Stack(output, node_args, domain_id)
-    died: str | None = None
-    interrupted = ""
-    t_drive = float("nan")
-    ticks0 = 0
-    try:
-        print(f"demo: policy: {source}")
-        print(f"demo: starting simulator, safety_fallback, ltc_policy (logs in {output}/)")
-        stack.start()
-        if not stack.spin_for(
-            startup_timeout_s,
-            lambda m: m.policy_status is not None and m.policy_status.frames_used > 0,
-        ):
-            raise ProcessDied(f"the policy processed no frame within {startup_timeout_s} s")
-        ticks0 = int(stack.monitor.policy_status.ticks)
-        t0 = time.monotonic()
-        print(f"demo: driving for {duration_s:g} s ...")
-        stack.spin_for(duration_s)
-        t_drive = time.monotonic() - t0
-    except ProcessDied as e:
-        died = str(e)
-    except (KeyboardInterrupt, Interrupted) as e:
-        interrupted = str(e) or "SIGINT"
-    finally:
-        # A Ctrl-C in a terminal also reached the nodes (same process group): let them finish.
-        codes = stack.stop(signalled=interrupted == "SIGINT")
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    if interrupted:
-        print(f"demo: interrupted ({interrupted}); all nodes stopped", file=sys.stderr)
-        return 130
-    bad = {k: c for k, c in codes.items() if c != 0}
-    if died or bad:
-        print(f"demo: FAILED: {died or 'a node failed'}; exit statuses {codes}", file=sys.stderr)
-        for kind in [k for k in codes if codes[k] not in (0, -signal.SIGINT)] or list(codes):
-            tail = log_tail(output / f"{kind}.log")
-            if tail and (codes.get(kind) != 0 or died):
-                print(f"  {kind}.log (last lines):\n{tail}", file=sys.stderr)
-        return 1
-
-    m = stack.monitor
-    rate = (int(m.policy_status.ticks) - ticks0) / t_drive if m.policy_status else 0.0
-    summary = summarize(output, m, t_drive, track_seed)
-    summary["policy"] = source
-    summary["policy_control_rate_hz"] = rate
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    print_summary(summary)
-    return 0
-
-
-def summarize(output: Path, m: Monitor, t_drive: float, track_seed: int) -> dict[str, Any]:
-    """Numbers for the summary, from the simulator's log and the last status messages."""
-    from ltc_controller.sim.plot import plot_run
-    from ltc_controller.sim.track import make_track
-
-    sim = json.loads((output / "sim_log.json").read_text())
-    ps = m.policy_status
-    transitions = []
-    t_first = m.safety_states[0][0] if m.safety_states else 0.0
-    for t, name in m.safety_states:
-        transitions.append({"t_s": round(t - t_first, 3), "state": name})
-    png = output / "demo_run.png"
-    plot_run(output / "sim_log.npz", png, make_track(track_seed))
-    return {
-        "drive_time_s": t_drive,
-        "frames_published": sim["frames_published"],
-        "frames_used_by_policy": int(ps.frames_used) if ps is not None else 0,
-        "commands_received_by_sim": sim["commands_received"],
-        "policy_ticks": int(ps.ticks) if ps is not None else 0,
-        "safety_output_rate_hz": sim["commands_received"] / max(sim["duration_s"], 1e-9),
-        "latency_p50_ms": _ms(sim["latency_p50_s"]),
-        "latency_p99_ms": _ms(sim["latency_p99_s"]),
-        "deadline_misses": int(ps.deadline_misses) if ps is not None else 0,
-        "safety_states": transitions,
-        "mean_abs_lateral_error_m": sim["mean_abs_lateral_error_m"],
-        "max_abs_lateral_error_m": sim["max_abs_lateral_error_m"],
-        "lane_departures": sim["lane_departures"],
-        "distance_m": sim["distance_m"],
-        "progress_m": sim["progress_m"],
-        "plot": str(png),
-    }
-
-
-def print_summary(s: dict[str, Any]) -> None:
-    states = " -> ".join(f"{x['state']}@{x['t_s']:.1f}s" for x in s["safety_states"]) or "none"
-    lines = [
-        ("policy", s["policy"]),
-        ("drive time", f"{s['drive_time_s']:.1f} s"),
-        ("frames published / used", f"{s['frames_published']} / {s['frames_used_by_policy']}"),
-        ("final commands received", f"{s['commands_received_by_sim']}"),
-        ("policy control rate", f"{s['policy_control_rate_hz']:.1f} Hz"),
-        ("final commands at simulator", f"{s['safety_output_rate_hz']:.1f} Hz (safety output)"),
-        ("policy ticks / deadline misses", f"{s['policy_ticks']} / {s['deadline_misses']}"),
-        (
-            "image->command latency",
-            f"p50 {s['latency_p50_ms']:.1f} ms, p99 {s['latency_p99_ms']:.1f} ms",
-        ),
-        ("safety states", states),
-        (
-            "lateral error",
-            f"mean {s['mean_abs_lateral_error_m']:.2f} m, max {s['max_abs_lateral_error_m']:.2f} m",
-        ),
-        ("lane departures", f"{s['lane_departures']}"),
-        ("distance driven", f"{s['distance_m']:.1f} m ({s['progress_m']:.1f} m along the track)"),
-        ("plot", s["plot"]),
-    ]
-    w = max(len(k) for k, _ in lines)
-    print("\nltc-controller demo summary")
-    for k, v in lines:
-        print(f"  {k.ljust(w)}  {v}")

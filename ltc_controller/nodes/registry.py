@@ -1,0 +1,127 @@
+"""The node kinds, in one table, and the function that runs one node.
+
+:data:`NODE_KINDS` maps a kind (``ltc-controller node KIND``, the ``ltc_policy`` and
+``safety_fallback`` executables) to the module and class of its node and to the pip extra it
+needs beyond the base install, with the modules of that extra it imports. A node class is
+constructed as ``cls(node)`` on a transport node (:class:`~ltc_controller.transport.port.Node`).
+Node modules are imported only when their kind runs: starting ``safety_fallback`` does not load
+the simulator. Adding a kind is adding a row here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "NODE_KINDS",
+    "NodeKind",
+    "START_FAILED",
+    "load_node_class",
+    "missing_extra",
+    "node_kind",
+    "run_node",
+]
+
+#: Exit status of a node that could not start (bad argument or parameter, unreadable policy
+#: file, missing optional dependency); the message on stderr names the cause.
+START_FAILED = 2
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    """Where one node kind's class lives and what it needs beyond the base install."""
+
+    #: module holding the node class (imported only when this kind runs)
+    module: str
+    #: the class in ``module``; ``cls(node)`` makes the node on a transport node
+    cls: str
+    #: the pip extra it needs (``pip install 'ltc_controller[<extra>]'``); ``""``: base install
+    extra: str = ""
+    #: top-level modules of that extra the node imports (checked before the node starts)
+    requires: tuple[str, ...] = ()
+
+
+#: Every node kind that ``ltc-controller node`` and the console scripts run.
+NODE_KINDS: dict[str, NodeKind] = {
+    "ltc_policy": NodeKind("ltc_controller.nodes.policy_node", "PolicyNode"),
+    "safety_fallback": NodeKind("ltc_controller.nodes.safety_node", "SafetyNode"),
+    "simulator": NodeKind(
+        "ltc_controller.nodes.simulator", "SimulatorNode", extra="sim", requires=("mujoco",)
+    ),
+}
+
+
+def node_kind(kind: str) -> NodeKind:
+    """The table row of ``kind``. Raises ``ValueError`` naming the known kinds."""
+    try:
+        return NODE_KINDS[kind]
+    except KeyError:
+        known = ", ".join(NODE_KINDS)
+        raise ValueError(f"unknown node kind {kind!r}; choose from {known}") from None
+
+
+def missing_extra(kind: str) -> str:
+    """Why ``kind`` cannot run in this environment because an optional dependency is not
+    installed (one line naming the extra to install), or ``""``. Raises ``ValueError`` for an
+    unknown kind."""
+    entry = node_kind(kind)
+    missing = [m for m in entry.requires if importlib.util.find_spec(m) is None]
+    if not missing:
+        return ""
+    return (
+        f"needs {', '.join(missing)} from the [{entry.extra}] extra, which is not installed: "
+        f"pip install 'ltc_controller[{entry.extra}]'"
+    )
+
+
+def load_node_class(kind: str) -> Callable[..., Any]:
+    """Import ``kind``'s module and return its node class. Raises ``ValueError`` for an unknown
+    kind and what the import raises (``ImportError``)."""
+    entry = node_kind(kind)
+    cls: Callable[..., Any] = getattr(importlib.import_module(entry.module), entry.cls)
+    return cls
+
+
+def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int:
+    """Run one node until SIGINT/SIGTERM. Returns the process exit status: 0 on a clean stop,
+    :data:`START_FAILED` (2) when the node could not start (unknown kind, invalid argument or
+    parameter, unreadable policy file, missing optional dependency; the message on stderr names
+    the cause). ``log_path``: where a node with ``write_log`` (the simulator) saves its run."""
+    try:
+        problem = missing_extra(kind)
+    except ValueError as e:
+        problem = str(e)
+    if problem:
+        print(f"{kind}: {problem}", file=sys.stderr)
+        return START_FAILED
+
+    from ltc_controller.models.policy_file import PolicyFileError
+    from ltc_controller.params import ParameterError
+    from ltc_controller.transport import create_node
+    from ltc_controller.transport.ros_args import RosArgsError
+
+    try:
+        node, _ = create_node(kind, list(argv))
+    except RosArgsError as e:
+        print(f"{kind}: {e}", file=sys.stderr)
+        return START_FAILED
+    try:
+        obj = load_node_class(kind)(node)
+    except (ParameterError, PolicyFileError, ImportError) as e:
+        # ImportError: under rclpy, a message package missing from the ROS 2 environment.
+        print(f"{kind}: {e}", file=sys.stderr)
+        node.shutdown()
+        return START_FAILED
+    try:
+        node.spin()
+    finally:
+        if log_path is not None and hasattr(obj, "write_log"):
+            obj.write_log(Path(log_path))
+        node.shutdown()
+    return 0

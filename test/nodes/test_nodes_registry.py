@@ -1,0 +1,90 @@
+"""The node-kind table (``nodes/registry.py``): every row names a real class, an unknown kind and
+a missing optional dependency are refused with exit status 2 and a message that says what to do,
+and only the kind being run is imported."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+from ltc_controller.cli import main
+from ltc_controller.nodes import registry
+from ltc_controller.nodes.registry import (
+    NODE_KINDS,
+    START_FAILED,
+    load_node_class,
+    missing_extra,
+    node_kind,
+    run_node,
+)
+
+pytestmark = pytest.mark.usefixtures("dds_loopback")
+
+
+@pytest.mark.parametrize("kind", sorted(NODE_KINDS))
+def test_every_kind_names_an_importable_module_and_its_node_class(kind: str) -> None:
+    cls = load_node_class(kind)
+    assert inspect.isclass(cls) and cls.__name__ == NODE_KINDS[kind].cls
+    assert cls.__module__ == NODE_KINDS[kind].module
+    assert "node" in inspect.signature(cls).parameters  # constructed as cls(node)
+
+
+def test_only_the_simulator_needs_an_extra_and_it_is_sim() -> None:
+    extras = {k: (e.extra, e.requires) for k, e in NODE_KINDS.items()}
+    assert extras == {
+        "ltc_policy": ("", ()),
+        "safety_fallback": ("", ()),
+        "simulator": ("sim", ("mujoco",)),
+    }
+
+
+def test_an_unknown_kind_is_refused_naming_the_known_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(ValueError, match="unknown node kind 'camera'.*ltc_policy"):
+        node_kind("camera")
+    assert run_node("camera", []) == START_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith("camera: unknown node kind") and "safety_fallback" in err
+
+
+def test_a_missing_extra_is_named_with_the_pip_command_before_any_node_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "mujoco", None)  # import mujoco fails: not installed
+    created: list[str] = []
+    monkeypatch.setattr("ltc_controller.transport.create_node", lambda *a: created.append("x"))
+    assert missing_extra("simulator").startswith("needs mujoco from the [sim] extra")
+    assert missing_extra("safety_fallback") == ""
+    assert main(["node", "simulator", "--ros-args", "-p", "track_seed:=1"]) == START_FAILED
+    err = capsys.readouterr().err
+    assert "simulator: needs mujoco from the [sim] extra" in err
+    assert "pip install 'ltc_controller[sim]'" in err
+    assert not created
+
+
+def test_a_missing_module_of_any_extra_is_reported_the_same_way(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    row = dataclasses.replace(NODE_KINDS["safety_fallback"], extra="x", requires=("no_such_mod",))
+    monkeypatch.setitem(registry.NODE_KINDS, "safety_fallback", row)
+    assert run_node("safety_fallback", []) == START_FAILED
+    assert "pip install 'ltc_controller[x]'" in capsys.readouterr().err
+
+
+def test_running_one_kind_imports_no_other_node_module() -> None:
+    code = (
+        "import sys\n"
+        "from ltc_controller.nodes.registry import run_node\n"
+        "rc = run_node('safety_fallback', ['--ros-args', '-p', 'rate_hz:=-1.0'])\n"
+        "others = [m for m in ('policy_node', 'simulator')\n"
+        "          if 'ltc_controller.nodes.' + m in sys.modules]\n"
+        "print(rc, others)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "2 []", r.stdout + r.stderr[-2000:]
+    assert r.stderr.startswith("safety_fallback: ") and "rate_hz" in r.stderr

@@ -1,0 +1,105 @@
+"""The supervisor (``ltc_controller/supervisor.py``): node processes are started with their log,
+a node that could not start is reported with its status and its cause, a stop is a SIGINT that
+ends in a clean status, and no node outlives a supervisor that was killed. (The closed-loop
+:class:`Stack` runs in test/commands/test_commands_demo.py; test/nodes/test_faults_processes.py
+injects its faults through :class:`Launcher`.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ltc_controller.supervisor import Launcher, log_tail
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("dds_loopback")]
+
+#: What safety_fallback logs once it is built and about to spin.
+READY = "safety_fallback: ackermann_msgs/msg/AckermannDriveStamped"
+
+
+def _wait_for(predicate, timeout_s: float = 90.0) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_log_tail_quotes_the_last_lines_indented(tmp_path: Path) -> None:
+    log = tmp_path / "n.log"
+    log.write_text("".join(f"line {i}\n" for i in range(20)))
+    assert log_tail(log, 2) == "    line 18\n    line 19"
+    assert log_tail(tmp_path / "absent.log") == ""
+
+
+def test_a_node_that_cannot_start_is_reported_with_status_2_and_its_cause(tmp_path: Path) -> None:
+    launcher = Launcher(dict(os.environ), tmp_path)
+    launcher.start("safety_fallback", ["-p", "rate_hz:=-1.0"])
+    try:
+        assert _wait_for(lambda: "safety_fallback" in launcher.exited())
+        assert launcher.exited() == {"safety_fallback": 2}
+    finally:
+        codes = launcher.stop()
+    assert codes == {"safety_fallback": 2}
+    assert "rate_hz" in log_tail(tmp_path / "safety_fallback.log")
+
+
+def test_stop_is_a_sigint_that_ends_with_a_clean_status(tmp_path: Path) -> None:
+    launcher = Launcher(dict(os.environ), tmp_path)
+    launcher.start("safety_fallback", [], key="safety_a")
+    log = tmp_path / "safety_a.log"
+    try:
+        assert _wait_for(lambda: log.exists() and READY in log.read_text()), log_tail(log)
+        assert launcher.exited() == {}
+    finally:
+        codes = launcher.stop(timeout_s=15.0)
+    assert codes == {"safety_a": 0}
+    assert "SIGINT received" in log.read_text()
+
+
+SUPERVISOR = r"""
+import os, sys, time
+from pathlib import Path
+from ltc_controller.supervisor import Launcher
+
+launcher = Launcher(dict(os.environ), Path(sys.argv[1]))
+launcher.start("safety_fallback", [])
+print(launcher.procs["safety_fallback"].pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_no_node_outlives_a_supervisor_that_was_killed(tmp_path: Path) -> None:
+    sup = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISOR, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    child = 0
+    log = tmp_path / "safety_fallback.log"
+    try:
+        assert sup.stdout is not None
+        child = int(sup.stdout.readline())
+        assert _wait_for(lambda: log.exists() and READY in log.read_text()), log_tail(log)
+        sup.send_signal(signal.SIGKILL)
+        sup.wait()
+        assert _wait_for(lambda: not _alive(child), 20.0), "the node outlived its supervisor"
+    finally:
+        sup.kill()
+        sup.wait()
+        if child and _alive(child):
+            os.kill(child, signal.SIGKILL)
+    assert "SIGTERM received" in log.read_text()
