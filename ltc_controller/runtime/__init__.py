@@ -4,14 +4,15 @@
 - :mod:`.preprocess`: ``sensor_msgs/Image``/``CompressedImage`` decoding, crop/resize.
 - :mod:`.schedule`: the runtime's feature hold and stepping as a pure function, for offline use.
 - :mod:`.watchdog`: health level and reason codes.
-- :mod:`.backend`: step-model backends (torch, ONNX Runtime) and devices.
+- :mod:`.backend`: the table of step-model backends (torch, ONNX Runtime, numba) and devices.
 """
 
 from ltc_controller.runtime.backend import (
+    BACKENDS,
     StepModel,
     available_backends,
+    load_step_model,
     make_step_model,
-    register_backend,
     resolve_device,
 )
 from ltc_controller.runtime.loop import (
@@ -34,6 +35,7 @@ from ltc_controller.runtime.schedule import HoldSchedule, hold_schedule
 from ltc_controller.runtime.watchdog import Health, Watchdog, WatchdogConfig
 
 __all__ = [
+    "BACKENDS",
     "Counters",
     "FrameRejected",
     "Health",
@@ -52,8 +54,8 @@ __all__ = [
     "frame_from_compressed",
     "frame_from_image",
     "hold_schedule",
+    "load_step_model",
     "make_runtime",
     "make_step_model",
-    "register_backend",
     "resolve_device",
 ]
