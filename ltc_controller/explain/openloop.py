@@ -4,9 +4,9 @@
 exactly as the ``ltc_policy`` node does (decode, crop, resize, conv head; fixed steps of
 ``step_s`` on the stamp grid, features held between frames), with one tick at each frame's stamp
 and a frozen work clock, so no deadline ever postpones a step: the run is the runtime's
-deterministic regime, the one training reproduces (``Policy.run_sequence`` with
-``timespans = diff(stamps)``). Stale frames, gaps and clock jumps are handled (and counted) as the
-node would handle them.
+deterministic regime, the one training reproduces (``Policy.run_sequence`` with the counts
+``runtime.schedule.step_counts(stamps_ns, step_ns)``). Stale frames, gaps and clock jumps are
+handled (and counted) as the node would handle them.
 
 :func:`neuron_activity` names the recorded state: the NCP's neurons by group (sensory = the 32
 input features, inter, command, motor; Lechner et al. 2020, Fig. 1), the baselines' hidden units.
@@ -103,16 +103,14 @@ class OpenLoopRun:
         output)."""
         if not (self.taken[frame] and self.steps[frame] > 0):
             return None
-        step_s = self.policy.config.step_s
         state = None if frame == 0 else torch.from_numpy(self.states[frame - 1 : frame])
         if frame > 0 and any(i == frame for i, e in self.events if not e.startswith("rejected")):
             state = None  # the state was reset at this tick
-        ts = torch.tensor([(int(self.steps[frame]) + 0.5) * step_s], dtype=torch.float64)
         attr = integrated_gradients(
             self.policy,
             torch.from_numpy(self.images[frame : frame + 1]),
             step=0,
-            timespans=ts,
+            frame_steps=torch.from_numpy(self.steps[frame : frame + 1]),
             output=output,
             n_steps=n_steps,
             state=state,

@@ -1,8 +1,10 @@
-"""Deadline-aware fixed-step runtime, preprocessing, stepping schedule and watchdog (ROS-free).
+"""Deadline-aware fixed-step runtime, the stepping rule, backends, preprocessing and watchdog
+(ROS-free).
 
 - :mod:`.loop`: :class:`PolicyRuntime` (DESIGN.md §5), :class:`RuntimeConfig`, :class:`TickResult`.
+- :mod:`.schedule`: the stepping rule on the integer-ns grid (:func:`steps_reached`, its one
+  definition), :func:`step_counts` for offline passes, :func:`hold_schedule`.
 - :mod:`.preprocess`: ``sensor_msgs/Image``/``CompressedImage`` decoding, crop/resize.
-- :mod:`.schedule`: the runtime's feature hold and stepping as a pure function, for offline use.
 - :mod:`.watchdog`: health level and reason codes.
 - :mod:`.backend`: the table of step-model backends (torch, ONNX Runtime, numba) and devices.
 """
@@ -31,7 +33,13 @@ from ltc_controller.runtime.preprocess import (
     frame_from_compressed,
     frame_from_image,
 )
-from ltc_controller.runtime.schedule import HoldSchedule, hold_schedule
+from ltc_controller.runtime.schedule import (
+    HoldSchedule,
+    hold_schedule,
+    seconds_to_ns,
+    step_counts,
+    steps_reached,
+)
 from ltc_controller.runtime.watchdog import Health, Watchdog, WatchdogConfig
 
 __all__ = [
@@ -58,4 +66,7 @@ __all__ = [
     "make_runtime",
     "make_step_model",
     "resolve_device",
+    "seconds_to_ns",
+    "step_counts",
+    "steps_reached",
 ]
