@@ -2,6 +2,8 @@
 (ROS-free).
 
 - :mod:`.loop`: :class:`PolicyRuntime` (DESIGN.md §5), :class:`RuntimeConfig`, :class:`TickResult`.
+- :mod:`.factory`: :func:`build_runtime`, the one way a runtime is assembled from a policy and
+  :class:`RuntimeOverrides` (the node, closed-loop evaluation, explain).
 - :mod:`.schedule`: the stepping rule on the integer-ns grid (:func:`steps_reached`, its one
   definition), :func:`step_counts` for offline passes, :func:`hold_schedule`.
 - :mod:`.preprocess`: ``sensor_msgs/Image``/``CompressedImage`` decoding, crop/resize.
@@ -17,12 +19,17 @@ from ltc_controller.runtime.backend import (
     make_step_model,
     resolve_device,
 )
+from ltc_controller.runtime.factory import (
+    RuntimeOverrides,
+    build_runtime,
+    preprocess_config,
+    runtime_config,
+)
 from ltc_controller.runtime.loop import (
     Counters,
     PolicyRuntime,
     RuntimeConfig,
     TickResult,
-    make_runtime,
 )
 from ltc_controller.runtime.preprocess import (
     FrameRejected,
@@ -53,19 +60,22 @@ __all__ = [
     "Preprocessor",
     "RawFrame",
     "RuntimeConfig",
+    "RuntimeOverrides",
     "StepModel",
     "TickResult",
     "Watchdog",
     "WatchdogConfig",
     "available_backends",
+    "build_runtime",
     "decode_image",
     "frame_from_compressed",
     "frame_from_image",
     "hold_schedule",
     "load_step_model",
-    "make_runtime",
     "make_step_model",
+    "preprocess_config",
     "resolve_device",
+    "runtime_config",
     "seconds_to_ns",
     "step_counts",
     "steps_reached",

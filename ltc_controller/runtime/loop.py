@@ -61,7 +61,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import torch
@@ -70,7 +69,6 @@ from numpy.typing import NDArray
 from ltc_controller.runtime.backend import StepModel
 from ltc_controller.runtime.preprocess import (
     FrameRejected,
-    PreprocessConfig,
     Preprocessor,
     RawFrame,
     decode_image,
@@ -91,7 +89,6 @@ __all__ = [
     "RuntimeConfig",
     "StepModel",
     "TickResult",
-    "make_runtime",
 ]
 
 
@@ -271,6 +268,10 @@ class PolicyRuntime:
             on the device of ``model.initial_state(1)``.
         preprocessor: decoded image → network input (``Preprocessor(PreprocessConfig
             .from_policy(policy.config))``).
+
+    :func:`~ltc_controller.runtime.factory.build_runtime` assembles one from a policy and
+    overrides (backend, preprocessing and settings from the policy file); construct it directly
+    only to inject a model or settings the factory does not cover (tests).
         cfg: :class:`RuntimeConfig`.
         clock: monotonic clock that deadlines are measured on (default
             ``time.perf_counter``). ROS times (frame stamps, ``now``) are passed in.
@@ -623,21 +624,3 @@ class PolicyRuntime:
     def _rejected(self, reason: str) -> None:
         self.counters.reject(reason)
         self._events.append(f"rejected:{reason}")
-
-
-def make_runtime(
-    model: StepModel,
-    policy_config: Any,
-    cfg: RuntimeConfig | None = None,
-    clock: Callable[[], float] = time.perf_counter,
-) -> PolicyRuntime:
-    """A :class:`PolicyRuntime` whose preprocessing and step come from the policy's config
-    (``PolicyConfig``: image size, crop, colour order, ``step_s``). ``cfg`` overrides the rest;
-    its ``step_s`` is replaced by the policy's."""
-    base = cfg or RuntimeConfig()
-    return PolicyRuntime(
-        model,
-        Preprocessor(PreprocessConfig.from_policy(policy_config)),
-        replace(base, step_s=float(policy_config.step_s)),
-        clock,
-    )

@@ -27,7 +27,14 @@ from ltc_controller.runtime.backend import (
     make_step_model,
     resolve_device,
 )
-from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig, make_runtime
+from ltc_controller.runtime.factory import (
+    RuntimeOverrides,
+    build_runtime,
+    preprocess_config,
+    runtime_config,
+)
+from ltc_controller.runtime.loop import PolicyRuntime, RawFrame
+from ltc_controller.runtime.preprocess import Preprocessor
 
 H, W = 78, 200
 NO_CUDA = not torch.cuda.is_available()
@@ -55,15 +62,19 @@ def frames(n: int = 8) -> list[RawFrame]:
     ]
 
 
+OVERRIDES = RuntimeOverrides(deadline_s=10.0, max_lag_s=10.0)
+
+
 def run(policy: Policy, backend: str = "torch", device: str = "cpu") -> np.ndarray:
-    """Outputs of a runtime for ``policy`` on ``backend``."""
-    return run_model(make_step_model(policy, backend, device), policy.config)
+    """Outputs of the runtime ``build_runtime`` makes for ``policy`` on ``backend``."""
+    return drive(build_runtime(policy, OVERRIDES, backend=backend, device=device))
 
 
-def run_model(model: StepModel, config=None) -> np.ndarray:
+def run_model(model: StepModel) -> np.ndarray:
     """Outputs of a runtime around a step model made beforehand."""
-    cfg = RuntimeConfig(deadline_s=10.0, max_lag_s=10.0)
-    return drive(make_runtime(model, model.config if config is None else config, cfg))
+    config = model.config
+    pre = Preprocessor(preprocess_config(config, OVERRIDES))
+    return drive(PolicyRuntime(model, pre, runtime_config(config, OVERRIDES)))
 
 
 def drive(rt: PolicyRuntime) -> np.ndarray:
