@@ -44,7 +44,8 @@ import torch
 from ltc_controller.models.policy import Policy
 from ltc_controller.nodes.saliency import SaliencyWorker
 from ltc_controller.runtime.backend import StepModel, make_step_model
-from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig, make_runtime
+from ltc_controller.runtime.factory import RuntimeOverrides, build_runtime
+from ltc_controller.runtime.loop import PolicyRuntime, RawFrame
 
 H, W = 78, 200
 CAMERA_HZ = 30.0
@@ -249,7 +250,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     policy = Policy.from_config(seed=0).eval()
-    model = make_step_model(policy, backend=args.backend)
+    backend = args.backend
+
+    def runtime(deadline_s: float, max_lag_s: float | None = None) -> PolicyRuntime:
+        """The runtime as the node builds it (one factory), on the chosen backend."""
+        over = RuntimeOverrides(deadline_s=deadline_s, max_lag_s=max_lag_s)
+        return build_runtime(policy, over, backend=backend)
+
+    model = make_step_model(policy, backend=backend)
     imgs = camera_images()
     cores = os.cpu_count() or 1
     print(
@@ -264,12 +272,12 @@ def main() -> None:
     head = head_run(model, 100.0, args.seconds)
     runs: list[Run] = []
     for rate in (50.0, 100.0):
-        rt = make_runtime(model, policy.config, RuntimeConfig(deadline_s=0.5 / rate))
+        rt = runtime(0.5 / rate)
         runs.append(runtime_run(rt, rate, args.seconds, imgs, f"runtime {rate:.0f} Hz"))
     published = 0
     worker = SaliencyWorker(copy.deepcopy(policy.head), "rgb", 10.0, lambda s, img: None)
     try:
-        rt = make_runtime(model, policy.config, RuntimeConfig(deadline_s=0.5 / 50.0))
+        rt = runtime(0.5 / 50.0)
         runs.append(runtime_run(rt, 50.0, args.seconds, imgs, "+ saliency 50 Hz", worker))
         published = worker.published
     finally:
@@ -281,14 +289,14 @@ def main() -> None:
     try:
         time.sleep(0.5)
         for rate in (50.0, 100.0):
-            rt = make_runtime(model, policy.config, RuntimeConfig(deadline_s=0.5 / rate))
+            rt = runtime(0.5 / rate)
             runs.append(runtime_run(rt, rate, args.seconds, imgs, f"+ hog {rate:.0f} Hz"))
     finally:
         for p in hogs:
             p.terminate()
         for p in hogs:
             p.join()
-    rt = make_runtime(model, policy.config, RuntimeConfig(deadline_s=1.0, max_lag_s=1.0))
+    rt = runtime(1.0, max_lag_s=1.0)
     alloc = allocations(rt, imgs)
 
     print()

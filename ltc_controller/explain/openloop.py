@@ -1,12 +1,13 @@
 """A policy run open loop over recorded frames with the runtime's own stepping, and its neurons.
 
 :func:`run_open_loop` feeds the frames to a :class:`~ltc_controller.runtime.loop.PolicyRuntime`
-exactly as the ``ltc_policy`` node does (decode, crop, resize, conv head; fixed steps of
-``step_s`` on the stamp grid, features held between frames), with one tick at each frame's stamp
-and a frozen work clock, so no deadline ever postpones a step: the run is the runtime's
-deterministic regime, the one training reproduces (``Policy.run_sequence`` with
-``timespans = diff(stamps)``). Stale frames, gaps and clock jumps are handled (and counted) as the
-node would handle them.
+(assembled by :func:`~ltc_controller.runtime.factory.build_runtime`, as for the node) exactly as
+the ``ltc_policy`` node does (decode, crop, resize, conv head; fixed steps of ``step_s`` on the
+stamp grid, features held between frames), with one tick at each frame's stamp and a frozen work
+clock, so no deadline ever postpones a step: the run is the runtime's deterministic regime, the
+one training reproduces (``Policy.run_sequence`` with the counts
+``runtime.schedule.step_counts(stamps_ns, step_ns)``). Stale frames, gaps and clock jumps are
+handled (and counted) as the node would handle them.
 
 :func:`neuron_activity` names the recorded state: the NCP's neurons by group (sensory = the 32
 input features, inter, command, motor; Lechner et al. 2020, Fig. 1), the baselines' hidden units.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,13 +26,9 @@ from numpy.typing import NDArray
 
 from ltc_controller.explain.saliency import integrated_gradients, visual_backprop
 from ltc_controller.models.policy import Crop, Policy
-from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig
-from ltc_controller.runtime.preprocess import (
-    FrameRejected,
-    PreprocessConfig,
-    Preprocessor,
-    decode_image,
-)
+from ltc_controller.runtime.factory import RuntimeOverrides, build_runtime
+from ltc_controller.runtime.loop import RawFrame
+from ltc_controller.runtime.preprocess import FrameRejected, decode_image
 
 __all__ = ["NeuronGroup", "OpenLoopRun", "neuron_activity", "run_open_loop"]
 
@@ -103,16 +100,14 @@ class OpenLoopRun:
         output)."""
         if not (self.taken[frame] and self.steps[frame] > 0):
             return None
-        step_s = self.policy.config.step_s
         state = None if frame == 0 else torch.from_numpy(self.states[frame - 1 : frame])
         if frame > 0 and any(i == frame for i, e in self.events if not e.startswith("rejected")):
             state = None  # the state was reset at this tick
-        ts = torch.tensor([(int(self.steps[frame]) + 0.5) * step_s], dtype=torch.float64)
         attr = integrated_gradients(
             self.policy,
             torch.from_numpy(self.images[frame : frame + 1]),
             step=0,
-            timespans=ts,
+            frame_steps=torch.from_numpy(self.steps[frame : frame + 1]),
             output=output,
             n_steps=n_steps,
             state=state,
@@ -148,17 +143,20 @@ def run_open_loop(
     # rgb8 (cropping is a slice before the resize either way, so the network input is the same):
     # the runtime's warm-up feeds a policy-sized blank through its preprocessor, which a crop
     # larger than the policy image would reject.
-    pre_cfg = replace(
-        PreprocessConfig.from_policy(cfg), crop_top=0, crop_bottom=0, crop_left=0, crop_right=0
-    )
-    rt_cfg = RuntimeConfig(
-        step_s=cfg.step_s,
-        deadline_s=1.0,
-        max_frame_age_s=max_frame_age_s,
-        max_lag_s=max(1.0, 2 * max_frame_age_s),
-    )
     # A frozen work clock: every due step fits its deadline (deterministic regime).
-    runtime = PolicyRuntime(policy, Preprocessor(pre_cfg), rt_cfg, clock=lambda: 0.0)
+    runtime = build_runtime(
+        policy,
+        RuntimeOverrides(
+            deadline_s=1.0,
+            max_frame_age_s=max_frame_age_s,
+            max_lag_s=max(1.0, 2 * max_frame_age_s),
+            crop_top=0,
+            crop_bottom=0,
+            crop_left=0,
+            crop_right=0,
+        ),
+        clock=lambda: 0.0,
+    )
     n = len(frames)
     m = len(cfg.output_names)
     outputs = np.full((n, m), math.nan)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ltc_controller.models.attention import normalize_maps, overlay, visual_backprop
-from ltc_controller.models.policy import Policy, substep_counts
+from ltc_controller.models.policy import Policy
 
 __all__ = [
     "attribution_map",
@@ -58,7 +58,7 @@ def integrated_gradients(
     policy: Policy,
     images: Tensor,
     step: int = -1,
-    timespans: Tensor | None = None,
+    frame_steps: Tensor | None = None,
     output: int | str = 0,
     baseline: Tensor | str = "blur",
     blur_sigma: float = 5.0,
@@ -72,8 +72,10 @@ def integrated_gradients(
         policy: any :class:`~ltc_controller.models.policy.Policy` (every architecture).
         images: ``(T, 3, H, W)`` float in [0, 1], one sequence.
         step: the frame t whose output is explained (negative counts from the end).
-        timespans: ``(T,)`` seconds between frames (``timespans[0]``: before the first), as
-            :meth:`Policy.run_sequence` takes them; ``None`` = one fixed step per frame.
+        frame_steps: ``(T,)`` integer integration steps each frame takes, as
+            :meth:`Policy.run_sequence` takes them (from the runtime's stepping rule:
+            ``runtime.schedule.step_counts`` of the frame stamps, or the runtime's own
+            ``TickResult.steps``); ``None`` = one fixed step per frame.
         output: output index or name (``config.output_names``), e.g. ``"steering_angle"``.
         baseline: ``(3, H, W)`` reference image ``x'``, or ``"blur"`` (the frame blurred by
             ``blur_sigma`` px; the default, see the module docstring) or ``"black"``.
@@ -88,8 +90,8 @@ def integrated_gradients(
 
     Raises:
         ValueError: bad shapes, an unknown output, or a frame that takes no integration step
-            (its image cannot change its own output: e.g. the first frame when
-            ``timespans[0] == 0``).
+            (its image cannot change its own output: e.g. the first frame of
+            ``step_counts(stamps)``, which starts the grid).
     """
     if images.dim() != 4:
         raise ValueError(f"images must be (T, 3, H, W), got {tuple(images.shape)}")
@@ -108,15 +110,14 @@ def integrated_gradients(
             raise ValueError(f"output index {output} out of range for outputs {list(names)}")
     if n_steps < 1 or batch_size < 1:
         raise ValueError("n_steps and batch_size must be >= 1")
-    ts = None if timespans is None else timespans.reshape(1, frames).to(images.device)
-    # Steps frame t takes: counted over the whole prefix (the remainder of earlier intervals
-    # carries), exactly as run_sequence and the runtime count them.
-    n_t = 1 if ts is None else int(substep_counts(ts[:, : t + 1], policy.config.step_s)[0, t])
+    if frame_steps is not None and frame_steps.shape != (frames,):
+        raise ValueError(f"frame_steps must be ({frames},), got {tuple(frame_steps.shape)}")
+    counts = None if frame_steps is None else frame_steps.reshape(1, frames).to(torch.int64)
+    n_t = 1 if counts is None else int(counts[0, t])
     if n_t == 0:
-        assert ts is not None
         raise ValueError(
-            f"frame {t} takes no integration step (timespan {float(ts[0, t]):.4f} s, step "
-            f"{policy.config.step_s} s): its image does not reach its own output"
+            f"frame {t} takes no integration step (frame_steps[{t}] = 0): its image does not "
+            "reach its own output"
         )
     x = images[t]
     if isinstance(baseline, str):
@@ -131,9 +132,9 @@ def integrated_gradients(
         s0 = policy.initial_state(1, x.device, x.dtype) if state is None else state
         if t > 0:
             feats = policy.features(images[:t]).unsqueeze(0)
-            s0 = policy.run_sequence(feats, None if ts is None else ts[:, :t], s0)[1]
-    # Frame t alone, with an interval that floors to exactly its n_t steps.
-    ts_t = None if ts is None else torch.full((1, 1), (n_t + 0.5) * policy.config.step_s)
+            s0 = policy.run_sequence(feats, None if counts is None else counts[:, :t], s0)[1]
+    # Frame t alone, with its n_t steps.
+    n_path = None if counts is None else counts[:, t : t + 1]
     alphas = (torch.arange(n_steps, dtype=x.dtype, device=x.device) + 0.5) / n_steps
     grad_sum = torch.zeros_like(x)
     for a in alphas.split(batch_size):
@@ -141,7 +142,7 @@ def integrated_gradients(
         n = path.shape[0]
         feats = policy.features(path).unsqueeze(1)
         out = policy.run_sequence(
-            feats, None if ts_t is None else ts_t.expand(n, 1), s0.expand(n, -1)
+            feats, None if n_path is None else n_path.expand(n, 1), s0.expand(n, -1)
         )[0]
         (grad,) = torch.autograd.grad(out[:, 0, k].sum(), path)
         grad_sum += grad.sum(0)

@@ -9,7 +9,7 @@ from .cfc import CfC, CfCCell, WiredCfCCell
 from .cores import Core, CoreSize, CTRNNCore, GRUCore, LSTMCore, MLPCore
 from .heads import ConvHead, DroneTrunk, per_image_standardization
 from .ltc import LTC, LTCCell
-from .policy import ARCHITECTURES, Crop, Policy, PolicyConfig, substep_counts
+from .policy import ARCHITECTURES, Crop, Policy, PolicyConfig
 from .policy_file import PolicyFileError, load_policy, save_policy
 from .summary import ModelSize, model_size
 from .wiring import NCP, AutoNCP, FullyConnected, Random, Wiring, wiring_from_config
@@ -43,6 +43,5 @@ __all__ = [
     "model_size",
     "per_image_standardization",
     "save_policy",
-    "substep_counts",
     "wiring_from_config",
 ]

@@ -49,7 +49,6 @@ __all__ = [
     "export_onnx",
     "export_onnx_pair",
     "export_torchscript",
-    "load_step_model",
 ]
 
 GRAPHS = ("step", "head", "image_step")
@@ -375,46 +374,6 @@ def _np32(t: Tensor) -> npt.NDArray[np.float32]:
 
 def _name(source: str | os.PathLike[str] | bytes) -> str:
     return "<bytes>" if isinstance(source, bytes) else str(source)
-
-
-BACKENDS = ("torch", "numba", "onnxruntime")
-
-
-def load_step_model(path: str | os.PathLike[str], backend: str = "torch", threads: int = 1) -> Any:
-    """The runtime's model from a policy file (or an ONNX directory) on a chosen backend.
-
-    Args:
-        path: a ``.safetensors`` policy file, or a directory with ``head.onnx``/``step.onnx``.
-        backend: ``"torch"`` (:class:`Policy`), ``"numba"``
-            (:class:`~ltc_controller.models.fast.FastStepModel`, LTC and CfC architectures) or
-            ``"onnxruntime"`` (:class:`OnnxStepModel`; a policy file is exported in memory).
-        threads: ONNX Runtime threads.
-
-    Returns:
-        An object with ``features``, ``step``, ``initial_state``, ``config``, ``state_size`` and
-        ``eval`` (the runtime's ``StepModel``), in eval mode.
-
-    Raises:
-        ValueError: unknown backend, or an ONNX directory with another backend.
-        PolicyFileError: the policy file cannot be loaded.
-    """
-    from .policy_file import load_policy
-
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; known: {BACKENDS}")
-    p = Path(path)
-    if p.is_dir():
-        if backend != "onnxruntime":
-            raise ValueError(f"{p} is an ONNX directory: use backend 'onnxruntime'")
-        return OnnxStepModel.from_directory(p, threads)
-    policy = load_policy(p)
-    if backend == "torch":
-        return policy
-    if backend == "numba":
-        from .fast import FastStepModel
-
-        return FastStepModel(policy).eval()
-    return OnnxStepModel.from_policy(policy, threads)
 
 
 def graph_inputs(model: bytes | str | os.PathLike[str]) -> Sequence[str]:

@@ -36,7 +36,7 @@ from .cfc import CfC, CfCCell, WiredCfCCell
 from .ltc import LTCCell
 from .policy import Policy, PolicyConfig
 
-__all__ = ["FastCfC", "FastLTC", "FastStepModel"]
+__all__ = ["FastCfC", "FastLTC", "FastStepModel", "numba_step_model"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -522,7 +522,8 @@ class FastStepModel:
 
 
 def numba_step_model(policy: Policy, device: torch.device) -> FastStepModel:
-    """``factory(policy, device)`` of the runtime's ``"numba"`` backend (CPU only).
+    """``factory(policy, device)`` of the runtime's ``"numba"`` backend (CPU only; named in
+    ``ltc_controller.runtime.backend.BACKENDS``, extra ``numba``).
 
     Raises:
         ValueError: a device other than the CPU, or an architecture without a fast step.
@@ -530,13 +531,3 @@ def numba_step_model(policy: Policy, device: torch.device) -> FastStepModel:
     if torch.device(device).type != "cpu":
         raise ValueError(f"backend 'numba' runs on the CPU, not {device}")
     return FastStepModel(policy).eval()
-
-
-def _register() -> None:
-    # The runtime imports this module on first use of backend="numba" (runtime/backend.py).
-    from ltc_controller.runtime.backend import register_backend
-
-    register_backend("numba", numba_step_model, replace=True)
-
-
-_register()

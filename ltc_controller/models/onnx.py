@@ -1,26 +1,25 @@
-"""The runtime's ``"onnx"`` backend: a policy exported to ONNX and run by ONNX Runtime (CPU).
+"""The factory of the runtime's ``"onnx"`` backend: a policy exported to ONNX, run by ONNX Runtime.
 
-Importing this module registers the backend with
-:func:`ltc_controller.runtime.backend.register_backend` (the runtime imports it on first use of
-``backend="onnx"``). The model is :class:`~ltc_controller.models.export.OnnxStepModel`, exported
-in memory from the policy: equal to the torch policy within 1e-5.
+``ltc_controller.runtime.backend.BACKENDS`` names :func:`onnx_step_model` (extra ``onnx``) and
+imports this module on first use of ``backend="onnx"``; this module knows nothing of the runtime.
+It imports ``onnxruntime`` at once, so a missing install fails the import (and the runtime's
+error names the extra). The model is :class:`~ltc_controller.models.export.OnnxStepModel`,
+exported in memory from the policy: equal to the torch policy within 1e-5.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+import onnxruntime  # noqa: F401  (the backend's dependency: fail here when it is missing)
 import torch
 
-from ltc_controller.runtime.backend import register_backend
-
 from .export import OnnxStepModel
+from .policy import Policy
 
 __all__ = ["onnx_step_model"]
 
 
-def onnx_step_model(policy: Any, device: torch.device) -> OnnxStepModel:
-    """``factory(policy, device)`` of the ``"onnx"`` backend.
+def onnx_step_model(policy: Policy, device: torch.device) -> OnnxStepModel:
+    """``factory(policy, device)`` of the ``"onnx"`` backend (CPU only).
 
     Raises:
         ValueError: a device other than the CPU (the pinned onnxruntime is the CPU build).
@@ -28,6 +27,3 @@ def onnx_step_model(policy: Any, device: torch.device) -> OnnxStepModel:
     if torch.device(device).type != "cpu":
         raise ValueError(f"backend 'onnx' runs on the CPU (onnxruntime CPU build), not {device}")
     return OnnxStepModel.from_policy(policy)
-
-
-register_backend("onnx", onnx_step_model, replace=True)

@@ -25,10 +25,13 @@ sensory_fanout=6, inter_fanout=4, recurrent_command_synapses=6, motor_fanin=6, s
 78x200 RGB images.
 
 Time: the core is stepped in fixed steps of ``config.step_s`` seconds (``elapsed = step_s`` per
-call), both online (the runtime) and in training (:meth:`Policy.forward`, see
-:func:`substep_counts`), so the dynamics seen in deployment are the ones trained. Continuous-time
-cores (LTC, CfC, CT-RNN) integrate over ``elapsed``; LSTM and GRU make one update per step; the
-feed-forward ``cnn`` maps the held features to outputs at every step.
+call), both online (the runtime) and in training (:meth:`Policy.forward`), so the dynamics seen
+in deployment are the ones trained. How many steps each frame takes is not decided here: the
+offline passes take integer counts ``(B, T)`` computed by the caller with the runtime's stepping
+rule (``ltc_controller.runtime.schedule.step_counts`` on integer-ns stamps), the one rule the
+runtime's own tick applies. Continuous-time cores (LTC, CfC, CT-RNN) integrate over ``elapsed``;
+LSTM and GRU make one update per step; the feed-forward ``cnn`` maps the held features to outputs
+at every step.
 """
 
 from __future__ import annotations
@@ -57,7 +60,6 @@ __all__ = [
     "PolicyConfig",
     "build_core",
     "default_wiring_config",
-    "substep_counts",
 ]
 
 ARCHITECTURES = ("ncp_ltc", "ltc_fc", "cfc", "ncp_cfc", "lstm", "gru", "ctrnn", "cnn")
@@ -372,26 +374,6 @@ class PolicyConfig:
         return cls.from_dict(data, strict=strict)
 
 
-def substep_counts(timespans: Tensor, step_s: float) -> Tensor:
-    """Fixed steps taken for each frame when frames are ``timespans`` seconds apart.
-
-    The clock accumulates real time and takes one step of ``step_s`` each time it crosses a
-    multiple of ``step_s`` (the remainder carries to the next frame), so jitter changes the number
-    of steps, never their size: with cumulative time c_t = sum_{u<=t} timespans[:, u],
-    ``n_t = floor(c_t / step_s + 1e-9) - floor(c_{t-1} / step_s + 1e-9)``.
-
-    Args:
-        timespans: ``(B, T)`` seconds between consecutive frames (frame t's own interval).
-        step_s: step in seconds.
-
-    Returns:
-        ``(B, T)`` int64 step counts (>= 0).
-    """
-    cumulative = torch.cumsum(timespans.detach().to(torch.float64), dim=1) / step_s
-    ticks = torch.floor(cumulative + 1e-9).to(torch.int64)
-    return torch.diff(ticks, dim=1, prepend=torch.zeros_like(ticks[:, :1]))
-
-
 def build_core(config: PolicyConfig) -> Core:
     """The core ``config`` describes, with fresh random weights (torch's global RNG)."""
     arch, options, features = config.architecture, config.core_options, config.feature_dim
@@ -558,39 +540,50 @@ class Policy(nn.Module):
         return core.readout(new_state, features) * self.output_scale, new_state
 
     def run_sequence(
-        self, features: Tensor, timespans: Tensor | None = None, state: Tensor | None = None
+        self, features: Tensor, steps: Tensor | None = None, state: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """Roll the core over a feature sequence with fixed steps of ``config.step_s``.
 
-        Frame t's features are held over its interval ``timespans[:, t]``, which is advanced in
-        :func:`substep_counts` steps (``None``: exactly one step per frame). A sample that takes
-        0 steps in a frame keeps its state and its previous output (what the runtime publishes).
+        Frame t's features are held over ``steps[:, t]`` steps (``None``: exactly one step per
+        frame). The counts come from the runtime's stepping rule
+        (``ltc_controller.runtime.schedule.step_counts`` of the frame stamps), so this pass
+        steps as the runtime does. A sample that takes 0 steps in a frame keeps its state and
+        its previous output (what the runtime publishes).
 
         Args:
             features: ``(B, T, F)``.
-            timespans: ``(B, T)`` seconds, or ``None``.
+            steps: ``(B, T)`` integer step counts (>= 0), or ``None``.
             state: ``(B, S)`` initial state, ``None`` for zeros.
 
         Returns:
             ``(outputs (B, T, M), final_state (B, S))``.
+
+        Raises:
+            ValueError: ``steps`` not ``(B, T)``, not integers, or negative.
         """
-        batch, steps = features.shape[0], features.shape[1]
+        batch, frames = features.shape[0], features.shape[1]
         if state is None:
             state = self.initial_state(batch, features.device, features.dtype)
         core, step_s = self.core, self.config.step_s
         cache = core.prepare()
         outputs = []
-        if timespans is None:
-            for t in range(steps):
+        if steps is None:
+            for t in range(frames):
                 f_t = features[:, t]
                 state = core.advance(f_t, state, step_s, cache)
                 outputs.append(core.readout(state, f_t) * self.output_scale)
             return torch.stack(outputs, 1), state
-        counts = substep_counts(timespans, step_s)
-        counts_cpu = counts.cpu()
-        active = counts.to(features.device)
+        if steps.shape != (batch, frames) or steps.dtype.is_floating_point or steps.is_complex():
+            raise ValueError(
+                f"steps must be ({batch}, {frames}) integer step counts, got "
+                f"{tuple(steps.shape)} {steps.dtype}"
+            )
+        counts_cpu = steps.detach().to("cpu", torch.int64)
+        if bool((counts_cpu < 0).any()):
+            raise ValueError("steps must be >= 0")
+        active = counts_cpu.to(features.device)
         previous = core.readout(state, features[:, 0])
-        for t in range(steps):
+        for t in range(frames):
             f_t = features[:, t]
             n_t = counts_cpu[:, t]
             n_max = int(n_t.max()) if batch else 0
@@ -606,14 +599,18 @@ class Policy(nn.Module):
         return torch.stack(outputs, 1), state
 
     def forward(
-        self, images: Tensor, timespans: Tensor | None = None, state: Tensor | None = None
+        self, images: Tensor, steps: Tensor | None = None, state: Tensor | None = None
     ) -> Tensor:
-        """Offline pass: ``images (B, T, 3, H, W)``, ``timespans (B, T)`` seconds -> ``(B, T, M)``.
+        """Offline pass: ``images (B, T, 3, H, W)`` in [0, 1], ``steps (B, T)`` integer step
+        counts (see :meth:`run_sequence`; ``None``: one step per frame) -> ``(B, T, M)``.
 
         All frames go through the head as one batch, then :meth:`run_sequence`.
+
+        Raises:
+            ValueError: ``images`` not 5-D; ``steps`` as in :meth:`run_sequence`.
         """
         if images.dim() != 5:
             raise ValueError(f"images must be (B, T, 3, H, W), got {tuple(images.shape)}")
-        batch, steps = images.shape[:2]
-        feats = self.head(images.flatten(0, 1)).view(batch, steps, -1)
-        return self.run_sequence(feats, timespans, state)[0]
+        batch, frames = images.shape[:2]
+        feats = self.head(images.flatten(0, 1)).view(batch, frames, -1)
+        return self.run_sequence(feats, steps, state)[0]

@@ -61,7 +61,7 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
         "backend",
         str,
         "torch",
-        "Inference backend (torch; onnx where ONNX Runtime is installed)",
+        "Inference backend: torch, onnx (the [onnx] extra) or numba (the [numba] extra)",
         read_only=True,
     ),
     ParamSpec(

@@ -1,25 +1,35 @@
-"""Deadline-aware fixed-step runtime, preprocessing, stepping schedule and watchdog (ROS-free).
+"""Deadline-aware fixed-step runtime, the stepping rule, backends, preprocessing and watchdog
+(ROS-free).
 
 - :mod:`.loop`: :class:`PolicyRuntime` (DESIGN.md §5), :class:`RuntimeConfig`, :class:`TickResult`.
+- :mod:`.factory`: :func:`build_runtime`, the one way a runtime is assembled from a policy and
+  :class:`RuntimeOverrides` (the node, closed-loop evaluation, explain).
+- :mod:`.schedule`: the stepping rule on the integer-ns grid (:func:`steps_reached`, its one
+  definition), :func:`step_counts` for offline passes, :func:`hold_schedule`.
 - :mod:`.preprocess`: ``sensor_msgs/Image``/``CompressedImage`` decoding, crop/resize.
-- :mod:`.schedule`: the runtime's feature hold and stepping as a pure function, for offline use.
 - :mod:`.watchdog`: health level and reason codes.
-- :mod:`.backend`: step-model backends (torch, ONNX Runtime) and devices.
+- :mod:`.backend`: the table of step-model backends (torch, ONNX Runtime, numba) and devices.
 """
 
 from ltc_controller.runtime.backend import (
+    BACKENDS,
     StepModel,
     available_backends,
+    load_step_model,
     make_step_model,
-    register_backend,
     resolve_device,
+)
+from ltc_controller.runtime.factory import (
+    RuntimeOverrides,
+    build_runtime,
+    preprocess_config,
+    runtime_config,
 )
 from ltc_controller.runtime.loop import (
     Counters,
     PolicyRuntime,
     RuntimeConfig,
     TickResult,
-    make_runtime,
 )
 from ltc_controller.runtime.preprocess import (
     FrameRejected,
@@ -30,10 +40,17 @@ from ltc_controller.runtime.preprocess import (
     frame_from_compressed,
     frame_from_image,
 )
-from ltc_controller.runtime.schedule import HoldSchedule, hold_schedule
+from ltc_controller.runtime.schedule import (
+    HoldSchedule,
+    hold_schedule,
+    seconds_to_ns,
+    step_counts,
+    steps_reached,
+)
 from ltc_controller.runtime.watchdog import Health, Watchdog, WatchdogConfig
 
 __all__ = [
+    "BACKENDS",
     "Counters",
     "FrameRejected",
     "Health",
@@ -43,17 +60,23 @@ __all__ = [
     "Preprocessor",
     "RawFrame",
     "RuntimeConfig",
+    "RuntimeOverrides",
     "StepModel",
     "TickResult",
     "Watchdog",
     "WatchdogConfig",
     "available_backends",
+    "build_runtime",
     "decode_image",
     "frame_from_compressed",
     "frame_from_image",
     "hold_schedule",
-    "make_runtime",
+    "load_step_model",
     "make_step_model",
-    "register_backend",
+    "preprocess_config",
     "resolve_device",
+    "runtime_config",
+    "seconds_to_ns",
+    "step_counts",
+    "steps_reached",
 ]

@@ -1,12 +1,19 @@
 """Inference backends and devices for the runtime: what a step model is and how one is made.
 
-The runtime needs three things of a model (:class:`StepModel`, ``models.policy.Policy`` has
-them). A *backend* turns a loaded policy into a step model on a device:
+The runtime needs three things of a model (:class:`StepModel`; ``models.policy.Policy`` and the
+models package's other step models have them, structurally). A *backend* turns a loaded policy
+into a step model on a device. Every backend is named in one table, :data:`BACKENDS`: name →
+(module, factory attribute, pip extra). A backend's module is imported on its first use, so an
+optional dependency is needed only by those who ask for its backend:
 
-- ``"torch"`` (built in): the policy itself, moved to the device, in eval mode.
-- ``"onnx"``: ONNX Runtime, provided by the models package. Its module registers itself with
-  :func:`register_backend` on import; :func:`make_step_model` imports
-  :data:`BACKEND_MODULES` (``"onnx"``, ``"numba"``) the first time it is asked for.
+- ``"torch"`` (this module's :func:`torch_step_model`, base install): the policy itself, moved
+  to the device, in eval mode.
+- ``"onnx"`` (``ltc_controller.models.onnx.onnx_step_model``, extra ``onnx``): the policy
+  exported in memory and run by ONNX Runtime (CPU).
+- ``"numba"`` (``ltc_controller.models.fast.numba_step_model``, extra ``numba``): the LTC/CfC
+  core stepped by compiled batch-1 kernels (CPU), the head in torch.
+
+Models never import the runtime: the table points down at them, nothing registers itself.
 
 Devices: ``"cpu"``, ``"cuda"``/``"cuda:N"`` (an error if torch sees no CUDA device) and
 ``"auto"`` (CUDA when available, else CPU). The runtime puts its input buffers on the device of
@@ -16,19 +23,24 @@ the model's ``initial_state`` tensor, so a backend chooses where inputs live.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 
 __all__ = [
-    "BACKEND_MODULES",
+    "BACKENDS",
+    "Backend",
     "StepModel",
     "StepModelFactory",
     "available_backends",
+    "load_step_model",
     "make_step_model",
-    "register_backend",
     "resolve_device",
+    "torch_step_model",
 ]
 
 
@@ -54,10 +66,28 @@ class StepModel(Protocol):
 #: ``factory(policy, device) -> StepModel``; ``policy`` is a ``models.policy.Policy``.
 StepModelFactory = Callable[[Any, torch.device], StepModel]
 
-#: Modules imported on first use of a backend name; importing one registers the backend.
-BACKEND_MODULES: dict[str, str] = {
-    "onnx": "ltc_controller.models.onnx",
-    "numba": "ltc_controller.models.fast",
+
+@dataclass(frozen=True)
+class Backend:
+    """One row of :data:`BACKENDS`.
+
+    Attributes:
+        module: module that holds the factory, imported on first use.
+        factory: name of the :data:`StepModelFactory` in ``module``.
+        extra: the pip extra that installs the module's dependencies (``None``: the base
+            install).
+    """
+
+    module: str
+    factory: str
+    extra: str | None = None
+
+
+#: Every backend ``make_step_model`` knows, by name.
+BACKENDS: dict[str, Backend] = {
+    "torch": Backend(__name__, "torch_step_model"),
+    "onnx": Backend("ltc_controller.models.onnx", "onnx_step_model", "onnx"),
+    "numba": Backend("ltc_controller.models.fast", "numba_step_model", "numba"),
 }
 
 
@@ -90,28 +120,34 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _torch_backend(policy: Any, device: torch.device) -> StepModel:
+def torch_step_model(policy: Any, device: torch.device) -> StepModel:
+    """``factory(policy, device)`` of the ``"torch"`` backend: the policy itself on
+    ``device``, in eval mode."""
     model: StepModel = policy.to(device).eval()
     return model
 
 
-_BACKENDS: dict[str, StepModelFactory] = {"torch": _torch_backend}
+def available_backends() -> tuple[str, ...]:
+    """Every backend name of :data:`BACKENDS` (whether its extra is installed or not)."""
+    return tuple(BACKENDS)
 
 
-def register_backend(name: str, factory: StepModelFactory, replace: bool = False) -> None:
-    """Make ``make_step_model(policy, backend=name)`` use ``factory``.
+def _factory(backend: str) -> StepModelFactory:
+    """The factory of ``backend``, importing its module.
 
     Raises:
-        ValueError: ``name`` is taken and ``replace`` is false.
+        ValueError: an unknown name (lists the known ones), or a module that fails to import
+            (names the backend, the import error and the extra to install).
     """
-    if name in _BACKENDS and not replace:
-        raise ValueError(f"backend {name!r} is already registered")
-    _BACKENDS[name] = factory
-
-
-def available_backends() -> tuple[str, ...]:
-    """Names registered so far (``"torch"`` always; others once their module is imported)."""
-    return tuple(_BACKENDS)
+    row = BACKENDS.get(backend)
+    if row is None:
+        raise ValueError(f"unknown backend {backend!r}; available: {sorted(BACKENDS)}")
+    try:
+        module = importlib.import_module(row.module)
+    except ImportError as exc:
+        hint = f"; install it with pip install 'ltc_controller[{row.extra}]'" if row.extra else ""
+        raise ValueError(f"backend {backend!r} cannot be loaded ({exc}){hint}") from exc
+    return cast(StepModelFactory, getattr(module, row.factory))
 
 
 def make_step_model(
@@ -120,22 +156,52 @@ def make_step_model(
     """The step model the runtime should run for ``policy``.
 
     Args:
-        policy: a ``models.policy.Policy`` (loaded with ``load_policy`` or built).
-        backend: ``"torch"``, ``"onnx"`` or any name given to :func:`register_backend`.
+        policy: a ``models.policy.Policy`` (loaded with ``load_policy`` or built). The torch
+            backend returns it moved to ``device``; the others leave it untouched.
+        backend: a name of :data:`BACKENDS`.
         device: see :func:`resolve_device`.
 
     Raises:
         ValueError: unknown backend, a backend whose module cannot be imported (names the
-            module and the import error), or a bad device.
+            backend, the import error and the pip extra to install), a device the backend
+            does not run on, or a bad device name.
     """
     dev = resolve_device(device)
-    if backend not in _BACKENDS and backend in BACKEND_MODULES:
-        module = BACKEND_MODULES[backend]
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ValueError(f"backend {backend!r} needs {module}, which failed: {exc}") from exc
-    factory = _BACKENDS.get(backend)
-    if factory is None:
-        raise ValueError(f"unknown backend {backend!r}; available: {sorted(_BACKENDS)}")
-    return factory(policy, dev)
+    return _factory(backend)(policy, dev)
+
+
+def load_step_model(
+    path: str | os.PathLike[str], backend: str = "torch", device: str | torch.device = "cpu"
+) -> StepModel:
+    """The step model of a policy file, or of an ONNX pair, on ``backend``.
+
+    Args:
+        path: a ``.safetensors`` policy file (loaded with ``models.policy_file.load_policy``,
+            then :func:`make_step_model`), or a directory with ``head.onnx`` and ``step.onnx``
+            written by ``models.export.export_onnx_pair`` (backend ``"onnx"`` only).
+        backend, device: as :func:`make_step_model`.
+
+    Returns:
+        The step model, in eval mode; it also has ``config`` and ``state_size``.
+
+    Raises:
+        ValueError: as :func:`make_step_model`; an ONNX directory with another backend.
+        PolicyFileError: the policy file cannot be loaded.
+    """
+    p = Path(path)
+    dev = resolve_device(device)
+    factory = _factory(backend)  # before loading: an unusable backend fails fast
+    if p.is_dir():
+        if backend != "onnx":
+            raise ValueError(f"{p} is an ONNX directory: use backend 'onnx', not {backend!r}")
+        if dev.type != "cpu":
+            raise ValueError(
+                f"backend 'onnx' runs on the CPU (onnxruntime CPU build), not {device}"
+            )
+        from ltc_controller.models.export import OnnxStepModel
+
+        model: StepModel = OnnxStepModel.from_directory(p)
+        return model
+    from ltc_controller.models.policy_file import load_policy
+
+    return factory(load_policy(p), dev)

@@ -5,12 +5,14 @@ stamp of the first frame taken (``origin``) and advances in steps of exactly ``s
 ``j`` covers ``[origin + j h, origin + (j + 1) h)``. A tick at ROS time ``now`` first takes the
 newest frame (its features replace the held ones), then takes every step that ends at or before
 ``now`` with those features (zero-order hold). The part of a step not yet reached is carried to
-the next tick. Frame jitter therefore changes the number of steps, never their size, and a
-recorded sequence replayed with one tick per frame stamp gives exactly what the training pass
-gives (``Policy.run_sequence`` with ``timespans[:, t] = stamp_t - stamp_{t-1}`` and
-``timespans[:, 0] = 0``: the first frame takes no step, so the first tick has no output yet).
-:func:`~ltc_controller.runtime.schedule.hold_schedule` gives the same stepping for any tick
-times, for an offline pass.
+the next tick. That stepping rule is defined once, in
+:func:`~ltc_controller.runtime.schedule.steps_reached` (the schedule module explains it); the
+tick applies it, and so do the offline passes: a recorded sequence replayed with one tick per
+frame stamp gives exactly what ``Policy.run_sequence`` gives with the counts
+``schedule.step_counts(stamps_ns, step_ns)`` (the first frame takes no step, so the first tick
+has no output yet), and :func:`~ltc_controller.runtime.schedule.hold_schedule` gives the same
+stepping for any tick times. Frame jitter therefore changes the number of steps, never their
+size.
 
 Deadline. Each tick has a budget, ``deadline_s`` from its start on ``clock`` (monotonic). The
 cost of a step and of a frame (decode + preprocess + conv head) are measured online
@@ -59,7 +61,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import torch
@@ -68,12 +69,11 @@ from numpy.typing import NDArray
 from ltc_controller.runtime.backend import StepModel
 from ltc_controller.runtime.preprocess import (
     FrameRejected,
-    PreprocessConfig,
     Preprocessor,
     RawFrame,
     decode_image,
 )
-from ltc_controller.runtime.schedule import seconds_to_ns
+from ltc_controller.runtime.schedule import seconds_to_ns, steps_reached
 from ltc_controller.runtime.watchdog import (
     Health,
     TickObservation,
@@ -89,7 +89,6 @@ __all__ = [
     "RuntimeConfig",
     "StepModel",
     "TickResult",
-    "make_runtime",
 ]
 
 
@@ -269,6 +268,10 @@ class PolicyRuntime:
             on the device of ``model.initial_state(1)``.
         preprocessor: decoded image → network input (``Preprocessor(PreprocessConfig
             .from_policy(policy.config))``).
+
+    :func:`~ltc_controller.runtime.factory.build_runtime` assembles one from a policy and
+    overrides (backend, preprocessing and settings from the policy file); construct it directly
+    only to inject a model or settings the factory does not cover (tests).
         cfg: :class:`RuntimeConfig`.
         clock: monotonic clock that deadlines are measured on (default
             ``time.perf_counter``). ROS times (frame stamps, ``now``) are passed in.
@@ -338,7 +341,8 @@ class PolicyRuntime:
         self._cfg = cfg
         self._step_ns = seconds_to_ns(cfg.step_s)
         self._max_lag_ns = seconds_to_ns(cfg.max_lag_s)
-        self._rewarm_steps = max(1, math.ceil(cfg.rewarm_s / cfg.step_s - 1e-9))
+        # Whole steps that cover rewarm_s (on the ns grid, like the steps themselves).
+        self._rewarm_steps = max(1, -(-seconds_to_ns(cfg.rewarm_s) // self._step_ns))
         if reached is not None:
             self._origin_ns, self._steps_done = reached, 0
         wd = replace(cfg.watchdog, max_frame_age_s=cfg.max_frame_age_s)
@@ -434,7 +438,7 @@ class PolicyRuntime:
         origin = self._origin_ns
         if self._features is not None and origin is not None:
             step_ns = self._step_ns
-            due = (t_ns - origin) // step_ns - self._steps_done
+            due = steps_reached(t_ns, origin, step_ns) - self._steps_done
             if due > 0:
                 steps = self._integrate(min(due, cfg.max_steps_per_tick), deadline)
                 backlog = due - steps
@@ -620,21 +624,3 @@ class PolicyRuntime:
     def _rejected(self, reason: str) -> None:
         self.counters.reject(reason)
         self._events.append(f"rejected:{reason}")
-
-
-def make_runtime(
-    model: StepModel,
-    policy_config: Any,
-    cfg: RuntimeConfig | None = None,
-    clock: Callable[[], float] = time.perf_counter,
-) -> PolicyRuntime:
-    """A :class:`PolicyRuntime` whose preprocessing and step come from the policy's config
-    (``PolicyConfig``: image size, crop, colour order, ``step_s``). ``cfg`` overrides the rest;
-    its ``step_s`` is replaced by the policy's."""
-    base = cfg or RuntimeConfig()
-    return PolicyRuntime(
-        model,
-        Preprocessor(PreprocessConfig.from_policy(policy_config)),
-        replace(base, step_s=float(policy_config.step_s)),
-        clock,
-    )

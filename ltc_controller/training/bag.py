@@ -257,7 +257,8 @@ class Demonstrations:
     Attributes:
         images: ``(N, H, W, 3)`` uint8 RGB at the policy input size (after crop and resize).
         targets: ``(N, M)`` float32 commands (units of the chosen fields).
-        stamps: ``(N,)`` float64 seconds (image stamps).
+        stamps_ns: ``(N,)`` int64 image stamps in ns (``header.stamp``, else the log time):
+            integer ns end to end, the time base of the runtime's stepping rule.
         segment: ``(N,)`` int64 segment id; a new segment starts where time jumps by more than
             ``max_gap_s`` (or goes backwards), and at each new bag.
         output_names: one name per target column (e.g. ``("steering_angle",)``).
@@ -266,13 +267,19 @@ class Demonstrations:
 
     images: NDArray[np.uint8]
     targets: NDArray[np.float32]
-    stamps: NDArray[np.float64]
+    stamps_ns: NDArray[np.int64]
     segment: NDArray[np.int64]
     output_names: tuple[str, ...]
     stats: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    @property
+    def stamps(self) -> NDArray[np.float64]:
+        """``(N,)`` float64 seconds of :attr:`stamps_ns` (for display; step on the ns)."""
+        seconds: NDArray[np.float64] = self.stamps_ns.astype(np.float64) * 1e-9
+        return seconds
 
     @staticmethod
     def concatenate(parts: Sequence[Demonstrations]) -> Demonstrations:
@@ -293,7 +300,7 @@ class Demonstrations:
         return Demonstrations(
             images=np.concatenate([p.images for p in parts]),
             targets=np.concatenate([p.targets for p in parts]),
-            stamps=np.concatenate([p.stamps for p in parts]),
+            stamps_ns=np.concatenate([p.stamps_ns for p in parts]),
             segment=np.concatenate(segs),
             output_names=names,
             stats=stats,
@@ -479,13 +486,13 @@ def read_demonstrations(
             f"{bag}: no image on {image_topic} has a command on {command_topic} within "
             f"{max_pair_dt_s} s of its stamp"
         )
-    stamps = istamp[keep].astype(np.float64) * 1e-9
-    gaps = np.diff(stamps)
-    new_seg = np.concatenate([[True], (gaps > max_gap_s) | (gaps <= 0.0)])
+    stamps_ns = istamp[keep]
+    gaps = np.diff(stamps_ns)
+    new_seg = np.concatenate([[True], (gaps > round(max_gap_s * 1e9)) | (gaps <= 0)])
     return Demonstrations(
         images=np.stack([images[i] for i in keep]),
         targets=cvals[nearest[keep]].astype(np.float32),
-        stamps=stamps,
+        stamps_ns=stamps_ns,
         segment=np.cumsum(new_seg).astype(np.int64) - 1,
         output_names=tuple(f.rsplit(".", 1)[-1] for f in fields),
         stats={

@@ -1,8 +1,9 @@
 """A policy driving the in-process simulator with the runtime's semantics (no DDS, no wall clock).
 
 :class:`PolicyDriver` feeds rendered frames to the real
-:class:`~ltc_controller.runtime.loop.PolicyRuntime` (the code the ``ltc_policy`` node runs), with a
-clock that never advances, so deadlines never cut work short and results do not depend on the
+:class:`~ltc_controller.runtime.loop.PolicyRuntime` (the code the ``ltc_policy`` node runs,
+assembled by the same :func:`~ltc_controller.runtime.factory.build_runtime`), with a clock that
+never advances, so deadlines never cut work short and results do not depend on the
 machine's speed. Each tick at ROS time ``now`` advances the hidden state in fixed steps of
 ``step_s`` from the time it has reached, holding the newest frame's features: the interval ending
 at frame t is integrated with frame t's features, exactly as
@@ -22,8 +23,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig
-from ltc_controller.runtime.preprocess import PreprocessConfig, Preprocessor
+from ltc_controller.runtime.factory import RuntimeOverrides, build_runtime
+from ltc_controller.runtime.loop import PolicyRuntime, RawFrame
+from ltc_controller.runtime.schedule import seconds_to_ns
 from ltc_controller.sim.conditions import Condition, ImageEffects
 from ltc_controller.sim.lane_sim import LaneKeepingSim
 
@@ -34,37 +36,21 @@ class PolicyDriver:
     """A policy under :class:`PolicyRuntime`, stepped by simulation time.
 
     Args:
-        policy: a ``Policy`` (``config``, ``features``, ``step``, ``initial_state``).
-        step_s: integration step (s); default the policy file's ``config.step_s``.
+        policy: a ``Policy`` (``config``, ``features``, ``step``, ``initial_state``); the
+            runtime runs it on the CPU (torch backend).
+        step_s: integration step (s); default (``None``) the policy file's ``config.step_s``.
         max_steering: output clamp (rad), as the ``ltc_policy`` node's ``max_steering_angle``.
     """
 
     def __init__(self, policy: Any, step_s: float | None = None, max_steering: float = 0.5) -> None:
-        cfg = policy.config
         self.policy = policy
         self.max_steering = max_steering
-        self.output_names = list(cfg.output_names)
-        self.runtime = PolicyRuntime(
-            policy,
-            Preprocessor(
-                PreprocessConfig(
-                    height=cfg.image_height,
-                    width=cfg.image_width,
-                    crop_top=cfg.crop.top,
-                    crop_bottom=cfg.crop.bottom,
-                    crop_left=cfg.crop.left,
-                    crop_right=cfg.crop.right,
-                    color_order=cfg.color_order,
-                )
-            ),
-            RuntimeConfig(
-                step_s=step_s or cfg.step_s,
-                deadline_s=1.0,
-                max_frame_age_s=1.0,
-                max_lag_s=10.0,
-            ),
-            clock=lambda: 0.0,
+        self.output_names = list(policy.config.output_names)
+        # Generous bounds: simulation time, a frozen work clock (every due step fits).
+        overrides = RuntimeOverrides(
+            step_s=step_s, deadline_s=1.0, max_frame_age_s=1.0, max_lag_s=10.0
         )
+        self.runtime: PolicyRuntime = build_runtime(policy, overrides, clock=lambda: 0.0)
 
     def reset(self) -> None:
         """Zero the hidden state (episode start, or after an intervention)."""
@@ -80,7 +66,7 @@ class PolicyDriver:
         self.runtime.offer_frame(
             RawFrame(
                 stamp=stamp_s,
-                stamp_ns=int(round(stamp_s * 1e9)),
+                stamp_ns=seconds_to_ns(stamp_s),
                 encoding="rgb8",
                 height=h,
                 width=w,

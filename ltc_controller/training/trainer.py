@@ -2,11 +2,13 @@
 early stopping, and PyTorch distributed data parallel (torchrun).
 
 Sequences. Windows of ``seq_len`` consecutive paired frames are cut from each segment (never
-across one). Frame t's timespan is its stamp minus the previous frame's stamp (the segment's
-median period for a segment's first frame), and :meth:`Policy.forward` integrates it in fixed
-steps of ``step_s`` holding frame t's features
-(:func:`~ltc_controller.models.policy.substep_counts`) - the runtime's semantics, so the dynamics
-trained are the ones deployed. The state starts at zero in every window (Lechner et al. 2020
+across one). Frame t is held over the interval from the previous frame's stamp to its own (the
+segment's median period for a segment's first frame, :func:`frame_periods_ns`), and
+:meth:`Policy.forward` integrates it in fixed steps of ``step_s`` holding frame t's features. The
+number of steps per frame comes from the runtime's stepping rule on integer-ns stamps
+(:func:`window_steps`, by :func:`~ltc_controller.runtime.schedule.step_counts`; the grid starts
+one period before a window's first frame) - the runtime's semantics, so the dynamics trained are
+the ones deployed. The state starts at zero in every window (Lechner et al. 2020
 train on 16-step subsequences from a zero state); the first ``burn_in`` frames of a window are
 left out of the loss while the state settles.
 
@@ -48,6 +50,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ltc_controller.extras import needs_extra
+from ltc_controller.runtime.schedule import seconds_to_ns, step_counts
 from ltc_controller.training.bag import Demonstrations
 
 __all__ = [
@@ -55,8 +58,10 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_policy_config",
+    "frame_periods_ns",
     "make_windows",
     "train",
+    "window_steps",
 ]
 
 
@@ -261,15 +266,42 @@ def scale_ltc_capacitance(policy: nn.Module, factor: float) -> int:
     return n
 
 
-def frame_timespans(demos: Demonstrations) -> NDArray[np.float32]:
-    """Seconds since the previous frame of the same segment, per frame ``(N,)``; a segment's
-    first frame gets the median period of the data."""
-    st, seg = demos.stamps, demos.segment
+def frame_periods_ns(demos: Demonstrations) -> NDArray[np.int64]:
+    """ns since the previous frame of the same segment, per frame ``(N,)`` int64; a segment's
+    first frame gets the median period of the data (rounded to ns; 50 ms when no segment has
+    two frames)."""
+    st, seg = demos.stamps_ns, demos.segment
     dt = np.diff(st, prepend=st[:1])
     same = np.concatenate([[False], seg[1:] == seg[:-1]])
     inner = dt[same]
-    median = float(np.median(inner)) if inner.size else 0.05
-    return np.where(same, dt, median).astype(np.float32)
+    median = round(float(np.median(inner))) if inner.size else 50_000_000
+    periods: NDArray[np.int64] = np.where(same, dt, median).astype(np.int64)
+    return periods
+
+
+def window_steps(
+    stamps_ns: NDArray[np.int64],
+    periods_ns: NDArray[np.int64],
+    idx: NDArray[np.int64],
+    step_ns: int,
+) -> NDArray[np.int64]:
+    """Integration steps each frame of each window takes, by the runtime's stepping rule.
+
+    The window's grid starts one period before its first frame (``stamps_ns[idx[:, 0]] -
+    periods_ns[idx[:, 0]]``), so the first frame is held over the interval before it, as the
+    others are; then :func:`~ltc_controller.runtime.schedule.step_counts`.
+
+    Args:
+        stamps_ns: ``(N,)`` int64 frame stamps (``Demonstrations.stamps_ns``).
+        periods_ns: ``(N,)`` int64, :func:`frame_periods_ns`.
+        idx: ``(B, T)`` frame indices of the windows (consecutive frames of one segment).
+        step_ns: integration step in ns.
+
+    Returns:
+        ``(B, T)`` int64 step counts for :meth:`Policy.forward`.
+    """
+    first = idx[:, 0]
+    return step_counts(stamps_ns[idx], step_ns, stamps_ns[first] - periods_ns[first])
 
 
 def make_windows(
@@ -356,17 +388,20 @@ def _batches(starts: NDArray[np.int64], batch: int) -> Iterator[NDArray[np.int64
 
 def _gather(
     demos: Demonstrations,
-    ts: NDArray[np.float32],
+    periods: NDArray[np.int64],
     starts: NDArray[np.int64],
     seq_len: int,
+    step_ns: int,
     device: torch.device,
 ) -> tuple[Tensor, Tensor, Tensor]:
+    """Images ``(B, T, 3, H, W)`` in [0, 1], targets ``(B, T, M)`` and step counts ``(B, T)``
+    of the windows starting at ``starts``."""
     idx = starts[:, None] + np.arange(seq_len)[None, :]
     imgs = torch.from_numpy(demos.images[idx])  # (B, T, H, W, 3) uint8
     x = imgs.to(device).permute(0, 1, 4, 2, 3).float().div_(255.0)
     y = torch.from_numpy(demos.targets[idx]).to(device)
-    t = torch.from_numpy(ts[idx]).to(device)
-    return x, y, t
+    n = torch.from_numpy(window_steps(demos.stamps_ns, periods, idx, step_ns)).to(device)
+    return x, y, n
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
@@ -526,7 +561,8 @@ def train(
     policy = policy.to(device)
 
     val_mask, segment = split_segments(demos, cfg.val_fraction, cfg.seed)
-    ts = frame_timespans(dataclasses.replace(demos, segment=segment))
+    periods = frame_periods_ns(dataclasses.replace(demos, segment=segment))
+    step_ns = seconds_to_ns(pcfg.step_s)
     stride = cfg.stride or cfg.seq_len
     train_seg = np.where(val_mask, -1, segment)
     val_seg = np.where(val_mask, segment, -1)
@@ -607,9 +643,9 @@ def train(
         for batch in bar:
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 break
-            x, y, t = _gather(demos, ts, batch, cfg.seq_len, device)
+            x, y, steps = _gather(demos, periods, batch, cfg.seq_len, step_ns, device)
             x = _augment(x, cfg.augment, gen)
-            pred = model(x, t)
+            pred = model(x, steps)
             loss = _loss(pred, y, scale_t, cfg.loss_alpha, burn_in)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -621,7 +657,9 @@ def train(
             count += 1
             bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
         bar.close()
-        val_loss, val_mse = _validate(policy, demos, ts, val_starts, cfg, scale_t, device)
+        val_loss, val_mse = _validate(
+            policy, demos, periods, val_starts, step_ns, cfg, scale_t, device
+        )
         train_loss, val_loss, val_mse = _all_mean(
             [total / max(1, count), val_loss, val_mse], world, device
         )
@@ -725,8 +763,9 @@ def _windows_in(seg: NDArray[np.int64], seq_len: int, stride: int, phase: int) -
 def _validate(
     policy: Any,
     demos: Demonstrations,
-    ts: NDArray[np.float32],
+    periods: NDArray[np.int64],
     starts: NDArray[np.int64],
+    step_ns: int,
     cfg: TrainConfig,
     scale: Tensor,
     device: torch.device,
@@ -737,8 +776,9 @@ def _validate(
     loss_sum, mse_sum, n = 0.0, 0.0, 0
     with torch.no_grad():
         for i in range(0, starts.size, cfg.batch_size):
-            x, y, t = _gather(demos, ts, starts[i : i + cfg.batch_size], cfg.seq_len, device)
-            pred = policy(x, t)
+            batch = starts[i : i + cfg.batch_size]
+            x, y, steps = _gather(demos, periods, batch, cfg.seq_len, step_ns, device)
+            pred = policy(x, steps)
             k = x.shape[0]
             b = _burn_in(cfg)
             loss_sum += float(_loss(pred, y, scale, cfg.loss_alpha, b)) * k

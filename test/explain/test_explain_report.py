@@ -16,6 +16,7 @@ from ltc_controller.explain.openloop import neuron_activity, run_open_loop
 from ltc_controller.models.policy import Crop, Policy, PolicyConfig
 from ltc_controller.models.policy_file import save_policy
 from ltc_controller.runtime.preprocess import RawFrame
+from ltc_controller.runtime.schedule import seconds_to_ns, step_counts
 
 H, W = 78, 200
 
@@ -167,8 +168,9 @@ def test_explain_names_the_topics_when_the_image_topic_is_missing(tmp_path, caps
 
 @pytest.mark.parametrize("arch", ["ncp_ltc", "lstm"])
 def test_open_loop_run_equals_the_training_pass_on_jittered_stamps(tmp_path, arch):
-    """The runtime's stepping (one tick per frame stamp) and Policy.forward with timespans =
-    stamp differences give the same commands: explain shows what the trained model computes."""
+    """The runtime's stepping (one tick per frame stamp) and Policy.forward with the step counts
+    of the stamps (the one rule, ``step_counts``) give the same commands: explain shows what the
+    trained model computes."""
     rng = np.random.default_rng(0)
     stamps = np.cumsum(rng.integers(20_000_000, 90_000_000, 15)) + 5_000_000_000
     bag = tmp_path / "bag"
@@ -178,9 +180,10 @@ def test_open_loop_run_equals_the_training_pass_on_jittered_stamps(tmp_path, arc
     run = run_open_loop(policy, frames)
     assert run.taken.all() and run.counters["frames_rejected"] == 0
     images = torch.from_numpy(run.images)[None]
-    ts = torch.from_numpy(np.diff(stamps, prepend=stamps[0]) * 1e-9)[None]
+    counts = step_counts(stamps, seconds_to_ns(policy.config.step_s))
+    np.testing.assert_array_equal(run.steps, counts)
     with torch.no_grad():
-        ref = policy(images, ts)[0].numpy()
+        ref = policy(images, torch.from_numpy(counts)[None])[0].numpy()
     ok = np.isfinite(run.outputs[:, 0])
     assert not ok[0] and ok[1:].all()
     np.testing.assert_allclose(run.outputs[ok], ref[ok], rtol=1e-5, atol=1e-6)

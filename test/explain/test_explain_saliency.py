@@ -15,7 +15,8 @@ from ltc_controller.explain.saliency import (
     visual_backprop,
 )
 from ltc_controller.models.heads import ConvHead, DroneTrunk, same_padding
-from ltc_controller.models.policy import Policy, PolicyConfig, substep_counts
+from ltc_controller.models.policy import Policy, PolicyConfig
+from ltc_controller.runtime.schedule import step_counts
 
 
 class _DesignedMaps(ConvHead):
@@ -96,9 +97,9 @@ def _policy(arch: str, seed: int = 0) -> Policy:
     return p
 
 
-def _output(policy: Policy, images: Tensor, ts: Tensor, t: int) -> float:
+def _output(policy: Policy, images: Tensor, steps: Tensor, t: int) -> float:
     with torch.no_grad():
-        return float(policy(images[None], ts[None])[0, t, 0])
+        return float(policy(images[None], steps[None])[0, t, 0])
 
 
 def _road(k: int) -> Tensor:
@@ -115,12 +116,16 @@ def test_integrated_gradients_sum_to_the_output_change(arch):
     here through head and core with the state carried from the earlier frames."""
     policy = _policy(arch)
     images = torch.stack([_road(k) for k in range(4)])
-    ts = torch.tensor([0.0, 0.05, 0.1, 0.05], dtype=torch.float64)
+    # Frames at 0, 50, 150, 200 ms with a 50 ms step (runtime.schedule.step_counts).
+    steps = torch.from_numpy(step_counts(np.array([0, 50, 150, 200]) * 1_000_000, 50_000_000))
+    assert steps.tolist() == [0, 1, 2, 1]
     t = 2
     base = images.clone()
     base[t] = gaussian_blur(images[t], 5.0)  # the default baseline
-    delta = _output(policy, images, ts, t) - _output(policy, base, ts, t)
-    attr = integrated_gradients(policy, images, step=t, timespans=ts, n_steps=128, batch_size=64)
+    delta = _output(policy, images, steps, t) - _output(policy, base, steps, t)
+    attr = integrated_gradients(
+        policy, images, step=t, frame_steps=steps, n_steps=128, batch_size=64
+    )
     assert attr.shape == (3, 78, 200)
     assert abs(delta) > 1e-6
     assert float(attr.sum()) == pytest.approx(delta, rel=0.03, abs=1e-8)
@@ -129,10 +134,13 @@ def test_integrated_gradients_sum_to_the_output_change(arch):
 def test_integrated_gradients_reject_a_frame_that_takes_no_step():
     policy = _policy("ncp_ltc")
     images = torch.rand(3, 3, 78, 200, dtype=torch.float64)
-    ts = torch.tensor([0.0, 0.02, 0.02], dtype=torch.float64)  # 20 ms frames, 50 ms step
-    assert int(substep_counts(ts[None], 0.05)[0, 1]) == 0
+    # 20 ms frames, 50 ms step: the second frame takes no step.
+    steps = torch.from_numpy(step_counts(np.array([0, 20, 40]) * 1_000_000, 50_000_000))
+    assert steps.tolist() == [0, 0, 0]
     with pytest.raises(ValueError, match="takes no integration step"):
-        integrated_gradients(policy, images, step=1, timespans=ts)
+        integrated_gradients(policy, images, step=1, frame_steps=steps)
+    with pytest.raises(ValueError, match=r"frame_steps must be \(3,\)"):
+        integrated_gradients(policy, images, step=1, frame_steps=steps[None])
     with pytest.raises(ValueError, match="unknown output"):
         integrated_gradients(policy, images, step=0, output="throttle")
 

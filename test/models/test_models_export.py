@@ -11,11 +11,9 @@ from ltc_controller.models.export import (
     export_onnx_pair,
     export_torchscript,
     graph_inputs,
-    load_step_model,
     read_config,
 )
 from ltc_controller.models.policy import ARCHITECTURES, Policy, PolicyConfig
-from ltc_controller.models.policy_file import save_policy
 from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig
 from ltc_controller.runtime.preprocess import PreprocessConfig, Preprocessor
 
@@ -135,23 +133,11 @@ def test_every_architecture_runs_in_the_real_runtime(arch):
     assert len({float(v) for v in outs[:, 0]}) > 1  # the outputs follow the frames
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "numba"])
-def test_backends_from_a_policy_file_drive_the_runtime_like_torch(backend, tmp_path):
-    path = save_policy(_policy("ncp_cfc"), tmp_path / "p.safetensors")
-    torch_model = load_step_model(path, "torch")
-    other = load_step_model(path, backend)
-    assert other.config == torch_model.config and other.state_size == torch_model.state_size
-    np.testing.assert_allclose(_drive(other), _drive(torch_model), rtol=0, atol=TOL)
-
-
-def test_onnx_directory_loads_and_bad_files_are_rejected(tmp_path):
+def test_an_onnx_pair_loads_and_a_head_is_no_step_graph(tmp_path):
     policy = _policy("gru")
     export_onnx_pair(policy, tmp_path / "gru")
-    model = load_step_model(tmp_path / "gru", "onnxruntime")
+    model = OnnxStepModel.from_directory(tmp_path / "gru")
     assert model.config == policy.config and model.initial_state(2).shape == (2, 64)
-    with pytest.raises(ValueError, match="use backend 'onnxruntime'"):
-        load_step_model(tmp_path / "gru", "torch")
+    np.testing.assert_allclose(_drive(model), _drive(policy), rtol=0, atol=TOL)
     with pytest.raises(ValueError, match="not a ltc_controller step graph"):
         OnnxStepModel(tmp_path / "gru" / "head.onnx")
-    with pytest.raises(ValueError, match="unknown backend"):
-        load_step_model(tmp_path / "gru", "tensorrt")

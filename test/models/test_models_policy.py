@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ltc_controller.models.policy import Crop, Policy, PolicyConfig, substep_counts
+from ltc_controller.models.policy import Crop, Policy, PolicyConfig
 from ltc_controller.models.policy_file import PolicyFileError, load_policy, save_policy
 from ltc_controller.models.wiring import NCP, AutoNCP
 
@@ -95,11 +95,9 @@ def test_step_scales_outputs_and_uses_step_s(policy):
 
 def test_forward_equals_runtime_style_fixed_stepping(policy):
     images = torch.rand(2, 4, 3, 78, 200)
-    timespans = torch.tensor([[0.05, 0.1, 0.02, 0.04], [0.05, 0.05, 0.15, 0.0]])
-    counts = substep_counts(timespans, 0.05)
-    assert counts.tolist() == [[1, 2, 0, 1], [1, 1, 3, 0]]
+    counts = torch.tensor([[1, 2, 0, 1], [1, 1, 3, 0]])  # the caller's, by the runtime's rule
     with torch.no_grad():
-        out = policy(images, timespans)
+        out = policy(images, counts)
         for b in range(2):
             state = policy.initial_state(1)
             for t in range(4):
@@ -298,20 +296,30 @@ def test_every_architecture_has_the_same_policy_interface(policies, arch):
     state = policy.initial_state(2)
     assert state.shape == (2, ARCH_STATE[arch]) and not state.any()
     images = torch.rand(2, 3, 3, 78, 200)
-    timespans = torch.tensor([[0.05, 0.1, 0.0], [0.05, 0.02, 0.04]])
+    counts = torch.tensor([[1, 2, 0], [1, 0, 1]])
     with torch.no_grad():
         feats = policy.features(images.flatten(0, 1)).view(2, 3, -1)
         assert feats.shape == (2, 3, 32)
         out, new_state = policy.step(feats[:, 0], state, 0.05)
         assert out.shape == (2, m) and new_state.shape == state.shape
-        seq, final = policy.run_sequence(feats, timespans)
+        seq, final = policy.run_sequence(feats, counts)
         assert seq.shape == (2, 3, m) and final.shape == state.shape
-        torch.testing.assert_close(policy(images, timespans), seq, rtol=0, atol=1e-6)
+        torch.testing.assert_close(policy(images, counts), seq, rtol=0, atol=1e-6)
         # per-sample elapsed equals separate calls
         both, _ = policy.step(feats[:, 1], new_state, torch.tensor([0.05, 0.2]))
         one, _ = policy.step(feats[1:, 1], new_state[1:], 0.2)
     torch.testing.assert_close(both[1:], one, rtol=0, atol=1e-6)
     assert torch.isfinite(seq).all()
+
+
+def test_run_sequence_takes_integer_step_counts_only(policy):
+    feats = torch.rand(2, 3, 32)
+    with pytest.raises(ValueError, match=r"steps must be \(2, 3\) integer step counts"):
+        policy.run_sequence(feats, torch.full((2, 3), 0.05))  # seconds are not counts
+    with pytest.raises(ValueError, match=r"steps must be \(2, 3\)"):
+        policy.run_sequence(feats, torch.ones(3, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="steps must be >= 0"):
+        policy.run_sequence(feats, torch.tensor([[1, -1, 0], [0, 0, 0]]))
 
 
 @pytest.mark.parametrize("arch", list(ARCH_STATE))
@@ -321,13 +329,9 @@ def test_run_sequence_equals_runtime_style_stepping(policies, arch):
     try:
         gen = torch.Generator().manual_seed(2)
         feats = torch.rand(2, 6, 32, generator=gen, dtype=torch.float64)
-        timespans = torch.tensor(
-            [[0.05, 0.1, 0.02, 0.04, 0.0, 0.15], [0.05, 0.05, 0.15, 0.0, 0.03, 0.05]],
-            dtype=torch.float64,
-        )
-        counts = substep_counts(timespans, 0.05)
+        counts = torch.tensor([[1, 2, 0, 1, 0, 3], [0, 1, 3, 0, 1, 1]])
         with torch.no_grad():
-            out, _ = policy.run_sequence(feats, timespans)
+            out, _ = policy.run_sequence(feats, counts)
             for b in range(2):
                 state = policy.initial_state(1, dtype=torch.float64)
                 y = out[b, 0] if counts[b, 0] == 0 else None

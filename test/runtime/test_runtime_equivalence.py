@@ -1,10 +1,11 @@
 """Online runtime == offline training pass on the same frames and stamps (DESIGN.md §5).
 
-The training forward pass is ``Policy.forward``/``Policy.run_sequence`` (frame t's features held
-over ``timespans[:, t] = stamp_t - stamp_{t-1}``, fixed steps via ``substep_counts``). The
-runtime's state starts at the first frame's stamp, so that frame takes no step: offline it is
-``timespans[:, 0] = 0``, whose output is the output map of the zero state; online the first tick
-has no output (nothing integrated yet). Every later tick must agree within 1e-6.
+The training forward pass is ``Policy.forward``/``Policy.run_sequence`` with frame t's features
+held over ``step_counts(stamps_ns, step_ns)[t]`` fixed steps: the runtime's one stepping rule
+(``runtime.schedule.steps_reached``) applied to the stamps, offline. The runtime's state starts
+at the first frame's stamp, so that frame takes no step: offline its count is 0, whose output is
+the output map of the zero state; online the first tick has no output (nothing integrated yet).
+Every later tick must agree within 1e-6 (bit for bit on the same features).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ltc_controller.models.policy import Policy, PolicyConfig, substep_counts
+from ltc_controller.models.policy import Policy, PolicyConfig
 from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig
 from ltc_controller.runtime.preprocess import PreprocessConfig, Preprocessor, decode_image
-from ltc_controller.runtime.schedule import hold_schedule
+from ltc_controller.runtime.schedule import hold_schedule, seconds_to_ns, step_counts
 
 H, W = 78, 200
 NS = 1_000_000_000
@@ -67,17 +68,18 @@ def runtime(policy: Policy) -> PolicyRuntime:
 def test_runtime_ticking_at_frame_stamps_equals_policy_forward(policy):
     frames, stamps = recorded_frames(40, seed=1)
     rt = runtime(policy)
-    online = []
+    online, steps = [], []
     for f in frames:
         rt.offer_frame(f)
         r = rt.tick(f.stamp, now_ns=f.stamp_ns)
         online.append(None if r.outputs is None else r.outputs.copy())
+        steps.append(r.steps)
 
-    timespans = torch.from_numpy(np.diff(stamps, prepend=stamps[0]) / NS).unsqueeze(0)
+    counts = step_counts(stamps, seconds_to_ns(policy.config.step_s))
     with torch.inference_mode():
-        offline = policy(preprocessed(frames), timespans)[0].double().numpy()
-    counts = substep_counts(timespans, policy.config.step_s)[0]
+        offline = policy(preprocessed(frames), torch.from_numpy(counts)[None])[0].double().numpy()
     assert counts[0] == 0 and set(counts.tolist()) >= {0, 1, 2}  # jitter: 0, 1 or 2 steps
+    assert steps == counts.tolist()  # the tick and the offline counts apply the one rule
     assert online[0] is None  # the first frame only sets the state's time zero
     got = np.stack(online[1:])
     np.testing.assert_allclose(got, offline[1:], rtol=0, atol=1e-6)
@@ -94,8 +96,8 @@ def test_runtime_equals_run_sequence_bit_for_bit_on_the_same_features(policy):
     imgs = preprocessed(frames)[0]
     with torch.inference_mode():
         feats = torch.cat([policy.features(imgs[t : t + 1]) for t in range(len(frames))])
-        timespans = torch.from_numpy(np.diff(stamps, prepend=stamps[0]) / NS).unsqueeze(0)
-        offline = policy.run_sequence(feats.unsqueeze(0), timespans)[0][0].double().numpy()
+        counts = torch.from_numpy(step_counts(stamps, seconds_to_ns(policy.config.step_s)))
+        offline = policy.run_sequence(feats.unsqueeze(0), counts[None])[0][0].double().numpy()
     np.testing.assert_array_equal(np.stack(online[1:]), offline[1:])
 
 
@@ -139,9 +141,10 @@ def test_control_faster_than_camera_equals_offline_pass_with_the_same_hold():
 def test_hold_schedule_at_frame_stamps_gives_the_training_step_counts(gaps, step_ns, start):
     stamps = start + np.cumsum([0, *gaps])
     sched = hold_schedule(stamps, stamps, step_ns)
-    timespans = torch.from_numpy(np.diff(stamps, prepend=stamps[0]) / NS).unsqueeze(0)
-    expected = substep_counts(timespans, step_ns / NS)[0].numpy()
+    expected = step_counts(stamps, step_ns)
     np.testing.assert_array_equal(sched.tick_steps, expected)
+    # Both are the grid rule: floor((stamp - first) / step), counted tick by tick.
+    np.testing.assert_array_equal(np.cumsum(expected), (stamps - stamps[0]) // step_ns)
     # Each frame's features are held over the steps of its own tick.
     np.testing.assert_array_equal(sched.step_frame, np.repeat(np.arange(len(stamps)), expected))
 
@@ -166,3 +169,28 @@ def test_hold_schedule_rejects_unsorted_stamps():
         hold_schedule([0, 10, 10], [0, 20], 5)
     with pytest.raises(ValueError, match="positive"):
         hold_schedule([0], [0], 0)
+
+
+def test_step_counts_of_windows_start_their_grid_where_each_window_says():
+    ms = 1_000_000
+    stamps = np.array([[100, 150, 230, 260], [1000, 1040, 1100, 1100]]) * ms
+    # Default origin: the first stamp (the runtime's time zero, no step for the first frame).
+    assert step_counts(stamps, 50 * ms).tolist() == [[0, 1, 1, 1], [0, 0, 2, 0]]
+    # A window cut from a recording: the grid starts one period before its first frame.
+    origin = np.array([50, 990]) * ms
+    assert step_counts(stamps, 50 * ms, origin).tolist() == [[1, 1, 1, 1], [0, 1, 1, 0]]
+    assert step_counts(stamps[0], 50 * ms, 20 * ms).tolist() == [1, 1, 2, 0]
+    assert step_counts(np.zeros((2, 0), dtype=np.int64), 5).shape == (2, 0)
+
+
+def test_step_counts_reject_what_the_runtime_would_not_step_on():
+    with pytest.raises(ValueError, match="non-decreasing"):
+        step_counts([0, 10, 5], 5)
+    with pytest.raises(ValueError, match="integer ns"):
+        step_counts(np.array([0.0, 0.05]), 5)
+    with pytest.raises(ValueError, match="at or before"):
+        step_counts([10, 20], 5, origin_ns=11)
+    with pytest.raises(ValueError, match="origin_ns must be a scalar or"):
+        step_counts([[10, 20]], 5, origin_ns=[1, 2])
+    with pytest.raises(ValueError, match="positive"):
+        step_counts([0, 10], 0)

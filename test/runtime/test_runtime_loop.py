@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ltc_controller.models.policy import Policy
-from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig, make_runtime
+from ltc_controller.runtime.factory import RuntimeOverrides, build_runtime
+from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig
 from ltc_controller.runtime.preprocess import (
     ENCODINGS,
     PreprocessConfig,
@@ -87,7 +88,7 @@ def test_real_clock_without_overruns_is_bit_identical_too(policy):
     ticks = [5.0 + 0.01 * k for k in range(50)]
     runs = []
     for _ in range(2):
-        rt = make_runtime(policy, policy.config, RuntimeConfig(deadline_s=5.0, max_lag_s=5.0))
+        rt = build_runtime(policy, RuntimeOverrides(deadline_s=5.0, max_lag_s=5.0))
         runs.append(drive(rt, frames, ticks))
         assert rt.counters.deadline_misses == 0
     assert same(*runs)

@@ -9,7 +9,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from ltc_controller.interfaces import typestore
 from ltc_controller.training.bag import TopicNotFoundError, bag_topics, read_demonstrations
-from ltc_controller.training.trainer import frame_timespans, make_windows
+from ltc_controller.training.trainer import frame_periods_ns, make_windows, window_steps
 
 
 def _hdr(store, ns):
@@ -69,6 +69,7 @@ def test_images_pair_with_the_nearest_command_stamp_not_the_bag_time(tmp_path):
     assert len(d) == 20 and d.output_names == ("steering_angle",)
     want = [min(cmd, key=lambda c, i=i: abs(c - i)) * 1e-9 for i in img]
     np.testing.assert_allclose(d.targets[:, 0], want, rtol=1e-6)
+    np.testing.assert_array_equal(d.stamps_ns, img)  # integer ns, as recorded
     np.testing.assert_allclose(d.stamps, np.array(img) * 1e-9)
     assert list(d.images[:, 0, 0, 0]) == list(range(20))
     assert d.stats["paired"] == 20 and d.stats["unpaired"] == 0
@@ -88,9 +89,17 @@ def test_images_without_a_command_in_tolerance_are_dropped_and_gaps_start_segmen
     # Segments: the 100 ms hole at frame 3 is inside max_gap (0.3 s); the 3.55 s jump is not.
     assert list(np.unique(d.segment)) == [0, 1]
     assert (d.segment == 0).sum() == 9
-    ts = frame_timespans(d)
-    assert ts[0] == pytest.approx(0.05) and ts[3] == pytest.approx(0.1)
-    assert ts[9] == pytest.approx(0.05)  # first frame of segment 1: the median period
+    periods = frame_periods_ns(d)
+    assert periods.dtype == np.int64 and d.stamps_ns.dtype == np.int64
+    assert periods[0] == 50_000_000 and periods[3] == 100_000_000
+    assert periods[9] == 50_000_000  # first frame of segment 1: the median period
+    # A window's grid starts one period before its first frame: every frame is held over the
+    # interval before it, in whole 50 ms steps (the runtime's rule on integer ns).
+    idx = np.array([[0, 1, 2, 3], [9, 10, 11, 12]])
+    assert window_steps(d.stamps_ns, periods, idx, 50_000_000).tolist() == [
+        [1, 1, 1, 2],
+        [1, 1, 1, 1],
+    ]
 
 
 def test_missing_topic_error_names_it_and_lists_the_bag_topics(tmp_path):

@@ -179,10 +179,12 @@ def test_too_little_data_is_a_clear_error(demos):
 
 
 def test_offline_forward_with_stamps_equals_the_runtime_driving_the_same_frames(demos):
-    """Training sees what the runtime does: Policy.forward over a recorded window with its
-    timespans gives the outputs the runtime produces frame by frame (after the first frame)."""
+    """Training sees what the runtime does: Policy.forward over a recorded window with the step
+    counts training uses gives the outputs the runtime produces frame by frame (after the first
+    frame)."""
+    from ltc_controller.runtime.schedule import seconds_to_ns
     from ltc_controller.training.closed_loop import PolicyDriver
-    from ltc_controller.training.trainer import frame_timespans
+    from ltc_controller.training.trainer import frame_periods_ns, window_steps
 
     pol = load_policy_from(
         train(
@@ -192,17 +194,20 @@ def test_offline_forward_with_stamps_equals_the_runtime_driving_the_same_frames(
             log=lambda s: None,
         )
     )
+    step_ns = seconds_to_ns(pol.config.step_s)
+    periods = frame_periods_ns(demos)
     idx = np.arange(1, 9)
-    ts = frame_timespans(demos)[idx]
+    steps = torch.from_numpy(window_steps(demos.stamps_ns, periods, idx[None], step_ns))
     imgs = torch.from_numpy(demos.images[idx]).permute(0, 3, 1, 2).float().div(255.0)
     with torch.no_grad():
-        ref = pol(imgs[None], torch.from_numpy(ts)[None])[0, :, 0].numpy()
+        ref = pol(imgs[None], steps)[0, :, 0].numpy()
     drv = PolicyDriver(pol, max_steering=10.0)
     out = [drv.act(demos.images[i], float(demos.stamps[i])) for i in idx]
     # The runtime starts its clock at the first frame (no step for it); offline the first frame
     # gets one step. Shift: runtime output k equals offline output k on a window starting at k=1.
+    steps2 = torch.from_numpy(window_steps(demos.stamps_ns, periods, idx[None, 1:], step_ns))
     with torch.no_grad():
-        ref2 = pol(imgs[None, 1:], torch.from_numpy(ts[1:])[None])[0, :, 0].numpy()
+        ref2 = pol(imgs[None, 1:], steps2)[0, :, 0].numpy()
     assert out[0] is None
     np.testing.assert_allclose(np.array(out[1:], dtype=np.float64), ref2, atol=1e-5)
     assert not np.allclose(ref[1:], ref2)  # the state really carries information
