@@ -223,10 +223,14 @@ class RclpyNode:
                 except ParameterError as exc:
                     return SetParametersResult(successful=False, reason=str(exc))
             reason = callback(changes) if changes else ""
+            if not reason and changes and apply is not None and add_post_set is None:
+                apply(changes)  # Humble: no post-set callbacks; accepted, apply now
             return SetParametersResult(successful=not reason, reason=reason)
 
+        # Iron and later (Jazzy) apply an accepted set after it is stored.
+        add_post_set = getattr(self._node, "add_post_set_parameters_callback", None)
         self._node.add_on_set_parameters_callback(on_set)
-        if apply is None:
+        if apply is None or add_post_set is None:
             return
 
         def post_set(parameters: list[Parameter]) -> None:
@@ -234,7 +238,7 @@ class RclpyNode:
             if changes:
                 apply(changes)
 
-        self._node.add_post_set_parameters_callback(post_set)
+        add_post_set(post_set)
 
     def set_parameters(self, changes: Mapping[str, Any]) -> str:
         """Set parameters through rclpy (all or nothing); ``""`` or the reason of the refusal."""
