@@ -11,12 +11,13 @@ the simulator. Adding a kind is adding a row here.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ltc_controller.extras import MissingExtra, require
 
 __all__ = [
     "NODE_KINDS",
@@ -41,19 +42,16 @@ class NodeKind:
     module: str
     #: the class in ``module``; ``cls(node)`` makes the node on a transport node
     cls: str
-    #: the pip extra it needs (``pip install 'ltc_controller[<extra>]'``); ``""``: base install
+    #: the pip extra it needs (``pip install 'ltc_controller[<extra>]'``, its modules in
+    #: :data:`ltc_controller.extras.EXTRAS`); ``""``: the base install
     extra: str = ""
-    #: top-level modules of that extra the node imports (checked before the node starts)
-    requires: tuple[str, ...] = ()
 
 
 #: Every node kind that ``ltc-controller node`` and the console scripts run.
 NODE_KINDS: dict[str, NodeKind] = {
     "ltc_policy": NodeKind("ltc_controller.nodes.policy_node", "PolicyNode"),
     "safety_fallback": NodeKind("ltc_controller.nodes.safety_node", "SafetyNode"),
-    "simulator": NodeKind(
-        "ltc_controller.nodes.simulator", "SimulatorNode", extra="sim", requires=("mujoco",)
-    ),
+    "simulator": NodeKind("ltc_controller.nodes.simulator", "SimulatorNode", extra="sim"),
 }
 
 
@@ -71,13 +69,13 @@ def missing_extra(kind: str) -> str:
     installed (one line naming the extra to install), or ``""``. Raises ``ValueError`` for an
     unknown kind."""
     entry = node_kind(kind)
-    missing = [m for m in entry.requires if importlib.util.find_spec(m) is None]
-    if not missing:
+    if not entry.extra:
         return ""
-    return (
-        f"needs {', '.join(missing)} from the [{entry.extra}] extra, which is not installed: "
-        f"pip install 'ltc_controller[{entry.extra}]'"
-    )
+    try:
+        require(kind, entry.extra)
+    except MissingExtra as e:
+        return str(e)
+    return ""
 
 
 def load_node_class(kind: str) -> Callable[..., Any]:
@@ -98,7 +96,7 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
     except ValueError as e:
         problem = str(e)
     if problem:
-        print(f"{kind}: {problem}", file=sys.stderr)
+        print(problem if problem.startswith(kind) else f"{kind}: {problem}", file=sys.stderr)
         return START_FAILED
 
     from ltc_controller.models.policy_file import PolicyFileError

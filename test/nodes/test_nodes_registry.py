@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from ltc_controller import extras
 from ltc_controller.cli import main
 from ltc_controller.nodes import registry
 from ltc_controller.nodes.registry import (
@@ -34,12 +35,8 @@ def test_every_kind_names_an_importable_module_and_its_node_class(kind: str) -> 
 
 
 def test_only_the_simulator_needs_an_extra_and_it_is_sim() -> None:
-    extras = {k: (e.extra, e.requires) for k, e in NODE_KINDS.items()}
-    assert extras == {
-        "ltc_policy": ("", ()),
-        "safety_fallback": ("", ()),
-        "simulator": ("sim", ("mujoco",)),
-    }
+    extras = {k: e.extra for k, e in NODE_KINDS.items()}
+    assert extras == {"ltc_policy": "", "safety_fallback": "", "simulator": "sim"}
 
 
 def test_an_unknown_kind_is_refused_naming_the_known_ones(
@@ -58,11 +55,11 @@ def test_a_missing_extra_is_named_with_the_pip_command_before_any_node_starts(
     monkeypatch.setitem(sys.modules, "mujoco", None)  # import mujoco fails: not installed
     created: list[str] = []
     monkeypatch.setattr("ltc_controller.transport.create_node", lambda *a: created.append("x"))
-    assert missing_extra("simulator").startswith("needs mujoco from the [sim] extra")
+    assert missing_extra("simulator").startswith("simulator needs the [sim] extra")
     assert missing_extra("safety_fallback") == ""
     assert main(["node", "simulator", "--ros-args", "-p", "track_seed:=1"]) == START_FAILED
     err = capsys.readouterr().err
-    assert "simulator: needs mujoco from the [sim] extra" in err
+    assert err.startswith("simulator needs the [sim] extra")
     assert "pip install 'ltc_controller[sim]'" in err
     assert not created
 
@@ -70,7 +67,8 @@ def test_a_missing_extra_is_named_with_the_pip_command_before_any_node_starts(
 def test_a_missing_module_of_any_extra_is_reported_the_same_way(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    row = dataclasses.replace(NODE_KINDS["safety_fallback"], extra="x", requires=("no_such_mod",))
+    monkeypatch.setitem(extras.EXTRAS, "x", ("no_such_mod",))
+    row = dataclasses.replace(NODE_KINDS["safety_fallback"], extra="x")
     monkeypatch.setitem(registry.NODE_KINDS, "safety_fallback", row)
     assert run_node("safety_fallback", []) == START_FAILED
     assert "pip install 'ltc_controller[x]'" in capsys.readouterr().err
