@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ltc_controller.params import ParamSpec
 from ltc_controller.transport import create_node
 from ltc_controller.transport import types as msg_types
 from ltc_controller.transport.dds import (
@@ -402,3 +403,26 @@ def test_disable_rosout_logs_publishes_nothing_on_rosout() -> None:
         node.logger.warning("not on rosout")
         _spin_until(reader, lambda: False, 1.0)
         assert not [m for m in got if m.name == name]
+
+
+def test_a_set_is_applied_only_after_it_was_accepted_and_stored() -> None:
+    specs = (
+        ParamSpec("rate_hz", float, 20.0, "Control rate", unit="Hz", min=1.0, max=100.0),
+        ParamSpec("frame_id", str, "base_link", "Frame", read_only=True),
+    )
+    node = DdsNode("applier", parameter_services=False)
+    try:
+        node.declare_parameters(specs)
+        applied: list[tuple[dict, float]] = []
+        node.on_parameters_set(
+            lambda ch: "vetoed" if ch.get("rate_hz") == 33.0 else "",
+            lambda ch: applied.append((ch, node.get_parameters()["rate_hz"])),
+        )
+        assert node.set_parameters({"rate_hz": 33.0}) == "vetoed"
+        assert "read-only" in node.set_parameters({"frame_id": "odom"})
+        assert node.set_parameters({"rate_hz": 500.0}) != ""
+        assert applied == []
+        assert node.set_parameters({"rate_hz": 50.0}) == ""
+        assert applied == [({"rate_hz": 50.0}, 50.0)]
+    finally:
+        node.shutdown()

@@ -140,6 +140,25 @@ def test_rclpy_sets_go_through_range_read_only_and_the_node_validator() -> None:
 
 
 @needs_rclpy
+def test_rclpy_applies_a_set_only_after_it_was_accepted_and_stored() -> None:
+    node = _rclpy_node()
+    try:
+        node.declare_parameters(SPECS)
+        applied: list[tuple[dict, float]] = []
+        node.on_parameters_set(
+            lambda ch: "vetoed" if ch.get("rate_hz") == 33.0 else "",
+            lambda ch: applied.append((ch, node.get_parameters()["rate_hz"])),
+        )
+        assert node.set_parameters({"rate_hz": 33.0}) == "vetoed"
+        assert "read-only" in node.set_parameters({"frame_id": "odom"})
+        assert applied == []
+        assert node.set_parameters({"rate_hz": 50.0}) == ""
+        assert applied == [({"rate_hz": 50.0}, 50.0)]  # the value was stored when apply ran
+    finally:
+        node.shutdown()
+
+
+@needs_rclpy
 def test_rclpy_out_of_range_override_is_a_parameter_error() -> None:
     from ltc_controller.params import ParameterError
 
