@@ -86,6 +86,8 @@ class Engine:
     """Everything that belongs to one loaded policy; swapped as one reference.
 
     Attributes:
+        policy: the loaded policy (a crop change builds a new runtime from it, without reading
+            the file again).
         config: the policy file's config (``PolicyConfig``).
         model: the runtime's step model (fault injection around the backend's).
         runtime: the policy's runtime.
@@ -96,6 +98,7 @@ class Engine:
             has none).
     """
 
+    policy: Policy
     config: PolicyConfig
     model: StallableModel
     runtime: PolicyRuntime
@@ -105,10 +108,13 @@ class Engine:
     head: Any = None
 
 
-def build_engine(p: Mapping[str, Any], clock: Callable[[], float]) -> Engine:
-    """Load the policy ``p['policy_file']``, check it fits the command mapping, and build its
-    runtime on ``p['device']``/``p['backend']`` with the parameters' overrides (warm-up
-    included). ``clock``: the monotonic clock deadlines are measured on.
+def build_engine(
+    p: Mapping[str, Any], clock: Callable[[], float], policy: Policy | None = None
+) -> Engine:
+    """Load the policy ``p['policy_file']`` (or take the already loaded ``policy``), check it
+    fits the command mapping, and build its runtime on ``p['device']``/``p['backend']`` with the
+    parameters' overrides (warm-up included). ``clock``: the monotonic clock deadlines are
+    measured on.
 
     Raises:
         PolicyFileError: the file cannot be loaded.
@@ -117,9 +123,10 @@ def build_engine(p: Mapping[str, Any], clock: Callable[[], float]) -> Engine:
     """
     t0 = time.monotonic()
     mapping = CommandMapping.from_params(p)
-    policy = load_model(
-        p["policy_file"], p["untrained_seed"], DRONE_OUTPUTS if mapping.direct else None
-    )
+    if policy is None:
+        policy = load_model(
+            p["policy_file"], p["untrained_seed"], DRONE_OUTPUTS if mapping.direct else None
+        )
     cfg = policy.config
     names = tuple(cfg.output_names)
     check_outputs(mapping, names, p["policy_file"] or "the default policy")
@@ -142,4 +149,6 @@ def build_engine(p: Mapping[str, Any], clock: Callable[[], float]) -> Engine:
         )
     except ValueError as e:
         raise ParameterError(f"parameter 'device'/'backend': {e}") from None
-    return Engine(cfg, stallable[0], runtime, names, p["policy_file"], time.monotonic() - t0, head)
+    return Engine(
+        policy, cfg, stallable[0], runtime, names, p["policy_file"], time.monotonic() - t0, head
+    )

@@ -40,7 +40,9 @@ Topics (relative names, so ``-r __ns:=/car1`` moves them all):
 Changing ``policy_file`` at run time loads and checks the new file while the set is validated (a
 failure rejects the set with the loader's message and leaves the running policy untouched); once
 the set is accepted the new policy is swapped in between two ticks, starts from a reset state and
-sends no heartbeat before it has acted on a fresh frame.
+sends no heartbeat before it has acted on a fresh frame (``policy_reloads`` counts these). A crop
+change builds a new runtime the same way from the policy already loaded (the file is not read
+again; state reset).
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class PolicyNode:
         self._staged: tuple[SetPlan, Engine | None] | None = None
         #: engine to swap in at the start of the next tick
         self._pending: Engine | None = None
+        self._pending_reload = False  # the pending engine holds a newly loaded policy file
         self.reloads = 0
         self.safety_resets = 0
         self._safety_state = ""
@@ -163,24 +166,29 @@ class PolicyNode:
     # -- parameters: validate on set, apply after ------------------------------------------
     def _validate_set(self, changes: dict[str, Any]) -> str:
         """Check a runtime set; applies nothing. A set that needs a new runtime
-        (``policy_file``, crops) has its policy loaded and checked here, into a staging slot:
-        a file that fails rejects the set with the loader's message and the running policy
-        is untouched."""
+        (``policy_file``, crops) has it built here, into a staging slot: for ``policy_file``
+        the file is loaded and checked, and one that fails rejects the set with the loader's
+        message while the running policy is untouched; for crops the loaded policy is reused."""
         from ltc_controller.models.policy_file import PolicyFileError
 
         self._staged = None
         try:
             plan = plan_set(self.p, changes)
-            staged = build_engine(plan.params, self.node.steady) if plan.rebuild else None
+            staged = None
+            if plan.rebuild:
+                reuse = None if plan.reload else self.engine.policy
+                staged = build_engine(plan.params, self.node.steady, reuse)
             names = self.engine.output_names if staged is None else staged.output_names
             check_outputs(CommandMapping.from_params(plan.params), names, "twist_mapping")
         except (ParameterError, PolicyFileError, ValueError) as e:
             self.node.logger.error(f"parameter set {changes} rejected: {e}")
             return str(e)
         if staged is not None:
+            what = f"policy {plan.params['policy_file'] or '(default)'} loaded"
+            if not plan.reload:
+                what = "runtime rebuilt for the new crop"
             self.node.logger.info(
-                f"policy {plan.params['policy_file'] or '(default)'} loaded in "
-                f"{staged.load_s:.3f} s; swapping it in at the next tick"
+                f"{what} in {staged.load_s:.3f} s; swapping it in at the next tick"
             )
         self._staged = (plan, staged)
         return ""
@@ -194,6 +202,7 @@ class PolicyNode:
         self.mapping = CommandMapping.from_params(p)
         if staged is not None:
             self._pending = staged  # swapped in at the start of the next tick
+            self._pending_reload = plan.reload
         elif plan.runtime:
             for eng in (self.engine, self._pending):
                 if eng is not None:  # read at the next tick; state kept
@@ -238,7 +247,7 @@ class PolicyNode:
         old, self.engine, self._pending = self.engine, new, None
         self.engine.runtime.counters = old.runtime.counters  # keep counting across reloads
         self.engine.runtime.counters.state_resets += 1
-        self.reloads += 1
+        self.reloads += self._pending_reload
         self.state = replace(self.state, grace=True)
         self.node.logger.info(f"policy swapped in: {self.engine.policy_file or '(default)'}")
         if self._saliency is not None:

@@ -6,8 +6,10 @@ the validation of start-up values and of runtime sets, and the README's table. A
 (:class:`SetPlan`); the node applies it after the set is accepted (Nav2's velocity_smoother:
 validate on set, apply after). Which sets reset the policy's state:
 
-- ``policy_file`` and ``preprocess.crop_*``: a new runtime is built (the file loaded and
-  checked first) and swapped in between two ticks: state reset;
+- ``policy_file``: the file is loaded and checked, a new runtime is built on it and swapped in
+  between two ticks: state reset;
+- ``preprocess.crop_*``: a new runtime is built on the policy already loaded (the file is not
+  read again) and swapped in the same way: state reset;
 - ``deadline_s``, ``max_frame_age_s``, ``max_lag_s``: applied to the running runtime in place,
   state kept;
 - the command mapping (``speed_mps``, ``steering_scale``, ...) and ``saliency.*``: applied at
@@ -127,7 +129,7 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
             int,
             -1,
             f"Pixels cropped from the {side} of the camera image; -1 = the policy file's. "
-            "Setting it at run time rebuilds the runtime (state reset)",
+            "Setting it at run time rebuilds the runtime from the loaded policy (state reset)",
             "px",
             -1,
             100000,
@@ -248,7 +250,8 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
     ),
 )
 
-#: Sets of these build a new runtime (policy loaded and checked first; state reset).
+#: Sets of these build a new runtime (state reset): ``policy_file`` from the new file (loaded and
+#: checked first), crops from the policy already loaded.
 REBUILD_PARAMS = frozenset({"policy_file"} | {f"preprocess.crop_{s}" for s in _CROPS})
 #: Sets of these are applied to the running runtime's settings in place (state kept).
 RUNTIME_PARAMS = frozenset({"deadline_s", "max_frame_age_s", "max_lag_s"})
@@ -285,13 +288,16 @@ class SetPlan:
 
     Attributes:
         params: every parameter's value after the set.
-        rebuild: a new runtime must be built (and the policy loaded) before it applies.
+        rebuild: a new runtime must be built before it applies.
+        reload: it is built from a newly loaded policy file (``policy_file`` changed); else
+            from the policy already loaded.
         runtime: the running runtime's settings change in place.
         saliency: the saliency worker's settings change.
     """
 
     params: dict[str, Any]
     rebuild: bool
+    reload: bool
     runtime: bool
     saliency: bool
 
@@ -314,6 +320,7 @@ def plan_set(current: Mapping[str, Any], changes: Mapping[str, Any]) -> SetPlan:
     return SetPlan(
         params=merged,
         rebuild=bool(changed & REBUILD_PARAMS),
+        reload="policy_file" in changed,
         runtime=bool(changed & RUNTIME_PARAMS),
         saliency=any(k.startswith("saliency.") for k in changed),
     )

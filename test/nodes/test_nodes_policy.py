@@ -196,6 +196,24 @@ def test_runtime_settings_apply_in_place_without_a_reload_or_a_state_reset(rig_f
     assert "reset" not in rig.status[-1].reasons
 
 
+def test_a_crop_change_rebuilds_the_runtime_from_the_loaded_policy_not_the_file(
+    rig_factory, tmp_path
+):
+    path = save_policy(Policy.from_config(seed=5), tmp_path / "seed5.safetensors")
+    rig = rig_factory(policy_file=str(path))
+    n = rig.dut_node
+    assert rig.spin(15.0, lambda: len(rig.hbs) >= 3)
+    resets = rig.status[-1].state_resets
+    path.unlink()  # the file is gone: a crop change must not need it
+    assert n.set_parameters({"preprocess.crop_top": 4}) == ""
+    hb = len(rig.hbs)
+    assert rig.spin(10.0, lambda: len(rig.hbs) >= hb + 3)
+    last = rig.status[-1]
+    assert last.policy_reloads == 0 and last.state_resets >= resets + 1
+    assert last.policy_file == str(path)
+    assert rig.policy.engine.runtime.pre.cfg.crop_top == 4
+
+
 def test_twist_bicycle_mapping_turns_steering_into_yaw_rate(rig_factory):
     rig = rig_factory(command_type=TWIST, wheelbase_m=2.0, speed_mps=3.0, steering_scale=-2.0)
     assert rig.spin(15.0, lambda: len(rig.cmds) >= 5 and len(rig.status) >= 5)

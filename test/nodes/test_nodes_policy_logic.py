@@ -141,8 +141,10 @@ def test_a_set_plan_says_what_applying_takes_and_applies_nothing():
     plan = plan_set(p, {"max_frame_age_s": 0.5})
     assert (plan.rebuild, plan.runtime, plan.saliency) == (False, True, False)
     assert plan.params["max_frame_age_s"] == 0.5 and p == frozen
-    assert plan_set(p, {"policy_file": "x.safetensors"}).rebuild
-    assert plan_set(p, {"preprocess.crop_top": 10}).rebuild
+    new_file = plan_set(p, {"policy_file": "x.safetensors"})
+    assert new_file.rebuild and new_file.reload
+    crop = plan_set(p, {"preprocess.crop_top": 10})
+    assert crop.rebuild and not crop.reload  # rebuilt on the policy already loaded
     assert not plan_set(p, {"policy_file": ""}).rebuild  # unchanged
     assert plan_set(p, {"saliency.enabled": True}).saliency
     with pytest.raises(ParameterError, match="deadline_s"):
