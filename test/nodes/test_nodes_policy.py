@@ -286,8 +286,10 @@ def test_state_is_reset_around_a_fallback(rig_factory, when):
     else:
         assert (r1, r2) == (r0 + 1, r0 + 1)
     # The wait for the re-warm after a reset is DEGRADED ("reset"), never a FAULT that would
-    # send the safety node straight back to FALLBACK.
-    assert all(s.health < 2 for s in rig.status[st:])
+    # send the safety node straight back to FALLBACK. (A FAULT with another cause, e.g.
+    # overruns on a starved machine, is the watchdog doing its job, not this wait.)
+    waiting = {"no_frame", "warming"}
+    assert not [s.reasons for s in rig.status[st:] if s.health == 2 and set(s.reasons) <= waiting]
     assert rig.spin(5.0, lambda: rig.status[-1].heartbeat_sent)
 
 
