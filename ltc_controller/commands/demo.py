@@ -131,6 +131,8 @@ def run_demo(
     died or the drive could not start, 2 for invalid arguments, 130 when interrupted (SIGINT,
     SIGTERM, SIGHUP); every node process is stopped in every case."""
     problem = check_demo_args(duration_s, output, policy, domain_id)
+    if not problem and track_seed < 0:
+        problem = f"--track-seed must be >= 0, got {track_seed}"
     if problem:
         print(f"demo: {problem}", file=sys.stderr)
         return 2

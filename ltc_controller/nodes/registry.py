@@ -106,8 +106,12 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
 
     try:
         node, _ = create_node(kind, list(argv))
-    except RosArgsError as e:
+    except (RosArgsError, ValueError, RuntimeError) as e:
+        # ValueError: a bad ROS_DOMAIN_ID; RuntimeError: the transport cannot start here.
         print(f"{kind}: {e}", file=sys.stderr)
+        return START_FAILED
+    except Exception as e:  # noqa: BLE001 - e.g. cyclonedds' DDSException for a bad CYCLONEDDS_URI
+        print(f"{kind}: the transport could not start: {e}", file=sys.stderr)
         return START_FAILED
     try:
         obj = load_node_class(kind)(node)

@@ -35,7 +35,7 @@ from ltc_controller.transport import port
 
 PARAMS: tuple[ParamSpec, ...] = (
     *COMMON,
-    ParamSpec("track_seed", int, 0, "seed of the procedural track", read_only=True),
+    ParamSpec("track_seed", int, 0, "seed of the procedural track", min=0, read_only=True),
     ParamSpec("track_length_m", float, 600.0, "approximate lap length", "m", 100.0, 20000.0),
     ParamSpec("lane_width_m", float, 3.75, "distance between edge markings", "m", 2.0, 10.0),
     ParamSpec("camera_rate_hz", float, 20.0, "camera frame rate", "Hz", 0.1, 200.0),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import subprocess
 import sys
 
@@ -86,3 +87,23 @@ def test_running_one_kind_imports_no_other_node_module() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "2 []", r.stdout + r.stderr[-2000:]
     assert r.stderr.startswith("safety_fallback: ") and "rate_hz" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"ROS_DOMAIN_ID": "999"}, "ROS_DOMAIN_ID=999 is outside 0..232"),
+        ({"ROS_DOMAIN_ID": "abc"}, "is not an integer"),
+        ({"CYCLONEDDS_URI": "<bad"}, "the transport could not start"),
+    ],
+)
+def test_a_bad_dds_environment_is_a_start_failure_naming_it(env, match) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "ltc_controller", "node", "safety_fallback"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == START_FAILED, r.stderr[-2000:]
+    assert match in r.stderr and "Traceback" not in r.stderr
