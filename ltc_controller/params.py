@@ -85,6 +85,12 @@ COMMON: tuple[ParamSpec, ...] = (
 )
 
 
+#: ``/diagnostics`` period: declared by both nodes, once here.
+DIAGNOSTICS_PERIOD = ParamSpec(
+    "diagnostics_period_s", float, 1.0, "Period of /diagnostics", "s", 0.05, 60.0, read_only=True
+)
+
+
 def resolve(specs: Sequence[ParamSpec], given: Mapping[str, Any]) -> dict[str, Any]:
     """Start-up parameters: the defaults overridden by ``given``, each validated.
 

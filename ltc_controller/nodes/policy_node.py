@@ -158,11 +158,6 @@ class PolicyNode:
         """The runtime of the policy in use."""
         return self.engine.runtime
 
-    @property
-    def heartbeats(self) -> int:
-        """Heartbeats sent so far."""
-        return self.state.heartbeats
-
     # -- parameters: validate on set, apply after ------------------------------------------
     def _validate_set(self, changes: dict[str, Any]) -> str:
         """Check a runtime set; applies nothing. A set that needs a new runtime

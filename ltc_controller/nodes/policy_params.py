@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ltc_controller.nodes.commands import ACKERMANN, COMMAND_TYPES
-from ltc_controller.params import COMMON, ParameterError, ParamSpec
+from ltc_controller.params import COMMON, DIAGNOSTICS_PERIOD, ParameterError, ParamSpec
 from ltc_controller.runtime.factory import RuntimeOverrides
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -212,16 +212,7 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
         choices=("handback", "leave"),
         read_only=True,
     ),
-    ParamSpec(
-        "diagnostics_period_s",
-        float,
-        1.0,
-        "Period of /diagnostics",
-        "s",
-        0.05,
-        60.0,
-        read_only=True,
-    ),
+    DIAGNOSTICS_PERIOD,
     ParamSpec(
         "saliency.enabled",
         bool,

@@ -43,7 +43,7 @@ from ltc_controller.nodes.safety_profile import (
     gate_config_from_params,
 )
 from ltc_controller.nodes.stamps import header
-from ltc_controller.params import COMMON, ParameterError, ParamSpec, resolve
+from ltc_controller.params import COMMON, DIAGNOSTICS_PERIOD, ParameterError, ParamSpec, resolve
 from ltc_controller.runtime.watchdog import Health
 from ltc_controller.safety.gate import (
     FAULTS,
@@ -232,16 +232,7 @@ PARAMS: tuple[ParamSpec, ...] = (
             0.001,
             10.0,
         ),
-        ParamSpec(
-            "diagnostics_period_s",
-            float,
-            1.0,
-            "Period of /diagnostics",
-            "s",
-            0.05,
-            60.0,
-            read_only=True,
-        ),
+        DIAGNOSTICS_PERIOD,
     )
     + _limit_specs()
 )
