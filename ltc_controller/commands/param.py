@@ -83,6 +83,7 @@ def _describe(d: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ltc_controller.transport import param_values as pv
+    from ltc_controller.transport.dds import NameError_
     from ltc_controller.transport.param_client import ParameterClient, ParameterServiceError
     from ltc_controller.transport.ros_args import RosArgsError
 
@@ -124,6 +125,6 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
                 else:
                     print("\n".join(_describe(d)))
             return status
-    except ParameterServiceError as e:
+    except (ParameterServiceError, NameError_) as e:
         print(f"param {args.verb} {node}: {e}", file=sys.stderr)
         return 2

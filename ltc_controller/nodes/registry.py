@@ -86,6 +86,13 @@ def load_node_class(kind: str) -> Callable[..., Any]:
     return cls
 
 
+def _policy_file_error() -> tuple[type[Exception], ...]:
+    """``PolicyFileError`` if a node loaded the policy-file module, else nothing: importing it
+    here would load torch into nodes that never read a policy (``safety_fallback``)."""
+    module = sys.modules.get("ltc_controller.models.policy_file")
+    return () if module is None else (module.PolicyFileError,)
+
+
 def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int:
     """Run one node until SIGINT/SIGTERM. Returns the process exit status: 0 on a clean stop,
     :data:`START_FAILED` (2) when the node could not start (unknown kind, invalid argument or
@@ -99,7 +106,6 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
         print(problem if problem.startswith(kind) else f"{kind}: {problem}", file=sys.stderr)
         return START_FAILED
 
-    from ltc_controller.models.policy_file import PolicyFileError
     from ltc_controller.params import ParameterError
     from ltc_controller.transport import create_node
     from ltc_controller.transport.ros_args import RosArgsError
@@ -113,9 +119,12 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
     except Exception as e:  # noqa: BLE001 - e.g. cyclonedds' DDSException for a bad CYCLONEDDS_URI
         print(f"{kind}: the transport could not start: {e}", file=sys.stderr)
         return START_FAILED
+    start_errors: tuple[type[Exception], ...] = (ParameterError, ImportError)
     try:
         obj = load_node_class(kind)(node)
-    except (ParameterError, PolicyFileError, ImportError) as e:
+    except Exception as e:
+        if not isinstance(e, start_errors + _policy_file_error()):
+            raise
         # ImportError: under rclpy, a message package missing from the ROS 2 environment.
         print(f"{kind}: {e}", file=sys.stderr)
         node.shutdown()

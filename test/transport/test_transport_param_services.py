@@ -316,6 +316,13 @@ def test_cli_reports_a_missing_node_with_exit_status_2(env: dict[str, str]) -> N
     assert time.monotonic() - t0 < 30
 
 
+def test_cli_rejects_an_invalid_node_name_with_exit_status_2(env: dict[str, str]) -> None:
+    res = _cli(env, "get", "/bad name", "x")
+    assert res.returncode == 2, res.stderr
+    assert "invalid" in res.stderr and "'bad name'" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_client_raises_when_no_node_answers(env: dict[str, str]) -> None:
     with DdsNode("_lonely", parameter_services=False) as node:
         c = ParameterClient("/absent_node", node=node, timeout_s=0.3)
