@@ -4,8 +4,10 @@ without ROS (what ``ros2 launch ltc_controller ltc_controller.launch.py`` does w
 Both nodes get ``--ros-args --params-file PARAMS.yaml`` followed by the ``--ros-args`` given here,
 so ``-r __ns:=/car1``, topic remaps (``-r ackermann_cmd:=/vehicle/drive``, or node-prefixed
 ``-r ltc_policy:camera/image_raw:=/front/image``), ``-p name:=value`` and ``--log-level`` work as
-with ``ros2 run``. ``safety_fallback`` starts first, so the actuators see its safe output before
-the policy exists.
+with ``ros2 run``. A ``-p name:=value`` without a node prefix goes to the nodes that declare
+``name`` (``-p speed_mps:=3.0`` reaches ``ltc_policy`` only); a name no started node declares
+stops the launch with status 2 naming it, as each node would. ``safety_fallback`` starts first,
+so the actuators see its safe output before the policy exists.
 
 Exit: Ctrl-C (SIGINT) or SIGTERM stops both nodes (status 0 when both stop cleanly). A node that
 cannot start (status 2: a bad parameter, an unreadable policy file; its message names the cause)
@@ -65,6 +67,42 @@ def _check(params_file: Path, nodes: list[str], ros_args: list[str]) -> str:
     return ""
 
 
+def _declared(node: str) -> set[str]:
+    """The parameter names ``node`` declares."""
+    if node == "ltc_policy":
+        from ltc_controller.nodes.policy_params import PARAMS
+    else:
+        from ltc_controller.nodes.safety_node import PARAMS
+    return {spec.name for spec in PARAMS}
+
+
+def _route(nodes: list[str], ros_args: list[str]) -> tuple[dict[str, list[str]], str]:
+    """Each node's ``--ros-args``: an unprefixed ``-p name:=value`` only for the nodes that
+    declare ``name``. Returns the per-node lists and a problem ("" when none)."""
+    declared = {n: _declared(n) for n in nodes}
+    routed: dict[str, list[str]] = {n: [] for n in nodes}
+    i = 0
+    while i < len(ros_args):
+        arg = ros_args[i]
+        rule = ros_args[i + 1] if i + 1 < len(ros_args) else ""
+        if arg in ("-p", "--param") and ":=" in rule and ":" not in rule.split(":=", 1)[0]:
+            name = rule.split(":=", 1)[0]
+            takers = [n for n in nodes if name in declared[n]]
+            if not takers:
+                return routed, (
+                    f"launch: parameter {name!r} is not declared by {' or '.join(nodes)} "
+                    "(check the spelling; prefix it as NODE:name:=value to aim at one node)"
+                )
+            for n in takers:
+                routed[n] += [arg, rule]
+            i += 2
+            continue
+        for n in nodes:
+            routed[n].append(arg)
+        i += 1
+    return routed, ""
+
+
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ltc_controller.supervisor import Launcher
 
@@ -72,6 +110,9 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     nodes = [n.strip() for n in str(args.nodes).split(",") if n.strip()]
     nodes = [n for n in NODES if n in nodes] + [n for n in nodes if n not in NODES]
     problem = _check(args.params_file, nodes, user_ros)
+    routed: dict[str, list[str]] = {}
+    if not problem:
+        routed, problem = _route(nodes, user_ros)
     if problem:
         print(problem, file=sys.stderr)
         return _START_EXIT
@@ -90,7 +131,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     try:
         base = ["--params-file", str(args.params_file)]
         for node in nodes:
-            launcher.start(node, base + user_ros)
+            launcher.start(node, base + routed[node])
         print(f"launch: started {', '.join(nodes)} with {args.params_file}", file=sys.stderr)
         while not stop["signal"]:
             time.sleep(0.1)

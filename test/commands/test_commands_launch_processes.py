@@ -114,6 +114,28 @@ def test_launch_stops_with_status_2_when_a_node_cannot_start(tmp_path):
     assert "rate_hz" in text and "could not start" in text
 
 
+def test_launch_gives_a_parameter_only_to_the_nodes_that_declare_it(tmp_path):
+    from ltc_controller.commands.launch import _route
+
+    nodes = ["safety_fallback", "ltc_policy"]
+    routed, problem = _route(nodes, ["-p", "speed_mps:=3.0", "-r", "__ns:=/car1"])
+    assert problem == ""
+    assert routed["ltc_policy"] == ["-p", "speed_mps:=3.0", "-r", "__ns:=/car1"]
+    assert routed["safety_fallback"] == ["-r", "__ns:=/car1"]
+    routed, problem = _route(nodes, ["-p", "use_sim_time:=true", "-p", "ltc_policy:x:=1"])
+    assert problem == "" and routed["safety_fallback"][:2] == ["-p", "use_sim_time:=true"]
+    assert routed["ltc_policy"] == ["-p", "use_sim_time:=true", "-p", "ltc_policy:x:=1"]
+
+
+def test_launch_refuses_a_parameter_no_node_declares(tmp_path):
+    log = tmp_path / "launch.log"
+    p = launch([str(ROOT / "config" / "vehicle.yaml"), "--ros-args", "-p", "max_sped:=1.0"], log)
+    assert p.wait(60) == 2
+    text = log.read_text()
+    assert "'max_sped' is not declared by safety_fallback or ltc_policy" in text
+    assert "started" not in text  # refused before any process ran
+
+
 def test_launch_refuses_a_missing_parameter_file(tmp_path):
     log = tmp_path / "launch.log"
     p = launch([str(tmp_path / "nope.yaml")], log)
