@@ -15,14 +15,20 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ltc_controller.nodes.registry import run_node
+from ltc_controller.transport import stop
 
 
 def ltc_policy_main(argv: Sequence[str] | None = None) -> int:
+    stop.install()  # before the imports: Ctrl-C while starting is a clean stop too
+    from ltc_controller.nodes.registry import run_node
+
     return run_node("ltc_policy", sys.argv[1:] if argv is None else argv)
 
 
 def safety_fallback_main(argv: Sequence[str] | None = None) -> int:
+    stop.install()
+    from ltc_controller.nodes.registry import run_node
+
     return run_node("safety_fallback", sys.argv[1:] if argv is None else argv)
 
 
@@ -31,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ltc_controller.commands import discover
 
     args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] in (["node"], ["launch"]):
+        # Node processes and their launcher: a signal requests a stop from the very start
+        # (transport.stop), also while the imports below run.
+        stop.install()
     # Everything from --ros-args on belongs to the node, not to argparse.
     ros_tail: list[str] = []
     if "--ros-args" in args_in:

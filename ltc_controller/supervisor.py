@@ -83,9 +83,14 @@ class Launcher:
     by ``ltc-controller launch``.
     """
 
-    def __init__(self, env: dict[str, str], log_dir: Path | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], log_dir: Path | None = None, own_sessions: bool = False
+    ) -> None:
         self.env = env
         self.log_dir = log_dir
+        # Each child in a session of its own: a terminal's Ctrl-C reaches only this process,
+        # which then stops the children itself, in order.
+        self.own_sessions = own_sessions
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.killed: dict[str, int] = {}
         self._logs: list[Any] = []
@@ -109,7 +114,12 @@ class Launcher:
             out = open(self.log_dir / f"{key}.log", "ab")  # noqa: SIM115 - closed in stop()
             self._logs.append(out)
         self.procs[key] = subprocess.Popen(
-            cmd, env=self.env, stdout=out, stderr=out, preexec_fn=_die_with_parent
+            cmd,
+            env=self.env,
+            stdout=out,
+            stderr=out,
+            preexec_fn=_die_with_parent,
+            start_new_session=self.own_sessions,
         )
 
     def exited(self) -> dict[str, int]:

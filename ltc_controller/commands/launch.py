@@ -9,7 +9,8 @@ with ``ros2 run``. A ``-p name:=value`` without a node prefix goes to the nodes 
 stops the launch with status 2 naming it, as each node would. ``safety_fallback`` starts first,
 so the actuators see its safe output before the policy exists.
 
-Exit: Ctrl-C (SIGINT) or SIGTERM stops both nodes (status 0 when both stop cleanly). A node that
+Exit: Ctrl-C (SIGINT) or SIGTERM stops both nodes, the policy first (status 0 when both stop
+cleanly); a signal while the launch itself is starting stops it the same way. A node that
 cannot start (status 2: a bad parameter, an unreadable policy file; its message names the cause)
 stops the launch with status 2. If ``safety_fallback`` ends, everything is stopped (status 1): the
 vehicle must not run without it. If ``ltc_policy`` ends, ``safety_fallback`` keeps sending the
@@ -118,8 +119,10 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         return _START_EXIT
     if args.log_dir is not None:
         args.log_dir.mkdir(parents=True, exist_ok=True)
-    launcher = Launcher(dict(os.environ), args.log_dir)
-    stop = {"signal": ""}
+    launcher = Launcher(dict(os.environ), args.log_dir, own_sessions=True)
+    from ltc_controller.transport import stop as stop_request
+
+    stop = {"signal": stop_request.reason()}  # a Ctrl-C while this process was starting
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop["signal"] = signal.Signals(signum).name
@@ -131,6 +134,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     try:
         base = ["--params-file", str(args.params_file)]
         for node in nodes:
+            if stop["signal"]:
+                break
             launcher.start(node, base + routed[node])
         print(f"launch: started {', '.join(nodes)} with {args.params_file}", file=sys.stderr)
         while not stop["signal"]:
@@ -157,10 +162,10 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
                         file=sys.stderr,
                     )
                     status = 1
-        # Policy first, then the safety node: it stays up until the very end.
-        codes = launcher.stop(
-            ("ltc_policy", "safety_fallback"), timeout_s=5.0, signalled=stop["signal"] == "SIGINT"
-        )
+        # Policy first, then the safety node: it keeps sending the safe output until the
+        # policy is gone (the children are in sessions of their own, so a terminal's Ctrl-C
+        # reached only this process and the order is ours).
+        codes = launcher.stop(("ltc_policy", "safety_fallback"), timeout_s=5.0)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

@@ -97,7 +97,15 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
     """Run one node until SIGINT/SIGTERM. Returns the process exit status: 0 on a clean stop,
     :data:`START_FAILED` (2) when the node could not start (unknown kind, invalid argument or
     parameter, unreadable policy file, missing optional dependency; the message on stderr names
-    the cause). ``log_path``: where a node with ``write_log`` (the simulator) saves its run."""
+    the cause). ``log_path``: where a node with ``write_log`` (the simulator) saves its run.
+
+    SIGINT and SIGTERM request a stop (:mod:`ltc_controller.transport.stop`) at any moment, a
+    second one included: the node stops spinning, writes its log, closes (``close()``:
+    workers joined) and shuts its transport down, and the status is 0. A signal that arrives
+    while the node is still starting stops it as soon as it is built, without spinning."""
+    from ltc_controller.transport import stop
+
+    stop.install()
     try:
         problem = missing_extra(kind)
     except ValueError as e:
@@ -130,9 +138,17 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
         node.shutdown()
         return START_FAILED
     try:
-        node.spin()
+        if not stop.requested():
+            node.spin()
+        if stop.requested():
+            node.logger.info(f"{stop.reason()} received, shutting down")
     finally:
-        if log_path is not None and hasattr(obj, "write_log"):
-            obj.write_log(Path(log_path))
-        node.shutdown()
+        try:
+            if log_path is not None and hasattr(obj, "write_log"):
+                obj.write_log(Path(log_path))
+            if hasattr(obj, "close"):
+                obj.close()
+        finally:
+            node.shutdown()
+            stop.finish()
     return 0

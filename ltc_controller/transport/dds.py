@@ -52,7 +52,7 @@ from cyclonedds.util import duration
 
 from ltc_controller.params import ParamSpec, resolve, validate_set
 
-from . import graph
+from . import graph, stop
 from . import types as msg_types
 from .port import RELIABLE, QoS
 
@@ -700,15 +700,16 @@ class DdsNode:
     def spin(self) -> None:
         """Run callbacks and timers until :meth:`shutdown`, SIGINT or SIGTERM, then close.
 
-        Signal handlers are installed only when called from the main thread, and the previous
-        handlers are restored on return.
+        In a process that runs one node (:func:`.stop.install` was called) the process-wide stop
+        request ends the loop. Otherwise signal handlers are installed for the loop's duration
+        when called from the main thread, and the previous handlers are restored on return.
         """
         previous: dict[signal.Signals, Any] = {}
-        if threading.current_thread() is threading.main_thread():
+        if not stop.installed() and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, self._on_signal)
         try:
-            while not self._stop:
+            while not self._stop and not stop.requested():
                 self.spin_once(_MAX_WAIT_S)
         finally:
             for sig, handler in previous.items():

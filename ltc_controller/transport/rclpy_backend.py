@@ -41,10 +41,11 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node as _RosNode
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 from ltc_controller.params import ParameterError, ParamSpec, validate_set
 
-from . import param_values
+from . import param_values, stop
 from .port import RELIABLE, QoS
 
 __all__ = ["RclpyNode", "descriptor", "qos_profile"]
@@ -114,7 +115,12 @@ class RclpyNode:
 
     def __init__(self, name: str, argv: Sequence[str] = (), namespace: str = "/") -> None:
         self._context = Context()
-        rclpy.init(args=["ltc_controller", *argv], context=self._context)
+        # In a process that runs one node, SIGINT/SIGTERM only request a stop (.stop): rclpy's
+        # own handlers would raise KeyboardInterrupt wherever the main thread is.
+        options = SignalHandlerOptions.NO if stop.installed() else SignalHandlerOptions.ALL
+        rclpy.init(
+            args=["ltc_controller", *argv], context=self._context, signal_handler_options=options
+        )
         self._node = _RosNode(name, namespace=namespace, context=self._context)
         self._logger = _Logger(self._node.get_logger())
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
@@ -266,7 +272,7 @@ class RclpyNode:
         executor.add_node(self._node)
         self._spinning = True
         try:
-            while not self._stop and self._context.ok():
+            while not self._stop and not stop.requested() and self._context.ok():
                 executor.spin_once(timeout_sec=_SPIN_STEP_S)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
