@@ -42,7 +42,7 @@ from ltc_controller.nodes.safety_profile import (
     YAW_RATE_FALLBACK,
     gate_config_from_params,
 )
-from ltc_controller.nodes.stamps import header
+from ltc_controller.nodes.stamps import diagnostic_name, fully_qualified_name, header
 from ltc_controller.params import COMMON, DIAGNOSTICS_PERIOD, ParameterError, ParamSpec, resolve
 from ltc_controller.runtime.watchdog import Health
 from ltc_controller.safety.gate import (
@@ -523,9 +523,9 @@ class SafetyNode:
             kv(
                 "diagnostic_msgs/msg/DiagnosticStatus",
                 level=_LEVEL[st.state],
-                name=f"{node.name}: state",
+                name=diagnostic_name(node, "state"),
                 message=msg_state,
-                hardware_id=node.name,
+                hardware_id=fully_qualified_name(node),
                 values=[
                     kv("diagnostic_msgs/msg/KeyValue", key=k, value=v) for k, v in state_values
                 ],
@@ -533,9 +533,9 @@ class SafetyNode:
             kv(
                 "diagnostic_msgs/msg/DiagnosticStatus",
                 level=OK,
-                name=f"{node.name}: limiters",
+                name=diagnostic_name(node, "limiters"),
                 message=("active: " + ", ".join(recent)) if recent else "none active",
-                hardware_id=node.name,
+                hardware_id=fully_qualified_name(node),
                 values=[
                     kv("diagnostic_msgs/msg/KeyValue", key=k, value=v) for k, v in limiter_values
                 ],

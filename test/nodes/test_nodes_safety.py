@@ -15,6 +15,7 @@ import pytest
 
 from ltc_controller.nodes.commands import ACKERMANN, build_command
 from ltc_controller.nodes.safety_node import SafetyNode
+from ltc_controller.nodes.stamps import diagnostic_name
 from ltc_controller.params import ParameterError
 from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.port import LATCHED, RELIABLE
@@ -186,11 +187,16 @@ def test_diagnostics_name_the_fault_and_the_limiters(rig_factory):
     n = len(rig.diag)
     assert rig.spin(2.0, lambda: len(rig.diag) > n + 1)
     state, limiters = rig.diag[-1].status
-    assert state.name == "safety_fallback: state" and state.level == 2
+    # Named from the node's fully qualified name (as diagnostic_updater does): two robots differ.
+    assert state.name == f"{rig.ns[1:]}/safety_fallback: state" and state.level == 2
+    assert state.hardware_id == f"{rig.ns}/safety_fallback"
     assert state.message.startswith("FALLBACK: command_timeout")
     kv = {v.key: v.value for v in state.values}
     assert kv["active_fault"] == "command_timeout" and int(kv["fault.command_timeout"]) == 1
-    assert limiters.name == "safety_fallback: limiters" and "speed.rate" in limiters.message
+    assert (
+        limiters.name == f"{rig.ns[1:]}/safety_fallback: limiters"
+        and "speed.rate" in limiters.message
+    )
 
 
 def test_contradicting_limits_stop_the_node_at_start_naming_them():
@@ -200,5 +206,21 @@ def test_contradicting_limits_stop_the_node_at_start_naming_them():
         SafetyNode(node, {**p})  # a zero range is allowed: steering locked straight
         with pytest.raises(ParameterError, match="limits.speed.max"):
             SafetyNode(node, {"limits.speed.max": -0.5})
+    finally:
+        node.shutdown()
+
+
+@pytest.mark.parametrize(
+    "namespace,expected",
+    [
+        ("/", "safety_fallback: state"),
+        ("/car1", "car1/safety_fallback: state"),
+        ("/a/b", "a/b/safety_fallback: state"),
+    ],
+)
+def test_diagnostic_names_carry_the_namespace(namespace, expected):
+    node = DdsNode("safety_fallback", namespace, parameters={}, parameter_services=False)
+    try:
+        assert diagnostic_name(node, "state") == expected
     finally:
         node.shutdown()
