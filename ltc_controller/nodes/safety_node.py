@@ -40,6 +40,8 @@ from ltc_controller.nodes.safety_profile import (
     AXIS_DEFAULTS,
     STEERING_FALLBACK,
     YAW_RATE_FALLBACK,
+    beyond_ceiling,
+    ceilings,
     gate_config_from_params,
 )
 from ltc_controller.nodes.stamps import diagnostic_name, fully_qualified_name, header
@@ -87,6 +89,16 @@ def _limit_specs() -> tuple[ParamSpec, ...]:
         specs += [
             ParamSpec(f"{k}.min", float, lo, f"Lowest {axis} sent (<= 0)", u, -100.0, 0.0),
             ParamSpec(f"{k}.max", float, hi, f"Highest {axis} sent (>= 0)", u, 0.0, 100.0),
+            ParamSpec(
+                f"{k}.ceiling",
+                float,
+                0.0,
+                "Bound on max and -min for run-time sets; 0 = the start-up min/max",
+                u,
+                0.0,
+                100.0,
+                read_only=True,
+            ),
             ParamSpec(
                 f"{k}.accel", float, acc, f"Rate limit while |{axis}| grows", f"{u}/s", 0.0, 1e3
             ),
@@ -264,6 +276,7 @@ class SafetyNode:
         self.p = p = node.declare_parameters(PARAMS) if params is None else resolve(PARAMS, params)
         try:
             self.cfg = gate_config_from_params(p)
+            self._ceilings = ceilings(p)
         except ValueError as e:
             raise ParameterError(str(e)) from None
         self.cmd_type: str = p["command_type"]
@@ -323,6 +336,8 @@ class SafetyNode:
             cfg = gate_config_from_params(merged)
         except (ValueError, KeyError) as e:
             return str(e)
+        if why := beyond_ceiling(self._ceilings, merged):
+            return why
         self.p = merged
         self.cfg = cfg  # takes effect on the next tick; the limiters continue from the output
         self.node.logger.info(f"parameters set: {changes}")

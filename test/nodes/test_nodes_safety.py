@@ -161,6 +161,34 @@ def test_runtime_sets_are_validated_and_applied_on_the_next_tick(rig_factory):
     assert rig.state() == "ACTIVE"
 
 
+def test_runtime_sets_never_loosen_limits_past_the_profile_ceilings(rig_factory):
+    rig = rig_factory(**{"limits.speed.ceiling": 9.0})
+    n = rig.dut_node
+    assert n.set_parameters({"limits.speed.max": 9.0}) == ""  # up to the ceiling
+    assert "exceeds its ceiling 9.0" in n.set_parameters({"limits.speed.max": 9.5})
+    assert "read-only" in n.set_parameters({"limits.speed.ceiling": 50.0})
+    # No ceiling given: the start-up min/max are the bounds; lowering and restoring is fine.
+    assert n.set_parameters({"limits.steering_angle.max": 0.3}) == ""
+    assert n.set_parameters({"limits.steering_angle.max": 0.5}) == ""
+    assert "exceeds its ceiling 0.5" in n.set_parameters({"limits.steering_angle.max": 0.6})
+    assert "below its floor -0.5" in n.set_parameters({"limits.steering_angle.min": -0.7})
+    # accel may be lowered, never raised above its start-up value.
+    assert n.set_parameters({"limits.speed.accel": 1.0}) == ""
+    assert "exceeds its start-up value 2.0" in n.set_parameters({"limits.speed.accel": 3.0})
+    assert rig.safety.p["limits.speed.max"] == 9.0 and rig.safety.p["limits.speed.accel"] == 1.0
+
+
+def test_a_start_up_limit_beyond_its_ceiling_stops_the_node_naming_both():
+    node = DdsNode("safety_fallback", "/t" + uuid.uuid4().hex[:8], parameters={})
+    try:
+        with pytest.raises(
+            ParameterError, match=r"limits\.speed\.max = 8\.0 .*limits\.speed\.ceiling"
+        ):
+            SafetyNode(node, {"limits.speed.ceiling": 5.0})
+    finally:
+        node.shutdown()
+
+
 def test_non_finite_commands_are_counted_and_never_sent(rig_factory):
     rig = rig_factory()
     rig.policy_values = (0.0, 2.0)
