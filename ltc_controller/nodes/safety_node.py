@@ -31,6 +31,7 @@ A service for the e-stop reset is not offered yet: the transport port has no ser
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -244,6 +245,15 @@ PARAMS: tuple[ParamSpec, ...] = (
             0.001,
             10.0,
         ),
+        ParamSpec(
+            "shutdown_ramp_max_s",
+            float,
+            2.0,
+            "On SIGINT/SIGTERM, keep sending the fallback ramp this long at most before exiting",
+            "s",
+            0.0,
+            10.0,
+        ),
         DIAGNOSTICS_PERIOD,
     )
     + _limit_specs()
@@ -327,6 +337,36 @@ class SafetyNode:
             f"{', '.join(f'{a}={m}' for a, m in zip(self.axes, self.cfg.fallback, strict=True))}"
             + (f", land after {self.cfg.land_after_s} s" if self.cfg.land_after_s > 0 else "")
         )
+
+    def close(self) -> None:
+        """Bring the vehicle to its fallback target before the node exits (SIGINT, SIGTERM).
+
+        The gate gets the fault ``shutdown`` (teleop is ignored from then on): it goes to
+        FALLBACK, or stays in FALLBACK/ESTOP, and the node keeps ticking at ``rate_hz``,
+        publishing commands and ``SafetyStatus``, until every ``zero`` axis reached 0 (stopped,
+        hovering) or ``shutdown_ramp_max_s`` passed (ROS 2 launch sends SIGTERM 5 s after
+        SIGINT). A drone is left hovering, not landed: its flight controller's offboard-loss
+        failsafe takes over once commands stop.
+        """
+        self.inputs = replace(self.inputs, shutdown=True)
+        period = 1.0 / self.p["rate_hz"]
+        zero = [i for i, m in enumerate(self.cfg.fallback) if m == "zero"]
+        end = self.node.steady() + self.p["shutdown_ramp_max_s"]
+        while True:
+            self._tick()
+            out = self.last_output
+            if out is not None and all(abs(out.command.values[i]) < 1e-9 for i in zero):
+                break
+            if self.node.steady() >= end:
+                self.node.logger.warning(
+                    f"safety: stopping after shutdown_ramp_max_s = {self.p['shutdown_ramp_max_s']} "
+                    "s with the fallback ramp unfinished"
+                )
+                break
+            time.sleep(period)
+        values = self.last_output.command.values if self.last_output else ()
+        final = ", ".join(f"{a}={v:g}" for a, v in zip(self.axes, values, strict=False))
+        self.node.logger.info(f"safety: final command {final}")
 
     # -- runtime parameter sets ----------------------------------------------------------------
     def _validate_set(self, changes: dict[str, Any]) -> str:

@@ -43,9 +43,10 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from ltc_controller import stop
 from ltc_controller.params import ParameterError, ParamSpec, validate_set
 
-from . import param_values, stop
+from . import param_values
 from .port import RELIABLE, QoS
 
 __all__ = ["RclpyNode", "descriptor", "qos_profile"]
@@ -115,8 +116,9 @@ class RclpyNode:
 
     def __init__(self, name: str, argv: Sequence[str] = (), namespace: str = "/") -> None:
         self._context = Context()
-        # In a process that runs one node, SIGINT/SIGTERM only request a stop (.stop): rclpy's
-        # own handlers would raise KeyboardInterrupt wherever the main thread is.
+        # In a process that runs one node, SIGINT/SIGTERM only request a stop
+        # (ltc_controller.stop): rclpy's own handlers would raise KeyboardInterrupt wherever the
+        # main thread is.
         options = SignalHandlerOptions.NO if stop.installed() else SignalHandlerOptions.ALL
         rclpy.init(
             args=["ltc_controller", *argv], context=self._context, signal_handler_options=options

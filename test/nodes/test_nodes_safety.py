@@ -15,7 +15,7 @@ import pytest
 
 from ltc_controller.nodes.commands import ACKERMANN, build_command
 from ltc_controller.nodes.safety_node import SafetyNode
-from ltc_controller.nodes.stamps import diagnostic_name
+from ltc_controller.nodes.stamps import diagnostic_name, to_seconds
 from ltc_controller.params import ParameterError
 from ltc_controller.transport.dds import DdsNode
 from ltc_controller.transport.port import LATCHED, RELIABLE
@@ -189,6 +189,31 @@ def test_a_start_up_limit_beyond_its_ceiling_stops_the_node_naming_both():
         node.shutdown()
 
 
+def test_closing_the_node_brakes_to_a_stop_before_it_exits(rig_factory):
+    rig = rig_factory()
+    rig.policy_values = (0.1, 3.0)
+    assert rig.spin(10.0, lambda: rig.state() == "ACTIVE" and rig.out[-1].drive.speed == 3.0)
+    rig.spin(0.1)
+    t0 = time.monotonic()
+    rig.safety.close()  # what SIGINT/SIGTERM does after the spin ends
+    took = time.monotonic() - t0
+    rig.spin(0.3)  # collect what the peer's reader kept (the newest 10 samples)
+    tail = rig.out[-10:]
+    speeds = [m.drive.speed for m in tail]
+    assert speeds[-1] == 0.0 and speeds == sorted(speeds, reverse=True)
+    # Braked at no more than decel (4 m/s^2) between the node's own output stamps, so 3 m/s
+    # took at least 0.75 s, and the node stopped once it stood still (shutdown_ramp_max_s 2 s).
+    t = [to_seconds(m.header.stamp) for m in tail]
+    assert all(
+        a - b <= 4.0 * (tb - ta) + 1e-6
+        for a, b, ta, tb in zip(speeds, speeds[1:], t, t[1:], strict=False)
+    )
+    assert took >= 0.7
+    last = rig.status[-1]
+    assert last.state_name == "FALLBACK" and last.active_fault == "shutdown"
+    assert dict(zip(last.fault_names, last.fault_counts, strict=True))["shutdown"] == 1
+
+
 def test_non_finite_commands_are_counted_and_never_sent(rig_factory):
     rig = rig_factory()
     rig.policy_values = (0.0, 2.0)
@@ -220,7 +245,9 @@ def test_diagnostics_name_the_fault_and_the_limiters(rig_factory):
     assert state.hardware_id == f"{rig.ns}/safety_fallback"
     assert state.message.startswith("FALLBACK: command_timeout")
     kv = {v.key: v.value for v in state.values}
-    assert kv["active_fault"] == "command_timeout" and int(kv["fault.command_timeout"]) == 1
+    assert (
+        kv["active_fault"] == "command_timeout" and int(kv["fault.command_timeout"]) >= 1
+    )  # more if a starved peer went quiet
     assert (
         limiters.name == f"{rig.ns[1:]}/safety_fallback: limiters"
         and "speed.rate" in limiters.message
