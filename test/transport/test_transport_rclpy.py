@@ -70,6 +70,31 @@ def test_create_node_with_dds_backend_gives_a_dds_node() -> None:
         node.shutdown()
 
 
+@pytest.mark.parametrize("backend", ["dds", pytest.param("rclpy", marks=needs_rclpy)])
+@pytest.mark.parametrize("how", ["-p", "params-file"])
+def test_a_misspelled_parameter_stops_the_node_naming_it_on_both_backends(
+    backend: str, how: str, tmp_path: Any
+) -> None:
+    from ltc_controller.params import ParameterError
+    from ltc_controller.transport import create_node
+
+    if how == "-p":
+        ros_args = ["-p", "rate_hzz:=3.0"]
+    else:
+        f = tmp_path / "p.yaml"
+        f.write_text("/**:\n  ros__parameters:\n    rate_hzz: 3.0\n    retries: 2\n")
+        ros_args = ["--params-file", str(f)]
+    ns = "/" + "m" + uuid.uuid4().hex[:6]
+    node, _ = create_node(
+        "misspelled", ["--ros-args", "-r", f"__ns:={ns}", *ros_args], backend=backend
+    )
+    try:
+        with pytest.raises(ParameterError, match=r"unknown parameter\(s\): rate_hzz \(declared: "):
+            node.declare_parameters(SPECS)
+    finally:
+        node.shutdown()
+
+
 # -- rclpy backend -------------------------------------------------------------------------------
 
 
