@@ -3,6 +3,9 @@
 import ast
 import configparser
 import glob
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -208,3 +211,23 @@ def test_console_scripts_resolve():
         line.split("=")[0].strip()
         for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines()
     }
+
+
+def test_generated_messages_of_a_colcon_install_are_found_from_a_source_checkout(tmp_path):
+    # A colcon install tree holds ltc_controller/msg (rosidl-generated); with the workspace
+    # sourced and the source tree first on sys.path, ltc_controller.msg must still import from
+    # the install while every other module comes from the source tree.
+    gen = tmp_path / "site-packages" / "ltc_controller" / "msg"
+    gen.mkdir(parents=True)
+    (gen.parent / "__init__.py").write_text("")
+    (gen / "__init__.py").write_text("class PolicyStatus:\n    GENERATED = True\n")
+    code = (
+        "import ltc_controller.msg as m, ltc_controller.params as p; "
+        "print(m.PolicyStatus.GENERATED, m.__file__, p.__file__)"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{gen.parent.parent}"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == "True" and out[1].startswith(str(tmp_path))
+    assert out[2].startswith(str(ROOT / "ltc_controller"))

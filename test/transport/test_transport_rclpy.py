@@ -2,8 +2,8 @@
 
 The backend tests need a ROS 2 install (``source /opt/ros/<distro>/setup.bash``) and are skipped,
 with the reason shown, where rclpy does not import. The cross tests with a DDS-mode node also need
-``RMW_IMPLEMENTATION=rmw_cyclonedds_cpp`` (ROS 2 services do not cross DDS vendors). Backend
-selection is tested everywhere.
+rclpy on ``rmw_cyclonedds_cpp`` (set by ``RMW_IMPLEMENTATION``, or the install's only RMW; ROS 2
+services do not cross DDS vendors). Backend selection is tested everywhere.
 """
 
 from __future__ import annotations
@@ -24,10 +24,25 @@ from ltc_controller.transport.port import RELIABLE
 needs_rclpy = pytest.mark.skipif(
     not rclpy_available(), reason="rclpy does not import here (no sourced ROS 2 install)"
 )
+
+
+def _rmw() -> str:
+    """The RMW rclpy loads here (``RMW_IMPLEMENTATION``, else the install's default: with
+    Cyclone as the only RMW built, it is Cyclone without the variable being set)."""
+    if not rclpy_available():
+        return ""
+    try:
+        from rclpy.utilities import get_rmw_implementation_identifier
+
+        return str(get_rmw_implementation_identifier())
+    except Exception:  # noqa: BLE001 - an RMW that does not load is not Cyclone
+        return os.environ.get("RMW_IMPLEMENTATION", "")
+
+
 needs_cyclone_rmw = pytest.mark.skipif(
-    not rclpy_available() or os.environ.get("RMW_IMPLEMENTATION") != "rmw_cyclonedds_cpp",
-    reason="needs rclpy with RMW_IMPLEMENTATION=rmw_cyclonedds_cpp (DDS-mode services are "
-    "rmw_cyclonedds_cpp's wire format; ROS 2 services do not cross DDS vendors)",
+    _rmw() != "rmw_cyclonedds_cpp",
+    reason="needs rclpy on rmw_cyclonedds_cpp (DDS-mode services are rmw_cyclonedds_cpp's wire "
+    "format; ROS 2 services do not cross DDS vendors)",
 )
 
 SPECS: tuple[ParamSpec, ...] = COMMON + (
