@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # pip distribution (setup.cfg) -> rosdep key in package.xml
 ROSDEP_KEYS = {
-    "torch": "python3-torch",
-    "numpy": "python3-numpy",
+    "torch": "python3-torch-pip",
+    "numpy": "python3-numpy-pip",
     "safetensors": "python3-safetensors-pip",
     "cyclonedds": "python3-cyclonedds-pip",
     "rosbags": "python3-rosbags-pip",
@@ -38,8 +38,6 @@ ROSDEP_KEYS = {
 }
 # Keys we define ourselves (rosdep.yaml); the rest are rosdistro's.
 STANDARD_KEYS = {
-    "python3-torch",
-    "python3-numpy",
     "python3-yaml",
     "python3-matplotlib",
     "python3-pil",
@@ -155,6 +153,18 @@ def test_custom_rosdep_keys_are_defined():
             assert defined[dep.name]["ubuntu"]["pip"]["packages"]
             used.add(dep.name)
     assert set(defined) == used, "rosdep.yaml defines keys package.xml does not use"
+
+
+def test_rosdep_pip_keys_pin_what_setup_cfg_pins():
+    pins = _pins(_setup_cfg()["options"]["install_requires"])
+    for section in _extras().values():
+        pins.update(section)
+    defined = yaml.safe_load((ROOT / "rosdep.yaml").read_text())
+    for key, rule in defined.items():
+        for os_name in ("debian", "ubuntu"):
+            for spec in rule[os_name]["pip"]["packages"]:
+                dist, _, version = spec.partition("==")
+                assert version == pins[dist.lower()], f"{key} ({os_name}): {spec}"
 
 
 def test_every_installed_data_file_exists():
