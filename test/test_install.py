@@ -52,6 +52,10 @@ EXTRA_DISTS = {
     "onnx",
     "onnxruntime",
     "numba",
+    "ray",
+    "rliable",
+    "arch",
+    "pandas",
     "opencv-python-headless",
     "scikit-image",
 }
@@ -222,7 +226,8 @@ def test_both_nodes_run_with_every_extra_blocked(blocked_env, tmp_path):
         ),
         (
             ["compare", "--reduced"],
-            "[sim] and [train] extras: pip install 'ltc_controller[sim,train]'",
+            "[sim] and [train] and [compare] extras: "
+            "pip install 'ltc_controller[sim,train,compare]'",
         ),
         (
             ["explain", "--policy", "p", "--bag", "b"],

@@ -35,6 +35,10 @@ ROSDEP_KEYS = {
     "imageio-ffmpeg": "python3-imageio-ffmpeg-pip",
     "scikit-image": "python3-skimage",
     "tqdm": "python3-tqdm",
+    "ray": "python3-ray-pip",
+    "rliable": "python3-rliable-pip",
+    "arch": "python3-arch-pip",
+    "pandas": "python3-pandas-pip",
 }
 # Keys we define ourselves (rosdep.yaml); the rest are rosdistro's.
 STANDARD_KEYS = {
@@ -103,7 +107,7 @@ def test_exec_depends_are_the_base_install():
 
 def test_extras_are_pinned_and_all_is_their_union():
     extras = _extras()
-    rooms = {"sim", "train", "explain", "onnx", "numba"}
+    rooms = {"sim", "train", "explain", "onnx", "numba", "compare"}
     assert set(extras) == rooms | {"all", "test"}
     base = set(_reqs(_setup_cfg()["options"]["install_requires"]))
     union: dict[str, str] = {}
