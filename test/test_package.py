@@ -18,6 +18,7 @@ ROSDEP_KEYS = {
     "cyclonedds": "python3-cyclonedds-pip",
     "rosbags": "python3-rosbags-pip",
     "mujoco": "python3-mujoco-pip",
+    "drone-models": "python3-drone-models-pip",
     "pyyaml": "python3-yaml",
     "matplotlib": "python3-matplotlib",
     "pillow": "python3-pil",
@@ -112,7 +113,7 @@ def test_extras_are_pinned_and_all_is_their_union():
             assert dist not in base, f"[{name}] {dist} is already in the base install"
             assert union.setdefault(dist, version) == version, f"{dist}: two pins"
     assert extras["all"] == union
-    assert {"mujoco", "matplotlib"} <= set(extras["sim"])
+    assert {"mujoco", "matplotlib", "drone-models"} <= set(extras["sim"])
     assert {"onnx", "onnxruntime"} <= set(extras["onnx"])
     assert "numba" in extras["numba"]
 
