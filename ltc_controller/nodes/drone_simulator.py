@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ltc_controller.sim.drone.drone_sim import HISTORY_COLUMNS, DroneMetrics, DroneSim
+from ltc_controller.sim.drone.plot import world_arrays
 from ltc_controller.transport import port
 
 __all__ = ["DroneSimulatorNode"]
@@ -296,21 +297,14 @@ class DroneSimulatorNode:
         Keys: ``frame_stamp_ns`` int64 / ``frame_stamp`` s / ``frame_render_s``, each ``(F,)``;
         ``cmd_recv`` s ``(C,)`` and ``cmd_twist`` ``(C, 4)`` (vx, vy, vz m/s, yaw rate rad/s);
         ``land_recv`` s ``(L,)``; ``phys_<col>`` for col in the drone's ``HISTORY_COLUMNS``
-        (100 Hz rows, sim time since reset); ``target`` ``(3,)`` (x, y m, yaw rad);
-        ``obstacles`` ``(M, 5)`` (x, y m, footprint radius m, half height m, is_box);
-        scalars ``world_seed``, ``success_radius_m``, ``time_limit_s``, ``start_wall``.
+        (100 Hz rows, sim time since reset); ``start_wall`` (``node.now()`` at sim time 0, s);
+        the world (:func:`~ltc_controller.sim.drone.plot.world_arrays`: ``target``,
+        ``obstacles``, ``world_seed``, ``success_radius_m``, ``time_limit_s``). Plot it with
+        :func:`~ltc_controller.sim.drone.plot.plot_drone_run`.
         """
         self._flush_history()
         h = np.concatenate(self._history) if self._history else np.zeros((0, len(HISTORY_COLUMNS)))
         fs = np.asarray(self.frame_stamp_ns, dtype=np.int64)
-        w = self.sim.world
-        obs = np.array(
-            [
-                (o.x, o.y, o.footprint_radius, o.size[2], float(o.shape == "box"))
-                for o in w.obstacles
-            ],
-            dtype=np.float64,
-        ).reshape(-1, 5)
         out: dict[str, np.ndarray] = {
             "frame_stamp_ns": fs,
             "frame_stamp": fs.astype(np.float64) * 1e-9,
@@ -318,12 +312,8 @@ class DroneSimulatorNode:
             "cmd_recv": np.asarray(self.cmd_recv, dtype=np.float64),
             "cmd_twist": np.asarray(self.cmd_values, dtype=np.float64).reshape(-1, 4),
             "land_recv": np.asarray(self.land_recv, dtype=np.float64),
-            "target": np.asarray(w.target, dtype=np.float64),
-            "obstacles": obs,
-            "world_seed": np.asarray(w.seed),
-            "success_radius_m": np.asarray(w.params.success_radius_m),
-            "time_limit_s": np.asarray(w.params.time_limit_s),
             "start_wall": np.asarray(self._start_wall),
+            **world_arrays(self.sim.world),
         }
         for i, col in enumerate(HISTORY_COLUMNS):
             out[f"phys_{col}"] = h[:, i].copy()

@@ -350,3 +350,28 @@ def test_expert_label_is_clean_while_the_executed_setpoint_is_perturbed():
         clean = PerturbedDroneExpert(DronePerturbationConfig.none()).command(sim)
         assert cmd.label == pytest.approx(clean.label)
         assert not clean.perturbed and clean.executed == clean.label
+
+
+# -- run log and plot -----------------------------------------------------------------------------
+
+
+def test_run_arrays_and_plot_of_an_expert_flight(tmp_path):
+    from PIL import Image
+
+    from ltc_controller.sim.drone.plot import OBSTACLE_COLUMNS, plot_drone_run, run_arrays
+
+    with make_drone_sim("urban", 1, render_enabled=False, record_history=True) as sim:
+        m = fly_expert(sim)
+        a = run_arrays(sim)
+        n_obs = len(sim.world.obstacles)
+    assert m.success
+    assert a["obstacles"].shape == (n_obs, len(OBSTACLE_COLUMNS))
+    assert a["obstacles"][:, OBSTACLE_COLUMNS.index("is_box")].all()  # urban: buildings
+    assert a["phys_t"].size == a["phys_x"].size >= int(m.time * 100)
+    assert a["phys_distance"][-1] <= float(a["success_radius_m"]) + 0.02
+    np.savez(tmp_path / "run.npz", **a)
+    png = plot_drone_run(tmp_path / "run.npz", tmp_path / "plots" / "run.png")
+    img = np.asarray(Image.open(png).convert("RGB")).astype(np.int32)
+    assert img.shape[0] > 400 and img.shape[1] > 800
+    red = (img[..., 0] > 200) & (img[..., 1] < 60) & (img[..., 2] < 60)
+    assert red.sum() > 20  # the target is drawn
