@@ -8,8 +8,10 @@ thrust-to-torque ratio, motor thrust limits and the linear drag matrix of its
 ``SCIPY_ARRAY_API`` (and refuses to load after scipy) and pulls CasADi, neither of which the
 simulator needs.
 
-Default airframe ``cf2x_L250`` (Crazyflie 2.x, stock 45 mm propellers, 31.9 g): the most common
-Crazyflie configuration, and the lightest of the four identified ones (thrust-to-weight 1.5).
+Default airframe ``cf2x_L250`` (Crazyflie 2.x with L250 propellers, 31.9 g): the lightest of the
+four identified airframes, with a thrust-to-weight ratio of 1.5, which leaves authority above the
+1.10 that the 25 deg tilt limit needs. Mass and inertia come from ``params.toml`` (identified, with
+battery), not from the MJCF's ``inertial`` (27 g, CAD).
 
 Controller (:class:`VelocityController`), the cascade a PX4 offboard or Crazyflie firmware runs:
 
