@@ -73,7 +73,7 @@ from ltc_controller.nodes.policy_params import (
     plan_set,
     runtime_overrides,
 )
-from ltc_controller.nodes.stamps import header, header_ns, to_ns, to_seconds
+from ltc_controller.nodes.stamps import diagnostic_name, header, header_ns, to_ns, to_seconds
 from ltc_controller.params import ParameterError, resolve
 from ltc_controller.runtime.factory import runtime_config
 from ltc_controller.runtime.loop import PolicyRuntime, TickResult
@@ -424,7 +424,7 @@ class PolicyNode:
         status = node.msg(
             "diagnostic_msgs/msg/DiagnosticStatus",
             level=int(health),
-            name=f"{node.name}: runtime",
+            name=diagnostic_name(node, "runtime"),
             message=", ".join(reasons) if reasons else "ok",
             hardware_id=f"{self.p['device']}",
             values=[node.msg("diagnostic_msgs/msg/KeyValue", key=k, value=v) for k, v in values],

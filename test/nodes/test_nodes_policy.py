@@ -298,7 +298,7 @@ def test_diagnostics_report_the_runtime(rig_factory):
     assert rig.spin(15.0, lambda: len(rig.hbs) >= 5 and len(rig.diag) >= 2)
     rig.spin(0.3)
     st = rig.diag[-1].status[0]
-    assert st.name == "ltc_policy: runtime"
+    assert st.name == f"{rig.ns[1:]}/ltc_policy: runtime"
     kv = {v.key: v.value for v in st.values}
     assert int(kv["ticks"]) > 0 and int(kv["frames_used"]) > 0
     assert float(kv["tick_rate_hz"]) > 0 and kv["policy_file"] == "(default)"

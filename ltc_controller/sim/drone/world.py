@@ -6,8 +6,9 @@ the ground ``target_range_m`` away within ``target_bearing_rad`` of +x, so it is
 camera's view at the start (as the fly-to-target task of Chahine et al. 2023).
 
 Obstacles are vertical cylinders (tree trunks; their crowns start 1.9 m or more above the ground:
-they collide, but are clear of a flight at 1 m) or yaw-rotated boxes (buildings, distractors, the occluding bush); their footprints
-(:meth:`DroneWorld.clearance`) are what the expert and the reachability check see. Placement is
+they collide, but are clear of a flight at 1 m) or yaw-rotated boxes (buildings, distractors, the
+occluding bush); their footprints (:meth:`DroneWorld.clearance`) are what the expert and the
+reachability check see. Placement is
 rejection sampling with a minimum free gap between footprints; the start, the target and the line
 of sight between them are kept clear, except for the occluder of the ``target_occluded`` shift.
 :func:`generate_world` retries with derived seeds until the target is reachable on a grid
