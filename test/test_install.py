@@ -46,6 +46,7 @@ BLOCKED = sorted({m for mods in EXTRAS.values() for m in mods} | {"cv2", "skimag
 #: Distributions of the extras (setup.cfg [options.extras_require]); none may be in the base.
 EXTRA_DISTS = {
     "mujoco",
+    "drone-models",
     "matplotlib",
     "tqdm",
     "imageio-ffmpeg",

@@ -21,6 +21,7 @@ ROSDEP_KEYS = {
     "cyclonedds": "python3-cyclonedds-pip",
     "rosbags": "python3-rosbags-pip",
     "mujoco": "python3-mujoco-pip",
+    "drone-models": "python3-drone-models-pip",
     "pyyaml": "python3-yaml",
     "matplotlib": "python3-matplotlib",
     "pillow": "python3-pil",
@@ -70,11 +71,12 @@ def _reqs(text: str) -> list[str]:
 
 
 def _pins(text: str) -> dict[str, str]:
-    """``dist==version`` lines -> ``{dist: version}`` ('' where a line has no pin)."""
+    """``dist==version`` lines -> ``{dist: version}`` ('' where a line has no pin); an
+    environment marker (``; python_version >= "3.11"``) is not part of the version."""
     out = {}
     for line in text.strip().splitlines():
         dist, _, version = line.partition("==")
-        out[dist.strip().lower()] = version.strip()
+        out[dist.strip().lower()] = version.partition(";")[0].strip()
     return out
 
 
@@ -117,7 +119,7 @@ def test_extras_are_pinned_and_all_is_their_union():
             assert dist not in base, f"[{name}] {dist} is already in the base install"
             assert union.setdefault(dist, version) == version, f"{dist}: two pins"
     assert extras["all"] == union
-    assert {"mujoco", "matplotlib"} <= set(extras["sim"])
+    assert {"mujoco", "matplotlib", "drone-models"} <= set(extras["sim"])
     assert {"onnx", "onnxruntime"} <= set(extras["onnx"])
     assert "numba" in extras["numba"]
 
