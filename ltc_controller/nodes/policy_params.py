@@ -93,7 +93,9 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
         "max_frame_age_s",
         float,
         0.3,
-        "Frames older than this are stale. A runtime set applies in place (state kept)",
+        "Frames older than this are stale; two ticks further apart than max(this, 2 / "
+        "control_rate_hz), on the steady clock (stall) or in ROS time (clock_jump_fwd), reset "
+        "the state. A runtime set applies in place (state kept)",
         "s",
         0.001,
         10.0,
