@@ -472,20 +472,13 @@ class PolicyRuntime:
 
         # Time faults since the last tick (module docstring, "Time faults"), before any frame
         # is taken: a fresh frame taken at the resuming tick must not hide the gap.
-        last_now, last_mono = self._last_tick_time, self._last_tick_mono
-        self._last_tick_time, self._last_tick_mono = now, start
-        first = last_mono == -math.inf
-        if now < last_now - cfg.clock_jump_s:
-            self._clock_jumped()
-        elif first:
-            pass
-        elif start - last_mono > self._gap_s:
-            c.stalls += 1
-            self._reset("stall")
-        elif now - last_now > self._gap_s:
-            c.clock_jumps_fwd += 1
-            self._reset("clock_jump_fwd")
-        if first or now > last_now:
+        last_now, last_mono, gap = self._last_tick_time, self._last_tick_mono, self._gap_s
+        self._last_tick_time = now
+        self._last_tick_mono = start
+        # One comparison chain on the common path; the first tick (-inf) goes through it too.
+        if start - last_mono > gap or now - last_now > gap or now < last_now - cfg.clock_jump_s:
+            self._time_fault(now, last_now, start, last_mono)
+        if now > last_now:
             self._advance_mono = start
             stopped = False
         else:
@@ -495,7 +488,7 @@ class PolicyRuntime:
                 self._reset("clock_stopped")  # no command from the frozen state
         self._clock_stopped = stopped
         # Held features that a new frame would hide: a camera gap longer than the gap bound.
-        if self._features is not None and now - self._frame_stamp > self._gap_s:
+        if self._features is not None and now - self._frame_stamp > gap:
             self._reset("stale_state")
 
         frame = None if stopped else self._pending  # kept while the clock is stopped
@@ -616,6 +609,20 @@ class PolicyRuntime:
         self._steps_done += steps
         self.counters.lag_faults += 1
         self._events.append("lag")
+
+    def _time_fault(self, now: float, last_now: float, start: float, last_mono: float) -> None:
+        """ROS time went back, the process stalled, or ROS time jumped forward since the last
+        tick (checked in that order; nothing at the first tick)."""
+        if now < last_now - self.cfg.clock_jump_s:
+            self._clock_jumped()
+        elif last_mono == -math.inf:
+            return
+        elif start - last_mono > self._gap_s:
+            self.counters.stalls += 1
+            self._reset("stall")
+        elif now - last_now > self._gap_s:
+            self.counters.clock_jumps_fwd += 1
+            self._reset("clock_jump_fwd")
 
     def _clock_jumped(self) -> None:
         self._reset("clock_jump_back")
