@@ -52,8 +52,8 @@ a frame, with the gap bound ``gap_s = max(max_frame_age_s, 2 * tick_period_s)``:
   with nobody publishing). Chosen behaviour: the state is reset once (counter ``clock_stops``)
   and, while the clock stays stopped, no frame is taken, no step is integrated and no output is
   given (health FAULT ``clock_stopped``, so the safety node falls back on its policy fault
-  instead of trusting commands from a frozen state). When ROS time moves again the state
-  rebuilds from fresh frames, as after any reset.
+  instead of trusting commands from a frozen state). When ROS time moves again (event
+  ``clock_resumed``) the state rebuilds from fresh frames, as after any reset.
 
 Steady time comes from ``clock``: a frozen clock (offline passes) never stalls or stops; their
 gaps in frame stamps are ``clock_jump_fwd``, as on the robot.
@@ -245,9 +245,9 @@ class TickResult:
         duration_s: the tick's work on ``clock``.
         warm: the state has been integrated ``rewarm_s`` since its last reset.
         events: event codes (``clock_jump_back``, ``clock_jump_fwd``, ``stall``,
-            ``clock_stopped``, ``stale_state``, ``lag``, ``non_finite``, ``state_norm``,
-            ``reset``, ``frame_skipped``, ``rejected:<reason>`` for frames that failed to
-            decode).
+            ``clock_stopped``, ``clock_resumed``, ``stale_state``, ``lag``, ``non_finite``,
+            ``state_norm``, ``reset``, ``frame_skipped``, ``rejected:<reason>`` for frames
+            that failed to decode).
         clock_stopped: ROS time has not advanced for ``clock_stop_s`` of steady time: no
             frame is taken, no step, no output, until it moves again.
         health, reasons: the :class:`~ltc_controller.runtime.watchdog.Watchdog` verdict
@@ -481,6 +481,8 @@ class PolicyRuntime:
         if now > last_now:
             self._advance_mono = start
             stopped = False
+            if self._clock_stopped:
+                ev.append("clock_resumed")  # for the log; the state was reset at the stop
         else:
             stopped = start - self._advance_mono > self._stop_s
             if stopped and not self._clock_stopped:

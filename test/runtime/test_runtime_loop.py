@@ -261,6 +261,7 @@ def test_stopped_ros_time_stops_the_commands_and_recovers_with_a_reset(policy):
     rt.offer_frame(frame(1.2, seed=40))
     r = rt.tick(1.2)
     assert not r.clock_stopped and "clock_stopped" not in r.reasons
+    assert r.events == ("clock_resumed",)
     assert c.frames_used == used + 1 and r.outputs is None  # reset: time zero at 1.2
     clock.t += 0.05
     assert rt.tick(1.25).outputs is not None and c.clock_stops == 1
