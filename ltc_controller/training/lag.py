@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -157,9 +158,7 @@ def _neighbours(x: NDArray[np.float64], folds: int, k: int, dims: int) -> NDArra
     return out
 
 
-def _peak(
-    curve: NDArray[np.float64], offsets: NDArray[np.float64], step_s: float
-) -> tuple[float, int]:
+def _peak(curve: NDArray[Any], offsets: NDArray[Any], step_s: float) -> tuple[float, int]:
     """Offset of the maximum of ``curve``, refined by a parabola through it and its two
     neighbours, and the index of the maximum."""
     peak = int(np.argmax(curve))
