@@ -242,6 +242,8 @@ def run_compare(
     recipe: CompareRecipe = COMPARE_FULL,
     *,
     bags: Sequence[Path] = (),
+    label_offset_s: float = 0.0,
+    max_pair_dt_s: float = 0.05,
     log: Callable[[str], None] = print,
     show_progress: bool = True,
 ) -> dict[str, Any]:
@@ -251,6 +253,9 @@ def run_compare(
         work: folder for the data, policies and the report (``work/report``).
         recipe: the recipe.
         bags: use these bags instead of recording (``/camera/image_raw`` + ``/expert_cmd``).
+        label_offset_s, max_pair_dt_s: frame/command pairing of the bags (see
+            :func:`~ltc_controller.training.bag.read_demonstrations`); each bag's command-image
+            lag is logged, with a warning when it is large.
         log: line logger.
         show_progress: tqdm bars while training.
 
@@ -266,8 +271,24 @@ def run_compare(
     if not bags:
         bags = [_bag(work / "data", recipe.record, log)]
     demos = Demonstrations.concatenate(
-        [read_demonstrations(b, IMAGE_TOPIC, LABEL_TOPIC) for b in bags]
+        [
+            read_demonstrations(
+                b,
+                IMAGE_TOPIC,
+                LABEL_TOPIC,
+                label_offset_s=label_offset_s,
+                max_pair_dt_s=max_pair_dt_s,
+            )
+            for b in bags
+        ]
     )
+    log(
+        "command-image lag (s): "
+        + (", ".join(f"{e.lag_s:+.3f}" for e in demos.lag_estimates) or "not estimated")
+        + f"; label offset {label_offset_s:g} s"
+    )
+    for w in demos.lag_warnings():
+        log(f"warning: {w}")
     t_data = time.perf_counter() - t0
     available = set(getattr(policy_mod, "ARCHITECTURES", ("ncp_ltc",)))
     entries: list[ModelEntry] = []
