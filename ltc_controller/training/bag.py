@@ -625,7 +625,7 @@ def read_demonstrations(
     gaps = np.diff(stamps_ns)
     new_seg = np.concatenate([[True], (gaps > round(max_gap_s * 1e9)) | (gaps <= 0)])
     return Demonstrations(
-        images=frames[keep],
+        images=frames if np.array_equal(keep, np.arange(len(frames))) else frames[keep],
         targets=cvals[nearest[keep]].astype(np.float32),
         stamps_ns=stamps_ns,
         segment=np.cumsum(new_seg).astype(np.int64) - 1,
