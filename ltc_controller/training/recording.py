@@ -118,7 +118,7 @@ def record(
     frames = perturbed = takeover_frames = departures = 0
     wall0 = time.perf_counter()
     base_s = 0.0
-    driver = PolicyDriver(learner) if learner is not None else None
+    driver = PolicyDriver(learner, speed_mps=speed) if learner is not None else None
     wheelbase = VehicleParams().wheelbase_m  # the car make_sim builds
     with DemoBagWriter(
         path,

@@ -84,6 +84,10 @@ def test_a_policy_trained_on_each_command_type_drives_that_type(tmp_path, kind):
     msgtype, _, params, names, _ = CASES[kind]
     policy = _record_and_train(tmp_path, kind)
     frames = _frames(tmp_path / "bag")
+    if kind == "twist":  # closed loop in the simulator too (yaw rate -> steering)
+        ev = ["evaluate", "--policy", f"twist={policy}", "--conditions", "clean"]
+        ev += ["--episodes", "1", "--distance", "5", "-o", str(tmp_path / "eval")]
+        assert main(ev) == 0
 
     ns = "/t" + uuid.uuid4().hex[:8]
     dut = DdsNode(
