@@ -22,7 +22,10 @@ Every ``header.stamp`` and every bag log time is the simulation clock (ns).
 Reading (:func:`read_demonstrations`) works on any rosbag2 with an image topic (``Image`` or
 ``CompressedImage``) and a command topic the user names: images are decoded, cropped and resized
 to the policy input once and kept as uint8; each image is paired with the command whose stamp is
-nearest (within ``max_pair_dt_s``); the pairs are cut into segments where time jumps.
+nearest to its own plus ``label_offset_s`` (within ``max_pair_dt_s``); the pairs are cut into
+segments where time jumps. The command–image lag of each bag is estimated on the way
+(:mod:`ltc_controller.training.lag`). Outputs are named after the command axes their fields carry
+(:mod:`ltc_controller.interfaces.command_axes`), the names ``ltc_policy`` maps.
 
 Messages are read and written with the project's typestore
 (:func:`ltc_controller.interfaces.typestore`: ROS 2 Jazzy plus ackermann_msgs; no DDS import here).
@@ -62,6 +65,10 @@ __all__ = [
     "RecordTopics",
     "TopicNotFoundError",
     "bag_topics",
+    "command_fields_of",
+    "default_command_field",
+    "output_name",
+    "output_unit",
     "read_demonstrations",
 ]
 
