@@ -32,11 +32,16 @@ reaction time is part of the lag it measures, which is also what an offset shoul
 
 **Uncertainty**: the same curve computed on each fold's frames alone gives one peak per fold;
 their spread over the square root of the number of folds is the standard error ``lag_se_s``.
+It understates the error where the curve is flat: frames that show the road ahead also predict
+the coming commands almost as well as their own. Measured: on synthetic bags whose frames show
+the command sharply, known lags come back within 0.4 ms (standard error 0.2 ms); on correctly
+stamped simulator recordings (20 Hz) the estimate was -17, +16 and +32 ms (1 min, 3.3 min, 2 min
+of data; standard errors 31, 11 and 6 ms), while known shifts of the same data moved it by the
+shift within 10 ms.
 
 **Warning** (:meth:`LagEstimate.warning`): when the lag left after the offset in use
-(``--label-offset-s``) is at least half the median frame period (and more than twice its
-standard error), i.e. when nearest-stamp pairing gives frames another frame's label; or when the
-lag cannot be located.
+(``--label-offset-s``) exceeds half the median frame period plus twice its standard error, i.e.
+when nearest-stamp pairing gives frames another frame's label; or when the lag cannot be located.
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ class LagEstimate:
 
     def warning(self, label_offset_s: float = 0.0) -> str | None:
         """A sentence for the user when the labels are shifted by half a frame or more after
-        ``label_offset_s`` (by more than twice the standard error), or when the lag cannot be
+        ``label_offset_s``, beyond twice the standard error, or when the lag cannot be
         located; None when all is well."""
         if not self.reliable:
             return (
@@ -104,7 +109,7 @@ class LagEstimate:
                 "by stamp only, check the command stamps yourself or record more"
             )
         res = self.residual_s(label_offset_s)
-        if abs(res) < max(0.5 * self.frame_period_s, 2.0 * self.lag_se_s):
+        if abs(res) < 0.5 * self.frame_period_s + 2.0 * self.lag_se_s:
             return None
         return (
             f"commands lag their frames by {self.lag_s:+.3f} ± {self.lag_se_s:.3f} s (R² "
@@ -132,8 +137,11 @@ def _features(images: NDArray[np.uint8], cells: tuple[int, int]) -> NDArray[np.f
     n, h, w, c = images.shape
     ch, cw = min(cells[0], h), min(cells[1], w)
     hh, ww = (h // ch) * ch, (w // cw) * cw
-    blocks = images[:, :hh, :ww].reshape(n, ch, hh // ch, cw, ww // cw, c)
-    x = blocks.mean(axis=(2, 4), dtype=np.float32).reshape(n, -1)
+    # Block sums in two passes over contiguous axes (rows, then columns): several times faster
+    # than one mean over a 6-D view.
+    rows = images[:, :hh, :ww].reshape(n, ch, hh // ch, ww * c).sum(axis=2, dtype=np.uint32)
+    sums = rows.reshape(n, ch, cw, ww // cw, c).sum(axis=3)
+    x = sums.reshape(n, -1).astype(np.float32) / float((hh // ch) * (ww // cw))
     x64 = x.astype(np.float64)
     x64 -= x64.mean(axis=0)
     sd = x64.std(axis=0)
