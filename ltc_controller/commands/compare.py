@@ -21,6 +21,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reduced", action="store_true", help="tiny data and training (minutes)")
     p.add_argument("--work", type=Path, default=Path("compare_out"), help="output folder")
     p.add_argument("--bag", type=Path, action="append", default=[], help="use these bags")
+    p.add_argument(
+        "--max-pair-dt",
+        type=float,
+        default=0.05,
+        help="--bag pairing tolerance (s, default 0.05): as in train",
+    )
+    p.add_argument(
+        "--label-offset-s",
+        type=float,
+        default=0.0,
+        help="pair the frame stamped t with the command stamped t + this (s, default 0); each "
+        "bag's command-image lag is estimated and logged, with a warning when large: as in train",
+    )
     p.add_argument("--seeds", type=int, default=None, help="training seeds per model")
     p.add_argument("--episodes", type=int, default=None, help="episodes per model and condition")
     p.add_argument("--conditions", default=None, help="comma-separated conditions (or 'all')")
@@ -60,6 +73,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             args.work,
             recipe,
             bags=args.bag,
+            label_offset_s=args.label_offset_s,
+            max_pair_dt_s=args.max_pair_dt,
             log=lambda s: print(s, file=sys.stderr),
             show_progress=not args.quiet,
             address=args.address,

@@ -41,9 +41,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="POLICY",
         help="let this policy drive (the expert only labels, and takes over far off-centre)",
     )
+    p.add_argument(
+        "--command-type",
+        choices=("ackermann", "twist", "twist_stamped"),
+        default="ackermann",
+        help="type of the expert and executed commands: ackermann_msgs/AckermannDriveStamped "
+        "(default), or geometry_msgs/Twist or TwistStamped carrying the car's body velocity "
+        "(linear.x = speed, angular.z = speed * tan(steering) / wheelbase)",
+    )
     p.add_argument("--image-topic", default="/camera/image_raw", help="image topic")
     p.add_argument("--label-topic", default="/expert_cmd", help="clean expert command topic")
-    p.add_argument("--executed-topic", default="/ackermann_cmd", help="executed command topic")
+    p.add_argument(
+        "--executed-topic",
+        default=None,
+        help="executed command topic (default /ackermann_cmd, /cmd_vel for Twist)",
+    )
     p.add_argument("--odom-topic", default="/odom", help="odometry topic")
 
 
@@ -53,11 +65,16 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     except MissingExtra as e:
         print(e, file=sys.stderr)
         return 2
+    from ltc_controller.interfaces.command_axes import ACKERMANN, TWIST, TWIST_STAMPED
     from ltc_controller.models.policy_file import PolicyFileError, load_policy
     from ltc_controller.sim.scenario import PerturbationConfig
     from ltc_controller.training.bag import BagError, RecordTopics
     from ltc_controller.training.recording import RecordConfig, record
 
+    ctype = {"ackermann": ACKERMANN, "twist": TWIST, "twist_stamped": TWIST_STAMPED}[
+        args.command_type
+    ]
+    executed = args.executed_topic or RecordTopics.default_executed(ctype)
     try:
         pert = (
             PerturbationConfig.none(args.speed)
@@ -78,9 +95,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             cfg,
             storage=args.storage,
             compressed=args.compressed,
-            topics=RecordTopics(
-                args.image_topic, args.label_topic, args.executed_topic, args.odom_topic
-            ),
+            topics=RecordTopics(args.image_topic, args.label_topic, executed, args.odom_topic),
+            command_type=ctype,
             learner=learner,
             progress=lambda i, n: print(f"episode {i}/{n}", file=sys.stderr),
         )

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ltc_controller.extras import MissingExtra, require
 
@@ -35,9 +36,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--command-field",
         action="append",
         default=None,
-        help="dotted field(s) to learn (default: drive.steering_angle for Ackermann)",
+        help="dotted field(s) to learn, repeatable (default: the steering axis, "
+        "drive.steering_angle for Ackermann, angular.z for Twist; 'all': every command axis "
+        "of the type, e.g. linear.x linear.y linear.z angular.z); outputs are named after the "
+        "command axes (steering_angle, speed, linear_x, ..., angular_z) that ltc_policy maps",
     )
-    p.add_argument("--max-pair-dt", type=float, default=0.05, help="image/command pairing (s)")
+    p.add_argument(
+        "--max-pair-dt",
+        type=float,
+        default=0.05,
+        help="pairing tolerance (s, default 0.05): each frame gets the command nearest to its "
+        "stamp + --label-offset-s, if within this; frames without one are dropped (unpaired)",
+    )
+    p.add_argument(
+        "--label-offset-s",
+        type=float,
+        default=0.0,
+        help="pair the frame stamped t with the command stamped t + this (s, default 0). "
+        "Commands stamped late by half a frame or more otherwise label every frame with another "
+        "frame's command, silently; each bag's command-image lag is estimated and printed "
+        "(warning when large): pass that estimate here",
+    )
+    p.add_argument(
+        "--check-data",
+        action="store_true",
+        help="read the bags, print the pairing counts and each bag's command-image lag as JSON, "
+        "and stop (no training)",
+    )
     p.add_argument("--max-gap", type=float, default=0.3, help="gap that starts a segment (s)")
     p.add_argument("--arch", default="ncp_ltc", help="PolicyConfig.architecture (ncp_ltc)")
     p.add_argument("--units", type=int, default=None, help="hidden units (lstm, gru, ...)")
@@ -90,12 +115,28 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
                     args.command_topic,
                     command_fields=args.command_field,
                     max_pair_dt_s=args.max_pair_dt,
+                    label_offset_s=args.label_offset_s,
                     max_gap_s=args.max_gap,
                     max_frames=args.max_frames,
                 )
                 for bag in args.bag
             ]
         )
+        outputs = zip(demos.output_names, demos.output_units, strict=True)
+        print(
+            f"data: {len(demos)} frames in {int(demos.segment.max()) + 1} segments "
+            f"from {len(args.bag)} bag(s) {demos.stats}; outputs "
+            + ", ".join(f"{n} ({u or '-'})" for n, u in outputs)
+            + "; command-image lag (s): "
+            + (", ".join(f"{e.lag_s:+.3f}" for e in demos.lag_estimates) or "not estimated")
+            + f"; --label-offset-s {args.label_offset_s:g}",
+            file=sys.stderr,
+        )
+        for w in demos.lag_warnings():
+            print(f"train: warning: {w}", file=sys.stderr)
+        if args.check_data:
+            print(json.dumps(_data_report(args, demos), indent=2))
+            return 0
         cfg = TrainConfig(
             arch=args.arch,
             units=args.units,
@@ -113,11 +154,6 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             augment=AugmentConfig.off() if args.no_augment else AugmentConfig(),
             device=args.device,
             threads=args.threads,
-        )
-        print(
-            f"data: {len(demos)} frames in {int(demos.segment.max()) + 1} segments "
-            f"from {len(args.bag)} bag(s) {demos.stats}",
-            file=sys.stderr,
         )
         result = train(
             demos,
@@ -146,3 +182,18 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         )
     )
     return 0
+
+
+def _data_report(args: argparse.Namespace, demos: Any) -> dict[str, Any]:
+    """What ``--check-data`` prints: pairing counts, outputs and each bag's lag estimate."""
+    return {
+        "bags": [str(b) for b in args.bag],
+        "frames": len(demos),
+        "segments": int(demos.segment.max()) + 1,
+        "stats": demos.stats,
+        "outputs": dict(zip(demos.output_names, demos.output_units, strict=True)),
+        "max_pair_dt_s": args.max_pair_dt,
+        "label_offset_s": args.label_offset_s,
+        "lag": [e.as_dict() for e in demos.lag_estimates],
+        "warnings": demos.lag_warnings(),
+    }

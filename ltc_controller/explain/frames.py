@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ltc_controller.interfaces.command_axes import FIELDS
 from ltc_controller.runtime.preprocess import RawFrame, frame_from_compressed, frame_from_image
 
 __all__ = [
@@ -32,11 +33,10 @@ __all__ = [
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 #: Default command field per type (the steering-like quantity).
+#: The steering field of each command type (a yaw rate for Twist), from the shared axes table.
 COMMAND_FIELDS = {
-    "ackermann_msgs/msg/AckermannDriveStamped": "drive.steering_angle",
-    "ackermann_msgs/msg/AckermannDrive": "steering_angle",
-    "geometry_msgs/msg/TwistStamped": "twist.angular.z",
-    "geometry_msgs/msg/Twist": "angular.z",
+    msgtype: fields.get("steering_angle") or fields["angular_z"]
+    for msgtype, fields in FIELDS.items()
 }
 
 

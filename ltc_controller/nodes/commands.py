@@ -22,27 +22,34 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-ACKERMANN = "ackermann_msgs/msg/AckermannDriveStamped"
-TWIST = "geometry_msgs/msg/Twist"
-TWIST_STAMPED = "geometry_msgs/msg/TwistStamped"
-COMMAND_TYPES = (ACKERMANN, TWIST, TWIST_STAMPED)
+# The types, axes, units and fields live with the message definitions, so that training (which
+# may not import nodes) names policy outputs after the same axes.
+from ltc_controller.interfaces.command_axes import (
+    ACKERMANN,
+    ALL_AXES,
+    AXES,
+    COMMAND_TYPES,
+    TWIST,
+    TWIST_STAMPED,
+    UNITS,
+)
 
-#: Axes of each command type, in the order the limiters run.
-AXES: dict[str, tuple[str, ...]] = {
-    ACKERMANN: ("steering_angle", "speed"),
-    TWIST: ("linear_x", "linear_y", "linear_z", "angular_z"),
-    TWIST_STAMPED: ("linear_x", "linear_y", "linear_z", "angular_z"),
-}
-#: Every axis any command type has, with its unit.
-UNITS: dict[str, str] = {
-    "steering_angle": "rad",
-    "speed": "m/s",
-    "linear_x": "m/s",
-    "linear_y": "m/s",
-    "linear_z": "m/s",
-    "angular_z": "rad/s",
-}
-ALL_AXES = tuple(UNITS)
+__all__ = [
+    "ACKERMANN",
+    "ALL_AXES",
+    "AXES",
+    "COMMAND_TYPES",
+    "MEASURED_BY",
+    "OUTPUT_TOPIC",
+    "TWIST",
+    "TWIST_STAMPED",
+    "UNITS",
+    "build_command",
+    "finite",
+    "read_command",
+    "stamp_ns",
+]
+
 #: Default topic of the final command (remap with ``-r``): the names the ecosystem expects.
 OUTPUT_TOPIC: dict[str, str] = {
     ACKERMANN: "ackermann_cmd",

@@ -116,9 +116,15 @@ def check_outputs(m: CommandMapping, names: Sequence[str], where: str) -> None:
             if m.command_type == ACKERMANN
             else f"Twist with twist_mapping={m.twist_mapping}"
         )
+        if set(names) <= _BICYCLE_OUTPUTS:
+            fits = f"command_type {ACKERMANN}, or a Twist type with twist_mapping bicycle"
+        elif set(names) <= _DIRECT_OUTPUTS:
+            fits = "command_type geometry_msgs/msg/Twist or TwistStamped with twist_mapping direct"
+        else:
+            fits = "no mapping (name the outputs after command axes when training)"
         raise ParameterError(
             f"{where}: policy outputs {list(names)}; {mapping} uses only "
-            f"{sorted(known)} (unknown: {unknown}); set command_type/twist_mapping to match"
+            f"{sorted(known)} (unknown: {unknown}); these outputs fit {fits}"
         )
 
 

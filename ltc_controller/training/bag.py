@@ -8,17 +8,24 @@ topic (default)           type                                            conten
 ``/camera/image_raw``     ``sensor_msgs/msg/Image`` (``rgb8``)            camera frames
 ``.../compressed``        ``sensor_msgs/msg/CompressedImage`` (``jpeg``)  with ``compressed=True``
 ``/expert_cmd``           ``ackermann_msgs/msg/AckermannDriveStamped``    clean expert command
-                                                                          (the training label)
-``/ackermann_cmd``        ``ackermann_msgs/msg/AckermannDriveStamped``    command actually executed
+                          (or ``geometry_msgs/msg/Twist[Stamped]``)       (the training label)
+``/ackermann_cmd``        the same type (``/cmd_vel`` for Twist)          command actually executed
 ``/odom``                 ``nav_msgs/msg/Odometry``                       true pose (rear axle)
 ========================  ==============================================  =========================
+
+Commands are Ackermann by default; with ``command_type`` Twist or TwistStamped a car's
+``(steering angle, speed)`` is written as the body velocity it commands (kinematic bicycle, REP
+103): ``linear.x`` = speed, ``angular.z`` = speed * tan(steering) / wheelbase, the rest 0.
 
 Every ``header.stamp`` and every bag log time is the simulation clock (ns).
 
 Reading (:func:`read_demonstrations`) works on any rosbag2 with an image topic (``Image`` or
 ``CompressedImage``) and a command topic the user names: images are decoded, cropped and resized
 to the policy input once and kept as uint8; each image is paired with the command whose stamp is
-nearest (within ``max_pair_dt_s``); the pairs are cut into segments where time jumps.
+nearest to its own plus ``label_offset_s`` (within ``max_pair_dt_s``); the pairs are cut into
+segments where time jumps. The command–image lag of each bag is estimated on the way
+(:mod:`ltc_controller.training.lag`). Outputs are named after the command axes their fields carry
+(:mod:`ltc_controller.interfaces.command_axes`), the names ``ltc_policy`` maps.
 
 Messages are read and written with the project's typestore
 (:func:`ltc_controller.interfaces.typestore`: ROS 2 Jazzy plus ackermann_msgs; no DDS import here).
@@ -39,7 +46,17 @@ from PIL import Image as PILImage
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from ltc_controller.interfaces import typestore
+from ltc_controller.interfaces.command_axes import (
+    ACKERMANN,
+    COMMAND_TYPES,
+    FIELDS,
+    TWIST,
+    TWIST_STAMPED,
+    UNITS,
+    axis_of_field,
+)
 from ltc_controller.runtime.preprocess import FrameRejected, decode_image
+from ltc_controller.training.lag import LagEstimate, estimate_command_lag
 
 __all__ = [
     "BagError",
@@ -48,11 +65,14 @@ __all__ = [
     "RecordTopics",
     "TopicNotFoundError",
     "bag_topics",
+    "command_fields_of",
+    "default_command_field",
+    "output_name",
+    "output_unit",
     "read_demonstrations",
 ]
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-ACKERMANN = "ackermann_msgs/msg/AckermannDriveStamped"
 
 
 class BagError(ValueError):
@@ -72,6 +92,12 @@ class RecordTopics:
     executed: str = "/ackermann_cmd"
     odom: str = "/odom"
 
+    @staticmethod
+    def default_executed(command_type: str) -> str:
+        """The executed-command topic the ecosystem expects for a type (``/ackermann_cmd``,
+        ``/cmd_vel``)."""
+        return "/ackermann_cmd" if command_type == ACKERMANN else "/cmd_vel"
+
     def image_topic(self, compressed: bool) -> str:
         """The image topic for raw or compressed frames (``<image>/compressed`` as
         image_transport names it)."""
@@ -90,9 +116,13 @@ class DemoBagWriter:
         compressed: write ``CompressedImage`` (JPEG via Pillow) instead of ``Image``.
         jpeg_quality: JPEG quality (1..95).
         topics: topic names.
+        command_type: type of the label and executed commands: ``ackermann_msgs/msg/
+            AckermannDriveStamped``, ``geometry_msgs/msg/Twist`` or ``.../TwistStamped``.
+        wheelbase_m: wheelbase of the bicycle conversion to Twist (m).
 
     Raises:
-        BagError: ``path`` exists or ``storage`` is unknown.
+        BagError: ``path`` exists, ``storage`` or ``command_type`` is unknown, or
+            ``wheelbase_m`` is not positive.
     """
 
     def __init__(
@@ -102,10 +132,18 @@ class DemoBagWriter:
         compressed: bool = False,
         jpeg_quality: int = 90,
         topics: RecordTopics | None = None,
+        command_type: str = ACKERMANN,
+        wheelbase_m: float = 2.5,
     ) -> None:
         self.path = Path(path)
         if storage not in STORAGES:
             raise BagError(f"storage {storage!r}: expected one of {sorted(STORAGES)}")
+        if command_type not in COMMAND_TYPES:
+            raise BagError(f"command type {command_type!r}: expected one of {COMMAND_TYPES}")
+        if not wheelbase_m > 0.0:
+            raise BagError(f"wheelbase_m={wheelbase_m}: expected > 0")
+        self.command_type = command_type
+        self.wheelbase_m = float(wheelbase_m)
         if self.path.exists():
             raise BagError(f"{self.path}: already exists; rosbag2 writes a new directory")
         self.store = typestore()
@@ -120,8 +158,8 @@ class DemoBagWriter:
         self._c_image = self._writer.add_connection(
             t.image_topic(compressed), image_type, typestore=self.store
         )
-        self._c_label = self._writer.add_connection(t.label, ACKERMANN, typestore=self.store)
-        self._c_exec = self._writer.add_connection(t.executed, ACKERMANN, typestore=self.store)
+        self._c_label = self._writer.add_connection(t.label, command_type, typestore=self.store)
+        self._c_exec = self._writer.add_connection(t.executed, command_type, typestore=self.store)
         self._c_odom = self._writer.add_connection(
             t.odom, "nav_msgs/msg/Odometry", typestore=self.store
         )
@@ -135,18 +173,27 @@ class DemoBagWriter:
             frame_id=frame_id,
         )
 
-    def _ackermann(self, stamp_ns: int, steer: float, speed: float) -> Any:
+    def _command(self, stamp_ns: int, steer: float, speed: float) -> Any:
         T = self.store.types
-        return T[ACKERMANN](
-            header=self._header(stamp_ns, "base_link"),
-            drive=T["ackermann_msgs/msg/AckermannDrive"](
-                steering_angle=float(steer),
-                steering_angle_velocity=0.0,
-                speed=float(speed),
-                acceleration=0.0,
-                jerk=0.0,
-            ),
+        if self.command_type == ACKERMANN:
+            return T[ACKERMANN](
+                header=self._header(stamp_ns, "base_link"),
+                drive=T["ackermann_msgs/msg/AckermannDrive"](
+                    steering_angle=float(steer),
+                    steering_angle_velocity=0.0,
+                    speed=float(speed),
+                    acceleration=0.0,
+                    jerk=0.0,
+                ),
+            )
+        V3 = T["geometry_msgs/msg/Vector3"]
+        yaw_rate = float(speed) * math.tan(float(steer)) / self.wheelbase_m
+        twist = T[TWIST](
+            linear=V3(x=float(speed), y=0.0, z=0.0), angular=V3(x=0.0, y=0.0, z=yaw_rate)
         )
+        if self.command_type == TWIST:
+            return twist
+        return T[TWIST_STAMPED](header=self._header(stamp_ns, "base_link"), twist=twist)
 
     def write(
         self,
@@ -166,6 +213,13 @@ class DemoBagWriter:
             speed_cmd: commanded speed (m/s).
             pose: ``(x, y, yaw, speed, yaw_rate)`` of the rear axle (m, rad, m/s, rad/s).
         """
+        self.write_image(stamp_ns, image)
+        self.write_commands(stamp_ns, label_steer, executed_steer, speed_cmd)
+        self.write_odom(stamp_ns, pose)
+        self.frames += 1
+
+    def write_image(self, stamp_ns: int, image: NDArray[np.uint8]) -> None:
+        """Write a camera frame ``(H, W, 3)`` uint8 RGB stamped ``stamp_ns`` (ns)."""
         T = self.store.types
         ser = self.store.serialize_cdr
         hdr = self._header(stamp_ns, "camera_optical_frame")
@@ -188,16 +242,24 @@ class DemoBagWriter:
                 data=np.ascontiguousarray(image).reshape(-1),
             )
             self._writer.write(self._c_image, stamp_ns, ser(msg, IMAGE_TYPES[0]))
+
+    def write_commands(
+        self, stamp_ns: int, label_steer: float, executed_steer: float, speed_cmd: float
+    ) -> None:
+        """Write the label and executed commands (steering in rad, speed in m/s) stamped
+        ``stamp_ns`` (ns; header and log time), as ``command_type``."""
+        ser = self.store.serialize_cdr
+        ct = self.command_type
         self._writer.write(
-            self._c_label,
-            stamp_ns,
-            ser(self._ackermann(stamp_ns, label_steer, speed_cmd), ACKERMANN),
+            self._c_label, stamp_ns, ser(self._command(stamp_ns, label_steer, speed_cmd), ct)
         )
         self._writer.write(
-            self._c_exec,
-            stamp_ns,
-            ser(self._ackermann(stamp_ns, executed_steer, speed_cmd), ACKERMANN),
+            self._c_exec, stamp_ns, ser(self._command(stamp_ns, executed_steer, speed_cmd), ct)
         )
+
+    def write_odom(self, stamp_ns: int, pose: tuple[float, float, float, float, float]) -> None:
+        """Write odometry ``(x, y, yaw, speed, yaw_rate)`` (m, rad, m/s, rad/s) at ``stamp_ns``."""
+        T = self.store.types
         x, y, yaw, v, wz = pose
         V3, P = T["geometry_msgs/msg/Vector3"], T["geometry_msgs/msg/Point"]
         odom = T["nav_msgs/msg/Odometry"](
@@ -219,8 +281,7 @@ class DemoBagWriter:
                 covariance=np.zeros(36),
             ),
         )
-        self._writer.write(self._c_odom, stamp_ns, ser(odom, "nav_msgs/msg/Odometry"))
-        self.frames += 1
+        self._writer.write(self._c_odom, stamp_ns, self.store.serialize_cdr(odom, odom.__msgtype__))
 
     def close(self) -> None:
         """Finish the bag (writes metadata.yaml). Idempotent."""
@@ -261,7 +322,13 @@ class Demonstrations:
             integer ns end to end, the time base of the runtime's stepping rule.
         segment: ``(N,)`` int64 segment id; a new segment starts where time jumps by more than
             ``max_gap_s`` (or goes backwards), and at each new bag.
-        output_names: one name per target column (e.g. ``("steering_angle",)``).
+        output_names: one name per target column, the command axis it carries (e.g.
+            ``("steering_angle",)``, ``("linear_x", "angular_z")``; see :func:`output_name`).
+        output_units: SI unit of each column (``rad``, ``m/s``, ``rad/s``; ``""`` if unknown;
+            filled from the names when empty).
+        lag_estimates: the command–image lag of each bag read (:mod:`.lag`), where it could be
+            estimated.
+        label_offset_s: the offset the pairing used (see :func:`read_demonstrations`).
         stats: counts (images read, paired, dropped for no command, rejected images).
     """
 
@@ -271,6 +338,23 @@ class Demonstrations:
     segment: NDArray[np.int64]
     output_names: tuple[str, ...]
     stats: dict[str, int] = field(default_factory=dict)
+    output_units: tuple[str, ...] = ()
+    lag_estimates: tuple[LagEstimate, ...] = ()
+    label_offset_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.output_units:
+            self.output_units = tuple(output_unit(n) for n in self.output_names)
+
+    def lag_warnings(self) -> list[str]:
+        """One sentence per bag whose command–image lag is half a frame or more after
+        :attr:`label_offset_s`, or could not be measured (:meth:`LagEstimate.warning`)."""
+        out = []
+        for est in self.lag_estimates:
+            w = est.warning(self.label_offset_s)
+            if w is not None:
+                out.append(w)
+        return out
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -287,6 +371,9 @@ class Demonstrations:
         if not parts:
             raise BagError("no demonstrations to join")
         names = parts[0].output_names
+        offsets = {p.label_offset_s for p in parts}
+        if len(offsets) > 1:
+            raise BagError(f"label offsets differ: {sorted(offsets)}")
         segs = []
         base = 0
         stats: dict[str, int] = {}
@@ -304,6 +391,9 @@ class Demonstrations:
             segment=np.concatenate(segs),
             output_names=names,
             stats=stats,
+            output_units=parts[0].output_units,
+            lag_estimates=tuple(e for p in parts for e in p.lag_estimates),
+            label_offset_s=parts[0].label_offset_s,
         )
 
 
@@ -326,15 +416,43 @@ def default_command_field(msgtype: str) -> str:
     Raises:
         BagError: a type with no known default (pass the field explicitly).
     """
-    if msgtype == ACKERMANN:
-        return "drive.steering_angle"
-    if msgtype == "ackermann_msgs/msg/AckermannDrive":
-        return "steering_angle"
-    if msgtype == "geometry_msgs/msg/TwistStamped":
-        return "twist.angular.z"
-    if msgtype == "geometry_msgs/msg/Twist":
-        return "angular.z"
-    raise BagError(f"no default command field for {msgtype}; name one with --command-field")
+    fields = FIELDS.get(msgtype)
+    if fields is None:
+        raise BagError(f"no default command field for {msgtype}; name one with --command-field")
+    return fields["steering_angle" if "steering_angle" in fields else "angular_z"]
+
+
+def command_fields_of(msgtype: str, requested: Sequence[str] | None) -> list[str]:
+    """The dotted fields to learn: ``requested`` as given, the type's steering field when it is
+    empty (:func:`default_command_field`), and every command axis of the type, in the node's
+    axis order, for ``["all"]`` (Twist: ``linear.x, linear.y, linear.z, angular.z``).
+
+    Raises:
+        BagError: no default or no axes for ``msgtype``.
+    """
+    if not requested:
+        return [default_command_field(msgtype)]
+    if list(requested) == ["all"]:
+        fields = FIELDS.get(msgtype)
+        if fields is None:
+            raise BagError(f"{msgtype} has no command axes; name the fields with --command-field")
+        return list(fields.values())
+    return list(requested)
+
+
+def output_name(msgtype: str, dotted: str) -> str:
+    """The policy output name of a learned field: the command axis it carries (the names
+    ``ltc_policy`` maps: ``drive.steering_angle`` -> ``steering_angle``, Twist ``angular.z`` or
+    TwistStamped ``twist.angular.z`` -> ``angular_z``, ``linear.x`` -> ``linear_x``), else the
+    field with dots as underscores (``drive.acceleration`` -> ``drive_acceleration``), which no
+    command mapping uses."""
+    axis = axis_of_field(msgtype, dotted)
+    return axis if axis is not None else dotted.replace(".", "_")
+
+
+def output_unit(name: str) -> str:
+    """SI unit of an output name (``rad``, ``m/s``, ``rad/s``; ``""`` when not a command axis)."""
+    return UNITS.get(name, "")
 
 
 def _stamp(msg: Any, log_ns: int) -> int:
@@ -394,19 +512,35 @@ def read_demonstrations(
     width: int = 200,
     crop: tuple[int, int, int, int] = (0, 0, 0, 0),
     max_pair_dt_s: float = 0.05,
+    label_offset_s: float = 0.0,
     max_gap_s: float = 0.3,
     max_frames: int | None = None,
+    estimate_lag: bool = True,
 ) -> Demonstrations:
     """Read image/command pairs from a rosbag2 (MCAP or sqlite3).
+
+    **Pairing**: the frame stamped ``t`` gets the command whose stamp is nearest to
+    ``t + label_offset_s``, if that command is within ``max_pair_dt_s`` of it; frames without
+    one are dropped (counted as ``unpaired``). With commands slower than the frames, several
+    frames share a command. The tolerance only protects against gaps: a constant lag of the
+    command stamps behind the frames (half a frame or more) still pairs every frame, with
+    another frame's label. ``estimate_lag`` measures that lag (:func:`~.lag
+    .estimate_command_lag`, on every frame read) and :meth:`Demonstrations.lag_warnings` says
+    when it is large; ``label_offset_s`` undoes it.
 
     Args:
         path: bag directory.
         image_topic: ``sensor_msgs/msg/Image`` or ``CompressedImage`` topic.
         command_topic: command topic (e.g. ``AckermannDriveStamped``).
         command_fields: dotted fields of the command to learn (default
-            :func:`default_command_field`); output names are their last components.
+            :func:`default_command_field`; ``["all"]``: every command axis of the type, see
+            :func:`command_fields_of`); output names are the command axes they carry
+            (:func:`output_name`), units those of the axes.
         height, width, crop: policy input geometry (see :func:`to_policy_image`).
-        max_pair_dt_s: largest ``|image stamp - command stamp|`` of a pair (s).
+        max_pair_dt_s: largest ``|image stamp + label_offset_s - command stamp|`` of a pair (s).
+        label_offset_s: the command stamped ``t + label_offset_s`` labels the frame stamped
+            ``t`` (s; positive when commands are stamped after their frames).
+        estimate_lag: estimate the command–image lag (:attr:`Demonstrations.lag_estimates`).
         max_gap_s: a larger step between consecutive paired images starts a new segment (s).
         max_frames: stop after this many images (for quick tests).
 
@@ -432,9 +566,8 @@ def read_demonstrations(
             f"{bag}: image topic '{image_topic}' has type {topics[image_topic]}; expected one of "
             f"{IMAGE_TYPES}"
         )
-    fields = (
-        list(command_fields) if command_fields else [default_command_field(topics[command_topic])]
-    )
+    ctype = topics[command_topic]
+    fields = command_fields_of(ctype, command_fields)
     store = typestore()
     img_stamps: list[int] = []
     images: list[NDArray[np.uint8]] = []
@@ -473,33 +606,44 @@ def read_demonstrations(
     corder = np.argsort(cstamp, kind="stable")
     cstamp = cstamp[corder]
     cvals = np.asarray(cmds, dtype=np.float64)[corder]
-    # Nearest command by stamp.
-    j = np.searchsorted(cstamp, istamp)
+    # Nearest command to the (offset) frame stamp.
+    want = istamp + round(label_offset_s * 1e9)
+    j = np.searchsorted(cstamp, want)
     lo = np.clip(j - 1, 0, len(cstamp) - 1)
     hi = np.clip(j, 0, len(cstamp) - 1)
-    nearest = np.where(np.abs(cstamp[lo] - istamp) <= np.abs(cstamp[hi] - istamp), lo, hi)
-    ok = np.abs(cstamp[nearest] - istamp) <= int(max_pair_dt_s * 1e9)
+    nearest = np.where(np.abs(cstamp[lo] - want) <= np.abs(cstamp[hi] - want), lo, hi)
+    ok = np.abs(cstamp[nearest] - want) <= round(max_pair_dt_s * 1e9)
     iorder = np.argsort(istamp, kind="stable")
     keep = iorder[ok[iorder]]
     if keep.size == 0:
         raise BagError(
             f"{bag}: no image on {image_topic} has a command on {command_topic} within "
-            f"{max_pair_dt_s} s of its stamp"
+            f"{max_pair_dt_s} s of its stamp + {label_offset_s} s"
         )
+    frames = np.stack(images)
+    del images[:]  # the stack holds them now
+    lags: tuple[LagEstimate, ...] = ()
+    if estimate_lag:
+        try:
+            lags = (estimate_command_lag(frames, istamp, cstamp, cvals),)
+        except ValueError:
+            lags = ()  # too few frames or commands to say anything
     stamps_ns = istamp[keep]
     gaps = np.diff(stamps_ns)
     new_seg = np.concatenate([[True], (gaps > round(max_gap_s * 1e9)) | (gaps <= 0)])
     return Demonstrations(
-        images=np.stack([images[i] for i in keep]),
+        images=frames if np.array_equal(keep, np.arange(len(frames))) else frames[keep],
         targets=cvals[nearest[keep]].astype(np.float32),
         stamps_ns=stamps_ns,
         segment=np.cumsum(new_seg).astype(np.int64) - 1,
-        output_names=tuple(f.rsplit(".", 1)[-1] for f in fields),
+        output_names=tuple(output_name(ctype, f) for f in fields),
         stats={
-            "images": len(images) + rejected,
+            "images": len(frames) + rejected,
             "paired": int(keep.size),
-            "unpaired": int(len(images) - keep.size),
+            "unpaired": int(len(frames) - keep.size),
             "rejected": rejected,
             "commands": len(cmds),
         },
+        lag_estimates=lags,
+        label_offset_s=float(label_offset_s),
     )

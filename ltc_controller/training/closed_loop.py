@@ -28,6 +28,7 @@ from ltc_controller.runtime.loop import PolicyRuntime, RawFrame
 from ltc_controller.runtime.schedule import seconds_to_ns
 from ltc_controller.sim.conditions import Condition, ImageEffects
 from ltc_controller.sim.lane_sim import LaneKeepingSim
+from ltc_controller.sim.vehicle import VehicleParams
 
 __all__ = ["EpisodeResult", "PolicyDriver", "drive_episode"]
 
@@ -35,17 +36,45 @@ __all__ = ["EpisodeResult", "PolicyDriver", "drive_episode"]
 class PolicyDriver:
     """A policy under :class:`PolicyRuntime`, stepped by simulation time.
 
+    The car steers with the policy's ``steering_angle`` output (a policy trained on Ackermann
+    commands); a policy trained on Twist commands steers with its ``angular_z`` (yaw rate)
+    through the inverse kinematic bicycle, ``steering = atan(wheelbase * angular_z / speed)``:
+    the inverse of how ``record --command-type twist`` wrote the expert, and of the node's
+    ``twist_mapping: bicycle``.
+
     Args:
         policy: a ``Policy`` (``config``, ``features``, ``step``, ``initial_state``); the
             runtime runs it on the CPU (torch backend).
         step_s: integration step (s); default (``None``) the policy file's ``config.step_s``.
         max_steering: output clamp (rad), as the ``ltc_policy`` node's ``max_steering_angle``.
+        wheelbase_m: wheelbase of the yaw-rate conversion (m; the simulator's car).
+        speed_mps: speed of the yaw-rate conversion (m/s; the speed the car is commanded).
+
+    Raises:
+        ValueError: the policy has neither a ``steering_angle`` nor an ``angular_z`` output.
     """
 
-    def __init__(self, policy: Any, step_s: float | None = None, max_steering: float = 0.5) -> None:
+    def __init__(
+        self,
+        policy: Any,
+        step_s: float | None = None,
+        max_steering: float = 0.5,
+        wheelbase_m: float = VehicleParams().wheelbase_m,
+        speed_mps: float = 5.0,
+    ) -> None:
         self.policy = policy
         self.max_steering = max_steering
         self.output_names = list(policy.config.output_names)
+        if "steering_angle" in self.output_names:
+            self._index, self._yaw_gain = self.output_names.index("steering_angle"), 0.0
+        elif "angular_z" in self.output_names:
+            self._index = self.output_names.index("angular_z")
+            self._yaw_gain = wheelbase_m / max(speed_mps, 1e-3)
+        else:
+            raise ValueError(
+                f"policy outputs {self.output_names}: the car steers with a steering_angle or "
+                "an angular_z (yaw rate) output"
+            )
         # Generous bounds: simulation time, a frozen work clock (every due step fits).
         overrides = RuntimeOverrides(
             step_s=step_s, deadline_s=1.0, max_frame_age_s=1.0, max_lag_s=10.0
@@ -60,7 +89,8 @@ class PolicyDriver:
         """Offer a frame stamped ``stamp_s`` and tick at that time.
 
         Returns:
-            steering angle (rad, clamped), or None before the first output.
+            steering angle (rad, clamped), or None before the first output or on a non-finite
+            one.
         """
         h, w, _ = image.shape
         self.runtime.offer_frame(
@@ -77,8 +107,9 @@ class PolicyDriver:
         r = self.runtime.tick(stamp_s)
         if r.outputs is None:
             return None
-        out = dict(zip(self.output_names, r.outputs.tolist(), strict=False))
-        steer = float(out.get("steering_angle", 0.0))
+        steer = float(r.outputs[self._index])
+        if self._yaw_gain:
+            steer = math.atan(self._yaw_gain * steer)
         if not math.isfinite(steer):
             return None
         return max(-self.max_steering, min(self.max_steering, steer))

@@ -163,7 +163,7 @@ def evaluate(
         name = str(m.path) if m.path is not None else EXPERT
         if policy is not None:
             sizes[name] = model_sizes(policy)
-        driver = PolicyDriver(policy) if policy is not None else None
+        driver = PolicyDriver(policy, speed_mps=cfg.speed_mps) if policy is not None else None
         for cname in cfg.conditions:
             for k in range(cfg.episodes):
                 t0 = time.perf_counter()

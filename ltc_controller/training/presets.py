@@ -242,6 +242,8 @@ def run_compare(
     recipe: CompareRecipe = COMPARE_FULL,
     *,
     bags: Sequence[Path] = (),
+    label_offset_s: float = 0.0,
+    max_pair_dt_s: float = 0.05,
     log: Callable[[str], None] = print,
     show_progress: bool = True,
     address: str | None = None,
@@ -258,6 +260,9 @@ def run_compare(
         work: folder for the data, policies, job cache and the report (``work/report``).
         recipe: the recipe.
         bags: use these bags instead of recording (``/camera/image_raw`` + ``/expert_cmd``).
+        label_offset_s, max_pair_dt_s: frame/command pairing of the bags (see
+            :func:`~ltc_controller.training.bag.read_demonstrations`); each bag's command-image
+            lag is logged, with a warning when it is large.
         log: line logger.
         show_progress: a progress bar over the jobs.
         address: Ray cluster address (None: ``$RAY_ADDRESS``, else a local Ray instance on
@@ -291,6 +296,17 @@ def run_compare(
         bags = [_bag(work / "data", recipe.record, log)]
     bag_list = [str(Path(b).resolve()) for b in bags]
     data_id = _files_id(bag_list)
+    pairing = {"label_offset_s": label_offset_s, "max_pair_dt_s": max_pair_dt_s}
+    # Read once here for the frame count and each bag's command-image lag (the training jobs
+    # read the bags themselves).
+    demos = _read(bag_list, **pairing)
+    log(
+        "command-image lag (s): "
+        + (", ".join(f"{e.lag_s:+.3f}" for e in demos.lag_estimates) or "not estimated")
+        + f"; label offset {label_offset_s:g} s"
+    )
+    for w in demos.lag_warnings():
+        log(f"warning: {w}")
     t_data = time.perf_counter() - t0
 
     available = set(getattr(policy_mod, "ARCHITECTURES", ("ncp_ltc",)))
@@ -307,7 +323,13 @@ def run_compare(
             job = Job(
                 "train",
                 "ltc_controller.training.presets:train_job",
-                {"bags": bag_list, "data_id": data_id, "config": asdict(cfg), "output": str(out)},
+                {
+                    "bags": bag_list,
+                    "data_id": data_id,
+                    "pairing": pairing,
+                    "config": asdict(cfg),
+                    "output": str(out),
+                },
                 label=f"train {label} seed {seed}",
                 num_cpus=max(1, cfg.threads),
             )
@@ -372,7 +394,7 @@ def run_compare(
         recipe.evaluation,
         title="Model comparison: NCP-19 vs LSTM, GRU, CT-RNN, CNN on the same data",
         notes=(
-            f"Data: {trained[0]['frames'] if trained else 0} frames from {len(bag_list)} bag(s). "
+            f"Data: {len(demos)} frames from {len(bag_list)} bag(s). "
             f"Training per model: {recipe.train.epochs} epoch(s), "
             f"T={recipe.train.seq_len}, batch {recipe.train.batch_size}, head lr "
             f"{recipe.train.lr}, core lr {recipe.train.lr_rnn}, seeds {list(recipe.seeds)}.\n\n"
@@ -404,18 +426,23 @@ def run_compare(
     }
 
 
-def train_job(bags: list[str], data_id: str, config: dict[str, Any], output: str) -> dict[str, Any]:
-    """Ray job of :func:`run_compare`: train one model x seed on ``bags`` (``data_id``, the
-    bags' identity, is part of the cache key only) and write the policy file ``output``."""
+def train_job(
+    bags: list[str],
+    data_id: str,
+    pairing: dict[str, float],
+    config: dict[str, Any],
+    output: str,
+) -> dict[str, Any]:
+    """Ray job of :func:`run_compare`: train one model x seed on ``bags`` paired as ``pairing``
+    says (``read_demonstrations`` keywords; ``data_id``, the bags' identity, is part of the cache
+    key only) and write the policy file ``output``."""
     from ltc_controller.training.trainer import AugmentConfig
 
     aug = dict(config.get("augment", {}))
     if "shadow_strength" in aug:
         aug["shadow_strength"] = tuple(aug["shadow_strength"])
     cfg = TrainConfig(**{**config, "augment": AugmentConfig(**aug)})
-    demos = Demonstrations.concatenate(
-        [read_demonstrations(Path(b), IMAGE_TOPIC, LABEL_TOPIC) for b in bags]
-    )
+    demos = _read(bags, **pairing)
     res = train(demos, cfg, output=output, show_progress=False, log=lambda s: None)
     loss = float(res.best_val_loss)
     return {
@@ -443,6 +470,21 @@ def evaluate_job(
     cfg = EvalConfig(**{**eval_config, "conditions": tuple(eval_config["conditions"])})
     entry = ModelEntry(label, Path(policy) if policy is not None else None)
     return asdict(evaluate_episode(entry, condition, episode, cfg))
+
+
+def _read(bags: Sequence[str], label_offset_s: float, max_pair_dt_s: float) -> Demonstrations:
+    return Demonstrations.concatenate(
+        [
+            read_demonstrations(
+                Path(b),
+                IMAGE_TOPIC,
+                LABEL_TOPIC,
+                label_offset_s=label_offset_s,
+                max_pair_dt_s=max_pair_dt_s,
+            )
+            for b in bags
+        ]
+    )
 
 
 def _files_id(paths: Sequence[str], content: bool = False) -> str:

@@ -29,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from ltc_controller.interfaces.command_axes import ACKERMANN
 from ltc_controller.sim.conditions import ImageEffects, get_condition
 from ltc_controller.sim.scenario import PerturbationConfig, PerturbedExpert, make_sim
+from ltc_controller.sim.vehicle import VehicleParams
 from ltc_controller.training.bag import DemoBagWriter, RecordTopics
 
 __all__ = ["RecordConfig", "record"]
@@ -86,6 +88,7 @@ def record(
     topics: RecordTopics | None = None,
     learner: Any = None,
     progress: Callable[[int, int], None] | None = None,
+    command_type: str = ACKERMANN,
 ) -> dict[str, Any]:
     """Record ``cfg.episodes`` episodes into a new bag at ``path``.
 
@@ -97,12 +100,14 @@ def record(
         topics: topic names.
         learner: a policy to drive (DAgger) instead of the perturbed expert.
         progress: ``(episode, episodes)`` callback after each episode.
+        command_type: type of the label and executed commands (Ackermann, or Twist /
+            TwistStamped through the car's kinematic bicycle: see :class:`DemoBagWriter`).
 
     Returns:
         Summary: frames, episodes, departures, perturbed/takeover fractions, wall time.
 
     Raises:
-        BagError: the bag exists or the storage is unknown.
+        BagError: the bag exists, or the storage or command type is unknown.
     """
     from ltc_controller.training.closed_loop import PolicyDriver
 
@@ -113,8 +118,16 @@ def record(
     frames = perturbed = takeover_frames = departures = 0
     wall0 = time.perf_counter()
     base_s = 0.0
-    driver = PolicyDriver(learner) if learner is not None else None
-    with DemoBagWriter(path, storage=storage, compressed=compressed, topics=topics) as writer:
+    driver = PolicyDriver(learner, speed_mps=speed) if learner is not None else None
+    wheelbase = VehicleParams().wheelbase_m  # the car make_sim builds
+    with DemoBagWriter(
+        path,
+        storage=storage,
+        compressed=compressed,
+        topics=topics,
+        command_type=command_type,
+        wheelbase_m=wheelbase,
+    ) as writer:
         for ep in range(cfg.episodes):
             sim = make_sim(cond, cfg.first_track_seed + ep, initial_speed=speed)
             try:
@@ -182,6 +195,7 @@ def record(
         "wall_s": time.perf_counter() - wall0,
         "sim_s": cfg.episodes * cfg.episode_s,
         "driver": "learner (DAgger)" if learner is not None else "perturbed expert",
+        "command_type": command_type,
         "config": _jsonable(asdict(cfg)),
     }
     return summary

@@ -118,7 +118,8 @@ class TrainConfig:
         patience: epochs without validation improvement before stopping.
         seed: seed of weights, shuffling, augmentation.
         step_s: integration step of the policy (s).
-        output_scale: scale of the outputs (None = twice the target standard deviation).
+        output_scale: scale of every output (None = per output, twice the root mean square of
+            its targets, at least 1e-3).
         augment: augmentation ranges.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         threads: CPU threads for torch (0 = leave torch's default).
@@ -511,7 +512,8 @@ def train(
         output: policy file to write (``.safetensors``); None = do not write.
         checkpoint_dir: where to save a checkpoint after each epoch (None = none).
         resume: a checkpoint directory to continue from (its config must match in ``arch``).
-        output_units: units of the outputs (default ``rad`` for ``steering_angle``, else ``""``).
+        output_units: units of the outputs (default ``demos.output_units``: the SI units of the
+            command axes).
         show_progress: tqdm bar (rank 0 only).
         log: line logger.
         rank_weights_dir: (tests) every rank writes its final weights there as
@@ -543,12 +545,14 @@ def train(
         device = torch.device("cpu")
 
     names = demos.output_names
-    units = output_units or tuple("rad" if n == "steering_angle" else "" for n in names)
-    std = demos.targets.std(axis=0)
+    units = output_units or demos.output_units
+    # Root mean square, not standard deviation: an output that is nearly constant but not
+    # zero (a cruise speed, linear_x of a Twist) needs a scale of its size.
+    rms = np.sqrt(np.mean(np.square(demos.targets, dtype=np.float64), axis=0))
     scale = (
         tuple(float(cfg.output_scale) for _ in names)
         if cfg.output_scale
-        else tuple(float(max(1e-3, round(2.0 * s, 4))) for s in std)
+        else tuple(float(max(1e-3, round(2.0 * s, 4))) for s in rms)
     )
     pcfg = build_policy_config(
         cfg.arch, cfg.units, names, units, scale, cfg.step_s, cfg.per_step_time_constants

@@ -8,7 +8,15 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from ltc_controller.interfaces import typestore
-from ltc_controller.training.bag import TopicNotFoundError, bag_topics, read_demonstrations
+from ltc_controller.interfaces.command_axes import AXES, TWIST_STAMPED
+from ltc_controller.training.bag import (
+    TopicNotFoundError,
+    bag_topics,
+    command_fields_of,
+    output_name,
+    output_unit,
+    read_demonstrations,
+)
 from ltc_controller.training.trainer import frame_periods_ns, make_windows, window_steps
 
 
@@ -141,3 +149,30 @@ def test_windows_stay_inside_segments():
     assert list(starts) == [0, 4, 13]
     for s in make_windows(seg, 4, 2, phase=1):
         assert len(set(seg[s : s + 4])) == 1
+
+
+@pytest.mark.parametrize(
+    ("msgtype", "field", "name"),
+    [
+        ("ackermann_msgs/msg/AckermannDriveStamped", "drive.steering_angle", "steering_angle"),
+        ("ackermann_msgs/msg/AckermannDriveStamped", "drive.speed", "speed"),
+        ("ackermann_msgs/msg/AckermannDrive", "steering_angle", "steering_angle"),
+        ("geometry_msgs/msg/Twist", "angular.z", "angular_z"),
+        ("geometry_msgs/msg/Twist", "linear.y", "linear_y"),
+        ("geometry_msgs/msg/TwistStamped", "twist.linear.x", "linear_x"),
+        ("geometry_msgs/msg/TwistStamped", "twist.angular.x", "twist_angular_x"),
+        ("ackermann_msgs/msg/AckermannDriveStamped", "drive.jerk", "drive_jerk"),
+    ],
+)
+def test_outputs_are_named_after_the_command_axis_their_field_carries(msgtype, field, name):
+    # The names ltc_policy maps (nodes.commands.AXES); a Twist's angular.z was once named "z".
+    assert output_name(msgtype, field) == name
+
+
+def test_all_fields_of_a_twist_are_its_four_command_axes_in_node_order():
+    fields = command_fields_of("geometry_msgs/msg/TwistStamped", ["all"])
+    assert fields == ["twist.linear.x", "twist.linear.y", "twist.linear.z", "twist.angular.z"]
+    names = [output_name("geometry_msgs/msg/TwistStamped", f) for f in fields]
+    assert tuple(names) == AXES[TWIST_STAMPED]
+    assert [output_unit(n) for n in names] == ["m/s", "m/s", "m/s", "rad/s"]
+    assert command_fields_of("geometry_msgs/msg/Twist", None) == ["angular.z"]

@@ -127,3 +127,33 @@ def test_record_prints_a_json_summary(tmp_path, capsys):
     assert main(["record", str(tmp_path / "b"), "--episodes", "1", "--episode-s", "1"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["frames"] == 20 and s["episodes"] == 1 and s["storage"] == "mcap"
+
+
+@pytest.mark.parametrize("kind", ["twist", "twist_stamped"])
+def test_record_twist_commands_carry_the_ackermann_expert_as_a_body_velocity(
+    raw_bag, tmp_path, kind
+):
+    # Same seed and episodes as raw_bag: the same drive, written as Twist (bicycle, REP 103).
+    path = tmp_path / kind
+    args = ["record", str(path), "--episodes", "2", "--episode-s", "2", "--seed", "4"]
+    assert main([*args, "--command-type", kind]) == 0
+    types, _, msgs = _read(path)
+    msgtype = "geometry_msgs/msg/Twist" + ("Stamped" if kind == "twist_stamped" else "")
+    assert types["/expert_cmd"] == msgtype and types["/cmd_vel"] == msgtype
+    assert "/ackermann_cmd" not in types
+    _, _, ref = _read(raw_bag)
+    wheelbase = make_sim("clean", 1000, render_enabled=False).vehicle_params.wheelbase_m
+    for topic, ref_topic in (("/expert_cmd", "/expert_cmd"), ("/cmd_vel", "/ackermann_cmd")):
+        assert len(msgs[topic]) == len(ref[ref_topic]) == 80
+        for (t, m), (t_ref, a) in zip(msgs[topic], ref[ref_topic], strict=True):
+            tw = m if kind == "twist" else m.twist
+            assert t == t_ref
+            if kind == "twist_stamped":
+                assert m.header.stamp == a.header.stamp
+            d = a.drive
+            assert tw.linear.x == pytest.approx(d.speed)
+            assert tw.angular.z == pytest.approx(
+                d.speed * np.tan(d.steering_angle) / wheelbase, rel=1e-6, abs=1e-9
+            )
+            assert (tw.linear.y, tw.linear.z, tw.angular.x, tw.angular.y) == (0, 0, 0, 0)
+    # (Ackermann fields are float32, hence rel=1e-6 above.)

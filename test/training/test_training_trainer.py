@@ -287,3 +287,31 @@ def test_torchrun_two_cpu_processes_gloo_end_with_identical_weights(bags, tmp_pa
     init = _init_policy(TrainConfig())
     assert not torch.equal(r0["ltc.w"], init["ltc.w"])
     assert load_policy(out).state_dict()["ltc.w"].equal(r0["ltc.w"])
+
+
+def test_a_yaw_rate_policy_steers_the_car_through_the_inverse_bicycle(demos):
+    """evaluate and DAgger drive the car with a Twist-trained policy: its angular_z becomes
+    steering = atan(wheelbase * angular_z / speed), the inverse of record --command-type twist."""
+    from ltc_controller.models.policy import Policy, PolicyConfig
+    from ltc_controller.training.closed_loop import PolicyDriver
+
+    steer_pol = Policy.from_config(PolicyConfig(), seed=3)
+    yaw_cfg = dataclasses.replace(
+        PolicyConfig(), output_names=("angular_z",), output_units=("rad/s",)
+    )
+    yaw_pol = Policy.from_config(yaw_cfg, seed=3)
+    yaw_pol.load_state_dict(steer_pol.state_dict())
+    raw = PolicyDriver(steer_pol, max_steering=10.0)
+    drv = PolicyDriver(yaw_pol, max_steering=10.0, wheelbase_m=2.0, speed_mps=4.0)
+    got = 0
+    for i in range(len(demos)):
+        a = raw.act(demos.images[i], float(demos.stamps[i]))
+        b = drv.act(demos.images[i], float(demos.stamps[i]))
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert b == pytest.approx(np.arctan(2.0 * a / 4.0), rel=1e-6, abs=1e-9)
+            got += 1
+    assert got >= 5
+    bad = dataclasses.replace(PolicyConfig(), output_names=("linear_x",), output_units=("m/s",))
+    with pytest.raises(ValueError, match="steering_angle or an angular_z"):
+        PolicyDriver(Policy.from_config(bad, seed=0))
