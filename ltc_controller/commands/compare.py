@@ -92,5 +92,6 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     print(out["table"])
     print()
     print(out["stats_table"])
-    print(json.dumps({k: out[k] for k in ("report", "skipped", "wall_s", "jobs")}, indent=2))
+    keys = ("report", "skipped", "training_failures", "wall_s", "jobs")
+    print(json.dumps({k: out[k] for k in keys}, indent=2))
     return 0

@@ -17,8 +17,9 @@ recipe's conditions on the same unseen tracks, write the report and return the t
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,10 @@ class CompareRecipe:
         record: the data set (recorded once, shared by all models).
         train: training settings (``arch``/``units``/``seed`` are set per model).
         evaluation: closed-loop protocol.
+        min_val_corr: sanity check of every trained policy: the correlation of its outputs with
+            the expert's labels on held-out frames (``TrainResult.val_corr``) must reach this;
+            a policy below it is a *training failure*: counted, named in the report, and kept
+            in every table (never dropped).
     """
 
     models: tuple[tuple[str, str, int | None], ...] = (
@@ -217,6 +222,7 @@ class CompareRecipe:
             distance_m=300.0,
         )
     )
+    min_val_corr: float = 0.5
 
 
 COMPARE_FULL = CompareRecipe()
@@ -230,7 +236,7 @@ COMPARE_REDUCED = CompareRecipe(
         max_steps=2,
         seq_len=8,
         batch_size=2,
-        val_fraction=0.0,
+        val_fraction=0.3,
         threads=1,
     ),
     evaluation=EvalConfig(conditions=("clean", "noise_0.1"), episodes=1, distance_m=8.0),
@@ -347,6 +353,16 @@ def run_compare(
         stats=train_stats,
     )
     t_train = time.perf_counter() - t0 - t_data
+    failures = []
+    for (label, _job), res in zip(train_jobs, trained, strict=True):
+        corr = res.get("val_corr")
+        if corr is None or not corr >= recipe.min_val_corr:
+            failures.append({"model": label, "policy": Path(res["output"]).name, "val_corr": corr})
+            log(
+                f"training failure: {label} {Path(res['output']).name}: held-out correlation "
+                f"{'n/a (no validation frames)' if corr is None else f'{corr:.2f}'} < "
+                f"{recipe.min_val_corr} (kept in the tables)"
+            )
 
     ev = recipe.evaluation
     eval_cfg = asdict(ev)
@@ -398,6 +414,7 @@ def run_compare(
             f"Training per model: {recipe.train.epochs} epoch(s), "
             f"T={recipe.train.seq_len}, batch {recipe.train.batch_size}, head lr "
             f"{recipe.train.lr}, core lr {recipe.train.lr_rnn}, seeds {list(recipe.seeds)}.\n\n"
+            + _failures_md(failures, len(trained), recipe.min_val_corr)
             + stats_md
         ),
     )
@@ -411,6 +428,7 @@ def run_compare(
         "table": table,
         "stats_table": stats_md,
         "skipped": skipped,
+        "training_failures": failures,
         "wall_s": {
             "data": round(t_data, 1),
             "train": round(t_train, 1),
@@ -444,14 +462,14 @@ def train_job(
     cfg = TrainConfig(**{**config, "augment": AugmentConfig(**aug)})
     demos = _read(bags, **pairing)
     res = train(demos, cfg, output=output, show_progress=False, log=lambda s: None)
-    loss = float(res.best_val_loss)
     return {
         "output": output,
         "frames": len(demos),
         "wall_s": round(res.wall_s, 2),
         "steps": res.steps,
         "stopped_early": bool(res.stopped_early),
-        "best_val_loss": loss if loss == loss else None,  # NaN (no validation) -> null
+        "best_val_loss": _finite_or_none(res.best_val_loss),
+        "val_corr": _finite_or_none(res.val_corr),
     }
 
 
@@ -470,6 +488,22 @@ def evaluate_job(
     cfg = EvalConfig(**{**eval_config, "conditions": tuple(eval_config["conditions"])})
     entry = ModelEntry(label, Path(policy) if policy is not None else None)
     return asdict(evaluate_episode(entry, condition, episode, cfg))
+
+
+def _finite_or_none(x: float) -> float | None:
+    """JSON-able: NaN (no validation frames) becomes null."""
+    return float(x) if math.isfinite(x) else None
+
+
+def _failures_md(failures: Sequence[Mapping[str, Any]], trained: int, threshold: float) -> str:
+    lines = [
+        f"Training failures (held-out correlation with the expert below {threshold}; kept in "
+        f"every table): {len(failures)} of {trained} policies."
+    ]
+    for f in failures:
+        corr = f["val_corr"]
+        lines.append(f"- {f['model']} `{f['policy']}`: {'n/a' if corr is None else f'{corr:.2f}'}")
+    return "\n".join(lines) + "\n\n"
 
 
 def _read(bags: Sequence[str], label_offset_s: float, max_pair_dt_s: float) -> Demonstrations:

@@ -177,7 +177,12 @@ class TrainResult:
     Attributes:
         policy: the trained policy (best validation weights), on the CPU, eval mode.
         best_val_loss: best validation loss (normalised, weighted), NaN without validation.
-        history: one dict per epoch (epoch, train_loss, val_loss, val_mse_rad2, steps, wall_s).
+        val_corr: at the best epoch, the Pearson correlation of the policy's outputs with the
+            labels on the held-out frames (after burn-in; mean over outputs; NaN without
+            validation or with a constant output): a sanity check that the policy follows
+            the image (a collapsed policy scores about 0).
+        history: one dict per epoch (epoch, train_loss, val_loss, val_mse, val_corr, steps,
+            wall_s).
         steps: optimiser steps taken in total.
         stopped_early: True when patience ran out.
         wall_s: wall time of this call (s).
@@ -185,6 +190,7 @@ class TrainResult:
 
     policy: Any
     best_val_loss: float
+    val_corr: float
     history: list[dict[str, float]]
     steps: int
     stopped_early: bool
@@ -596,6 +602,7 @@ def train(
     scale_t = torch.tensor(scale, dtype=torch.float32, device=device)
 
     start_epoch, step, best, bad_epochs = 0, 0, math.inf, 0
+    best_corr = math.nan
     history: list[dict[str, float]] = []
     best_state = {k: v.detach().clone() for k, v in policy.state_dict().items()}
     if resume is not None:
@@ -609,6 +616,7 @@ def train(
                 )
         st = _load_checkpoint(Path(resume), policy, opt, gen)
         start_epoch, step, best, bad_epochs = st["epoch"], st["step"], st["best"], st["bad_epochs"]
+        best_corr = float(st.get("best_corr", math.nan))
         history = st["history"]
         shuffle.bit_generator.state = st["shuffle_rng"]
         best_file = Path(resume) / "best.safetensors"
@@ -661,17 +669,18 @@ def train(
             count += 1
             bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
         bar.close()
-        val_loss, val_mse = _validate(
+        val_loss, val_mse, val_corr = _validate(
             policy, demos, periods, val_starts, step_ns, cfg, scale_t, device
         )
-        train_loss, val_loss, val_mse = _all_mean(
-            [total / max(1, count), val_loss, val_mse], world, device
+        train_loss, val_loss, val_mse, val_corr = _all_mean(
+            [total / max(1, count), val_loss, val_mse, val_corr], world, device
         )
         rec = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
             "val_loss": val_loss,
             "val_mse": val_mse,
+            "val_corr": val_corr,
             "steps": step,
             "wall_s": time.perf_counter() - wall0,
         }
@@ -679,6 +688,7 @@ def train(
         improved = not math.isfinite(val_loss) or val_loss < best - 1e-6
         if improved:
             best = val_loss if math.isfinite(val_loss) else best
+            best_corr = val_corr
             bad_epochs = 0
             best_state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
         else:
@@ -699,6 +709,7 @@ def train(
                         "epoch": epoch + 1,
                         "step": step,
                         "best": best,
+                        "best_corr": best_corr,
                         "bad_epochs": bad_epochs,
                         "history": history,
                         "shuffle_rng": shuffle.bit_generator.state,
@@ -733,6 +744,7 @@ def train(
     return TrainResult(
         policy=policy,
         best_val_loss=best if math.isfinite(best) else math.nan,
+        val_corr=best_corr,
         history=history,
         steps=step,
         stopped_early=stopped,
@@ -773,11 +785,14 @@ def _validate(
     cfg: TrainConfig,
     scale: Tensor,
     device: torch.device,
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
+    """(loss, mse, correlation) on the validation windows; see TrainResult.val_corr."""
     if starts.size == 0:
-        return math.nan, math.nan
+        return math.nan, math.nan, math.nan
     policy.eval()
     loss_sum, mse_sum, n = 0.0, 0.0, 0
+    preds: list[Tensor] = []
+    labels: list[Tensor] = []
     with torch.no_grad():
         for i in range(0, starts.size, cfg.batch_size):
             batch = starts[i : i + cfg.batch_size]
@@ -788,4 +803,19 @@ def _validate(
             loss_sum += float(_loss(pred, y, scale, cfg.loss_alpha, b)) * k
             mse_sum += float(((pred[:, b:] - y[:, b:]) ** 2).mean()) * k
             n += k
-    return loss_sum / n, mse_sum / n
+            preds.append(pred[:, b:].reshape(-1, pred.shape[-1]).cpu())
+            labels.append(y[:, b:].reshape(-1, y.shape[-1]).cpu())
+    return loss_sum / n, mse_sum / n, _correlation(torch.cat(preds), torch.cat(labels))
+
+
+def _correlation(pred: Tensor, y: Tensor) -> float:
+    """Mean over outputs of the Pearson correlation of ``pred`` and ``y`` (``(N, outputs)``);
+    outputs where either side is constant are left out (NaN when all are)."""
+    rs = []
+    for j in range(pred.shape[1]):
+        a, b = pred[:, j].double(), y[:, j].double()
+        a, b = a - a.mean(), b - b.mean()
+        den = float(torch.sqrt((a * a).sum() * (b * b).sum()))
+        if den > 1e-12:
+            rs.append(float((a * b).sum()) / den)
+    return float(np.mean(rs)) if rs else math.nan

@@ -4,6 +4,7 @@ processes in lock-step."""
 
 from __future__ import annotations
 
+import math
 import os
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
@@ -121,9 +122,24 @@ def test_training_changes_weights_and_keeps_best_validation(demos, tmp_path):
     )
     assert len(r.history) == 2 and r.steps > 0
     assert r.best_val_loss == pytest.approx(min(h["val_loss"] for h in r.history))
+    best = min(r.history, key=lambda h: h["val_loss"])
+    assert r.val_corr == best["val_corr"] and -1.0 <= r.val_corr <= 1.0
     init = _init_policy(SMALL)
     changed = [k for k, v in r.policy.state_dict().items() if not torch.equal(v, init[k])]
     assert "ltc.w" in changed and "head.convs.0.weight" in changed or len(changed) > 5
+
+
+def test_the_sanity_correlation_is_pearson_per_output_averaged():
+    from ltc_controller.training.trainer import _correlation
+
+    y = torch.linspace(-1.0, 1.0, 50)[:, None]
+    assert _correlation(2.0 * y + 3.0, y) == pytest.approx(1.0)
+    assert _correlation(-y, y) == pytest.approx(-1.0)
+    assert math.isnan(_correlation(torch.zeros_like(y), y))  # a collapsed, constant policy
+    noise = torch.sin(torch.arange(50.0) * 7.3)[:, None]
+    two = _correlation(torch.cat([y, noise], 1), torch.cat([y, y], 1))
+    expected = (1.0 + float(torch.corrcoef(torch.stack([noise[:, 0], y[:, 0]]))[0, 1])) / 2
+    assert two == pytest.approx(expected, abs=1e-9)
 
 
 def _init_policy(cfg):
