@@ -290,6 +290,8 @@ class PolicyRuntime:
 
     Construction runs the model a few times (warm-up) to seed the cost estimates.
     ``tick`` never raises on bad input: frames that cannot be used are counted rejections.
+    Ticks may come at any times, e.g. at each frame's arrival and from a timer between frames
+    (module docstring, "Who ticks, and when"): the grid and the hold are the same for all.
     """
 
     def __init__(
