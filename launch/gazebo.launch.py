@@ -12,10 +12,12 @@ Start the world separately (e.g. ``ros2 launch ros_gz_sim gz_sim.launch.py gz_ar
 
 The vehicle takes Twist commands (Gazebo's Ackermann and diff-drive systems do), so both nodes
 run with ``command_type: geometry_msgs/msg/Twist``; steering becomes a yaw rate through the
-policy's bicycle mapping. The bridge needs the ``ros_gz_bridge`` package (not a dependency of
-ltc_controller: install it with Gazebo).
+policy's bicycle mapping. The bridge needs ``ros_gz_bridge`` and the world ``ros_gz_sim``
+(exec_depends of the package; ``rosdep install`` or ``sudo apt install ros-$ROS_DISTRO-ros-gz``);
+without them the launch stops with a one-line message naming them.
 """
 
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -27,6 +29,14 @@ TWIST = "geometry_msgs/msg/Twist"
 
 
 def generate_launch_description() -> LaunchDescription:
+    for package in ("ros_gz_bridge", "ros_gz_sim"):
+        try:
+            get_package_share_directory(package)
+        except PackageNotFoundError:
+            raise RuntimeError(
+                f"gazebo.launch.py needs {package} (Gazebo's ROS bridge): "
+                "sudo apt install ros-$ROS_DISTRO-ros-gz, or rosdep install --from-paths src -y"
+            ) from None
     camera_topic = LaunchConfiguration("camera_topic")
     cmd_topic = LaunchConfiguration("cmd_topic")
     namespace = LaunchConfiguration("namespace")

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ltc_controller.transport import stop
+from ltc_controller import stop
 
 
 def ltc_policy_main(argv: Sequence[str] | None = None) -> int:
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     if args_in[:1] in (["node"], ["launch"]):
         # Node processes and their launcher: a signal requests a stop from the very start
-        # (transport.stop), also while the imports below run.
+        # (ltc_controller.stop), also while the imports below run.
         stop.install()
     # Everything from --ros-args on belongs to the node, not to argparse.
     ros_tail: list[str] = []

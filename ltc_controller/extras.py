@@ -24,6 +24,7 @@ Two ways to ask:
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -31,11 +32,16 @@ __all__ = ["EXTRAS", "MissingExtra", "install_hint", "installed", "needs_extra",
 
 #: extra -> the top-level modules it installs (their distributions are pinned in setup.cfg).
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "sim": ("mujoco", "matplotlib"),  # the lane-keeping simulator and the demo's plot
+    # the simulators and the demo's plot; the drone's airframe files come from drone_models,
+    # installed on Python >= 3.11 only (its scipy needs it; setup.cfg's marker)
+    "sim": ("mujoco", "matplotlib") + (("drone_models",) if sys.version_info >= (3, 11) else ()),
     "train": ("tqdm",),  # training progress bars
     "explain": ("matplotlib", "imageio_ffmpeg"),  # saliency plots, MP4 in and out
     "onnx": ("onnx", "onnxruntime"),  # ONNX export and the "onnx" runtime backend
     "numba": ("numba",),  # the compiled "numba" runtime backend
+    # compare: Ray runs its jobs; rliable does its statistics (arch and pandas: rliable's
+    # bootstrap, pinned to versions that import together)
+    "compare": ("ray", "rliable", "arch", "pandas"),
 }
 
 

@@ -98,15 +98,30 @@ def resolve(specs: Sequence[ParamSpec], given: Mapping[str, Any]) -> dict[str, A
         ParameterError: a name in ``given`` that no spec declares, or an invalid value.
     """
     by_name = {s.name: s for s in specs}
-    unknown = sorted(set(given) - set(by_name))
-    if unknown:
-        raise ParameterError(
-            f"unknown parameter(s): {', '.join(unknown)} (declared: {', '.join(sorted(by_name))})"
-        )
+    check_known(specs, given)
     out = {s.name: s.default for s in specs}
     for name, value in given.items():
         out[name] = by_name[name].coerce(value)
     return out
+
+
+def check_known(
+    specs: Sequence[ParamSpec],
+    names: Iterable[str],
+    also: Iterable[str] = (),
+    prefixes: tuple[str, ...] = (),
+) -> None:
+    """Raise :class:`ParameterError` naming every name in ``names`` (start-up overrides: ``-p``,
+    params files) that no spec declares: a misspelled parameter stops the node on either backend
+    instead of being ignored. ``also`` and ``prefixes``: names the middleware declares itself
+    (rclpy: ``use_sim_time``, ``start_type_description_service``; ``qos_overrides.``)."""
+    declared = {s.name for s in specs}
+    known = declared | set(also)
+    unknown = sorted(n for n in set(names) - known if not (prefixes and n.startswith(prefixes)))
+    if unknown:
+        raise ParameterError(
+            f"unknown parameter(s): {', '.join(unknown)} (declared: {', '.join(sorted(declared))})"
+        )
 
 
 def validate_set(

@@ -24,11 +24,22 @@ ALLOWED: dict[str, frozenset[str]] = {
     "safety": frozenset(),
     "params": frozenset(),
     "extras": frozenset(),
+    "stop": frozenset(),
     "interfaces": frozenset(),
-    "transport": frozenset({"params", "interfaces"}),
+    "transport": frozenset({"params", "interfaces", "stop"}),
     "sim": frozenset({"extras"}),
     "nodes": frozenset(
-        {"runtime", "safety", "models", "transport", "params", "interfaces", "sim", "extras"}
+        {
+            "runtime",
+            "safety",
+            "models",
+            "transport",
+            "params",
+            "interfaces",
+            "sim",
+            "extras",
+            "stop",
+        }
     ),
     "training": frozenset({"runtime", "models", "sim", "interfaces", "extras"}),
     "explain": frozenset({"runtime", "models", "sim", "interfaces", "extras"}),

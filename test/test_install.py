@@ -46,12 +46,17 @@ BLOCKED = sorted({m for mods in EXTRAS.values() for m in mods} | {"cv2", "skimag
 #: Distributions of the extras (setup.cfg [options.extras_require]); none may be in the base.
 EXTRA_DISTS = {
     "mujoco",
+    "drone-models",
     "matplotlib",
     "tqdm",
     "imageio-ffmpeg",
     "onnx",
     "onnxruntime",
     "numba",
+    "ray",
+    "rliable",
+    "arch",
+    "pandas",
     "opencv-python-headless",
     "scikit-image",
 }
@@ -222,7 +227,8 @@ def test_both_nodes_run_with_every_extra_blocked(blocked_env, tmp_path):
         ),
         (
             ["compare", "--reduced"],
-            "[sim] and [train] extras: pip install 'ltc_controller[sim,train]'",
+            "[sim] and [train] and [compare] extras: "
+            "pip install 'ltc_controller[sim,train,compare]'",
         ),
         (
             ["explain", "--policy", "p", "--bag", "b"],

@@ -3,6 +3,9 @@
 import ast
 import configparser
 import glob
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -12,12 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # pip distribution (setup.cfg) -> rosdep key in package.xml
 ROSDEP_KEYS = {
-    "torch": "python3-torch",
-    "numpy": "python3-numpy",
+    "torch": "python3-torch-pip",
+    "numpy": "python3-numpy-pip",
     "safetensors": "python3-safetensors-pip",
     "cyclonedds": "python3-cyclonedds-pip",
     "rosbags": "python3-rosbags-pip",
     "mujoco": "python3-mujoco-pip",
+    "drone-models": "python3-drone-models-pip",
     "pyyaml": "python3-yaml",
     "matplotlib": "python3-matplotlib",
     "pillow": "python3-pil",
@@ -32,11 +36,13 @@ ROSDEP_KEYS = {
     "imageio-ffmpeg": "python3-imageio-ffmpeg-pip",
     "scikit-image": "python3-skimage",
     "tqdm": "python3-tqdm",
+    "ray": "python3-ray-pip",
+    "rliable": "python3-rliable-pip",
+    "arch": "python3-arch-pip",
+    "pandas": "python3-pandas-pip",
 }
 # Keys we define ourselves (rosdep.yaml); the rest are rosdistro's.
 STANDARD_KEYS = {
-    "python3-torch",
-    "python3-numpy",
     "python3-yaml",
     "python3-matplotlib",
     "python3-pil",
@@ -65,11 +71,12 @@ def _reqs(text: str) -> list[str]:
 
 
 def _pins(text: str) -> dict[str, str]:
-    """``dist==version`` lines -> ``{dist: version}`` ('' where a line has no pin)."""
+    """``dist==version`` lines -> ``{dist: version}`` ('' where a line has no pin); an
+    environment marker (``; python_version >= "3.11"``) is not part of the version."""
     out = {}
     for line in text.strip().splitlines():
         dist, _, version = line.partition("==")
-        out[dist.strip().lower()] = version.strip()
+        out[dist.strip().lower()] = version.partition(";")[0].strip()
     return out
 
 
@@ -102,7 +109,7 @@ def test_exec_depends_are_the_base_install():
 
 def test_extras_are_pinned_and_all_is_their_union():
     extras = _extras()
-    rooms = {"sim", "train", "explain", "onnx", "numba"}
+    rooms = {"sim", "train", "explain", "onnx", "numba", "compare"}
     assert set(extras) == rooms | {"all", "test"}
     base = set(_reqs(_setup_cfg()["options"]["install_requires"]))
     union: dict[str, str] = {}
@@ -112,7 +119,7 @@ def test_extras_are_pinned_and_all_is_their_union():
             assert dist not in base, f"[{name}] {dist} is already in the base install"
             assert union.setdefault(dist, version) == version, f"{dist}: two pins"
     assert extras["all"] == union
-    assert {"mujoco", "matplotlib"} <= set(extras["sim"])
+    assert {"mujoco", "matplotlib", "drone-models"} <= set(extras["sim"])
     assert {"onnx", "onnxruntime"} <= set(extras["onnx"])
     assert "numba" in extras["numba"]
 
@@ -152,6 +159,18 @@ def test_custom_rosdep_keys_are_defined():
             assert defined[dep.name]["ubuntu"]["pip"]["packages"]
             used.add(dep.name)
     assert set(defined) == used, "rosdep.yaml defines keys package.xml does not use"
+
+
+def test_rosdep_pip_keys_pin_what_setup_cfg_pins():
+    pins = _pins(_setup_cfg()["options"]["install_requires"])
+    for section in _extras().values():
+        pins.update(section)
+    defined = yaml.safe_load((ROOT / "rosdep.yaml").read_text())
+    for key, rule in defined.items():
+        for os_name in ("debian", "ubuntu"):
+            for spec in rule[os_name]["pip"]["packages"]:
+                dist, _, version = spec.partition("==")
+                assert version == pins[dist.lower()], f"{key} ({os_name}): {spec}"
 
 
 def test_every_installed_data_file_exists():
@@ -208,3 +227,23 @@ def test_console_scripts_resolve():
         line.split("=")[0].strip()
         for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines()
     }
+
+
+def test_generated_messages_of_a_colcon_install_are_found_from_a_source_checkout(tmp_path):
+    # A colcon install tree holds ltc_controller/msg (rosidl-generated); with the workspace
+    # sourced and the source tree first on sys.path, ltc_controller.msg must still import from
+    # the install while every other module comes from the source tree.
+    gen = tmp_path / "site-packages" / "ltc_controller" / "msg"
+    gen.mkdir(parents=True)
+    (gen.parent / "__init__.py").write_text("")
+    (gen / "__init__.py").write_text("class PolicyStatus:\n    GENERATED = True\n")
+    code = (
+        "import ltc_controller.msg as m, ltc_controller.params as p; "
+        "print(m.PolicyStatus.GENERATED, m.__file__, p.__file__)"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{gen.parent.parent}"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == "True" and out[1].startswith(str(tmp_path))
+    assert out[2].startswith(str(ROOT / "ltc_controller"))

@@ -25,17 +25,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=None, help="episodes per model and condition")
     p.add_argument("--conditions", default=None, help="comma-separated conditions (or 'all')")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to run the jobs on (host:port, ray://..., auto; default $RAY_ADDRESS, "
+        "else a local Ray instance on this machine's cores); --work must be on a shared disk",
+    )
+    p.add_argument("--num-cpus", type=int, default=None, help="cores of the local Ray instance")
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     try:
-        require("ltc-controller compare", "sim", "train")
+        require("ltc-controller compare", "sim", "train", "compare")
     except MissingExtra as e:
         print(e, file=sys.stderr)
         return 2
     from dataclasses import replace
 
     from ltc_controller.sim.conditions import parse_conditions
+    from ltc_controller.training.jobs import JobsFailed
     from ltc_controller.training.presets import COMPARE_FULL, COMPARE_REDUCED, run_compare
 
     recipe = COMPARE_REDUCED if args.reduced else COMPARE_FULL
@@ -54,10 +62,20 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             bags=args.bag,
             log=lambda s: print(s, file=sys.stderr),
             show_progress=not args.quiet,
+            address=args.address,
+            num_cpus=args.num_cpus,
         )
     except (KeyError, ValueError) as e:
         print(f"compare: {e}", file=sys.stderr)
         return 2
+    except JobsFailed as e:
+        print(f"compare: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("compare: interrupted; finished jobs are cached, rerun to resume", file=sys.stderr)
+        return 130
     print(out["table"])
-    print(json.dumps({k: out[k] for k in ("report", "skipped", "wall_s")}, indent=2))
+    print()
+    print(out["stats_table"])
+    print(json.dumps({k: out[k] for k in ("report", "skipped", "wall_s", "jobs")}, indent=2))
     return 0

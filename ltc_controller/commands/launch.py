@@ -120,7 +120,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     if args.log_dir is not None:
         args.log_dir.mkdir(parents=True, exist_ok=True)
     launcher = Launcher(dict(os.environ), args.log_dir, own_sessions=True)
-    from ltc_controller.transport import stop as stop_request
+    from ltc_controller import stop as stop_request
 
     stop = {"signal": stop_request.reason()}  # a Ctrl-C while this process was starting
 

@@ -7,7 +7,9 @@ stamp grid, features held between frames), with one tick at each frame's stamp a
 clock, so no deadline ever postpones a step: the run is the runtime's deterministic regime, the
 one training reproduces (``Policy.run_sequence`` with the counts
 ``runtime.schedule.step_counts(stamps_ns, step_ns)``). Stale frames, gaps and clock jumps are
-handled (and counted) as the node would handle them.
+handled (and counted) as the node would handle them: a gap between frame stamps longer than
+``max_frame_age_s`` resets the state (event ``clock_jump_fwd``: ROS time jumped between two
+ticks), as a training segment ends there.
 
 :func:`neuron_activity` names the recorded state: the NCP's neurons by group (sensory = the 32
 input features, inter, command, motor; Lechner et al. 2020, Fig. 1), the baselines' hidden units.

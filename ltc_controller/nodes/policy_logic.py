@@ -53,7 +53,18 @@ __all__ = [
 ]
 
 #: Runtime events after which a tick never sends a heartbeat.
-BAD_EVENTS = frozenset({"lag", "non_finite", "state_norm", "clock_jump_back", "stale_state"})
+BAD_EVENTS = frozenset(
+    {
+        "lag",
+        "non_finite",
+        "state_norm",
+        "clock_jump_back",
+        "stale_state",
+        "stall",
+        "clock_jump_fwd",
+        "clock_stopped",
+    }
+)
 #: Policy outputs each mapping understands.
 _BICYCLE_OUTPUTS = frozenset({"steering_angle", "speed"})
 _DIRECT_OUTPUTS = frozenset({"linear_x", "linear_y", "linear_z", "angular_z", "speed"})

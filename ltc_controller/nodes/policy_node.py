@@ -30,6 +30,10 @@ Topics (relative names, so ``-r __ns:=/car1`` moves them all):
 - in  ``camera/image_raw`` (``sensor_msgs/msg/Image``) or ``camera/image_raw/compressed``
   (``sensor_msgs/msg/CompressedImage``), by ``camera_type``; QoS ``camera_qos`` (``sensor_data``:
   best effort, keep last 5 — matches every camera; ``reliable`` for drivers that require it)
+  Frame time is ``header.stamp`` (``stamp_source: header``; a zero stamp, ROS's "unset", is
+  rejected and counted as ``zero_stamp``, never taken for a stale frame), or the node's ROS time
+  when the frame arrives (``stamp_source: receive``, for drivers that leave the stamp unset; the
+  receive time then stamps the commands too)
 - in  ``safety_status`` (``ltc_controller/msg/SafetyStatus``): the LTC hidden state is reset
   around a fallback, so the policy does not resume from a state built while it was not in
   control. ``state_reset_on: leave`` (default): when the safety node leaves ACTIVE, so the state
@@ -55,6 +59,14 @@ Topics (relative names, so ``-r __ns:=/car1`` moves them all):
   ``saliency.rate_hz`` per second, computed in a worker thread on its own copy of the conv head
   (:class:`~ltc_controller.nodes.saliency.SaliencyWorker`); the tick only hands the newest
   preprocessed frame over (one copy, never waits), after it has published its command
+
+Time faults (:mod:`~ltc_controller.runtime.loop`, "Time faults"), each counted, logged and
+reported in ``PolicyStatus.reasons`` and ``/diagnostics``: ROS time that stops while the steady
+clock runs (a paused simulator, a dead ``/clock``) is FAULT ``clock_stopped`` after
+``clock_stop_s``, and no command is sent until it moves again (the safety node falls back on its
+policy fault); a stall of the node longer than ``max(max_frame_age_s, 2 / control_rate_hz)``
+(``stall``) and a forward jump of ROS time longer than that (``clock_jump_fwd``) reset the state
+before the next frame is taken, so no command comes from a state carried across the gap.
 
 Changing ``policy_file`` at run time loads and checks the new file while the set is validated (a
 failure rejects the set with the loader's message and leaves the running policy untouched); once
@@ -92,12 +104,13 @@ from ltc_controller.nodes.policy_params import (
     plan_set,
     runtime_overrides,
 )
-from ltc_controller.nodes.stamps import header, header_ns, to_ns, to_seconds
+from ltc_controller.nodes.stamps import diagnostic_name, header, header_ns, to_ns, to_seconds
 from ltc_controller.nodes.ticks import TickRule
 from ltc_controller.params import ParameterError, resolve
 from ltc_controller.runtime.factory import runtime_config
 from ltc_controller.runtime.loop import PolicyRuntime, TickResult
 from ltc_controller.runtime.preprocess import RawFrame, frame_from_compressed, frame_from_image
+from ltc_controller.runtime.schedule import seconds_to_ns
 from ltc_controller.runtime.watchdog import Health
 from ltc_controller.transport.port import RELIABLE, SENSOR_DATA, Node, QoS
 
@@ -130,6 +143,7 @@ class PolicyNode:
         self.frames_commanded = 0
         self._last_cmd_stamp = 0
         self.mapping = CommandMapping.from_params(p)
+        self._receive_stamps = p["stamp_source"] == "receive"
         self.engine = build_engine(p, node.steady)
         self.state = PolicyNodeState()
         #: validated set waiting for its apply step, with its prepared engine (if any)
@@ -233,12 +247,20 @@ class PolicyNode:
             self._configure_saliency()
 
     # -- callbacks: store and return -----------------------------------------------------------
+    def _frame_time(self, stamp: Any) -> tuple[float, int]:
+        """The frame's time (s, ns): its ``header.stamp``, or the ROS time now
+        (``stamp_source: receive``)."""
+        if self._receive_stamps:
+            t = self.node.now()
+            return t, seconds_to_ns(t)
+        return to_seconds(stamp), to_ns(stamp)
+
     def _on_image(self, msg: Any) -> None:
-        st = msg.header.stamp
+        t, t_ns = self._frame_time(msg.header.stamp)
         self._offer(
             frame_from_image(
-                to_seconds(st),
-                to_ns(st),
+                t,
+                t_ns,
                 msg.encoding,
                 msg.height,
                 msg.width,
@@ -249,8 +271,8 @@ class PolicyNode:
         )
 
     def _on_compressed(self, msg: Any) -> None:
-        st = msg.header.stamp
-        self._offer(frame_from_compressed(to_seconds(st), to_ns(st), str(msg.format), msg.data))
+        t, t_ns = self._frame_time(msg.header.stamp)
+        self._offer(frame_from_compressed(t, t_ns, str(msg.format), msg.data))
 
     def _offer(self, frame: RawFrame) -> None:
         """Hand the frame to the runtime; with ``tick_on_frame``, tick at once unless the last
@@ -475,6 +497,9 @@ class PolicyNode:
             ("commands_sent", str(self.commands_sent)),
             ("frames_commanded", str(self.frames_commanded)),
             ("lag_faults", str(c.lag_faults)),
+            ("stalls", str(c.stalls)),
+            ("clock_jumps_fwd", str(c.clock_jumps_fwd)),
+            ("clock_stops", str(c.clock_stops)),
             ("state_resets", str(c.state_resets)),
             ("safety_resets", str(self.safety_resets)),
             ("policy_reloads", str(self.reloads)),
@@ -493,7 +518,7 @@ class PolicyNode:
         status = node.msg(
             "diagnostic_msgs/msg/DiagnosticStatus",
             level=int(health),
-            name=f"{node.name}: runtime",
+            name=diagnostic_name(node, "runtime"),
             message=", ".join(reasons) if reasons else "ok",
             hardware_id=f"{self.p['device']}",
             values=[node.msg("diagnostic_msgs/msg/KeyValue", key=k, value=v) for k, v in values],

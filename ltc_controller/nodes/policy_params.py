@@ -10,8 +10,8 @@ validate on set, apply after). Which sets reset the policy's state:
   between two ticks: state reset;
 - ``preprocess.crop_*``: a new runtime is built on the policy already loaded (the file is not
   read again) and swapped in the same way: state reset;
-- ``deadline_s``, ``max_frame_age_s``, ``max_lag_s``: applied to the running runtime in place,
-  state kept;
+- ``deadline_s``, ``max_frame_age_s``, ``max_lag_s``, ``clock_stop_s``: applied to the running
+  runtime in place, state kept;
 - the command mapping (``speed_mps``, ``steering_scale``, ...) and ``saliency.*``: applied at
   the next tick, state kept.
 """
@@ -102,7 +102,9 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
         "max_frame_age_s",
         float,
         0.3,
-        "Frames older than this are stale. A runtime set applies in place (state kept)",
+        "Frames older than this are stale; two ticks further apart than max(this, 2 / "
+        "control_rate_hz), on the steady clock (stall) or in ROS time (clock_jump_fwd), reset "
+        "the state. A runtime set applies in place (state kept)",
         "s",
         0.001,
         10.0,
@@ -115,6 +117,26 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
         "s",
         0.0,
         10.0,
+    ),
+    ParamSpec(
+        "clock_stop_s",
+        float,
+        0.0,
+        "ROS time not advancing for this long (steady clock) is a stopped clock: health FAULT "
+        "clock_stopped, state reset, no commands until it moves again; 0 = max_frame_age_s. A "
+        "runtime set applies in place",
+        "s",
+        0.0,
+        60.0,
+    ),
+    ParamSpec(
+        "stamp_source",
+        str,
+        "header",
+        "Frame time: header (header.stamp; a zero stamp is rejected as zero_stamp) or receive "
+        "(ROS time when the frame arrives, for camera drivers that leave the stamp unset)",
+        choices=("header", "receive"),
+        read_only=True,
     ),
     ParamSpec(
         "camera_type",
@@ -254,7 +276,7 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
 #: checked first), crops from the policy already loaded.
 REBUILD_PARAMS = frozenset({"policy_file"} | {f"preprocess.crop_{s}" for s in _CROPS})
 #: Sets of these are applied to the running runtime's settings in place (state kept).
-RUNTIME_PARAMS = frozenset({"deadline_s", "max_frame_age_s", "max_lag_s"})
+RUNTIME_PARAMS = frozenset({"deadline_s", "max_frame_age_s", "max_lag_s", "clock_stop_s"})
 
 
 def check_deadline(p: Mapping[str, Any]) -> None:
@@ -270,7 +292,10 @@ def check_deadline(p: Mapping[str, Any]) -> None:
 
 def runtime_overrides(p: Mapping[str, Any]) -> RuntimeOverrides:
     """The runtime settings the parameters set over the policy file's (``0``/``-1`` mean the
-    file's; ``deadline_s`` 0 means half the control period)."""
+    file's; ``deadline_s`` 0 means half the control period). The tick period is the control
+    period (the stall/jump gap bound is ``max(max_frame_age_s, 2 / control_rate_hz)``, so a
+    control rate below ``1 / max_frame_age_s`` is not a stall at every tick), and zero stamps
+    are rejected (in ROS a zero ``header.stamp`` is unset)."""
     crops = {f"crop_{s}": p[f"preprocess.crop_{s}"] for s in _CROPS}
     return RuntimeOverrides(
         step_s=p["integration.step_s"] or None,
@@ -278,6 +303,9 @@ def runtime_overrides(p: Mapping[str, Any]) -> RuntimeOverrides:
         max_frame_age_s=p["max_frame_age_s"],
         max_lag_s=p["max_lag_s"],
         rewarm_s=p["rewarm_s"],
+        tick_period_s=1.0 / p["control_rate_hz"],
+        clock_stop_s=p["clock_stop_s"],
+        reject_zero_stamps=True,
         **{k: (v if v >= 0 else None) for k, v in crops.items()},
     )
 

@@ -99,11 +99,11 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
     parameter, unreadable policy file, missing optional dependency; the message on stderr names
     the cause). ``log_path``: where a node with ``write_log`` (the simulator) saves its run.
 
-    SIGINT and SIGTERM request a stop (:mod:`ltc_controller.transport.stop`) at any moment, a
+    SIGINT and SIGTERM request a stop (:mod:`ltc_controller.stop`) at any moment, a
     second one included: the node stops spinning, writes its log, closes (``close()``:
     workers joined) and shuts its transport down, and the status is 0. A signal that arrives
     while the node is still starting stops it as soon as it is built, without spinning."""
-    from ltc_controller.transport import stop
+    from ltc_controller import stop
 
     stop.install()
     try:

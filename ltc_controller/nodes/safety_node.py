@@ -31,6 +31,7 @@ A service for the e-stop reset is not offered yet: the transport port has no ser
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -40,9 +41,11 @@ from ltc_controller.nodes.safety_profile import (
     AXIS_DEFAULTS,
     STEERING_FALLBACK,
     YAW_RATE_FALLBACK,
+    beyond_ceiling,
+    ceilings,
     gate_config_from_params,
 )
-from ltc_controller.nodes.stamps import header
+from ltc_controller.nodes.stamps import diagnostic_name, fully_qualified_name, header
 from ltc_controller.params import COMMON, DIAGNOSTICS_PERIOD, ParameterError, ParamSpec, resolve
 from ltc_controller.runtime.watchdog import Health
 from ltc_controller.safety.gate import (
@@ -87,6 +90,16 @@ def _limit_specs() -> tuple[ParamSpec, ...]:
         specs += [
             ParamSpec(f"{k}.min", float, lo, f"Lowest {axis} sent (<= 0)", u, -100.0, 0.0),
             ParamSpec(f"{k}.max", float, hi, f"Highest {axis} sent (>= 0)", u, 0.0, 100.0),
+            ParamSpec(
+                f"{k}.ceiling",
+                float,
+                0.0,
+                "Bound on max and -min for run-time sets; 0 = the start-up min/max",
+                u,
+                0.0,
+                100.0,
+                read_only=True,
+            ),
             ParamSpec(
                 f"{k}.accel", float, acc, f"Rate limit while |{axis}| grows", f"{u}/s", 0.0, 1e3
             ),
@@ -232,6 +245,15 @@ PARAMS: tuple[ParamSpec, ...] = (
             0.001,
             10.0,
         ),
+        ParamSpec(
+            "shutdown_ramp_max_s",
+            float,
+            2.0,
+            "On SIGINT/SIGTERM, keep sending the fallback ramp this long at most before exiting",
+            "s",
+            0.0,
+            10.0,
+        ),
         DIAGNOSTICS_PERIOD,
     )
     + _limit_specs()
@@ -264,6 +286,7 @@ class SafetyNode:
         self.p = p = node.declare_parameters(PARAMS) if params is None else resolve(PARAMS, params)
         try:
             self.cfg = gate_config_from_params(p)
+            self._ceilings = ceilings(p)
         except ValueError as e:
             raise ParameterError(str(e)) from None
         self.cmd_type: str = p["command_type"]
@@ -315,6 +338,36 @@ class SafetyNode:
             + (f", land after {self.cfg.land_after_s} s" if self.cfg.land_after_s > 0 else "")
         )
 
+    def close(self) -> None:
+        """Bring the vehicle to its fallback target before the node exits (SIGINT, SIGTERM).
+
+        The gate gets the fault ``shutdown`` (teleop is ignored from then on): it goes to
+        FALLBACK, or stays in FALLBACK/ESTOP, and the node keeps ticking at ``rate_hz``,
+        publishing commands and ``SafetyStatus``, until every ``zero`` axis reached 0 (stopped,
+        hovering) or ``shutdown_ramp_max_s`` passed (ROS 2 launch sends SIGTERM 5 s after
+        SIGINT). A drone is left hovering, not landed: its flight controller's offboard-loss
+        failsafe takes over once commands stop.
+        """
+        self.inputs = replace(self.inputs, shutdown=True)
+        period = 1.0 / self.p["rate_hz"]
+        zero = [i for i, m in enumerate(self.cfg.fallback) if m == "zero"]
+        end = self.node.steady() + self.p["shutdown_ramp_max_s"]
+        while True:
+            self._tick()
+            out = self.last_output
+            if out is not None and all(abs(out.command.values[i]) < 1e-9 for i in zero):
+                break
+            if self.node.steady() >= end:
+                self.node.logger.warning(
+                    f"safety: stopping after shutdown_ramp_max_s = {self.p['shutdown_ramp_max_s']} "
+                    "s with the fallback ramp unfinished"
+                )
+                break
+            time.sleep(period)
+        values = self.last_output.command.values if self.last_output else ()
+        final = ", ".join(f"{a}={v:g}" for a, v in zip(self.axes, values, strict=False))
+        self.node.logger.info(f"safety: final command {final}")
+
     # -- runtime parameter sets ----------------------------------------------------------------
     def _validate_set(self, changes: dict[str, Any]) -> str:
         """Validate a runtime set as a whole (limits against each other) and apply it."""
@@ -323,6 +376,8 @@ class SafetyNode:
             cfg = gate_config_from_params(merged)
         except (ValueError, KeyError) as e:
             return str(e)
+        if why := beyond_ceiling(self._ceilings, merged):
+            return why
         self.p = merged
         self.cfg = cfg  # takes effect on the next tick; the limiters continue from the output
         self.node.logger.info(f"parameters set: {changes}")
@@ -523,9 +578,9 @@ class SafetyNode:
             kv(
                 "diagnostic_msgs/msg/DiagnosticStatus",
                 level=_LEVEL[st.state],
-                name=f"{node.name}: state",
+                name=diagnostic_name(node, "state"),
                 message=msg_state,
-                hardware_id=node.name,
+                hardware_id=fully_qualified_name(node),
                 values=[
                     kv("diagnostic_msgs/msg/KeyValue", key=k, value=v) for k, v in state_values
                 ],
@@ -533,9 +588,9 @@ class SafetyNode:
             kv(
                 "diagnostic_msgs/msg/DiagnosticStatus",
                 level=OK,
-                name=f"{node.name}: limiters",
+                name=diagnostic_name(node, "limiters"),
                 message=("active: " + ", ".join(recent)) if recent else "none active",
-                hardware_id=node.name,
+                hardware_id=fully_qualified_name(node),
                 values=[
                     kv("diagnostic_msgs/msg/KeyValue", key=k, value=v) for k, v in limiter_values
                 ],

@@ -83,3 +83,43 @@ def gate_config_from_params(p: Mapping[str, Any]) -> GateConfig:
     return GateConfig(
         axes=tuple(all_limits[a] for a in axes_names), fallback=tuple(modes), **kwargs
     )
+
+
+def ceilings(p: Mapping[str, Any]) -> dict[str, tuple[float, float, float]]:
+    """Per axis, what run-time sets may not exceed: ``(lowest min, highest max, highest accel)``.
+
+    ``limits.<axis>.ceiling`` (read-only, from the profile YAML) bounds ``max`` and ``-min``;
+    0 makes the start-up ``min``/``max`` the bounds. ``accel`` may be lowered at run time, never
+    raised above its start-up value. ``p`` are the start-up parameters.
+
+    Raises:
+        ValueError: a start-up ``min``/``max`` beyond its axis's ceiling (names both parameters).
+    """
+    out = {}
+    for a in ALL_AXES:
+        lim = axis_limits(p, a)
+        c = float(p.get(f"limits.{a}.ceiling", 0.0))
+        if c > 0.0:
+            for f, v in (("max", lim.max), ("min", -lim.min)):
+                if v > c:
+                    raise ValueError(
+                        f"limits.{a}.{f} = {getattr(lim, f)} is beyond limits.{a}.ceiling = {c}"
+                    )
+            out[a] = (-c, c, lim.accel)
+        else:
+            out[a] = (lim.min, lim.max, lim.accel)
+    return out
+
+
+def beyond_ceiling(bounds: Mapping[str, tuple[float, float, float]], p: Mapping[str, Any]) -> str:
+    """Why the parameters ``p`` (after a run-time set) loosen a limit past ``bounds``
+    (:func:`ceilings` of the start-up parameters); ``""`` when they do not."""
+    for a, (lo, hi, acc) in bounds.items():
+        lim = axis_limits(p, a)
+        if lim.max > hi:
+            return f"limits.{a}.max = {lim.max} exceeds its ceiling {hi} (read-only, set at start)"
+        if lim.min < lo:
+            return f"limits.{a}.min = {lim.min} is below its floor {lo} (read-only, set at start)"
+        if lim.accel > acc:
+            return f"limits.{a}.accel = {lim.accel} exceeds its start-up value {acc}"
+    return ""

@@ -1,5 +1,9 @@
 """Simulator node: runs :class:`LaneKeepingSim` in real time behind the transport port.
 
+``scenario:=drone`` runs the drone scenario instead (:mod:`ltc_controller.nodes.drone_simulator`:
+``cmd_vel`` Twist and ``land`` in; camera, odometry and the task's ground truth out); the car's
+topics below are then not created.
+
 Topics (names resolve under the node's namespace unless absolute):
 
 - ``/camera/image_raw`` sensor_msgs/msg/Image (rgb8), SENSOR_DATA QoS, published at
@@ -30,11 +34,20 @@ from typing import Any
 import numpy as np
 
 from ltc_controller.params import COMMON, ParamSpec, resolve
+from ltc_controller.sim.drone.conditions import DRONE_CONDITIONS
 from ltc_controller.sim.lane_sim import HISTORY_COLUMNS, LaneKeepingSim
 from ltc_controller.transport import port
 
 PARAMS: tuple[ParamSpec, ...] = (
     *COMMON,
+    ParamSpec(
+        "scenario",
+        str,
+        "car",
+        "car: lane keeping (AckermannDriveStamped); drone: fly to a target (Twist, land)",
+        choices=("car", "drone"),
+        read_only=True,
+    ),
     ParamSpec("track_seed", int, 0, "seed of the procedural track", min=0, read_only=True),
     ParamSpec("track_length_m", float, 600.0, "approximate lap length", "m", 100.0, 20000.0),
     ParamSpec("lane_width_m", float, 3.75, "distance between edge markings", "m", 2.0, 10.0),
@@ -54,6 +67,20 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("command_topic", str, "ackermann_cmd", "final (gated) command topic"),
     ParamSpec("odom_topic", str, "odom", "odometry topic"),
     ParamSpec("camera_reliable", bool, False, "images reliable instead of sensor-data QoS"),
+    ParamSpec("world_seed", int, 0, "drone: seed of the generated world", min=0, read_only=True),
+    ParamSpec(
+        "drone_condition",
+        str,
+        "clean",
+        "drone: scene condition (training or a shift, sim/drone/conditions.py)",
+        choices=tuple(DRONE_CONDITIONS),
+        read_only=True,
+    ),
+    ParamSpec("twist_topic", str, "cmd_vel", "drone: velocity setpoint topic (Twist, body frame)"),
+    ParamSpec("land_topic", str, "land", "drone: landing request topic (std_msgs/Empty)"),
+    ParamSpec(
+        "task_topic", str, "ground_truth/task", "drone: task metrics topic (DiagnosticArray)"
+    ),
 )
 
 #: Defaults of every parameter, by name.
@@ -87,6 +114,9 @@ def _percentile(a: np.ndarray, q: float) -> float | None:
 class SimulatorNode:
     """Real-time lane-keeping simulator on a transport node.
 
+    With ``scenario:=drone`` the node is a :class:`~.drone_simulator.DroneSimulatorNode`
+    (:attr:`drone`), to which the log and close methods delegate.
+
     Args:
         node: a :class:`ltc_controller.transport.port.Node`.
         params: overrides of :data:`DEFAULT_PARAMS` (see :data:`PARAMS` for units and ranges).
@@ -95,6 +125,8 @@ class SimulatorNode:
     Raises:
         ValueError: bad parameters.
     """
+
+    drone: Any = None
 
     def __init__(
         self,
@@ -106,6 +138,11 @@ class SimulatorNode:
         self.params = p = (
             node.declare_parameters(PARAMS) if params is None else resolve_params(params)
         )
+        if p["scenario"] == "drone":
+            from ltc_controller.nodes.drone_simulator import DroneSimulatorNode
+
+            self.drone = DroneSimulatorNode(node, p)
+            return
         if sim is None:
             from ltc_controller.sim.track import TrackParams
 
@@ -306,8 +343,10 @@ class SimulatorNode:
         car centre, ``s`` on the lap, ``progress`` = distance driven along the track); scalars
         ``track_seed``, ``track_length_m``, ``lane_width_m``, ``lane_limit_m`` (largest
         ``|lateral error|`` inside the lane, m), ``wheelbase_m``, ``start_wall`` (``node.now()`` at
-        sim time 0, s).
+        sim time 0, s). The drone scenario's keys: :meth:`.DroneSimulatorNode.log_arrays`.
         """
+        if self.drone is not None:
+            return dict(self.drone.log_arrays())
         self._flush_history()
         h = np.concatenate(self._history) if self._history else np.zeros((0, len(HISTORY_COLUMNS)))
         fs = np.asarray(self.frame_stamp_ns, dtype=np.int64)
@@ -336,6 +375,8 @@ class SimulatorNode:
 
     def summary(self, arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
         """JSON-ready run summary (units in the key names; None where undefined)."""
+        if self.drone is not None:
+            return dict(self.drone.summary(arrays))
         a = arrays if arrays is not None else self.log_arrays()
         lat = a["frame_latency_s"]
         lat = lat[np.isfinite(lat)]
@@ -381,6 +422,8 @@ class SimulatorNode:
         Raises:
             OSError: the files cannot be written.
         """
+        if self.drone is not None:
+            return dict(self.drone.write_log(path))
         p = Path(path)
         if p.suffix != ".npz":
             p = p.with_suffix(".npz")
@@ -393,6 +436,9 @@ class SimulatorNode:
 
     def close(self) -> None:
         """Cancel timers and free the renderer."""
+        if self.drone is not None:
+            self.drone.close()
+            return
         for t in self._timers:
             t.cancel()
         self.sim.close()

@@ -1,4 +1,5 @@
-"""Conversions between ``builtin_interfaces/msg/Time`` and float seconds."""
+"""Conversions between ``builtin_interfaces/msg/Time`` and float seconds; names that identify a node
+on shared topics."""
 
 from __future__ import annotations
 
@@ -40,3 +41,17 @@ def to_stamp(node: Node, t: float) -> Any:
 def header(node: Node, t: float, frame_id: str = "") -> Any:
     """A ``std_msgs/msg/Header`` stamped ``t`` (s)."""
     return node.msg("std_msgs/msg/Header", stamp=to_stamp(node, t), frame_id=frame_id)
+
+
+def diagnostic_name(node: Node, task: str) -> str:
+    """``DiagnosticStatus.name`` for ``task`` of ``node``: ``"<namespace>/<node>: <task>"``
+    without the leading ``/`` (``"car1/safety_fallback: state"``; ``"safety_fallback: state"`` in
+    the root namespace). ROS 2 ``diagnostic_updater`` names its tasks from the node's fully
+    qualified name the same way, so stacks under ``/car1`` and ``/car2`` stay apart on the shared
+    ``/diagnostics`` topic (``rqt_robot_monitor``)."""
+    return f"{fully_qualified_name(node).lstrip('/')}: {task}"
+
+
+def fully_qualified_name(node: Node) -> str:
+    """``"/<namespace>/<node>"`` of ``node`` (``"/safety_fallback"`` in the root namespace)."""
+    return node.namespace.rstrip("/") + "/" + node.name

@@ -43,6 +43,10 @@ class RuntimeOverrides:
         max_frame_age_s: staleness bound of frames and held features (s).
         max_lag_s: lag beyond this is a fault, the backlog is dropped (s).
         rewarm_s: integration on fresh frames after a reset before outputs are given (s).
+        tick_period_s: the caller's tick period (s; sets the stall/jump gap bound),
+            ``clock_stop_s``: steady time without ROS time advancing that is a stopped clock (s;
+            0: ``max_frame_age_s``), ``reject_zero_stamps``: frames stamped 0 are rejected
+            (ROS's "unset"); see :class:`~ltc_controller.runtime.loop.RuntimeConfig`.
         crop_top, crop_bottom, crop_left, crop_right: pixels removed from each side of the
             camera image before resizing (>= 0); default the policy file's ``crop``.
 
@@ -58,6 +62,9 @@ class RuntimeOverrides:
     max_frame_age_s: float | None = None
     max_lag_s: float | None = None
     rewarm_s: float | None = None
+    tick_period_s: float | None = None
+    clock_stop_s: float | None = None
+    reject_zero_stamps: bool | None = None
     crop_top: int | None = None
     crop_bottom: int | None = None
     crop_left: int | None = None
@@ -76,8 +83,8 @@ def runtime_config(
     policy_config: Any, overrides: RuntimeOverrides = RuntimeOverrides()
 ) -> RuntimeConfig:
     """The runtime settings for a policy: ``step_s`` from ``overrides`` or else the policy file
-    (``PolicyConfig.step_s``), ``deadline_s``/``max_frame_age_s``/``max_lag_s``/``rewarm_s``
-    from ``overrides`` or else :class:`RuntimeConfig`'s defaults.
+    (``PolicyConfig.step_s``), the other fields of :class:`RuntimeOverrides` from ``overrides``
+    or else :class:`RuntimeConfig`'s defaults.
 
     Args:
         policy_config: a ``models.policy.PolicyConfig`` (anything with ``step_s``).
@@ -95,6 +102,11 @@ def runtime_config(
         else float(o.max_frame_age_s),
         max_lag_s=d.max_lag_s if o.max_lag_s is None else float(o.max_lag_s),
         rewarm_s=d.rewarm_s if o.rewarm_s is None else float(o.rewarm_s),
+        tick_period_s=d.tick_period_s if o.tick_period_s is None else float(o.tick_period_s),
+        clock_stop_s=d.clock_stop_s if o.clock_stop_s is None else float(o.clock_stop_s),
+        reject_zero_stamps=d.reject_zero_stamps
+        if o.reject_zero_stamps is None
+        else bool(o.reject_zero_stamps),
     )
 
 

@@ -29,16 +29,42 @@ counted and reported as event ``lag``. A long gap between ticks is not lag in it
 catches up if the deadline leaves room.
 
 Frames. Time comes from ``header.stamp``. Rejected and counted by reason: ``bad_stamp``
-(not finite), ``future`` (> ``max_future_s`` ahead of ``now``), ``stale`` (older than
-``max_frame_age_s``), ``duplicate`` (same stamp as the newest taken), ``out_of_order`` (older
-than it), and decoding failures (``encoding``, ``size``, ``decode``, ``data``). A frame offered
-before the previous one was taken replaces it (``frames_dropped``): no queue builds up.
+(not finite), ``zero_stamp`` (exactly 0, ROS's "unset", when ``reject_zero_stamps``; the node's
+``stamp_source: receive`` stamps frames on arrival instead), ``future`` (> ``max_future_s``
+ahead of ``now``), ``stale`` (older than ``max_frame_age_s``), ``duplicate`` (same stamp as the
+newest taken), ``out_of_order`` (older than it), and decoding failures (``encoding``, ``size``,
+``decode``, ``data``). A frame offered before the previous one was taken replaces it
+(``frames_dropped``): no queue builds up.
+
+Time faults. Each tick compares itself with the previous one on both clocks, before it takes
+a frame, with the gap bound ``gap_s = max(max_frame_age_s, 2 * tick_period_s)``:
+
+- ``stall``: more than ``gap_s`` of steady time (``clock``) since the last tick — the process
+  stalled or was not ticked while frames kept arriving. The state is reset *before* the newest
+  frame is taken, so the first command after the gap comes from a state built after it
+  (counter ``stalls``).
+- ``clock_jump_fwd``: not stalled, but more than ``gap_s`` of ROS time since the last tick (a
+  bag gap, an NTP step; replayed at frame stamps: a gap between frames). The state is reset the
+  same way (counter ``clock_jumps_fwd``); the work of a jump is bounded anyway
+  (``max_steps_per_tick``, ``max_lag_s``).
+- ``clock_stopped``: ROS time has not advanced for ``clock_stop_s`` (default
+  ``max_frame_age_s``) of steady time (a paused simulator, a dead ``/clock``, ``use_sim_time``
+  with nobody publishing). Chosen behaviour: the state is reset once (counter ``clock_stops``)
+  and, while the clock stays stopped, no frame is taken, no step is integrated and no output is
+  given (health FAULT ``clock_stopped``, so the safety node falls back on its policy fault
+  instead of trusting commands from a frozen state). When ROS time moves again (event
+  ``clock_resumed``) the state rebuilds from fresh frames, as after any reset.
+
+Steady time comes from ``clock``: a frozen clock (offline passes) never stalls or stops; their
+gaps in frame stamps are ``clock_jump_fwd``, as on the robot.
 
 Resets. The state is reset (zero state, no features, no output until a new frame has been taken
 and stepped) on: ``reset()`` (event ``reset``), ROS time going backwards by more than
 ``clock_jump_s`` at a tick or in a frame stamp (``clock_jump_back``: simulation reset, bag loop),
-held features older than ``max_frame_age_s`` (``stale_state``: the camera stopped, or the
-process was stalled), a non-finite state or output (``non_finite``), and a state norm above the
+the time faults above (``stall``, ``clock_jump_fwd``, ``clock_stopped``), held features older
+than ``max_frame_age_s`` after a tick's frame-taking, or older than ``gap_s`` before it (so a
+frame arriving at the end of a camera gap does not hide the gap) (``stale_state``: the camera
+stopped), a non-finite state or output (``non_finite``), and a state norm above the
 watchdog bound (``state_norm``).
 
 Re-engagement rule. A command is only ever computed from a state that has been integrated,
@@ -123,6 +149,12 @@ class RuntimeConfig:
             (0: after the first step).
         max_steps_per_tick: guard against a clock that does not advance (a jump of ROS time
             far forward): more steps than this are postponed like those past the deadline.
+        tick_period_s: nominal time between ticks (the node's control period; 0: unknown).
+            Only sets the gap bound :attr:`gap_s`.
+        clock_stop_s: ROS time not advancing for this long on ``clock`` (steady) is a stopped
+            clock (0: ``max_frame_age_s``).
+        reject_zero_stamps: reject frames stamped exactly 0 (``zero_stamp``): in ROS a zero
+            ``header.stamp`` means "unset". Off for offline passes whose time starts at 0.
         watchdog: health thresholds; its ``max_frame_age_s`` is replaced by this one's.
     """
 
@@ -135,6 +167,9 @@ class RuntimeConfig:
     max_frame_skips: int = 2
     rewarm_s: float = 0.0
     max_steps_per_tick: int = 10_000
+    tick_period_s: float = 0.0
+    clock_stop_s: float = 0.0
+    reject_zero_stamps: bool = False
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
 
     def __post_init__(self) -> None:
@@ -149,6 +184,23 @@ class RuntimeConfig:
             raise ValueError("max_future_s, rewarm_s and max_frame_skips must be >= 0")
         if self.max_steps_per_tick < 1:
             raise ValueError(f"max_steps_per_tick must be >= 1, got {self.max_steps_per_tick}")
+        for name in ("tick_period_s", "clock_stop_s"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"RuntimeConfig.{name} must be >= 0 and finite, got {value}")
+
+    @property
+    def gap_s(self) -> float:
+        """The gap bound (s): ``max(max_frame_age_s, 2 * tick_period_s)``. Two ticks further
+        apart than this on ``clock`` are a ``stall``, in ROS time a ``clock_jump_fwd``; the
+        state is not carried across either. At least two periods, so a control period longer
+        than ``max_frame_age_s`` (a slow loop) is not a stall at every tick."""
+        return max(self.max_frame_age_s, 2.0 * self.tick_period_s)
+
+    @property
+    def clock_stop_threshold_s(self) -> float:
+        """``clock_stop_s``, or ``max_frame_age_s`` when it is 0."""
+        return self.clock_stop_s or self.max_frame_age_s
 
 
 @dataclass
@@ -168,6 +220,12 @@ class Counters:
     frames_skipped: int = 0
     frames_dropped: int = 0
     lag_faults: int = 0
+    #: ticks more than ``gap_s`` after the previous one on the steady clock (state reset)
+    stalls: int = 0
+    #: ticks more than ``gap_s`` after the previous one in ROS time, not stalled (state reset)
+    clock_jumps_fwd: int = 0
+    #: times ROS time was found stopped for ``clock_stop_s`` of steady time (state reset)
+    clock_stops: int = 0
     state_resets: int = 0
     steps: int = 0
     rejections: dict[str, int] = field(default_factory=dict)
@@ -198,9 +256,12 @@ class TickResult:
         backlog_steps: whole steps due but postponed.
         duration_s: the tick's work on ``clock``.
         warm: the state has been integrated ``rewarm_s`` since its last reset.
-        events: event codes (``clock_jump_back``, ``stale_state``, ``lag``, ``non_finite``,
+        events: event codes (``clock_jump_back``, ``clock_jump_fwd``, ``stall``,
+            ``clock_stopped``, ``clock_resumed``, ``stale_state``, ``lag``, ``non_finite``,
             ``state_norm``, ``reset``, ``frame_skipped``, ``rejected:<reason>`` for frames
             that failed to decode).
+        clock_stopped: ROS time has not advanced for ``clock_stop_s`` of steady time: no
+            frame is taken, no step, no output, until it moves again.
         health, reasons: the :class:`~ltc_controller.runtime.watchdog.Watchdog` verdict
             (``PolicyStatus.health``/``reasons``).
     """
@@ -219,6 +280,7 @@ class TickResult:
     duration_s: float = 0.0
     warm: bool = False
     events: tuple[str, ...] = ()
+    clock_stopped: bool = False
     health: Health = Health.FAULT
     reasons: tuple[str, ...] = ()
 
@@ -329,6 +391,9 @@ class PolicyRuntime:
         self._frame_stamp_ns = 0
         self._newest_stamp = -math.inf
         self._last_tick_time = -math.inf
+        self._last_tick_mono = -math.inf
+        self._advance_mono = -math.inf  # steady time of the last tick that saw ROS time advance
+        self._clock_stopped = False
         self._skips = 0
         self._events: list[str] = []
         self._request_events: list[str] = []
@@ -355,6 +420,8 @@ class PolicyRuntime:
         self._cfg = cfg
         self._step_ns = seconds_to_ns(cfg.step_s)
         self._max_lag_ns = seconds_to_ns(cfg.max_lag_s)
+        self._gap_s = cfg.gap_s
+        self._stop_s = cfg.clock_stop_threshold_s
         # Whole steps that cover rewarm_s (on the ns grid, like the steps themselves).
         self._rewarm_steps = max(1, -(-seconds_to_ns(cfg.rewarm_s) // self._step_ns))
         if reached is not None:
@@ -417,11 +484,30 @@ class PolicyRuntime:
             self._request_events.clear()
         t_ns = seconds_to_ns(now) if now_ns is None else int(now_ns)
 
-        if now < self._last_tick_time - cfg.clock_jump_s:
-            self._clock_jumped()
+        # Time faults since the last tick (module docstring, "Time faults"), before any frame
+        # is taken: a fresh frame taken at the resuming tick must not hide the gap.
+        last_now, last_mono, gap = self._last_tick_time, self._last_tick_mono, self._gap_s
         self._last_tick_time = now
+        self._last_tick_mono = start
+        # One comparison chain on the common path; the first tick (-inf) goes through it too.
+        if start - last_mono > gap or now - last_now > gap or now < last_now - cfg.clock_jump_s:
+            self._time_fault(now, last_now, start, last_mono)
+        if now > last_now:
+            self._advance_mono = start
+            stopped = False
+            if self._clock_stopped:
+                ev.append("clock_resumed")  # for the log; the state was reset at the stop
+        else:
+            stopped = start - self._advance_mono > self._stop_s
+            if stopped and not self._clock_stopped:
+                c.clock_stops += 1
+                self._reset("clock_stopped")  # no command from the frozen state
+        self._clock_stopped = stopped
+        # Held features that a new frame would hide: a camera gap longer than the gap bound.
+        if self._features is not None and now - self._frame_stamp > gap:
+            self._reset("stale_state")
 
-        frame = self._pending
+        frame = None if stopped else self._pending  # kept while the clock is stopped
         if frame is not None:
             reason = self._check_stamp(frame, now)
             if reason == "clock_jump_back":
@@ -474,7 +560,9 @@ class PolicyRuntime:
         r.frame_age_s = age = now - self._frame_stamp
         r.fresh = warm and age <= cfg.max_frame_age_s
         r.events = tuple(ev) if ev else ()
+        r.clock_stopped = stopped
         obs = self._obs
+        obs.clock_stopped = stopped
         obs.mono = start
         obs.has_output = warm
         obs.warming = self._has_output and not warm
@@ -538,6 +626,20 @@ class PolicyRuntime:
         self.counters.lag_faults += 1
         self._events.append("lag")
 
+    def _time_fault(self, now: float, last_now: float, start: float, last_mono: float) -> None:
+        """ROS time went back, the process stalled, or ROS time jumped forward since the last
+        tick (checked in that order; nothing at the first tick)."""
+        if now < last_now - self.cfg.clock_jump_s:
+            self._clock_jumped()
+        elif last_mono == -math.inf:
+            return
+        elif start - last_mono > self._gap_s:
+            self.counters.stalls += 1
+            self._reset("stall")
+        elif now - last_now > self._gap_s:
+            self.counters.clock_jumps_fwd += 1
+            self._reset("clock_jump_fwd")
+
     def _clock_jumped(self) -> None:
         self._reset("clock_jump_back")
         self._newest_stamp = -math.inf
@@ -592,6 +694,8 @@ class PolicyRuntime:
         stamp = frame.stamp
         if not math.isfinite(stamp):
             return "bad_stamp"
+        if stamp == 0.0 and frame.stamp_ns == 0 and cfg.reject_zero_stamps:
+            return "zero_stamp"
         if stamp > now + cfg.max_future_s:
             return "future"
         if now - stamp > cfg.max_frame_age_s:

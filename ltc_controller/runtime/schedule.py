@@ -33,7 +33,11 @@ took it; with one tick per frame stamp, frame ``t`` is held over ``step_counts(s
     tick_out = step_out[:, s.tick_last_step]                             # where >= 0
 
 It assumes every frame is accepted (fresh, in order, decodable) and every due step fits in its
-tick's deadline, i.e. the runtime's deterministic regime.
+tick's deadline, i.e. the runtime's deterministic regime, and no time fault: the runtime resets
+its state where two ticks are further apart than its gap bound (``RuntimeConfig.gap_s``: a
+stall, a forward jump, or a gap in frame stamps replayed at the stamps), as training starts a
+new segment at a gap longer than ``max_gap_s`` (``training.bag``). Replay each side of such a
+gap as its own sequence.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ sliding window and the hold of events) is passed in, so tests need no sleeping.
 Reason codes and the level each gives:
 
 ===================  ========  =================================================================
+``clock_stopped``    FAULT     ROS time has not advanced for ``clock_stop_s`` of steady time (a
+                               paused simulator, a dead ``/clock``): no output while it lasts
 ``no_frame``         FAULT     no output: no frame taken yet, or the state was just reset
 ``warming``          FAULT     state reset and not yet re-warmed (``rewarm_s``), no output
 ``stale_frame``      FAULT     newest frame used is older than ``max_frame_age_s``
@@ -21,6 +23,10 @@ Reason codes and the level each gives:
 ``state_norm``       FAULT     ||state||_2 > ``max_state_norm`` (the state was reset); held
 ``clock_jump_back``  DEGRADED  ROS time went backwards (the state was reset); held ``hold_s``
 ``stale_state``      DEGRADED  the held features went stale (the state was reset); held
+``stall``            DEGRADED  the process was not ticked for longer than the gap bound (steady
+                               clock; the state was reset before the next frame); held
+``clock_jump_fwd``   DEGRADED  ROS time jumped forward by more than the gap bound between two
+                               ticks (the state was reset); held
 ===================  ========  =================================================================
 
 Held events stay reported for ``hold_s`` after they happened, so a one-tick fault is seen by
@@ -58,6 +64,8 @@ EVENT_LEVELS: dict[str, Health] = {
     "state_norm": Health.FAULT,
     "clock_jump_back": Health.DEGRADED,
     "stale_state": Health.DEGRADED,
+    "stall": Health.DEGRADED,
+    "clock_jump_fwd": Health.DEGRADED,
 }
 
 
@@ -116,6 +124,7 @@ class TickObservation:
         deadline_met: everything due was done before the deadline.
         lag_s: integration time carried to the next tick.
         events: event codes of this tick (see :data:`EVENT_LEVELS`; others are ignored).
+        clock_stopped: ROS time has not advanced for ``clock_stop_s`` of steady time.
     """
 
     mono: float = 0.0
@@ -125,6 +134,7 @@ class TickObservation:
     deadline_met: bool = True
     lag_s: float = 0.0
     events: tuple[str, ...] = ()
+    clock_stopped: bool = False
 
 
 class Watchdog:
@@ -176,6 +186,8 @@ class Watchdog:
         fault, degraded = self._fault, self._degraded
         fault.clear()
         degraded.clear()
+        if obs.clock_stopped:
+            fault.append("clock_stopped")
         if not obs.has_output:
             fault.append("warming" if obs.warming else "no_frame")
         elif obs.frame_age_s > cfg.max_frame_age_s:

@@ -26,11 +26,13 @@ it is fresh, else from the last output, and with zero rate — so the output nev
 fallback brakes from the speed the vehicle really has (vehicle_cmd_gate PR #2717).
 
 Fault names and their order (:data:`FAULTS`); each has a counter of rising edges:
-``command_timeout``, ``heartbeat_timeout``, ``command_stale`` (the stamp of the command, i.e. of
-its camera frame, older than ``command_max_age_s``), ``command_non_finite``,
-``command_out_of_range`` (beyond a limit by more than the tolerance: clamping would hide a confused
-policy), ``policy_fault`` (the policy's status says FAULT), ``estop``; and the cause
-``teleop_released`` (FALLBACK entered because the operator stopped sending).
+``shutdown`` (the node is stopping: it brings the vehicle to its fallback target before it
+exits; teleop is ignored from then on), ``command_timeout``, ``heartbeat_timeout``,
+``command_stale`` (the stamp of the command, i.e. of its camera frame, older than
+``command_max_age_s``), ``command_non_finite``, ``command_out_of_range`` (beyond a limit by more
+than the tolerance: clamping would hide a confused policy), ``policy_fault`` (the policy's status
+says FAULT), ``estop``; and the cause ``teleop_released`` (FALLBACK entered because the operator
+stopped sending).
 
 Time is an argument (steady-clock seconds): the tests need no sleeping.
 """
@@ -58,6 +60,7 @@ class Fault(StrEnum):
     """Faults and causes, in reporting order: the first present fault names a FALLBACK
     (``SafetyStatus.active_fault``, ``faults``; diagnostics keys ``faults.<name>``)."""
 
+    SHUTDOWN = "shutdown"
     COMMAND_TIMEOUT = "command_timeout"
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
     COMMAND_STALE = "command_stale"
@@ -190,6 +193,7 @@ class GateInputs:
     heartbeats: int = 0
     policy_fault: bool = False
     estop: bool = False
+    shutdown: bool = False
     reset_requested: bool = False
     teleop: Command | None = None
     teleop_time: float | None = None
@@ -249,6 +253,8 @@ def command_fault(cfg: GateConfig, cmd: Command) -> Fault | None:
 def detect_faults(cfg: GateConfig, inputs: GateInputs, now: float) -> tuple[Fault, ...]:
     """Names of the faults present at ``now`` (steady-clock s), in :data:`FAULTS` order."""
     found: set[Fault] = set()
+    if inputs.shutdown:
+        found.add(Fault.SHUTDOWN)
     if inputs.command_time is None or now - inputs.command_time > cfg.command_timeout_s:
         found.add(Fault.COMMAND_TIMEOUT)
     if inputs.heartbeat_time is None or now - inputs.heartbeat_time > cfg.heartbeat_timeout_s:
@@ -275,7 +281,12 @@ def detect_faults(cfg: GateConfig, inputs: GateInputs, now: float) -> tuple[Faul
 def fresh_teleop(cfg: GateConfig, inputs: GateInputs, now: float) -> Command | None:
     """The teleop command if it is recent and finite, else None."""
     t = inputs.teleop
-    if t is None or inputs.teleop_time is None or now - inputs.teleop_time > cfg.teleop_timeout_s:
+    if (
+        inputs.shutdown
+        or t is None
+        or inputs.teleop_time is None
+        or now - inputs.teleop_time > cfg.teleop_timeout_s
+    ):
         return None
     if len(t.values) != len(cfg.axes) or not all(math.isfinite(v) for v in t.values):
         return None

@@ -39,6 +39,7 @@ __all__ = [
     "EvalConfig",
     "ModelEntry",
     "evaluate",
+    "evaluate_episode",
     "model_sizes",
     "summarise",
     "write_report",
@@ -144,7 +145,8 @@ def evaluate(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[list[EpisodeRecord], dict[str, dict[str, int]]]:
-    """Drive every model under every condition.
+    """Drive every model under every condition (in this process; ``compare`` runs the same
+    episodes as Ray jobs through :func:`evaluate_episode`).
 
     Returns:
         ``(episode records, sizes by policy name)``.
@@ -163,50 +165,73 @@ def evaluate(
             sizes[name] = model_sizes(policy)
         driver = PolicyDriver(policy) if policy is not None else None
         for cname in cfg.conditions:
-            cond = _condition(cfg, cname)
             for k in range(cfg.episodes):
-                seed = cfg.first_track_seed + k
                 t0 = time.perf_counter()
-                sim = make_sim(cond, seed, initial_speed=cfg.speed_mps, render_enabled=True)
-                try:
-                    if driver is not None:
-                        driver.reset()
-                    r = drive_episode(
-                        sim,
-                        driver.act if driver is not None else None,
-                        condition=cond,
-                        effects_seed=10_000 + k,
-                        distance_m=cfg.distance_m,
-                        max_time_s=cfg.max_time_s,
-                        speed_mps=cfg.speed_mps,
-                        latency_s=cfg.latency_s,
-                        on_departure=driver.reset if driver is not None else None,
-                        render=driver is not None,
-                    )
-                finally:
-                    sim.close()
-                rec = EpisodeRecord(
-                    model=m.label,
-                    policy=name,
-                    condition=cname,
-                    episode=k,
-                    track_seed=seed,
-                    lap_length_m=r.lap_length_m,
-                    distance_m=r.distance_m,
-                    departures=r.departures,
-                    mean_abs_lateral_error_m=r.mean_abs_lateral_error_m,
-                    completion=r.completion,
-                    steering_rate_rms=r.steering_rate_rms,
-                    duration_s=r.duration_s,
-                )
+                rec = _episode(driver, m.label, name, cname, k, cfg)
                 records.append(rec)
                 if progress is not None:
                     progress(
-                        f"{m.label} {Path(name).name} {cname} ep {k}: {r.departures} departures, "
-                        f"|lat| {r.mean_abs_lateral_error_m:.3f} m, "
+                        f"{m.label} {Path(name).name} {cname} ep {k}: {rec.departures} "
+                        f"departures, |lat| {rec.mean_abs_lateral_error_m:.3f} m, "
                         f"{time.perf_counter() - t0:.0f} s"
                     )
     return records, sizes
+
+
+def evaluate_episode(
+    model: ModelEntry, condition: str, episode: int, cfg: EvalConfig
+) -> EpisodeRecord:
+    """Episode ``episode`` (track ``cfg.first_track_seed + episode``) of ``model`` under
+    ``condition``: one unit of work, the same as inside :func:`evaluate`.
+
+    Raises:
+        PolicyFileError: the policy file cannot be loaded.
+    """
+    from ltc_controller.models.policy_file import load_policy
+
+    policy = load_policy(model.path) if model.path is not None else None
+    driver = PolicyDriver(policy) if policy is not None else None
+    name = str(model.path) if model.path is not None else EXPERT
+    return _episode(driver, model.label, name, condition, episode, cfg)
+
+
+def _episode(
+    driver: PolicyDriver | None, label: str, name: str, cname: str, k: int, cfg: EvalConfig
+) -> EpisodeRecord:
+    cond = _condition(cfg, cname)
+    seed = cfg.first_track_seed + k
+    sim = make_sim(cond, seed, initial_speed=cfg.speed_mps, render_enabled=True)
+    try:
+        if driver is not None:
+            driver.reset()
+        r = drive_episode(
+            sim,
+            driver.act if driver is not None else None,
+            condition=cond,
+            effects_seed=10_000 + k,
+            distance_m=cfg.distance_m,
+            max_time_s=cfg.max_time_s,
+            speed_mps=cfg.speed_mps,
+            latency_s=cfg.latency_s,
+            on_departure=driver.reset if driver is not None else None,
+            render=driver is not None,
+        )
+    finally:
+        sim.close()
+    return EpisodeRecord(
+        model=label,
+        policy=name,
+        condition=cname,
+        episode=k,
+        track_seed=seed,
+        lap_length_m=r.lap_length_m,
+        distance_m=r.distance_m,
+        departures=r.departures,
+        mean_abs_lateral_error_m=r.mean_abs_lateral_error_m,
+        completion=r.completion,
+        steering_rate_rms=r.steering_rate_rms,
+        duration_s=r.duration_s,
+    )
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any
 
 from ltc_controller.sim.scenario import PerturbationConfig
 from ltc_controller.training.bag import Demonstrations, read_demonstrations
-from ltc_controller.training.evaluation import EvalConfig, ModelEntry, evaluate, write_report
+from ltc_controller.training.evaluation import EvalConfig, ModelEntry, write_report
 from ltc_controller.training.recording import RecordConfig, record
 from ltc_controller.training.trainer import TrainConfig, train
 
@@ -244,35 +244,58 @@ def run_compare(
     bags: Sequence[Path] = (),
     log: Callable[[str], None] = print,
     show_progress: bool = True,
+    address: str | None = None,
+    num_cpus: int | None = None,
 ) -> dict[str, Any]:
     """Train every model x seed on the same data, evaluate closed loop, write the report.
 
+    The training runs (model x seed) and the evaluation episodes (policy x condition x episode)
+    are Ray jobs (:mod:`ltc_controller.training.jobs`), cached under ``work/jobs`` by their
+    inputs (the bags' identity, the training config, the policy file's hash): an interrupted
+    run resumes where it stopped, and a seed or condition added later runs only what is new.
+
     Args:
-        work: folder for the data, policies and the report (``work/report``).
+        work: folder for the data, policies, job cache and the report (``work/report``).
         recipe: the recipe.
         bags: use these bags instead of recording (``/camera/image_raw`` + ``/expert_cmd``).
         log: line logger.
-        show_progress: tqdm bars while training.
+        show_progress: a progress bar over the jobs.
+        address: Ray cluster address (None: ``$RAY_ADDRESS``, else a local Ray instance on
+            ``num_cpus`` cores, default all). On a cluster ``work`` must be on a shared file
+            system.
+        num_cpus: cores of the local Ray instance.
 
     Returns:
-        ``{"report": path, "table": markdown, "wall_s": {...}, "skipped": [...]}``.
+        ``{"report", "table", "stats_table", "wall_s", "jobs", "skipped", "train"}``.
+
+    Raises:
+        JobsFailed: some jobs raised (the others are cached; rerun to retry).
     """
     from ltc_controller.models import policy as policy_mod
-    from ltc_controller.training.evaluation import markdown_tables, summarise
+    from ltc_controller.models.policy_file import load_policy
+    from ltc_controller.training.evaluation import (
+        EpisodeRecord,
+        markdown_tables,
+        model_sizes,
+        summarise,
+    )
+    from ltc_controller.training.jobs import Job, JobCache, RunStats, run_jobs
+    from ltc_controller.training.stats import comparison_tables
+    from ltc_controller.training.stats import markdown as stats_markdown
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
+    cache = JobCache(work / "jobs")
     t0 = time.perf_counter()
     if not bags:
         bags = [_bag(work / "data", recipe.record, log)]
-    demos = Demonstrations.concatenate(
-        [read_demonstrations(b, IMAGE_TOPIC, LABEL_TOPIC) for b in bags]
-    )
+    bag_list = [str(Path(b).resolve()) for b in bags]
+    data_id = _files_id(bag_list)
     t_data = time.perf_counter() - t0
+
     available = set(getattr(policy_mod, "ARCHITECTURES", ("ncp_ltc",)))
-    entries: list[ModelEntry] = []
     skipped: list[str] = []
-    train_wall: dict[str, float] = {}
+    train_jobs: list[tuple[str, Job]] = []
     for label, arch, units in recipe.models:
         if arch not in available:
             skipped.append(f"{label} ({arch} not available)")
@@ -280,14 +303,68 @@ def run_compare(
             continue
         for seed in recipe.seeds:
             out = work / "policies" / f"{_slug(label)}_seed{seed}.safetensors"
+            cfg = replace(recipe.train, arch=arch, units=units, seed=seed)
+            job = Job(
+                "train",
+                "ltc_controller.training.presets:train_job",
+                {"bags": bag_list, "data_id": data_id, "config": asdict(cfg), "output": str(out)},
+                label=f"train {label} seed {seed}",
+                num_cpus=max(1, cfg.threads),
+            )
             if not out.is_file():
-                cfg = replace(recipe.train, arch=arch, units=units, seed=seed)
-                res = train(demos, cfg, output=out, show_progress=show_progress, log=log)
-                train_wall[out.name] = res.wall_s
-            entries.append(ModelEntry(label, out))
+                cache.path(job).unlink(missing_ok=True)  # its policy file is gone: train again
+            train_jobs.append((label, job))
+    train_stats = RunStats()
+    trained = run_jobs(
+        [j for _, j in train_jobs],
+        cache,
+        address=address,
+        num_cpus=num_cpus,
+        progress=show_progress,
+        log=log,
+        stats=train_stats,
+    )
     t_train = time.perf_counter() - t0 - t_data
-    records, sizes = evaluate(entries, recipe.evaluation, progress=log)
+
+    ev = recipe.evaluation
+    eval_cfg = asdict(ev)
+    eval_jobs: list[Job] = []
+    sizes: dict[str, dict[str, int]] = {}
+    for (label, _job), res in zip(train_jobs, trained, strict=True):
+        policy = res["output"]
+        sizes[policy] = model_sizes(load_policy(policy))
+        digest = _files_id([policy], content=True)
+        for cname in ev.conditions:
+            for k in range(ev.episodes):
+                eval_jobs.append(
+                    Job(
+                        "evaluate",
+                        "ltc_controller.training.presets:evaluate_job",
+                        {
+                            "label": label,
+                            "policy": policy,
+                            "policy_id": digest,
+                            "condition": cname,
+                            "episode": k,
+                            "eval_config": eval_cfg,
+                        },
+                        label=f"evaluate {Path(policy).stem} {cname} ep {k}",
+                    )
+                )
+    eval_stats = RunStats()
+    rows = run_jobs(
+        eval_jobs,
+        cache,
+        address=address,
+        num_cpus=num_cpus,
+        progress=show_progress,
+        log=log,
+        stats=eval_stats,
+    )
+    records = [EpisodeRecord(**r) for r in rows]
     t_eval = time.perf_counter() - t0 - t_data - t_train
+    stats_tables = comparison_tables(records, reference=recipe.models[0][0])
+    stats_md = stats_markdown(stats_tables)
     report = write_report(
         work / "report",
         records,
@@ -295,10 +372,11 @@ def run_compare(
         recipe.evaluation,
         title="Model comparison: NCP-19 vs LSTM, GRU, CT-RNN, CNN on the same data",
         notes=(
-            f"Data: {len(demos)} frames ({int(demos.segment.max()) + 1} segments). Training per "
-            f"model: {recipe.train.epochs} epoch(s), T={recipe.train.seq_len}, batch "
-            f"{recipe.train.batch_size}, head lr {recipe.train.lr}, core lr "
-            f"{recipe.train.lr_rnn}, seeds {list(recipe.seeds)}."
+            f"Data: {trained[0]['frames'] if trained else 0} frames from {len(bag_list)} bag(s). "
+            f"Training per model: {recipe.train.epochs} epoch(s), "
+            f"T={recipe.train.seq_len}, batch {recipe.train.batch_size}, head lr "
+            f"{recipe.train.lr}, core lr {recipe.train.lr_rnn}, seeds {list(recipe.seeds)}.\n\n"
+            + stats_md
         ),
     )
     by_model: dict[str, dict[str, int]] = {}
@@ -309,6 +387,7 @@ def run_compare(
     return {
         "report": str(report),
         "table": table,
+        "stats_table": stats_md,
         "skipped": skipped,
         "wall_s": {
             "data": round(t_data, 1),
@@ -316,8 +395,69 @@ def run_compare(
             "evaluate": round(t_eval, 1),
             "total": round(time.perf_counter() - t0, 1),
         },
-        "train_wall_s": train_wall,
+        "jobs": {
+            "address": train_stats.address or eval_stats.address or "none (all cached)",
+            "train": {"ran": train_stats.ran, "cached": train_stats.cached},
+            "evaluate": {"ran": eval_stats.ran, "cached": eval_stats.cached},
+        },
+        "train": {Path(r["output"]).name: r for r in trained},
     }
+
+
+def train_job(bags: list[str], data_id: str, config: dict[str, Any], output: str) -> dict[str, Any]:
+    """Ray job of :func:`run_compare`: train one model x seed on ``bags`` (``data_id``, the
+    bags' identity, is part of the cache key only) and write the policy file ``output``."""
+    from ltc_controller.training.trainer import AugmentConfig
+
+    aug = dict(config.get("augment", {}))
+    if "shadow_strength" in aug:
+        aug["shadow_strength"] = tuple(aug["shadow_strength"])
+    cfg = TrainConfig(**{**config, "augment": AugmentConfig(**aug)})
+    demos = Demonstrations.concatenate(
+        [read_demonstrations(Path(b), IMAGE_TOPIC, LABEL_TOPIC) for b in bags]
+    )
+    res = train(demos, cfg, output=output, show_progress=False, log=lambda s: None)
+    loss = float(res.best_val_loss)
+    return {
+        "output": output,
+        "frames": len(demos),
+        "wall_s": round(res.wall_s, 2),
+        "steps": res.steps,
+        "stopped_early": bool(res.stopped_early),
+        "best_val_loss": loss if loss == loss else None,  # NaN (no validation) -> null
+    }
+
+
+def evaluate_job(
+    label: str,
+    policy: str | None,
+    policy_id: str,
+    condition: str,
+    episode: int,
+    eval_config: dict[str, Any],
+) -> dict[str, Any]:
+    """Ray job of :func:`run_compare`: one evaluation episode (``policy_id``, the policy file's
+    hash, is part of the cache key only). Returns the :class:`EpisodeRecord` as a dict."""
+    from ltc_controller.training.evaluation import evaluate_episode
+
+    cfg = EvalConfig(**{**eval_config, "conditions": tuple(eval_config["conditions"])})
+    entry = ModelEntry(label, Path(policy) if policy is not None else None)
+    return asdict(evaluate_episode(entry, condition, episode, cfg))
+
+
+def _files_id(paths: Sequence[str], content: bool = False) -> str:
+    """Identity of files for cache keys: size and mtime (bags: cheap), or a content hash."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in paths:
+        st = Path(p).stat()
+        h.update(f"{p}:{st.st_size}".encode())
+        if content:
+            h.update(Path(p).read_bytes())
+        else:
+            h.update(str(st.st_mtime_ns).encode())
+    return h.hexdigest()[:24]
 
 
 def _slug(label: str) -> str:

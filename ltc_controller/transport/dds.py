@@ -50,9 +50,10 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
+from ltc_controller import stop
 from ltc_controller.params import ParamSpec, resolve, validate_set
 
-from . import graph, stop
+from . import graph
 from . import types as msg_types
 from .port import RELIABLE, QoS
 

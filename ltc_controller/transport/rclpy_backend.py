@@ -43,10 +43,12 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-from ltc_controller.params import ParameterError, ParamSpec, validate_set
+from ltc_controller import stop
+from ltc_controller.params import ParameterError, ParamSpec, check_known, validate_set
 
-from . import param_values, stop
+from . import param_values
 from .port import RELIABLE, QoS
+from .ros_args import parse_ros_args
 
 __all__ = ["RclpyNode", "descriptor", "qos_profile"]
 
@@ -115,13 +117,18 @@ class RclpyNode:
 
     def __init__(self, name: str, argv: Sequence[str] = (), namespace: str = "/") -> None:
         self._context = Context()
-        # In a process that runs one node, SIGINT/SIGTERM only request a stop (.stop): rclpy's
-        # own handlers would raise KeyboardInterrupt wherever the main thread is.
+        # In a process that runs one node, SIGINT/SIGTERM only request a stop
+        # (ltc_controller.stop): rclpy's own handlers would raise KeyboardInterrupt wherever the
+        # main thread is.
         options = SignalHandlerOptions.NO if stop.installed() else SignalHandlerOptions.ALL
         rclpy.init(
             args=["ltc_controller", *argv], context=self._context, signal_handler_options=options
         )
         self._node = _RosNode(name, namespace=namespace, context=self._context)
+        # rclpy keeps overrides of undeclared names silently: check them against the
+        # declarations (declare_parameters), as the DDS backend does.
+        self._overrides = tuple(parse_ros_args(argv, name, namespace).params)
+        self._own_params = tuple(self._node.get_parameters_by_prefix(""))  # rclpy's own
         self._logger = _Logger(self._node.get_logger())
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
         self._specs: tuple[ParamSpec, ...] = ()
@@ -190,9 +197,16 @@ class RclpyNode:
         """Declare ``specs`` as ROS parameters (overrides from ``-p``/``--params-file`` apply)
         and return their values. ``use_sim_time``, which rclpy declares itself, is read back.
 
-        Raises :class:`~ltc_controller.params.ParameterError` for an override that rclpy refuses
-        (type, range) or that the ParamSpec refuses (choices).
+        Raises :class:`~ltc_controller.params.ParameterError` for an override that no spec
+        declares (a misspelled ``-p`` or params-file key; named, as in DDS mode), that rclpy
+        refuses (type, range) or that the ParamSpec refuses (choices).
         """
+        check_known(
+            self._specs + tuple(specs),
+            self._overrides,
+            also=self._own_params,
+            prefixes=("qos_overrides.",),
+        )
         values: dict[str, Any] = {}
         for spec in specs:
             try:

@@ -189,6 +189,23 @@ def test_open_loop_run_equals_the_training_pass_on_jittered_stamps(tmp_path, arc
     np.testing.assert_allclose(run.outputs[ok], ref[ok], rtol=1e-5, atol=1e-6)
 
 
+def test_open_loop_does_not_carry_the_state_across_a_gap_in_the_recording(tmp_path):
+    """A bag gap longer than max_frame_age_s resets the runtime's state there (clock_jump_fwd),
+    as on the robot and as training starts a new segment: what follows the gap is what a run
+    starting after it computes."""
+    stamps = [5_000_000_000 + k * 50_000_000 for k in range(6)]
+    stamps += [stamps[-1] + 1_000_000_000 + k * 50_000_000 for k in range(6)]  # a 1 s gap
+    bag = tmp_path / "bag"
+    write_bag(bag, stamps)
+    frames = read_frames(bag).frames
+    policy = Policy.from_config(PolicyConfig(), seed=1)
+    run = run_open_loop(policy, frames)
+    assert run.events == [(6, "clock_jump_fwd")] and run.counters["clock_jumps_fwd"] == 1
+    after = run_open_loop(policy, frames[6:])
+    np.testing.assert_array_equal(run.outputs[6:], after.outputs)
+    assert np.isnan(run.outputs[6]).all() and np.isfinite(run.outputs[7:]).all()
+
+
 def test_neuron_groups_are_the_ncp_layers_and_the_baselines_units(tmp_path):
     bag = tmp_path / "bag"
     write_bag(bag, STAMPS[:4])

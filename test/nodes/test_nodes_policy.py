@@ -298,7 +298,7 @@ def test_diagnostics_report_the_runtime(rig_factory):
     assert rig.spin(15.0, lambda: len(rig.hbs) >= 5 and len(rig.diag) >= 2)
     rig.spin(0.3)
     st = rig.diag[-1].status[0]
-    assert st.name == "ltc_policy: runtime"
+    assert st.name == f"{rig.ns[1:]}/ltc_policy: runtime"
     kv = {v.key: v.value for v in st.values}
     assert int(kv["ticks"]) > 0 and int(kv["frames_used"]) > 0
     assert float(kv["tick_rate_hz"]) > 0 and kv["policy_file"] == "(default)"
@@ -362,3 +362,84 @@ def test_without_tick_on_frame_only_the_timer_ticks(rig_factory):
     assert s.frame_ticks == 0 and s.frames_used >= 4
     assert not any(m.frame_tick for m in rig.status)
     assert s.commands_sent >= s.frames_commanded >= 4
+
+
+class CommandSpy:
+    """Stands in for the node's ``policy_cmd`` publisher: records, for every command the node
+    sends, the runtime's tick result at that moment (the node's own decision), then sends it."""
+
+    def __init__(self, policy: PolicyNode) -> None:
+        self.policy, self.pub = policy, policy.pub_cmd
+        self.sent: list[Any] = []  # TickResult copies
+        policy.pub_cmd = self
+
+    def publish(self, msg: Any) -> None:
+        self.sent.append(self.policy._last.copy())
+        self.pub.publish(msg)
+
+
+def diag_values(rig: Rig) -> dict[str, str]:
+    return {v.key: v.value for v in rig.diag[-1].status[0].values}
+
+
+def test_stopped_ros_time_stops_the_commands_until_it_moves_again(rig_factory):
+    rig = rig_factory(clock_stop_s=0.2, diagnostics_period_s=0.2)
+    assert rig.spin(15.0, lambda: len(rig.hbs) >= 3)
+    spy = CommandSpy(rig.policy)
+    frozen = rig.dut_node.now()
+    rig.dut_node.now = lambda: frozen  # a paused simulator: ROS time stands still
+    assert rig.spin(10.0, lambda: "clock_stopped" in rig.status[-1].reasons)
+    rig.spin(0.5)
+    stopped = [s for s in rig.status if "clock_stopped" in s.reasons]
+    assert all(s.health == 2 and not s.heartbeat_sent for s in stopped)
+    assert not [r for r in spy.sent if r.clock_stopped]  # no command from the frozen state
+    del rig.dut_node.now  # ROS time moves again
+    assert rig.spin(10.0, lambda: rig.status[-1].heartbeat_sent)
+    assert rig.spin(5.0, lambda: len(rig.diag) >= 2 and diag_values(rig)["clock_stops"] == "1")
+    assert rig.policy.runtime.counters.resets["clock_stopped"] == 1
+    assert spy.sent[-1].frame_stamp_ns > int(frozen * 1e9)  # acting on frames after the stop
+
+
+def test_a_stalled_node_does_not_command_from_the_state_before_the_gap(rig_factory):
+    rig = rig_factory(diagnostics_period_s=0.2)
+    assert rig.spin(15.0, lambda: len(rig.hbs) >= 3)
+    spy = CommandSpy(rig.policy)
+    # The node is not spun for 0.6 s (> max_frame_age_s) while the camera keeps publishing.
+    gap_start = time.time_ns()
+    end = time.monotonic() + 0.6
+    while time.monotonic() < end:
+        stamp = time.time_ns()
+        rig.cam.publish(rig.image(stamp))
+        rig.frames_sent.append(stamp)
+        time.sleep(PERIOD)
+    n = len(spy.sent)
+    assert rig.spin(10.0, lambda: any("stall" in s.reasons for s in rig.status))
+    assert rig.spin(10.0, lambda: len(spy.sent) > n)
+    c = rig.policy.runtime.counters
+    assert c.stalls >= 1 and c.resets["stall"] == c.stalls
+    first = spy.sent[n]  # the first command after the gap: built only from frames after it
+    assert first.frame_stamp_ns >= gap_start
+    assert rig.spin(5.0, lambda: int(diag_values(rig)["stalls"]) >= 1)
+
+
+def test_zero_stamps_are_named_and_receive_stamps_replace_them(rig_factory):
+    def unstamped(stamp: int) -> Any:
+        img = rig.image(stamp)
+        img.header.stamp.sec = img.header.stamp.nanosec = 0  # a driver that never sets it
+        return img
+
+    rig = rig_factory()
+    rig.frame_maker = unstamped
+    assert rig.spin(10.0, lambda: bool(rig.status) and rig.status[-1].frames_rejected >= 5)
+    s = rig.status[-1]
+    assert dict(zip(s.rejected_reasons, s.rejected_counts, strict=True)) == {
+        "zero_stamp": s.frames_rejected
+    }
+    assert s.frames_used == 0 and not rig.cmds and not rig.hbs
+
+    rig = rig_factory(stamp_source="receive")
+    rig.frame_maker = unstamped
+    t0 = time.time_ns()
+    assert rig.spin(15.0, lambda: len(rig.hbs) >= 3)
+    assert rig.status[-1].frames_rejected == 0
+    assert all(stamp_ns(c.header) >= t0 for c in rig.cmds)  # stamped on arrival

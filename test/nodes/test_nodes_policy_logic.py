@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from ltc_controller.models.policy import PolicyConfig
 from ltc_controller.nodes.commands import TWIST
 from ltc_controller.nodes.policy_logic import (
     CommandMapping,
@@ -20,6 +21,7 @@ from ltc_controller.nodes.policy_logic import (
 )
 from ltc_controller.nodes.policy_params import PARAMS, plan_set, runtime_overrides
 from ltc_controller.params import ParameterError, resolve
+from ltc_controller.runtime.factory import runtime_config
 from ltc_controller.runtime.loop import TickResult
 from ltc_controller.runtime.watchdog import Health
 
@@ -55,6 +57,9 @@ def test_a_fresh_on_time_tick_sends_the_command_and_a_heartbeat_stamped_with_the
         {"events": ("lag",)},
         {"events": ("clock_jump_back",)},
         {"events": ("stale_state",)},
+        {"events": ("stall",)},
+        {"events": ("clock_jump_fwd",)},
+        {"events": ("clock_stopped",)},
     ],
 )
 def test_no_heartbeat_when_the_tick_cannot_vouch_for_the_policy(kw):
@@ -90,6 +95,19 @@ def test_waiting_for_the_first_output_after_a_reset_is_degraded_reset_not_a_faul
     assert decide(lagging, PolicyNodeState(grace=True), CAR, NAMES).reasons == ("no_frame", "lag")
     # The first output ends the grace.
     assert not decide(result(), d.state, CAR, NAMES).state.grace
+
+
+def test_a_stopped_clock_is_a_fault_even_while_waiting_after_a_reset():
+    stopped = result(
+        outputs=None, health=Health.FAULT, reasons=("clock_stopped", "no_frame"), steps=0
+    )
+    d = decide(stopped, PolicyNodeState(grace=True), CAR, NAMES)
+    assert (d.health, d.reasons, d.command, d.heartbeat) == (
+        Health.FAULT,
+        ("clock_stopped", "no_frame"),
+        None,
+        False,
+    )
 
 
 def test_command_mappings():
@@ -157,3 +175,19 @@ def test_runtime_overrides_follow_the_parameters():
     assert o.step_s is None and o.deadline_s == pytest.approx(0.5 / 40.0)
     assert o.crop_top == 7 and o.crop_bottom is None
     assert runtime_overrides(resolve(PARAMS, {"deadline_s": 0.01})).deadline_s == 0.01
+    # Time faults: the gap bound knows the control period; zero stamps are ROS's "unset".
+    assert o.tick_period_s == pytest.approx(1 / 40.0) and o.reject_zero_stamps
+    assert o.clock_stop_s == 0.0
+    slow = runtime_config(
+        PolicyConfig(), runtime_overrides(resolve(PARAMS, {"control_rate_hz": 2.0}))
+    )
+    assert slow.gap_s == pytest.approx(1.0) and slow.clock_stop_threshold_s == 0.3
+    assert runtime_config(PolicyConfig(), o).gap_s == 0.3  # max_frame_age_s at 40 Hz
+
+
+def test_clock_stop_s_applies_in_place():
+    p = resolve(PARAMS, {})
+    plan = plan_set(p, {"clock_stop_s": 1.5})
+    assert (plan.rebuild, plan.runtime) == (False, True)
+    cfg = runtime_config(PolicyConfig(), runtime_overrides(plan.params))
+    assert cfg.clock_stop_threshold_s == 1.5

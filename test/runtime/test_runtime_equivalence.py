@@ -104,6 +104,37 @@ def test_runtime_equals_run_sequence_bit_for_bit_on_the_same_features(policy):
     np.testing.assert_array_equal(np.stack(online[1:]), offline[1:])
 
 
+def test_a_gap_longer_than_max_frame_age_restarts_the_sequence_as_training_segments_do(policy):
+    frames, stamps = recorded_frames(30, seed=4)
+    # A bag gap of 0.5 s before frame 15 (> max_frame_age_s 0.3 s): training starts a new
+    # segment there (training.bag max_gap_s), the runtime resets (clock_jump_fwd).
+    shift = np.where(np.arange(30) >= 15, 500_000_000, 0)
+    stamps = stamps + shift
+    frames = [
+        replace(f, stamp=int(ns) / NS, stamp_ns=int(ns))
+        for f, ns in zip(frames, stamps.tolist(), strict=True)
+    ]
+    rt = runtime(policy)
+    online, events = [], []
+    for f in frames:
+        rt.offer_frame(f)
+        r = rt.tick(f.stamp, now_ns=f.stamp_ns)
+        online.append(None if r.outputs is None else r.outputs.copy())
+        events.append(r.events)
+    assert events[15] == ("clock_jump_fwd",) and rt.counters.clock_jumps_fwd == 1
+    assert sum(len(e) for e in events) == 1
+    step_ns = seconds_to_ns(policy.config.step_s)
+    for seg in (slice(0, 15), slice(15, 30)):
+        counts = step_counts(stamps[seg], step_ns)
+        with torch.inference_mode():
+            offline = policy(preprocessed(frames[seg]), torch.from_numpy(counts)[None])[0]
+        # Online, no output until the segment's first step; from then on the offline outputs.
+        taken = np.cumsum(counts) > 0
+        assert [o is not None for o in online[seg]] == taken.tolist()
+        got = np.stack([o for o in online[seg] if o is not None])
+        np.testing.assert_allclose(got, offline[taken].double().numpy(), rtol=0, atol=1e-6)
+
+
 def test_control_faster_than_camera_equals_offline_pass_with_the_same_hold():
     policy = Policy.from_config(PolicyConfig(step_s=0.01), seed=7).eval()
     frames, stamps = recorded_frames(45, seed=3)

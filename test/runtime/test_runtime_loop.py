@@ -145,7 +145,8 @@ def test_overrun_is_counted_carried_as_lag_and_a_command_still_returned(policy):
 
 def test_lag_beyond_bound_is_a_fault_and_backlog_is_dropped(policy):
     clock = FakeClock(per_call=0.0)
-    rt = make(policy, clock, step_s=0.01, deadline_s=0.005, max_lag_s=0.1)
+    # A gap bound (max_frame_age_s) above the 0.49 s between ticks: lag, not a jump.
+    rt = make(policy, clock, step_s=0.01, deadline_s=0.005, max_lag_s=0.1, max_frame_age_s=1.0)
     rt.offer_frame(frame(1.0))
     rt.tick(1.0)
     rt.tick(1.01)
@@ -168,13 +169,112 @@ def test_slow_ticks_catch_up_without_a_lag_fault(policy):
     assert r.steps == 20 and r.events == () and r.health == Health.OK
 
 
-def test_ros_time_jumping_forward_does_not_stall_the_tick(policy):
-    rt = make(policy, step_s=0.001, max_lag_s=0.2, max_steps_per_tick=50)
-    rt.offer_frame(frame(1.0))
-    rt.tick(1.0)
-    rt.offer_frame(frame(1_000_000.0, seed=1))
-    r = rt.tick(1_000_000.0)  # 10^9 steps due and a clock that never advances
-    assert "lag" in r.events and r.steps == 50 and r.lag_s < 0.001
+def test_ros_time_jumping_forward_resets_the_state_and_bounds_the_work(policy):
+    cfg = dict(step_s=0.001, max_lag_s=0.2, max_steps_per_tick=50, max_frame_age_s=10.0)
+    rt = make(policy, **cfg)
+    drive(rt, [frame(1.0)], [1.0, 1.002])
+    jumped = frame(999_995.0, seed=1)
+    rt.offer_frame(jumped)
+    r = rt.tick(1_000_000.0)  # 10^6 s later: a jump beyond the gap bound (10 s)
+    assert r.events == ("clock_jump_fwd", "lag")
+    assert rt.counters.clock_jumps_fwd == 1 and rt.counters.resets == {"clock_jump_fwd": 1}
+    # 5000 steps due since the frame's stamp: 50 taken (max_steps_per_tick), the rest dropped.
+    assert r.steps == 50 and r.lag_s < 0.001 and rt.counters.lag_faults == 1
+    # Nothing from before the jump: the same as a runtime that only ever saw the new frame.
+    fresh = make(policy, **cfg)
+    drive(fresh, [jumped], [999_995.0])
+    assert np.array_equal(r.outputs, fresh.tick(1_000_000.0).outputs)
+    assert "clock_jump_fwd" in r.reasons
+
+
+def test_a_gap_in_ros_time_longer_than_max_frame_age_is_not_carried(policy):
+    frames = [frame(1.0 + 0.05 * k, seed=k) for k in range(4)]
+    after = [frame(2.0 + 0.05 * k, seed=10 + k) for k in range(4)]
+    rt = make(policy, max_frame_age_s=0.3)
+    drive(rt, frames, [f.stamp for f in frames])
+    rt.offer_frame(after[0])
+    r = rt.tick(after[0].stamp)  # a bag gap: 0.85 s without a tick, a fresh frame waiting
+    assert r.events == ("clock_jump_fwd",) and r.outputs is None
+    assert r.frame_stamp == after[0].stamp and torch.count_nonzero(rt.state) == 0
+    got = drive(rt, after[1:], [f.stamp for f in after[1:]])
+    want = drive(make(policy), after, [f.stamp for f in after])[1:]
+    assert same(got, want)
+
+
+def test_a_stalled_process_resets_before_taking_the_frame_that_waited(policy):
+    clock = FakeClock()
+    rt = make(policy, clock, max_frame_age_s=0.3)
+    ticks = [1.0 + 0.05 * k for k in range(4)]
+    drive(rt, [frame(t, seed=k) for k, t in enumerate(ticks)], ticks)
+    # The process is not ticked for 0.5 s (steady clock) while frames keep arriving.
+    clock.t += 0.5
+    waiting = [frame(1.2 + 0.05 * k, seed=20 + k) for k in range(10)]
+    for f in waiting:
+        rt.offer_frame(f)
+    r = rt.tick(1.66)
+    assert r.events == ("stall",) and rt.counters.stalls == 1
+    assert rt.counters.resets == {"stall": 1} and rt.counters.clock_jumps_fwd == 0
+    assert r.frame_stamp == waiting[-1].stamp  # the newest frame, taken after the reset
+    assert r.outputs is None and "stall" in r.reasons and r.health == Health.FAULT
+    # The first command after the gap comes from a state built only after it.
+    r = rt.tick(1.7)
+    fresh = make(policy)
+    drive(fresh, [waiting[-1]], [1.66])
+    assert np.array_equal(r.outputs, fresh.tick(1.7).outputs)
+
+
+def test_a_slow_control_loop_is_not_a_stall_or_a_jump(policy):
+    clock = FakeClock()
+    rt = make(policy, clock, max_frame_age_s=0.3, tick_period_s=0.5)
+    assert rt.cfg.gap_s == 1.0  # two control periods
+    for k in range(5):  # a 2 Hz loop, each frame taken just after its stamp
+        rt.offer_frame(frame(1.0 + 0.5 * k - 0.01, seed=k))
+        r = rt.tick(1.0 + 0.5 * k)
+        clock.t += 0.5
+    assert r.outputs is not None and r.events == ()
+    c = rt.counters
+    assert c.stalls == c.clock_jumps_fwd == c.state_resets == 0
+
+
+def test_stopped_ros_time_stops_the_commands_and_recovers_with_a_reset(policy):
+    clock = FakeClock()
+    rt = make(policy, clock, max_frame_age_s=0.3, clock_stop_s=0.2)
+    ticks = [1.0 + 0.05 * k for k in range(4)]
+    drive(rt, [frame(t, seed=k) for k, t in enumerate(ticks)], ticks)
+    got = []
+    for k in range(8):  # the simulator is paused: ROS time stays at 1.15, the steady clock runs
+        clock.t += 0.05
+        rt.offer_frame(frame(1.15, seed=30 + k))  # a paused camera repeats its last stamp
+        r = rt.tick(1.15)
+        got.append((r.clock_stopped, r.outputs is not None, r.events))
+    # Stopped once ROS time has not advanced for > 0.2 s of steady time (the 5th tick).
+    assert [g[0] for g in got] == [False] * 4 + [True] * 4
+    assert all(g[1] for g in got[:4]) and not any(g[1] for g in got[4:])
+    assert got[4][2] == ("clock_stopped",) and all(g[2] == () for g in got[5:])
+    assert r.health == Health.FAULT and r.reasons[0] == "clock_stopped"
+    c = rt.counters
+    assert c.clock_stops == 1 and c.resets == {"clock_stopped": 1}
+    assert torch.count_nonzero(rt.state) == 0
+    used = c.frames_used
+    # Time moves again: the frame offered during the stop is checked now, then the state rebuilds.
+    clock.t += 0.05
+    rt.offer_frame(frame(1.2, seed=40))
+    r = rt.tick(1.2)
+    assert not r.clock_stopped and "clock_stopped" not in r.reasons
+    assert r.events == ("clock_resumed",)
+    assert c.frames_used == used + 1 and r.outputs is None  # reset: time zero at 1.2
+    clock.t += 0.05
+    assert rt.tick(1.25).outputs is not None and c.clock_stops == 1
+
+
+def test_ros_time_that_never_started_is_a_stopped_clock(policy):
+    clock = FakeClock()
+    rt = make(policy, clock, max_frame_age_s=0.3)  # clock_stop_s 0: max_frame_age_s
+    for _ in range(8):  # use_sim_time and nobody publishing /clock: ROS time stays 0
+        r = rt.tick(0.0)
+        clock.t += 0.05
+    assert r.clock_stopped and r.reasons == ("clock_stopped", "no_frame")
+    assert rt.counters.clock_stops == 1
 
 
 @pytest.mark.parametrize(
@@ -233,6 +333,28 @@ def test_stale_features_reset_the_state_and_outputs_stop(policy):
     assert r.outputs is None and not r.fresh and r.events == ("stale_state",)
     assert rt.counters.resets == {"stale_state": 1}
     assert r.health == Health.FAULT and r.reasons[0] == "no_frame"
+
+
+def test_a_frame_arriving_after_a_camera_gap_does_not_hide_the_gap(policy):
+    rt = make(policy, max_frame_age_s=0.3)
+    ticks = [1.0 + 0.05 * k for k in range(9)]  # 20 Hz, ROS and steady time regular
+    drive(rt, [frame(t, seed=k) for k, t in enumerate(ticks[:4])], ticks)  # camera stops at 1.15
+    assert rt.counters.state_resets == 0  # 1.4 - 1.15: not stale yet
+    rt.offer_frame(frame(1.48, seed=9))
+    r = rt.tick(1.5)  # held features 0.35 s old: reset before the new frame is taken
+    assert r.events == ("stale_state",) and r.outputs is None and r.frame_stamp == 1.48
+    assert rt.counters.resets == {"stale_state": 1}
+
+
+@pytest.mark.parametrize("reject", [True, False])
+def test_zero_stamps_are_a_named_rejection_where_zero_means_unset(policy, reject):
+    rt = make(policy, reject_zero_stamps=reject)
+    rt.offer_frame(frame(0.0))
+    r = rt.tick(0.01)
+    if reject:  # a ROS header left unset (a cheap camera driver)
+        assert rt.counters.rejections == {"zero_stamp": 1} and r.frame_stamp == -math.inf
+    else:  # an offline pass whose time starts at 0
+        assert rt.counters.rejections == {} and r.frame_stamp == 0.0
 
 
 def test_explicit_reset_restarts_from_the_next_frame_like_a_fresh_runtime(policy):

@@ -47,6 +47,9 @@ def test_fresh_output_on_time_is_ok():
         (dict(events=("state_norm",)), Health.FAULT, "state_norm"),
         (dict(events=("clock_jump_back",)), Health.DEGRADED, "clock_jump_back"),
         (dict(events=("stale_state",)), Health.DEGRADED, "stale_state"),
+        (dict(events=("stall",)), Health.DEGRADED, "stall"),
+        (dict(events=("clock_jump_fwd",)), Health.DEGRADED, "clock_jump_fwd"),
+        (dict(clock_stopped=True), Health.FAULT, "clock_stopped"),
     ],
 )
 def test_each_condition_gives_its_level_and_reason(kw, health, reason):

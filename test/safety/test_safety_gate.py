@@ -357,3 +357,24 @@ def test_state_survives_a_config_change_between_ticks():
     # Above the new max: brought down at the decel limit, not cut.
     assert out.command.values[SPEED] == pytest.approx(5.0 - 1.0 * (5.0 - outs[-1][0]))
     assert set(out.active_limiters) >= {"speed.value", "speed.rate"}
+
+
+def test_shutdown_ramps_to_the_fallback_target_and_ignores_teleop():
+    st, outs = drive_active(t1=4.0)
+    t = 4.0
+    # A fresh teleop command at the moment the node is told to stop: shutdown wins.
+    teleop = dict(teleop=Command((0.3, 2.0), int(t * 1e9)), teleop_time=t)
+    st, out = tick(CFG, st, replace(healthy(t, 200), shutdown=True, **teleop), t)
+    assert st.state == SafetyState.FALLBACK and st.active_fault == Fault.SHUTDOWN
+    assert counts(st)[Fault.SHUTDOWN] == 1
+    speeds = [out.command.values[SPEED]]
+    while speeds[-1] > 0.0 and t < 10.0:
+        t += DT
+        st, out = tick(CFG, st, replace(healthy(t, 200), shutdown=True, **teleop), t)
+        speeds.append(out.command.values[SPEED])
+        assert st.state == SafetyState.FALLBACK
+    decel = CFG.axes[SPEED].decel
+    # From 5 m/s at 4 m/s^2: 1.25 s of braking, never faster than decel, steering held.
+    assert speeds[-1] == 0.0 and t - 4.0 == pytest.approx(5.0 / decel, abs=2 * DT)
+    assert all(0.0 <= a - b <= decel * DT + 1e-9 for a, b in zip(speeds, speeds[1:], strict=False))
+    assert out.command.values[STEER] == pytest.approx(0.1)

@@ -2,8 +2,8 @@
 
 The backend tests need a ROS 2 install (``source /opt/ros/<distro>/setup.bash``) and are skipped,
 with the reason shown, where rclpy does not import. The cross tests with a DDS-mode node also need
-``RMW_IMPLEMENTATION=rmw_cyclonedds_cpp`` (ROS 2 services do not cross DDS vendors). Backend
-selection is tested everywhere.
+rclpy on ``rmw_cyclonedds_cpp`` (set by ``RMW_IMPLEMENTATION``, or the install's only RMW; ROS 2
+services do not cross DDS vendors). Backend selection is tested everywhere.
 """
 
 from __future__ import annotations
@@ -24,10 +24,25 @@ from ltc_controller.transport.port import RELIABLE
 needs_rclpy = pytest.mark.skipif(
     not rclpy_available(), reason="rclpy does not import here (no sourced ROS 2 install)"
 )
+
+
+def _rmw() -> str:
+    """The RMW rclpy loads here (``RMW_IMPLEMENTATION``, else the install's default: with
+    Cyclone as the only RMW built, it is Cyclone without the variable being set)."""
+    if not rclpy_available():
+        return ""
+    try:
+        from rclpy.utilities import get_rmw_implementation_identifier
+
+        return str(get_rmw_implementation_identifier())
+    except Exception:  # noqa: BLE001 - an RMW that does not load is not Cyclone
+        return os.environ.get("RMW_IMPLEMENTATION", "")
+
+
 needs_cyclone_rmw = pytest.mark.skipif(
-    not rclpy_available() or os.environ.get("RMW_IMPLEMENTATION") != "rmw_cyclonedds_cpp",
-    reason="needs rclpy with RMW_IMPLEMENTATION=rmw_cyclonedds_cpp (DDS-mode services are "
-    "rmw_cyclonedds_cpp's wire format; ROS 2 services do not cross DDS vendors)",
+    _rmw() != "rmw_cyclonedds_cpp",
+    reason="needs rclpy on rmw_cyclonedds_cpp (DDS-mode services are rmw_cyclonedds_cpp's wire "
+    "format; ROS 2 services do not cross DDS vendors)",
 )
 
 SPECS: tuple[ParamSpec, ...] = COMMON + (
@@ -66,6 +81,31 @@ def test_create_node_with_dds_backend_gives_a_dds_node() -> None:
     node, args = create_node("picked", ["--ros-args", "-r", "__ns:=/sel"], backend="dds")
     try:
         assert isinstance(node, DdsNode) and node.namespace == "/sel" == args.namespace
+    finally:
+        node.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["dds", pytest.param("rclpy", marks=needs_rclpy)])
+@pytest.mark.parametrize("how", ["-p", "params-file"])
+def test_a_misspelled_parameter_stops_the_node_naming_it_on_both_backends(
+    backend: str, how: str, tmp_path: Any
+) -> None:
+    from ltc_controller.params import ParameterError
+    from ltc_controller.transport import create_node
+
+    if how == "-p":
+        ros_args = ["-p", "rate_hzz:=3.0"]
+    else:
+        f = tmp_path / "p.yaml"
+        f.write_text("/**:\n  ros__parameters:\n    rate_hzz: 3.0\n    retries: 2\n")
+        ros_args = ["--params-file", str(f)]
+    ns = "/" + "m" + uuid.uuid4().hex[:6]
+    node, _ = create_node(
+        "misspelled", ["--ros-args", "-r", f"__ns:={ns}", *ros_args], backend=backend
+    )
+    try:
+        with pytest.raises(ParameterError, match=r"unknown parameter\(s\): rate_hzz \(declared: "):
+            node.declare_parameters(SPECS)
     finally:
         node.shutdown()
 

@@ -1,0 +1,245 @@
+"""Long jobs (train a model x seed, evaluate a policy x condition x episode) as Ray tasks, each
+cached on disk by its inputs.
+
+A :class:`Job` names a module-level function and its JSON-able keyword arguments; its key is a
+hash of both and of the package version. :func:`run_jobs` returns the cached result of every job
+that already finished (in this run or an interrupted earlier one) and runs the rest as Ray tasks:
+on a local Ray instance that uses this machine's cores by default, or on a cluster given by
+``address`` (or ``RAY_ADDRESS``). Each result is written to the cache as soon as its task
+finishes (atomically: a temp file renamed into place), so Ctrl-C, a crash or a lost worker loses
+at most the jobs still running; the next run resumes, and adding a seed runs only that seed.
+
+On a cluster, paths in the arguments (bags, policy files, the work folder) must be on a file
+system every node sees (e.g. NFS), as Ray does not move files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ltc_controller
+
+__all__ = ["Job", "JobCache", "JobsFailed", "RunStats", "run_jobs"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work.
+
+    Attributes:
+        kind: a folder of the cache (``"train"``, ``"evaluate"``).
+        fn: ``"module:function"``; the function takes ``**kwargs`` and returns a JSON-able dict.
+        kwargs: JSON-able inputs; together with ``fn`` and the package version, the cache key.
+        label: for progress lines and errors.
+        num_cpus: Ray CPUs the task reserves (its torch threads).
+    """
+
+    kind: str
+    fn: str
+    kwargs: Mapping[str, Any]
+    label: str = ""
+    num_cpus: float = 1.0
+
+    @property
+    def key(self) -> str:
+        """Hex digest of (fn, kwargs, package version)."""
+        blob = json.dumps(
+            {"fn": self.fn, "kwargs": self.kwargs, "version": ltc_controller.__version__},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+class JobCache:
+    """Results on disk: ``root/<kind>/<key>.json`` holding the job and its result."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, job: Job) -> Path:
+        return self.root / job.kind / f"{job.key}.json"
+
+    def get(self, job: Job) -> dict[str, Any] | None:
+        """The cached result, or None (also for an unreadable file: the job then runs again)."""
+        p = self.path(job)
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError):
+            return None
+        result = data.get("result") if isinstance(data, dict) else None
+        return result if isinstance(result, dict) else None
+
+    def put(self, job: Job, result: Mapping[str, Any], wall_s: float) -> None:
+        p = self.path(job)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(f".tmp{os.getpid()}")
+        record = {
+            "job": {"fn": job.fn, "kwargs": job.kwargs, "label": job.label},
+            "version": ltc_controller.__version__,
+            "wall_s": round(wall_s, 3),
+            "result": result,
+        }
+        tmp.write_text(json.dumps(record, indent=1, default=str))
+        os.replace(tmp, p)
+
+
+class JobsFailed(RuntimeError):
+    """Some jobs raised; the others' results are cached. ``failures``: (label, error text)."""
+
+    def __init__(self, failures: Sequence[tuple[str, str]]) -> None:
+        self.failures = list(failures)
+        lines = [f"{len(failures)} job(s) failed (the others are cached; rerun to retry):"]
+        lines += [
+            f"  {label}: {err.strip().splitlines()[-1] if err else ''}" for label, err in failures
+        ]
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class RunStats:
+    """What :func:`run_jobs` did: jobs found in the cache, run now, and the wall time (s)."""
+
+    cached: int = 0
+    ran: int = 0
+    wall_s: float = 0.0
+    address: str = ""
+    task_wall_s: list[float] = field(default_factory=list)
+
+
+def call(fn: str, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
+    """Run ``fn`` (``"module:function"``) with ``kwargs``; returns (result, wall seconds).
+    This is what a Ray task executes (and what runs in-process for tests of a job function)."""
+    module, name = fn.split(":")
+    t0 = time.perf_counter()
+    result = getattr(importlib.import_module(module), name)(**kwargs)
+    if not isinstance(result, dict):
+        raise TypeError(f"{fn} returned {type(result).__name__}, not a dict")
+    return result, time.perf_counter() - t0
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    cache: JobCache,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    stats: RunStats | None = None,
+) -> list[dict[str, Any]]:
+    """Results of ``jobs`` in order: from the cache where present, else computed as Ray tasks.
+
+    Args:
+        jobs: the work; duplicates (same key) run once.
+        cache: where results are read and written.
+        address: a Ray cluster (``"host:port"``, ``"ray://..."`` or ``"auto"``); None:
+            ``$RAY_ADDRESS`` if set, else a local instance started here (and stopped at the end).
+        num_cpus: CPUs of a local instance (None: all of this machine's).
+        progress: a tqdm bar over the jobs (``[train]`` extra) when True.
+        log: line logger (one line per finished job).
+        stats: filled with counts and times when given.
+
+    Raises:
+        JobsFailed: after every other job finished and was cached.
+        KeyboardInterrupt: the running tasks are cancelled; finished ones are cached.
+    """
+    st = stats if stats is not None else RunStats()
+    t0 = time.perf_counter()
+    results: dict[str, dict[str, Any]] = {}
+    todo: dict[str, Job] = {}
+    for job in jobs:
+        if job.key in results or job.key in todo:
+            continue
+        hit = cache.get(job)
+        if hit is not None:
+            results[job.key] = hit
+        else:
+            todo[job.key] = job
+    st.cached = len(results)
+    if todo:
+        _run_on_ray(list(todo.values()), cache, results, address, num_cpus, progress, log, st)
+    st.wall_s = time.perf_counter() - t0
+    return [results[job.key] for job in jobs]
+
+
+def _run_on_ray(
+    todo: list[Job],
+    cache: JobCache,
+    results: dict[str, dict[str, Any]],
+    address: str | None,
+    num_cpus: int | None,
+    progress: bool,
+    log: Callable[[str], None],
+    st: RunStats,
+) -> None:
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(
+            address=address,
+            num_cpus=None if address else num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    st.address = address or "local"
+    remote = ray.remote(call)
+    pending = {
+        remote.options(num_cpus=job.num_cpus, name=job.label or job.kind).remote(
+            job.fn, dict(job.kwargs)
+        ): job
+        for job in todo
+    }
+    bar = _bar(len(todo) + len(results), len(results), progress)
+    failures: list[tuple[str, str]] = []
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                job = pending.pop(ref)
+                try:
+                    result, wall = ray.get(ref)
+                except ray.exceptions.RayError as e:
+                    failures.append((job.label or job.key, str(e)))
+                    log(f"job failed: {job.label or job.key}: {str(e).strip().splitlines()[-1]}")
+                    continue
+                cache.put(job, result, wall)
+                results[job.key] = result
+                st.ran += 1
+                st.task_wall_s.append(wall)
+                if bar is not None:
+                    bar.update(1)
+                log(f"done: {job.label or job.key} ({wall:.1f} s)")
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        log(f"interrupted: {len(pending)} job(s) cancelled, {st.ran} finished and cached")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        if started_here:
+            ray.shutdown()
+    if failures:
+        raise JobsFailed(failures)
+
+
+def _bar(total: int, initial: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, unit="job", desc="jobs")

@@ -1,0 +1,107 @@
+"""Jobs as Ray tasks on a real local Ray cluster (``ray start --head`` on loopback), cached on
+disk by their inputs: a rerun runs nothing, a failure leaves the other results cached."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ltc_controller.training.jobs import Job, JobCache, JobsFailed, RunStats, run_jobs
+
+pytest.importorskip("ray", reason="needs the [compare] extra (ray)")
+pytestmark = pytest.mark.timeout(600)
+
+RAY = Path(sys.executable).with_name("ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Ray head on loopback with 2 CPUs, as `ray start --head` makes one; its address."""
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    tmp = tmp_path_factory.mktemp("ray")
+    subprocess.run(
+        [
+            str(RAY),
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={tmp}",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=180,
+    )
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _job(payload: dict, label: str) -> Job:
+    # json.loads is a real module-level function that returns a dict: a job with no side effects.
+    return Job("probe", "json:loads", {"s": json.dumps(payload)}, label=label)
+
+
+def test_jobs_run_once_then_come_from_the_cache(ray_cluster: str, tmp_path: Path) -> None:
+    cache = JobCache(tmp_path / "cache")
+    jobs = [_job({"i": 1}, "one"), _job({"i": 2}, "two"), _job({"i": 1}, "one again")]
+    first = RunStats()
+    out = run_jobs(
+        jobs, cache, address=ray_cluster, progress=False, log=lambda s: None, stats=first
+    )
+    assert out == [{"i": 1}, {"i": 2}, {"i": 1}]
+    assert (first.ran, first.cached, first.address) == (2, 0, ray_cluster)  # the duplicate ran once
+    assert len(list((tmp_path / "cache" / "probe").glob("*.json"))) == 2
+    again = RunStats()
+    jobs.append(_job({"i": 3}, "three"))  # e.g. a seed added: only it runs
+    out = run_jobs(
+        jobs, cache, address=ray_cluster, progress=False, log=lambda s: None, stats=again
+    )
+    assert out[-1] == {"i": 3} and (again.ran, again.cached) == (1, 2)
+
+
+def test_a_failing_job_leaves_the_others_cached_and_a_rerun_resumes(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    cache = JobCache(tmp_path / "cache")
+    bad = Job("probe", "json:loads", {"s": "{not json"}, label="broken")
+    jobs = [_job({"k": 1}, "fine"), bad]
+    with pytest.raises(JobsFailed, match="broken") as e:
+        run_jobs(jobs, cache, address=ray_cluster, progress=False, log=lambda s: None)
+    assert [label for label, _ in e.value.failures] == ["broken"]
+    assert cache.get(jobs[0]) == {"k": 1} and cache.get(bad) is None
+    # A corrupt cache file counts as missing: the job runs again.
+    cache.path(jobs[0]).write_text("{trunc")
+    st = RunStats()
+    out = run_jobs(
+        jobs[:1], cache, address=ray_cluster, progress=False, log=lambda s: None, stats=st
+    )
+    assert out == [{"k": 1}] and st.ran == 1
+
+
+def test_the_key_is_the_inputs() -> None:
+    a, b = _job({"i": 1}, "x"), _job({"i": 1}, "another label")
+    assert a.key == b.key  # the label is not an input
+    assert a.key != _job({"i": 2}, "x").key
+    assert a.key != Job("probe", "json:dumps", a.kwargs).key
