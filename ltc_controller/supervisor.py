@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,9 @@ class Monitor:
     safety_status: Any = None
     final_cmds: int = 0
     last_cmd: tuple[float, float, float] | None = None  # (receive time, steer, speed)
+    #: the policy's own frame -> policy_cmd latencies (s), ``PolicyStatus.frame_to_command_s``
+    #: of every status that carried one (bounded: the newest 200,000, 2.8 h at 20 Hz)
+    policy_latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
 
 
 class Launcher:
@@ -230,6 +234,8 @@ class Stack:
 
         def on_policy(msg: Any) -> None:
             m.policy_status = msg
+            if msg.frame_to_command_s >= 0.0:
+                m.policy_latencies_s.append(float(msg.frame_to_command_s))
 
         def on_cmd(msg: Any) -> None:
             m.final_cmds += 1

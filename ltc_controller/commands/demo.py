@@ -71,6 +71,13 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     )
 
 
+def _pct(values: Any, q: float) -> float | None:
+    """The ``q``-th percentile of a 1-D array, ``None`` when it is empty."""
+    import numpy as np
+
+    return float(np.percentile(values, q)) if len(values) else None
+
+
 def _ms(seconds: float | None) -> float:
     """Seconds → ms; NaN where the simulator matched no command to a frame."""
     return float("nan") if seconds is None else 1e3 * seconds
@@ -198,6 +205,8 @@ def run_demo(
 
 def summarize(output: Path, m: Monitor, t_drive: float, track_seed: int) -> dict[str, Any]:
     """Numbers for the summary, from the simulator's log and the last status messages."""
+    import numpy as np
+
     from ltc_controller.sim.plot import plot_run
     from ltc_controller.sim.track import make_track
 
@@ -209,10 +218,24 @@ def summarize(output: Path, m: Monitor, t_drive: float, track_seed: int) -> dict
         transitions.append({"t_s": round(t - t_first, 3), "state": name})
     png = output / "demo_run.png"
     plot_run(output / "sim_log.npz", png, make_track(track_seed))
+    lat = np.asarray(m.policy_latencies_s, dtype=np.float64)
+
+    def count(name: str) -> int:
+        return int(getattr(ps, name)) if ps is not None else 0
+
     return {
         "drive_time_s": t_drive,
         "frames_published": sim["frames_published"],
-        "frames_used_by_policy": int(ps.frames_used) if ps is not None else 0,
+        "frames_used_by_policy": count("frames_used"),
+        "frames_received_by_policy": count("frames_received"),
+        "frames_dropped_by_policy": count("frames_dropped"),
+        "frames_commanded_by_policy": count("frames_commanded"),
+        "policy_frame_ticks": count("frame_ticks"),
+        "policy_frame_ticks_stepped": count("frame_ticks_stepped"),
+        "policy_commands_sent": count("commands_sent"),
+        "policy_latency_p50_ms": _ms(_pct(lat, 50.0)),
+        "policy_latency_p99_ms": _ms(_pct(lat, 99.0)),
+        "policy_latency_frames": int(lat.size),
         "commands_received_by_sim": sim["commands_received"],
         "policy_ticks": int(ps.ticks) if ps is not None else 0,
         "safety_output_rate_hz": sim["commands_received"] / max(sim["duration_s"], 1e-9),
@@ -234,14 +257,29 @@ def print_summary(s: dict[str, Any]) -> None:
     lines = [
         ("policy", s["policy"]),
         ("drive time", f"{s['drive_time_s']:.1f} s"),
-        ("frames published / used", f"{s['frames_published']} / {s['frames_used_by_policy']}"),
+        (
+            "frames used / published",
+            f"{s['frames_used_by_policy']} / {s['frames_published']} "
+            f"({s['frames_dropped_by_policy']} dropped before use, "
+            f"{s['frames_commanded_by_policy']} with a policy_cmd of their own)",
+        ),
+        (
+            "policy frame ticks",
+            f"{s['policy_frame_ticks']} ({s['policy_frame_ticks_stepped']} took a grid step); "
+            f"{s['policy_commands_sent']} policy_cmd sent",
+        ),
         ("final commands received", f"{s['commands_received_by_sim']}"),
         ("policy control rate", f"{s['policy_control_rate_hz']:.1f} Hz"),
         ("final commands at simulator", f"{s['safety_output_rate_hz']:.1f} Hz (safety output)"),
         ("policy ticks / deadline misses", f"{s['policy_ticks']} / {s['deadline_misses']}"),
         (
-            "image->command latency",
-            f"p50 {s['latency_p50_ms']:.1f} ms, p99 {s['latency_p99_ms']:.1f} ms",
+            "camera stamp->safety output",
+            f"p50 {s['latency_p50_ms']:.1f} ms, p99 {s['latency_p99_ms']:.1f} ms (simulator)",
+        ),
+        (
+            "frame->policy_cmd (policy)",
+            f"p50 {s['policy_latency_p50_ms']:.1f} ms, p99 {s['policy_latency_p99_ms']:.1f} ms "
+            f"({s['policy_latency_frames']} frames; stamp to publish, policy's clock)",
         ),
         ("safety states", states),
         (

@@ -1,11 +1,28 @@
 """``ltc_policy``: camera in, LTC policy under a deadline, drive command + heartbeat out.
 
 Thin by design: it wires callbacks, timers and publishers. The camera subscription stores the
-newest frame; a steady-clock timer at ``control_rate_hz`` ticks the
-:class:`~ltc_controller.runtime.loop.PolicyRuntime` and publishes what the pure
-:func:`~ltc_controller.nodes.policy_logic.decide` makes of the result (command mapping,
-heartbeat rule, health). Parameters: :mod:`~ltc_controller.nodes.policy_params` (declarations;
-a runtime set is validated there, then applied here); the policy and its runtime:
+newest frame; a tick runs the :class:`~ltc_controller.runtime.loop.PolicyRuntime` and publishes
+what the pure :func:`~ltc_controller.nodes.policy_logic.decide` makes of the result (command
+mapping, heartbeat rule, health).
+
+**When it ticks** (:mod:`~ltc_controller.nodes.ticks`). ``tick_on_frame: true`` (default): a
+frame's arrival triggers a tick at once (ROS time ``now`` = the arrival), so its command is
+published as soon as the frame is taken and the steps due by ``now`` are integrated (the
+runtime's one stepping rule and hold, :mod:`~ltc_controller.runtime.loop`), instead of waiting
+up to a control period for the timer. The ``control_rate_hz`` timer ticks between frames (it is
+skipped within one control period of a frame tick). Frame ticks are at least half a control
+period apart (a frame arriving sooner waits for the next tick): the node ticks and publishes at
+most ``2 x control_rate_hz`` times a second, however fast the camera. A tick publishes
+``policy_cmd`` only when its command is new (another grid step reached or another frame held),
+so a timer tick that coincides with a frame tick sends only ``policy_status``. A frame tick
+publishes its frame's command even when no grid step was due yet (the frame arrived just before
+the next grid point): that command is the state's output stamped with the frame the state now
+holds, whose features enter at the next step (``frame_ticks_stepped`` counts frame ticks that
+took a step). ``tick_on_frame: false``: the timer alone ticks and every tick publishes (a frame
+waits for the next timer tick).
+
+Parameters: :mod:`~ltc_controller.nodes.policy_params` (declarations; a runtime set is
+validated there, then applied here); the policy and its runtime:
 :mod:`~ltc_controller.nodes.policy_engine`.
 
 Topics (relative names, so ``-r __ns:=/car1`` moves them all):
@@ -33,7 +50,9 @@ Topics (relative names, so ``-r __ns:=/car1`` moves them all):
   on a frame no older than ``max_frame_age_s`` and published a finite command, and whose last
   integration step (in this tick or the last one that had a step due) met its deadline too —
   never from a free-running timer, never from a tick that merely had nothing to do
-- out ``policy_status`` (``ltc_controller/msg/PolicyStatus``) every tick; ``/diagnostics``
+- out ``policy_status`` (``ltc_controller/msg/PolicyStatus``) every tick (with the frame-tick
+  counters and ``frame_to_command_s``: ROS time at publishing minus the stamp of the first
+  command carrying a frame); ``/diagnostics``
   (``diagnostic_msgs/msg/DiagnosticArray``) every ``diagnostics_period_s``
 - out ``~/saliency`` (``sensor_msgs/msg/Image``, ``rgb8``, stamped with the camera frame) when
   ``saliency.enabled``: the network input with its VisualBackProp saliency overlaid, at most
@@ -86,10 +105,11 @@ from ltc_controller.nodes.policy_params import (
     runtime_overrides,
 )
 from ltc_controller.nodes.stamps import diagnostic_name, header, header_ns, to_ns, to_seconds
+from ltc_controller.nodes.ticks import TickRule
 from ltc_controller.params import ParameterError, resolve
 from ltc_controller.runtime.factory import runtime_config
 from ltc_controller.runtime.loop import PolicyRuntime, TickResult
-from ltc_controller.runtime.preprocess import frame_from_compressed, frame_from_image
+from ltc_controller.runtime.preprocess import RawFrame, frame_from_compressed, frame_from_image
 from ltc_controller.runtime.schedule import seconds_to_ns
 from ltc_controller.runtime.watchdog import Health
 from ltc_controller.transport.port import RELIABLE, SENSOR_DATA, Node, QoS
@@ -117,6 +137,11 @@ class PolicyNode:
         check_deadline(p)
         torch.set_num_threads(p["num_threads"])
         self.period_s = 1.0 / p["control_rate_hz"]
+        self.ticks = TickRule(self.period_s, p["tick_on_frame"])
+        self.frame_ticks_stepped = 0
+        self.commands_sent = 0
+        self.frames_commanded = 0
+        self._last_cmd_stamp = 0
         self.mapping = CommandMapping.from_params(p)
         self._receive_stamps = p["stamp_source"] == "receive"
         self.engine = build_engine(p, node.steady)
@@ -156,13 +181,15 @@ class PolicyNode:
         )
         node.on_parameters_set(self._validate_set, self._apply_set)
         self._configure_saliency()
-        self.timer = node.create_timer(self.period_s, self._tick)
+        self.timer = node.create_timer(self.period_s, self._on_timer)
         self.diag_timer = node.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
         e = self.engine
+        trigger = " and on each frame" if self.ticks.on_frame else " (timer only)"
         node.logger.info(
             f"ltc_policy: {e.config.architecture} ({', '.join(e.output_names)}) on "
             f"{p['device']}/{p['backend']}, step {e.runtime.cfg.step_s} s, control "
-            f"{p['control_rate_hz']} Hz, deadline {e.runtime.cfg.deadline_s * 1e3:.1f} ms, "
+            f"{p['control_rate_hz']} Hz{trigger}, "
+            f"deadline {e.runtime.cfg.deadline_s * 1e3:.1f} ms, "
             f"camera {cam} on {CAMERA_TOPIC[cam]} ({p['camera_qos']}), command {self.cmd_type}; "
             f"loaded in {e.load_s:.2f} s"
         )
@@ -230,7 +257,7 @@ class PolicyNode:
 
     def _on_image(self, msg: Any) -> None:
         t, t_ns = self._frame_time(msg.header.stamp)
-        self.engine.runtime.offer_frame(
+        self._offer(
             frame_from_image(
                 t,
                 t_ns,
@@ -245,7 +272,16 @@ class PolicyNode:
 
     def _on_compressed(self, msg: Any) -> None:
         t, t_ns = self._frame_time(msg.header.stamp)
-        self.engine.runtime.offer_frame(frame_from_compressed(t, t_ns, str(msg.format), msg.data))
+        self._offer(frame_from_compressed(t, t_ns, str(msg.format), msg.data))
+
+    def _offer(self, frame: RawFrame) -> None:
+        """Hand the frame to the runtime; with ``tick_on_frame``, tick at once unless the last
+        frame tick ran less than half a control period ago (then a later tick takes it)."""
+        if self._pending is not None:  # a new policy swaps in now, so this frame reaches it
+            self._swap_pending(self._pending)
+        self.engine.runtime.offer_frame(frame)
+        if self.ticks.frame_arrived(self.node.steady()):
+            self._tick(frame_tick=True)
 
     def _on_safety(self, msg: Any) -> None:
         state, was = str(msg.state_name), self._safety_state
@@ -268,7 +304,13 @@ class PolicyNode:
         if self._saliency is not None:
             self._saliency.set_head(self.engine.head, self.engine.config.color_order)
 
-    def _tick(self) -> None:
+    def _on_timer(self) -> None:
+        """The control timer: ticks when :class:`~ltc_controller.nodes.ticks.TickRule` says
+        (with ``tick_on_frame``: between frames)."""
+        if self.ticks.timer_fired(self.node.steady()):
+            self._tick()
+
+    def _tick(self, frame_tick: bool = False) -> None:
         node = self.node
         if self._pending is not None:
             self._swap_pending(self._pending)
@@ -276,21 +318,36 @@ class PolicyNode:
         eng.model.delay_s = float(self.p["debug.step_delay_s"])
         r = eng.runtime.tick(node.now())
         self._last = r
+        self.frame_ticks_stepped += frame_tick and r.steps > 0
         for e in r.events:
             if e != "frame_skipped":
                 self._log_event(e)
-        d = decide(r, self.state, self.mapping, eng.output_names)
+        st = self.state
+        d = decide(r, st, self.mapping, eng.output_names)
+        if d.command is not None and not self.ticks.new_command(
+            eng.runtime.state_time_ns, r.frame_stamp_ns
+        ):
+            # Same grid step, same frame as the last command: nothing new, nothing sent.
+            d = replace(
+                d, command=None, heartbeat=False, state=replace(d.state, heartbeats=st.heartbeats)
+            )
         self.state = d.state
         if r.outputs is not None:
             self._last_outputs = r.outputs.tolist()
+        latency = -1.0
         if d.command is not None:
             self.pub_cmd.publish(C.build_command(self.cmd_type, node.msg, d.command, d.stamp_ns))
+            self.commands_sent += 1
+            if d.stamp_ns != self._last_cmd_stamp:  # the first command carrying this frame
+                latency = node.now() - d.stamp_ns * 1e-9
+                self._last_cmd_stamp = d.stamp_ns
+                self.frames_commanded += 1
         elif d.non_finite:
             self._log_event("non_finite_command")
         if d.heartbeat:
             self.pub_hb.publish(header_ns(node, d.stamp_ns, "ok"))
         self._last_health = (d.health, d.reasons)
-        self.pub_status.publish(self._status(r, d))
+        self.pub_status.publish(self._status(r, d, frame_tick, latency))
         # Last, after the command is out: hand the newest network input to the saliency worker
         # when an overlay is due (one copy; the worker does the rest on its own thread).
         sal = self._saliency
@@ -364,7 +421,7 @@ class PolicyNode:
         else:
             self._event_log[event] = (last, n + 1)
 
-    def _status(self, r: TickResult, d: Decision) -> Any:
+    def _status(self, r: TickResult, d: Decision, frame_tick: bool, latency_s: float) -> Any:
         node, eng = self.node, self.engine
         c = eng.runtime.counters
         rej = sorted(c.rejections.items())
@@ -397,6 +454,13 @@ class PolicyNode:
             rejected_counts=[v for _, v in rej],
             output_names=list(eng.output_names),
             outputs=list(self._last_outputs),
+            frame_tick=frame_tick,
+            frame_ticks=self.ticks.frame_ticks,
+            frame_ticks_stepped=self.frame_ticks_stepped,
+            frame_ticks_deferred=self.ticks.frame_ticks_deferred,
+            commands_sent=self.commands_sent,
+            frames_commanded=self.frames_commanded,
+            frame_to_command_s=latency_s,
         )
 
     def _publish_diagnostics(self) -> None:
@@ -425,6 +489,13 @@ class PolicyNode:
             ("frames_rejected", str(c.frames_rejected)),
             ("frames_skipped", str(c.frames_skipped)),
             ("frames_dropped", str(c.frames_dropped)),
+            ("tick_on_frame", str(self.ticks.on_frame).lower()),
+            ("frame_ticks", str(self.ticks.frame_ticks)),
+            ("frame_ticks_stepped", str(self.frame_ticks_stepped)),
+            ("frame_ticks_deferred", str(self.ticks.frame_ticks_deferred)),
+            ("timer_ticks_skipped", str(self.ticks.timer_ticks_skipped)),
+            ("commands_sent", str(self.commands_sent)),
+            ("frames_commanded", str(self.frames_commanded)),
             ("lag_faults", str(c.lag_faults)),
             ("stalls", str(c.stalls)),
             ("clock_jumps_fwd", str(c.clock_jumps_fwd)),

@@ -70,6 +70,15 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
         "control_rate_hz", float, 20.0, "Control tick rate", "Hz", 1.0, 1000.0, read_only=True
     ),
     ParamSpec(
+        "tick_on_frame",
+        bool,
+        True,
+        "A camera frame's arrival triggers a tick, so its command is published as soon as it is "
+        "computed (at most one frame tick per half control period); the control_rate_hz timer "
+        "ticks only between frames. false: only the timer ticks",
+        read_only=True,
+    ),
+    ParamSpec(
         "integration.step_s",
         float,
         0.0,

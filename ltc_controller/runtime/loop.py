@@ -78,6 +78,18 @@ safety node *leaves* policy control (fallback, e-stop, teleop), not when it hand
 the state then re-warms while the fallback drives, and heartbeats (sent only with an output)
 resume only once it is warm.
 
+Who ticks, and when (frame-triggered ticks). The rule above holds for any tick times, so the
+caller may tick whenever it likes; the ``ltc_policy`` node ticks (a) when a frame arrives
+(``tick_on_frame``), at ``now`` = its arrival, so the frame is taken at once and its command
+published as soon as the tick returns, and (b) on its ``control_rate_hz`` timer between frames.
+A frame tick is an ordinary tick: it takes the frame, then every step due by ``now`` with that
+frame's features, exactly as a timer tick would. Two ticks at the same time never integrate
+twice (the second finds no step due: ``steps_reached`` is absolute, ``steps_done`` counts what
+was taken), so a timer tick that coincides with a frame tick only re-reports the same state.
+With one tick per frame arrival and arrivals close to the stamps, the steps a frame holds are
+``step_counts`` of the stamps, as in training; extra ticks between frames follow
+:func:`~ltc_controller.runtime.schedule.hold_schedule` (tick and arrival times replayed).
+
 Nothing here imports ROS or DDS; the node passes frames and times in, tests inject clocks.
 """
 
@@ -340,6 +352,8 @@ class PolicyRuntime:
 
     Construction runs the model a few times (warm-up) to seed the cost estimates.
     ``tick`` never raises on bad input: frames that cannot be used are counted rejections.
+    Ticks may come at any times, e.g. at each frame's arrival and from a timer between frames
+    (module docstring, "Who ticks, and when"): the grid and the hold are the same for all.
     """
 
     def __init__(

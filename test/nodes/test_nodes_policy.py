@@ -334,6 +334,36 @@ def test_start_errors_name_the_parameter(params, match, tmp_path):
         node.shutdown()
 
 
+def test_frames_tick_the_node_and_the_timer_takes_over_when_the_camera_stops(rig_factory):
+    rig = rig_factory()
+    assert rig.spin(15.0, lambda: len(rig.hbs) >= 5)
+    s = rig.status[-1]
+    assert s.frame_ticks >= 5 and s.frames_commanded >= 5
+    # Each frame's stamp is the stamp of at most one run of commands (no command repeats an
+    # older frame after a newer one went out).
+    stamps = [stamp_ns(c.header) for c in rig.cmds]
+    firsts = list(dict.fromkeys(stamps))
+    assert firsts == sorted(firsts) and set(firsts) <= set(rig.frames_sent)
+    rig.camera_on = False
+    rig.spin(0.2)  # frames in flight arrive
+    n = len(rig.status)
+    rig.spin(1.0)
+    after = rig.status[n:]
+    # The timer keeps ticking without frames (staleness is detected, as before).
+    assert len(after) >= 3 and not any(m.frame_tick for m in after)
+    assert after[-1].frame_ticks == rig.status[n - 1].frame_ticks
+    assert after[-1].health == 2
+
+
+def test_without_tick_on_frame_only_the_timer_ticks(rig_factory):
+    rig = rig_factory(tick_on_frame=False)
+    assert rig.spin(15.0, lambda: len(rig.hbs) >= 5)
+    s = rig.status[-1]
+    assert s.frame_ticks == 0 and s.frames_used >= 4
+    assert not any(m.frame_tick for m in rig.status)
+    assert s.commands_sent >= s.frames_commanded >= 4
+
+
 class CommandSpy:
     """Stands in for the node's ``policy_cmd`` publisher: records, for every command the node
     sends, the runtime's tick result at that moment (the node's own decision), then sends it."""

@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ltc_controller.models.policy import Policy, PolicyConfig
-from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig
+from ltc_controller.nodes.ticks import TickRule
+from ltc_controller.runtime.loop import PolicyRuntime, RawFrame, RuntimeConfig, TickResult
 from ltc_controller.runtime.preprocess import PreprocessConfig, Preprocessor, decode_image
 from ltc_controller.runtime.schedule import hold_schedule, seconds_to_ns, step_counts
 
@@ -227,3 +228,115 @@ def test_step_counts_reject_what_the_runtime_would_not_step_on():
         step_counts([[10, 20]], 5, origin_ns=[1, 2])
     with pytest.raises(ValueError, match="positive"):
         step_counts([0, 10], 0)
+
+
+# -- frame-triggered ticks (the ltc_policy node's tick_on_frame) ----------------------------------
+
+
+def drive_like_the_node(
+    rt: PolicyRuntime,
+    frames: list[RawFrame],
+    arrivals: np.ndarray,
+    control_period_ns: int,
+    timer_phase_ns: int,
+    tail_ns: int = 1,
+) -> tuple[list[int], list[TickResult]]:
+    """Tick ``rt`` as the node does with ``tick_on_frame``: a frame's arrival ticks at once
+    (``TickRule``), the control timer ticks between frames, until ``tail_ns`` after the last
+    arrival; ROS time = steady time here. Returns the tick times (ns) and copies of the
+    results."""
+    rule = TickRule(control_period_ns / NS, on_frame=True)
+    end = int(arrivals[-1]) + tail_ns
+    events = [(int(a), 0, i) for i, a in enumerate(arrivals)]
+    events += [(t, 1, -1) for t in range(timer_phase_ns, end, control_period_ns)]
+    ticks, results = [], []
+    for t, kind, i in sorted(events):
+        if kind == 0:
+            rt.offer_frame(frames[i])
+            go = rule.frame_arrived(t / NS)
+        else:
+            go = rule.timer_fired(t / NS)
+        if go:
+            ticks.append(t)
+            results.append(rt.tick(t / NS, now_ns=t).copy())
+    return ticks, results
+
+
+@pytest.mark.parametrize("control_hz", [20.0, 100.0])
+def test_frame_triggered_and_timer_ticks_equal_the_offline_pass_with_the_same_hold(control_hz):
+    """Frame ticks at arrival (0.2 to 8 ms after the stamp) plus timer ticks between frames:
+    the runtime steps and outputs are what ``hold_schedule`` replays offline on those tick and
+    arrival times (the one grid, the one hold)."""
+    policy = Policy.from_config(PolicyConfig(step_s=0.01), seed=7).eval()
+    frames, stamps = recorded_frames(40, seed=5)
+    rng = np.random.default_rng(6)
+    arrivals = stamps + rng.integers(200_000, 8_000_000, len(stamps))
+    arrivals = np.maximum.accumulate(arrivals)  # delivered in order
+    cfg = RuntimeConfig(step_s=0.01, deadline_s=1.0, max_lag_s=1.0)
+    rt = PolicyRuntime(policy, Preprocessor(PreprocessConfig()), cfg, FakeClock())
+    period = round(NS / control_hz)
+    ticks, online = drive_like_the_node(
+        rt, frames, arrivals, period, 999_997_000_000, tail_ns=2 * period + 1
+    )
+
+    sched = hold_schedule(stamps, ticks, 10_000_000, arrivals)
+    assert [r.steps for r in online] == sched.tick_steps.tolist()
+    # Frames closer than half a control period to the last frame tick waited; a newer one
+    # replaced some of them (newest wins), exactly the frames the offline replay skips.
+    taken = set(sched.tick_frame.tolist()) - {-1}
+    assert rt.counters.frames_used == len(taken)
+    assert rt.counters.frames_used + rt.counters.frames_dropped == len(frames)
+    if control_hz == 20.0:
+        assert rt.counters.frames_dropped > 0  # the rate limit was exercised
+    imgs = preprocessed(frames)[0]
+    with torch.inference_mode():
+        feats = torch.cat([policy.features(imgs[t : t + 1]) for t in range(len(frames))])
+        step_out = policy.run_sequence(feats[torch.from_numpy(sched.step_frame)][None], None)
+        step_out_np = step_out[0][0].double().numpy()
+    for r, last in zip(online, sched.tick_last_step.tolist(), strict=True):
+        if last < 0:
+            assert r.outputs is None
+        else:
+            np.testing.assert_allclose(r.outputs, step_out_np[last], rtol=0, atol=1e-6)
+
+
+def test_frame_ticks_of_a_regular_camera_equal_the_training_pass():
+    """A camera at the step rate, stamps 0 to 3 ms after their grid point, delivered 0.5 to
+    5 ms later, control timer at the camera rate: every tick is a frame tick, each takes the
+    step that ends at its stamp, with its own frame (``step_counts`` of the stamps, as in
+    training), so the commands equal ``Policy.forward`` on the recorded sequence."""
+    policy = Policy.from_config(PolicyConfig(step_s=0.05), seed=7).eval()
+    frames, _ = recorded_frames(30, seed=8)
+    rng = np.random.default_rng(9)
+    step = 50_000_000
+    stamps = 1000 * NS + np.arange(30) * step + np.r_[0, rng.integers(0, 3_000_000, 29)]
+    frames = [
+        replace(f, stamp=int(s) / NS, stamp_ns=int(s)) for f, s in zip(frames, stamps, strict=True)
+    ]
+    arrivals = stamps + rng.integers(500_000, 5_000_000, 30)
+    rt = runtime(policy)
+    ticks, online = drive_like_the_node(rt, frames, arrivals, step, 999_977_000_000)
+    first = ticks.index(int(arrivals[0]))
+    assert all(r.outputs is None for r in online[:first])  # the timer, before any frame
+    ticks, online = ticks[first:], online[first:]
+    assert ticks == arrivals.tolist()  # the timer never ticked while frames came
+    counts = step_counts(stamps, step)
+    assert [r.steps for r in online] == counts.tolist() == [0] + [1] * 29
+    with torch.inference_mode():
+        offline = policy(preprocessed(frames), torch.from_numpy(counts)[None])[0].double().numpy()
+    np.testing.assert_allclose(np.stack([r.outputs for r in online[1:]]), offline[1:], atol=1e-6)
+
+
+def test_a_tick_that_coincides_with_a_frame_tick_takes_no_step_and_changes_nothing(policy):
+    frames, _ = recorded_frames(6, seed=10)
+    rt = runtime(policy)
+    for f in frames:
+        rt.offer_frame(f)
+        first = rt.tick(f.stamp, now_ns=f.stamp_ns).copy()
+        steps_before = rt.counters.steps
+        again = rt.tick(f.stamp, now_ns=f.stamp_ns).copy()  # the timer at the same instant
+        assert again.steps == 0 and rt.counters.steps == steps_before
+        assert again.frame_stamp_ns == first.frame_stamp_ns
+        if first.outputs is not None:
+            np.testing.assert_array_equal(again.outputs, first.outputs)
+    assert rt.counters.frames_used == 6
