@@ -39,9 +39,9 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "explain": ("matplotlib", "imageio_ffmpeg"),  # saliency plots, MP4 in and out
     "onnx": ("onnx", "onnxruntime"),  # ONNX export and the "onnx" runtime backend
     "numba": ("numba",),  # the compiled "numba" runtime backend
-    # compare: Ray runs its jobs; rliable does its statistics (arch and pandas: rliable's
-    # bootstrap, pinned to versions that import together)
-    "compare": ("ray", "rliable", "arch", "pandas"),
+    # compare: Ray runs its jobs, Optuna its learning-rate search, rliable its statistics
+    # (arch and pandas: rliable's bootstrap, pinned to versions that import together)
+    "compare": ("ray", "optuna", "rliable", "arch", "pandas"),
 }
 
 

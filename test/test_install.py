@@ -54,6 +54,7 @@ EXTRA_DISTS = {
     "onnxruntime",
     "numba",
     "ray",
+    "optuna",
     "rliable",
     "arch",
     "pandas",

@@ -37,6 +37,7 @@ ROSDEP_KEYS = {
     "scikit-image": "python3-skimage",
     "tqdm": "python3-tqdm",
     "ray": "python3-ray-pip",
+    "optuna": "python3-optuna-pip",
     "rliable": "python3-rliable-pip",
     "arch": "python3-arch-pip",
     "pandas": "python3-pandas-pip",

@@ -28,6 +28,7 @@ from ltc_controller.sim.scenario import PerturbationConfig
 from ltc_controller.training.bag import Demonstrations, read_demonstrations
 from ltc_controller.training.evaluation import EvalConfig, ModelEntry, write_report
 from ltc_controller.training.recording import RecordConfig, record
+from ltc_controller.training.search import SearchConfig
 from ltc_controller.training.trainer import TrainConfig, train
 
 __all__ = [
@@ -182,6 +183,8 @@ class CompareRecipe:
         record: the data set (recorded once, shared by all models).
         train: training settings (``arch``/``units``/``seed`` are set per model).
         evaluation: closed-loop protocol.
+        search: the learning-rate search every model gets with the same budget before its
+            training runs (:mod:`~ltc_controller.training.search`); None = the ``train`` rates.
         min_val_corr: sanity check of every trained policy: the correlation of its outputs with
             the expert's labels on held-out frames (``TrainResult.val_corr``) must reach this;
             a policy below it is a *training failure*: counted, named in the report, and kept
@@ -223,6 +226,7 @@ class CompareRecipe:
         )
     )
     min_val_corr: float = 0.5
+    search: SearchConfig | None = field(default_factory=SearchConfig)
 
 
 COMPARE_FULL = CompareRecipe()
@@ -240,6 +244,7 @@ COMPARE_REDUCED = CompareRecipe(
         threads=1,
     ),
     evaluation=EvalConfig(conditions=("clean", "noise_0.1"), episodes=1, distance_m=8.0),
+    search=SearchConfig(trials=2, steps=2),
 )
 
 
@@ -317,15 +322,54 @@ def run_compare(
 
     available = set(getattr(policy_mod, "ARCHITECTURES", ("ncp_ltc",)))
     skipped: list[str] = []
-    train_jobs: list[tuple[str, Job]] = []
+    models = []
     for label, arch, units in recipe.models:
         if arch not in available:
             skipped.append(f"{label} ({arch} not available)")
             log(f"skipping {label}: architecture {arch!r} not in this version")
-            continue
+        else:
+            models.append((label, arch, units))
+    rates: dict[str, dict[str, Any]] = {}
+    search_stats = RunStats()
+    if recipe.search is not None:
+        search_jobs = [
+            Job(
+                "search",
+                "ltc_controller.training.presets:search_job",
+                {
+                    "bags": bag_list,
+                    "data_id": data_id,
+                    "pairing": pairing,
+                    "config": asdict(replace(recipe.train, arch=arch, units=units)),
+                    "search": asdict(recipe.search),
+                },
+                label=f"search {label}",
+                num_cpus=max(1, recipe.train.threads),
+            )
+            for label, arch, units in models
+        ]
+        found = run_jobs(
+            search_jobs,
+            cache,
+            address=address,
+            num_cpus=num_cpus,
+            progress=show_progress,
+            log=log,
+            stats=search_stats,
+        )
+        rates = {label: r for (label, _, _), r in zip(models, found, strict=True)}
+        for label, lr in rates.items():
+            log(
+                f"search {label}: lr {lr['lr']:.2e}, lr_rnn {lr['lr_rnn']:.2e} "
+                f"(val {lr['best_val_loss']:.4f})"
+            )
+    train_jobs: list[tuple[str, Job]] = []
+    for label, arch, units in models:
         for seed in recipe.seeds:
             out = work / "policies" / f"{_slug(label)}_seed{seed}.safetensors"
             cfg = replace(recipe.train, arch=arch, units=units, seed=seed)
+            if label in rates:
+                cfg = replace(cfg, lr=rates[label]["lr"], lr_rnn=rates[label]["lr_rnn"])
             job = Job(
                 "train",
                 "ltc_controller.training.presets:train_job",
@@ -413,7 +457,14 @@ def run_compare(
             f"Data: {len(demos)} frames from {len(bag_list)} bag(s). "
             f"Training per model: {recipe.train.epochs} epoch(s), "
             f"T={recipe.train.seq_len}, batch {recipe.train.batch_size}, head lr "
-            f"{recipe.train.lr}, core lr {recipe.train.lr_rnn}, seeds {list(recipe.seeds)}.\n\n"
+            f"{recipe.train.lr}, core lr {recipe.train.lr_rnn}"
+            + (
+                f" (searched per model: {recipe.search.trials} runs x {recipe.search.steps} "
+                f"steps each, rates in the output's learning_rates)"
+                if recipe.search is not None
+                else ""
+            )
+            + f", seeds {list(recipe.seeds)}.\n\n"
             + _failures_md(failures, len(trained), recipe.min_val_corr)
             + stats_md
         ),
@@ -429,6 +480,7 @@ def run_compare(
         "stats_table": stats_md,
         "skipped": skipped,
         "training_failures": failures,
+        "learning_rates": {k: {"lr": v["lr"], "lr_rnn": v["lr_rnn"]} for k, v in rates.items()},
         "wall_s": {
             "data": round(t_data, 1),
             "train": round(t_train, 1),
@@ -437,6 +489,7 @@ def run_compare(
         },
         "jobs": {
             "address": train_stats.address or eval_stats.address or "none (all cached)",
+            "search": {"ran": search_stats.ran, "cached": search_stats.cached},
             "train": {"ran": train_stats.ran, "cached": train_stats.cached},
             "evaluate": {"ran": eval_stats.ran, "cached": eval_stats.cached},
         },
@@ -471,6 +524,21 @@ def train_job(
         "best_val_loss": _finite_or_none(res.best_val_loss),
         "val_corr": _finite_or_none(res.val_corr),
     }
+
+
+def search_job(
+    bags: list[str],
+    data_id: str,
+    pairing: dict[str, float],
+    config: dict[str, Any],
+    search: dict[str, Any],
+) -> dict[str, Any]:
+    """Ray job of :func:`run_compare`: the learning-rate search of one model
+    (:func:`~ltc_controller.training.search.search_learning_rates`) on its validation data."""
+    from ltc_controller.training.search import search_learning_rates
+
+    sc = SearchConfig(**{**search, "lr": tuple(search["lr"]), "lr_rnn": tuple(search["lr_rnn"])})
+    return search_learning_rates(_read(bags, **pairing), TrainConfig.from_dict(config), sc)
 
 
 def evaluate_job(

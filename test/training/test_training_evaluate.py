@@ -126,6 +126,15 @@ def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(t
     assert len(list((tmp_path / "policies").glob("*.safetensors"))) == 6
     summary = json.loads(out[out.index("\n{") :])
     assert summary["wall_s"]["total"] > 0
+    assert summary["jobs"]["search"] == {"ran": 6, "cached": 0}  # one search per model
+    assert set(summary["learning_rates"]) == {
+        "NCP-19",
+        "LSTM(64)",
+        "LSTM(19)",
+        "GRU(64)",
+        "CT-RNN(64)",
+        "CNN",
+    }
     assert summary["jobs"]["train"] == {"ran": 6, "cached": 0}
     assert summary["jobs"]["evaluate"] == {"ran": 12, "cached": 0}
     # Two training steps cannot make a policy that follows the image: the sanity check says so
@@ -133,6 +142,11 @@ def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(t
     failed = {f["model"] for f in summary["training_failures"]}
     assert failed and failed <= {"NCP-19", "LSTM(64)", "LSTM(19)", "GRU(64)", "CT-RNN(64)", "CNN"}
     assert "| clean | 1 |" in out  # the statistics table (rank per condition)
+    # Run again: everything comes from the job cache, nothing is trained or driven again.
+    assert main(["compare", "--reduced", "--quiet", "--work", str(tmp_path)]) == 0
+    again = capsys.readouterr().out
+    jobs = json.loads(again[again.index("\n{") :])["jobs"]
+    assert [jobs[k]["ran"] for k in ("search", "train", "evaluate")] == [0, 0, 0]
 
 
 BUNDLED = (

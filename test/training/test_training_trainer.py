@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 
@@ -127,6 +128,20 @@ def test_training_changes_weights_and_keeps_best_validation(demos, tmp_path):
     init = _init_policy(SMALL)
     changed = [k for k, v in r.policy.state_dict().items() if not torch.equal(v, init[k])]
     assert "ltc.w" in changed and "head.convs.0.weight" in changed or len(changed) > 5
+
+
+def test_the_learning_rate_search_is_seeded_within_its_ranges_and_needs_validation(demos):
+    pytest.importorskip("optuna", reason="needs the [compare] extra (optuna)")
+    from ltc_controller.training.search import SearchConfig, search_learning_rates
+
+    sc = SearchConfig(trials=2, steps=2, lr=(1e-4, 1e-3), lr_rnn=(1e-3, 1e-2), seed=7)
+    a = search_learning_rates(demos, SMALL, sc)
+    assert len(a["trials"]) == 2 and 1e-4 <= a["lr"] <= 1e-3 and 1e-3 <= a["lr_rnn"] <= 1e-2
+    assert a["best_val_loss"] == min(t["val_loss"] for t in a["trials"])
+    b = search_learning_rates(demos, SMALL, sc)
+    assert [t["lr"] for t in b["trials"]] == [t["lr"] for t in a["trials"]]  # seeded
+    with pytest.raises(ValueError, match="validation data"):
+        search_learning_rates(demos, replace(SMALL, val_fraction=0.0), sc)
 
 
 def test_the_sanity_correlation_is_pearson_per_output_averaged():
