@@ -92,6 +92,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     print(out["table"])
     print()
     print(out["stats_table"])
+    print()
+    print(out["cost_table"])
     keys = ("report", "skipped", "training_failures", "learning_rates", "wall_s", "jobs")
     print(json.dumps({k: out[k] for k in keys}, indent=2))
     return 0

@@ -474,10 +474,13 @@ def run_compare(
         if r.policy in sizes:
             by_model.setdefault(r.model, sizes[r.policy])
     table = markdown_tables(summarise(records), by_model)
+    cost = _cost_table(train_jobs, trained, by_model)
+    (work / "report" / "cost.md").write_text(cost + "\n")
     return {
         "report": str(report),
         "table": table,
         "stats_table": stats_md,
+        "cost_table": cost,
         "skipped": skipped,
         "training_failures": failures,
         "learning_rates": {k: {"lr": v["lr"], "lr_rnn": v["lr_rnn"]} for k, v in rates.items()},
@@ -556,6 +559,52 @@ def evaluate_job(
     cfg = EvalConfig(**{**eval_config, "conditions": tuple(eval_config["conditions"])})
     entry = ModelEntry(label, Path(policy) if policy is not None else None)
     return asdict(evaluate_episode(entry, condition, episode, cfg))
+
+
+def _cost_table(
+    train_jobs: Sequence[tuple[str, Any]],
+    trained: Sequence[Mapping[str, Any]],
+    sizes: Mapping[str, Mapping[str, int]],
+) -> str:
+    """Per model: trainable parameters, neurons, training wall time (mean over seeds) and the
+    inference cost of one camera frame through the deployment runtime (CPU, one thread;
+    median of 100 frames after warm-up, first seed's policy), measured here, now."""
+    import numpy as np
+    import torch
+
+    from ltc_controller.models.policy_file import load_policy
+    from ltc_controller.training.closed_loop import PolicyDriver
+
+    walls: dict[str, list[float]] = {}
+    first: dict[str, str] = {}
+    for (label, _job), res in zip(train_jobs, trained, strict=True):
+        walls.setdefault(label, []).append(float(res["wall_s"]))
+        first.setdefault(label, res["output"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    lines = [
+        "| model | trainable parameters | neurons | training wall (s, mean) "
+        "| ms / frame (median) |",
+        "|---|---|---|---|---|",
+    ]
+    try:
+        frame = np.random.default_rng(0).integers(0, 256, (78, 200, 3), dtype=np.uint8)
+        for label, path in first.items():
+            driver = PolicyDriver(load_policy(path))
+            times = []
+            for k in range(110):
+                t0 = time.perf_counter()
+                driver.act(frame, 0.05 * (k + 1))
+                times.append(time.perf_counter() - t0)
+            size = sizes.get(label, {})
+            lines.append(
+                f"| {label} | {size.get('trainable_parameters', '-')} | {size.get('neurons', '-')}"
+                f" | {sum(walls[label]) / len(walls[label]):.1f}"
+                f" | {1e3 * float(np.median(times[10:])):.2f} |"
+            )
+    finally:
+        torch.set_num_threads(threads)
+    return "\n".join(lines)
 
 
 def _finite_or_none(x: float) -> float | None:

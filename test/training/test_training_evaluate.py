@@ -142,6 +142,8 @@ def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(t
     failed = {f["model"] for f in summary["training_failures"]}
     assert failed and failed <= {"NCP-19", "LSTM(64)", "LSTM(19)", "GRU(64)", "CT-RNN(64)", "CNN"}
     assert "| clean | 1 |" in out  # the statistics table (rank per condition)
+    cost = [line for line in out.splitlines() if line.startswith("| NCP-19 | ")][-1].split("|")
+    assert int(cost[3]) == 19 and float(cost[5]) > 0.0  # neurons; ms per frame, measured
     # Run again: everything comes from the job cache, nothing is trained or driven again.
     assert main(["compare", "--reduced", "--quiet", "--work", str(tmp_path)]) == 0
     again = capsys.readouterr().out
