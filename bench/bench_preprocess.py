@@ -1,0 +1,154 @@
+"""Preprocessing cost of large camera frames: the runtime's routine against the previous one.
+
+Per frame: decode (a view for raw encodings; JPEG decoded), crop, resize to the policy's 78×200,
+scale to float32 [0, 1] — :meth:`Preprocessor.frame`, what the runtime does for every frame it
+takes. The reference is the routine this replaced, measured in the same run, alternating frame by
+frame with ours so both see the same machine load: Pillow's bilinear (antialiased) resize of a
+contiguous copy of the image, a JPEG decoded at full size by Pillow.
+
+Cases: 3840×2160 bgr8 (4K), 1920×1080 bgr8, 3840×2160 JPEG (quality 90) of the same camera-like
+image (blurred noise on a gradient: fine detail, so the JPEG is not trivially small). One thread
+(``torch.set_num_threads(1)``, ``cv2.setNumThreads(1)``). Prints, per frame, the median and p99
+of the thread's CPU time (``time.thread_time``: the cost on one core, which a loaded machine
+does not inflate as it does the wall time) and of the wall time, the ratio old / new of the CPU
+medians, and whether the CPU p99 fits a 30 Hz camera period (33.3 ms).
+
+Run: ``python bench/bench_preprocess.py [--frames N]`` (default 60 frames per case and routine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from PIL import Image as PILImage
+
+from ltc_controller.runtime.preprocess import (
+    PreprocessConfig,
+    Preprocessor,
+    RawFrame,
+    decode_image,
+    frame_from_compressed,
+    frame_from_image,
+)
+
+H, W = 78, 200
+PERIOD_30HZ_MS = 1000.0 / 30.0
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+class OldPreprocessor:
+    """The previous routine: Pillow bilinear resize of a contiguous copy, full JPEG decode."""
+
+    def __init__(self) -> None:
+        self.out = np.empty((3, H, W), dtype=np.float32)
+
+    def frame(self, frame: RawFrame) -> NDArray[np.float32]:
+        if frame.encoding == "jpeg":
+            with PILImage.open(io.BytesIO(frame.data), formats=("JPEG",)) as im:
+                im.load()
+                rgb = np.asarray(im.convert("RGB"))
+        else:
+            rgb = decode_image(frame.encoding, frame.height, frame.width, frame.step, frame.data)
+        small = PILImage.fromarray(np.ascontiguousarray(rgb)).resize(
+            (W, H), PILImage.Resampling.BILINEAR
+        )
+        np.copyto(self.out, np.asarray(small).transpose(2, 0, 1), casting="unsafe")
+        np.multiply(self.out, np.float32(1.0 / 255.0), out=self.out)
+        return self.out
+
+
+def camera_image(h: int, w: int, seed: int = 0) -> NDArray[np.uint8]:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (h + w)], 2)
+    noise = rng.integers(-60, 61, (h, w, 3))
+    img = np.clip(base + noise, 0, 255).astype(np.uint8)
+    return cv2.GaussianBlur(img, (0, 0), 1.2)
+
+
+def cases() -> list[tuple[str, RawFrame]]:
+    k4 = camera_image(2160, 3840)
+    hd = camera_image(1080, 1920, seed=1)
+    bgr4k = np.ascontiguousarray(k4[:, :, ::-1])
+    ok, jpg = cv2.imencode(".jpg", bgr4k, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return [
+        ("4K bgr8", frame_from_image(1.0, 0, "bgr8", 2160, 3840, 3840 * 3, bgr4k.tobytes())),
+        (
+            "1080p bgr8",
+            frame_from_image(1.0, 0, "bgr8", 1080, 1920, 1920 * 3, hd[:, :, ::-1].copy().tobytes()),
+        ),
+        (f"4K JPEG q90 ({len(jpg) / 1e6:.1f} MB)", frame_from_compressed(1.0, 0, "jpeg", jpg)),
+    ]
+
+
+def measure(
+    frame: RawFrame, routines: list[Callable[[RawFrame], object]], n: int
+) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
+    """Per-frame (CPU, wall) milliseconds of each routine, alternating routines frame by
+    frame."""
+    for f in routines:  # warm: buffers, lazy imports
+        f(frame)
+    times = [(np.empty(n), np.empty(n)) for _ in routines]
+    for i in range(n):
+        for k, f in enumerate(routines):
+            c0, t0 = time.thread_time(), time.perf_counter()
+            f(frame)
+            times[k][1][i] = (time.perf_counter() - t0) * 1e3
+            times[k][0][i] = (time.thread_time() - c0) * 1e3
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=60, help="frames per case and routine")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    print(f"{cpu_name()}, 1 thread, numpy {np.__version__}, OpenCV {cv2.__version__}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"preprocess to {W}x{H} float32, ms per frame over {args.frames} frames; "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'case':<26} {'CPU old p50/p99':>16} {'CPU new p50/p99':>16} {'old/new':>8} "
+        f"{'wall old p50/p99':>17} {'wall new p50/p99':>17}  fits 30 Hz"
+    )
+    new, old = Preprocessor(PreprocessConfig(H, W)), OldPreprocessor()
+    for name, frame in cases():
+        (c_old, w_old), (c_new, w_new) = measure(frame, [old.frame, new.frame], args.frames)
+        o50, o99 = np.percentile(c_old, [50, 99])
+        n50, n99 = np.percentile(c_new, [50, 99])
+        wo50, wo99 = np.percentile(w_old, [50, 99])
+        wn50, wn99 = np.percentile(w_new, [50, 99])
+        fits = "yes" if n99 <= PERIOD_30HZ_MS else "NO"
+        print(
+            f"{name:<26} {o50:7.1f}/{o99:<8.1f} {n50:7.1f}/{n99:<8.1f} {o50 / n50:8.1f} "
+            f"{wo50:8.1f}/{wo99:<8.1f} {wn50:8.1f}/{wn99:<8.1f}  {fits}"
+        )
+        diff = np.abs(new.frame(frame) - old.frame(frame)) * 255.0
+        print(f"{'':<26} |new - old| max {diff.max():.1f}, mean {diff.mean():.2f} (of 255)")
+
+
+if __name__ == "__main__":
+    main()
