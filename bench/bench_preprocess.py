@@ -13,7 +13,13 @@ of the thread's CPU time (``time.thread_time``: the cost on one core, which a lo
 does not inflate as it does the wall time) and of the wall time, the ratio old / new of the CPU
 medians, and whether the CPU p99 fits a 30 Hz camera period (33.3 ms).
 
-Run: ``python bench/bench_preprocess.py [--frames N]`` (default 60 frames per case and routine).
+``--closed-loop`` also drives the bundled policy 150 m on evaluation track 5007 (clean) with the
+simulator's camera at 200×78 (no resize), 800×312, 1600×624 (rgb8) and 1600×624 JPEG q90, through
+the runtime as ``evaluate`` runs it, and prints departures and mean |lateral error| (needs the
+``[sim]`` extra; a few minutes with software rendering).
+
+Run: ``python bench/bench_preprocess.py [--frames N] [--closed-loop]`` (default 60 frames per case
+and routine).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -118,9 +125,54 @@ def measure(
     return times
 
 
+def closed_loop() -> None:
+    """The bundled policy in closed loop with camera images the runtime must resize."""
+    from ltc_controller.models.policy_file import BUNDLED_POLICY, load_policy
+    from ltc_controller.runtime.schedule import seconds_to_ns
+    from ltc_controller.sim.conditions import get_condition
+    from ltc_controller.sim.scenario import make_sim
+    from ltc_controller.training.closed_loop import PolicyDriver, drive_episode
+
+    policy = load_policy(BUNDLED_POLICY).eval()
+    cond = get_condition("clean")
+    print("bundled policy, track 5007 (clean), 150 m at 5 m/s, 20 Hz camera")
+    for w, h, jpeg in ((200, 78, False), (800, 312, False), (1600, 624, False), (1600, 624, True)):
+        driver = PolicyDriver(policy)
+
+        def jpeg_act(image: NDArray[np.uint8], stamp: float, driver: PolicyDriver = driver) -> Any:
+            bgr = np.ascontiguousarray(image[:, :, ::-1])
+            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            assert ok
+            frame = frame_from_compressed(stamp, seconds_to_ns(stamp), "jpeg", buf.tobytes())
+            driver.runtime.offer_frame(frame)
+            r = driver.runtime.tick(stamp)
+            if r.outputs is None:
+                return None
+            return max(-driver.max_steering, min(driver.max_steering, float(r.outputs[0])))
+
+        sim = make_sim(cond, 5007, initial_speed=5.0, image_width=w, image_height=h)
+        res = drive_episode(
+            sim,
+            jpeg_act if jpeg else driver.act,
+            condition=cond,
+            effects_seed=5007,
+            distance_m=150.0,
+            on_departure=driver.reset,
+        )
+        c = driver.runtime.counters
+        print(
+            f"  {w}x{h} {'JPEG' if jpeg else 'rgb8'}: {res.distance_m:.0f} m, departures "
+            f"{res.departures}, mean |lateral error| {res.mean_abs_lateral_error_m:.3f} m, "
+            f"frames used {c.frames_used}/{res.frames}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=60, help="frames per case and routine")
+    parser.add_argument(
+        "--closed-loop", action="store_true", help="also drive the bundled policy (needs [sim])"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -148,6 +200,8 @@ def main() -> None:
         )
         diff = np.abs(new.frame(frame) - old.frame(frame)) * 255.0
         print(f"{'':<26} |new - old| max {diff.max():.1f}, mean {diff.mean():.2f} (of 255)")
+    if args.closed_loop:
+        closed_loop()
 
 
 if __name__ == "__main__":
