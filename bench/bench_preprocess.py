@@ -4,14 +4,14 @@ Per frame: decode (a view for raw encodings; JPEG decoded), crop, resize to the 
 scale to float32 [0, 1] — :meth:`Preprocessor.frame`, what the runtime does for every frame it
 takes. The reference is the routine this replaced, measured in the same run, alternating frame by
 frame with ours so both see the same machine load: Pillow's bilinear (antialiased) resize of a
-contiguous copy of the image, a JPEG decoded at full size by Pillow.
+contiguous copy of the image, a JPEG decoded at full size by Pillow, 4:2:2 decoded in NumPy.
 
-Cases: 3840×2160 bgr8 (4K), 1920×1080 bgr8, 3840×2160 JPEG (quality 90) of the same camera-like
-image (blurred noise on a gradient: fine detail, so the JPEG is not trivially small). One thread
-(``torch.set_num_threads(1)``, ``cv2.setNumThreads(1)``). Prints, per frame, the median and p99
-of the thread's CPU time (``time.thread_time``: the cost on one core, which a loaded machine
-does not inflate as it does the wall time) and of the wall time, the ratio old / new of the CPU
-medians, and whether the CPU p99 fits a 30 Hz camera period (33.3 ms).
+Cases: 3840×2160 bgr8 (4K), 1920×1080 bgr8, 3840×2160 JPEG (quality 90) and yuyv of the same
+camera-like image (blurred noise on a gradient: fine detail, so the JPEG is not trivially small).
+One thread (``torch.set_num_threads(1)``, ``cv2.setNumThreads(1)``). Prints, per frame, the
+median and p99 of the thread's CPU time (``time.thread_time``: the cost on one core, which a
+loaded machine does not inflate as it does the wall time) and of the wall time, the ratio
+old / new of the CPU medians, and whether the CPU p99 fits a 30 Hz camera period (33.3 ms).
 
 ``--closed-loop`` also drives the bundled policy 150 m on evaluation track 5007 (clean) with the
 simulator's camera at 200×78 (no resize), 800×312, 1600×624 (rgb8) and 1600×624 JPEG q90, through
@@ -62,8 +62,41 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+# The previous 4:2:2 decoder: NumPy, BT.601 limited range in 16-bit fixed point.
+_FIX = 16
+_KR, _KB = 0.299, 0.114
+_KG = 1.0 - _KR - _KB
+_CY = round(255.0 / 219.0 * (1 << _FIX))
+_CVR = round(255.0 / 224.0 * 2.0 * (1.0 - _KR) * (1 << _FIX))
+_CUB = round(255.0 / 224.0 * 2.0 * (1.0 - _KB) * (1 << _FIX))
+_CUG = round(255.0 / 224.0 * 2.0 * (1.0 - _KB) * _KB / _KG * (1 << _FIX))
+_CVG = round(255.0 / 224.0 * 2.0 * (1.0 - _KR) * _KR / _KG * (1 << _FIX))
+
+
+def old_yuyv(data: bytes, height: int, width: int) -> NDArray[np.uint8]:
+    macro = np.frombuffer(data, np.uint8).reshape(height, width // 2, 4)
+    y0, u, y1, v = (macro[:, :, k].astype(np.int32) for k in (0, 1, 2, 3))
+    y = np.empty((height, width), dtype=np.int32)
+    y[:, 0::2] = y0
+    y[:, 1::2] = y1
+    np.maximum(y - 16, 0, out=y)
+    y *= _CY
+    y += 1 << (_FIX - 1)
+    u -= 128
+    v -= 128
+    ruv = np.repeat(_CVR * v, 2, axis=1)
+    guv = np.repeat(-_CUG * u - _CVG * v, 2, axis=1)
+    buv = np.repeat(_CUB * u, 2, axis=1)
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for ch, chroma in enumerate((ruv, guv, buv)):
+        np.clip((y + chroma) >> _FIX, 0, 255, out=chroma)
+        out[:, :, ch] = chroma
+    return out
+
+
 class OldPreprocessor:
-    """The previous routine: Pillow bilinear resize of a contiguous copy, full JPEG decode."""
+    """The previous routine: Pillow bilinear resize of a contiguous copy, full JPEG decode,
+    NumPy 4:2:2 decode."""
 
     def __init__(self) -> None:
         self.out = np.empty((3, H, W), dtype=np.float32)
@@ -73,6 +106,8 @@ class OldPreprocessor:
             with PILImage.open(io.BytesIO(frame.data), formats=("JPEG",)) as im:
                 im.load()
                 rgb = np.asarray(im.convert("RGB"))
+        elif frame.encoding == "yuyv":
+            rgb = old_yuyv(bytes(frame.data), frame.height, frame.width)
         else:
             rgb = decode_image(frame.encoding, frame.height, frame.width, frame.step, frame.data)
         small = PILImage.fromarray(np.ascontiguousarray(rgb)).resize(
@@ -89,7 +124,8 @@ def camera_image(h: int, w: int, seed: int = 0) -> NDArray[np.uint8]:
     base = np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (h + w)], 2)
     noise = rng.integers(-60, 61, (h, w, 3))
     img = np.clip(base + noise, 0, 255).astype(np.uint8)
-    return cv2.GaussianBlur(img, (0, 0), 1.2)
+    blurred: NDArray[Any] = cv2.GaussianBlur(img, (0, 0), 1.2)
+    return blurred
 
 
 def cases() -> list[tuple[str, RawFrame]]:
@@ -98,6 +134,8 @@ def cases() -> list[tuple[str, RawFrame]]:
     bgr4k = np.ascontiguousarray(k4[:, :, ::-1])
     ok, jpg = cv2.imencode(".jpg", bgr4k, [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok
+    # yuyv of the same image: Y0 U Y1 V per two pixels (OpenCV's BT.601 forward conversion).
+    yuyv: NDArray[np.uint8] = np.ascontiguousarray(cv2.cvtColor(bgr4k, cv2.COLOR_BGR2YUV_YUYV))
     return [
         ("4K bgr8", frame_from_image(1.0, 0, "bgr8", 2160, 3840, 3840 * 3, bgr4k.tobytes())),
         (
@@ -105,6 +143,7 @@ def cases() -> list[tuple[str, RawFrame]]:
             frame_from_image(1.0, 0, "bgr8", 1080, 1920, 1920 * 3, hd[:, :, ::-1].copy().tobytes()),
         ),
         (f"4K JPEG q90 ({len(jpg) / 1e6:.1f} MB)", frame_from_compressed(1.0, 0, "jpeg", jpg)),
+        ("4K yuyv", frame_from_image(1.0, 0, "yuyv", 2160, 3840, 3840 * 2, yuyv.tobytes())),
     ]
 
 
