@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Modules that must not be importable, or imported, for the two nodes: every extra's, and the
 #: test-only references.
-BLOCKED = sorted({m for mods in EXTRAS.values() for m in mods} | {"cv2", "skimage", "ncps"})
+BLOCKED = sorted({m for mods in EXTRAS.values() for m in mods} | {"skimage", "ncps"})
 #: Distributions of the extras (setup.cfg [options.extras_require]); none may be in the base.
 EXTRA_DISTS = {
     "mujoco",
@@ -58,10 +58,18 @@ EXTRA_DISTS = {
     "rliable",
     "arch",
     "pandas",
-    "opencv-python-headless",
     "scikit-image",
 }
-BASE_DISTS = {"torch", "numpy", "safetensors", "cyclonedds", "rosbags", "pyyaml", "pillow"}
+BASE_DISTS = {
+    "torch",
+    "numpy",
+    "safetensors",
+    "cyclonedds",
+    "rosbags",
+    "pyyaml",
+    "pillow",
+    "opencv-python-headless",
+}
 
 SITECUSTOMIZE = """\
 import importlib.abc

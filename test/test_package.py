@@ -103,7 +103,16 @@ def test_exec_depends_are_the_base_install():
     python_exec = {d.name for d in pkg.exec_depends if d.name.startswith("python3-")}
     base = _reqs(_setup_cfg()["options"]["install_requires"])
     assert sorted(base) == sorted(
-        ["torch", "numpy", "safetensors", "cyclonedds", "rosbags", "pyyaml", "pillow"]
+        [
+            "torch",
+            "numpy",
+            "safetensors",
+            "cyclonedds",
+            "rosbags",
+            "pyyaml",
+            "pillow",
+            "opencv-python-headless",
+        ]
     )
     assert python_exec == {ROSDEP_KEYS[d] for d in base}
 
@@ -144,7 +153,6 @@ def test_test_depends_are_the_test_extra_and_every_extra():
         "catkin-pkg",
         "ncps",
         "hypothesis",
-        "opencv-python-headless",
         "scikit-image",
     } <= test_extra
     assert test_keys == {ROSDEP_KEYS[d] for d in test_extra | set(extras["all"])}

@@ -30,7 +30,6 @@ from ltc_controller.explain.saliency import integrated_gradients, visual_backpro
 from ltc_controller.models.policy import Crop, Policy
 from ltc_controller.runtime.factory import RuntimeOverrides, build_runtime
 from ltc_controller.runtime.loop import RawFrame
-from ltc_controller.runtime.preprocess import FrameRejected, decode_image
 
 __all__ = ["NeuronGroup", "OpenLoopRun", "neuron_activity", "run_open_loop"]
 
@@ -140,11 +139,8 @@ def run_open_loop(
     policy.eval()
     cfg = policy.config
     use_crop = cfg.crop if crop is None else crop
-    cropping = use_crop != Crop()
-    # The crop is applied here, on the decoded frame, and the runtime gets the cropped frame as
-    # rgb8 (cropping is a slice before the resize either way, so the network input is the same):
-    # the runtime's warm-up feeds a policy-sized blank through its preprocessor, which a crop
-    # larger than the policy image would reject.
+    # The crop goes to the runtime's preprocessor, as on the robot: every frame (a JPEG decoded
+    # at reduced scale included) takes the deployment path.
     # A frozen work clock: every due step fits its deadline (deterministic regime).
     runtime = build_runtime(
         policy,
@@ -152,10 +148,10 @@ def run_open_loop(
             deadline_s=1.0,
             max_frame_age_s=max_frame_age_s,
             max_lag_s=max(1.0, 2 * max_frame_age_s),
-            crop_top=0,
-            crop_bottom=0,
-            crop_left=0,
-            crop_right=0,
+            crop_top=use_crop.top,
+            crop_bottom=use_crop.bottom,
+            crop_left=use_crop.left,
+            crop_right=use_crop.right,
         ),
         clock=lambda: 0.0,
     )
@@ -169,7 +165,7 @@ def run_open_loop(
     events: list[tuple[int, str]] = []
     c = runtime.counters
     for k, frame in enumerate(frames):
-        runtime.offer_frame(_cropped(frame, use_crop) if cropping else frame)
+        runtime.offer_frame(frame)
         used = c.frames_used
         r = runtime.tick(frame.stamp, frame.stamp_ns)
         taken[k] = c.frames_used != used
@@ -193,25 +189,6 @@ def run_open_loop(
         counters=counters,
         crop=use_crop,
     )
-
-
-def _cropped(frame: RawFrame, crop: Crop) -> RawFrame:
-    """``frame`` decoded and cropped, as an rgb8 frame with the same stamp; a frame that does
-    not decode (or that the crop empties) is passed on unchanged for the runtime to reject."""
-    try:
-        rgb = decode_image(
-            frame.encoding, frame.height, frame.width, frame.step, frame.data, frame.is_bigendian
-        )
-    except FrameRejected:
-        return frame
-    if rgb.dtype != np.uint8:
-        rgb = (rgb.astype(np.float32) / 257.0).round().astype(np.uint8)
-    h, w = rgb.shape[:2]
-    if crop.top >= h - crop.bottom or crop.left >= w - crop.right:
-        return RawFrame(frame.stamp, "rgb8", 0, 0, 0, b"", frame.stamp_ns)  # rejected: size
-    img = np.ascontiguousarray(rgb[crop.top : h - crop.bottom, crop.left : w - crop.right])
-    ch, cw = img.shape[:2]
-    return RawFrame(frame.stamp, "rgb8", ch, cw, cw * 3, img.tobytes(), frame.stamp_ns)
 
 
 @dataclass(frozen=True)

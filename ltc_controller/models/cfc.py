@@ -49,7 +49,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
-from .cores import Core, CoreSize, sequence_inputs, sequence_outputs
+from .cores import Core, CoreSize, as_compute_dtype, sequence_inputs, sequence_outputs
 from .wiring import WiredSizes, Wiring
 
 __all__ = ["CfC", "CfCCell", "LeCunTanh", "WiredCfCCell", "as_time_column"]
@@ -235,8 +235,16 @@ class CfCCell(nn.Module):
         weights: tuple[Tensor, Tensor | None] | None = None,
     ) -> Tensor:
         """New state ``(B, H)``; ``ts`` already a float or broadcastable tensor; ``weights``
-        from :meth:`masked_weights` (or None to mask here)."""
+        from :meth:`masked_weights` (or None to mask here). ``inputs`` and ``hx`` of another
+        real dtype are cast to the weights' (:func:`~.cores.as_compute_dtype`).
+
+        Raises:
+            TypeError: a complex or quantized ``inputs`` or ``hx``.
+        """
         w1, w2 = (None, None) if weights is None else weights
+        dtype = self.ff1.weight.dtype
+        inputs = as_compute_dtype(inputs, dtype, "input")
+        hx = as_compute_dtype(hx, dtype, "hx")
         z = torch.cat([inputs, hx], 1)
         if self.backbone is not None:
             z = self.backbone(z)
@@ -256,14 +264,19 @@ class CfCCell(nn.Module):
         """Advance ``hx (B, H)`` by ``ts`` (float, 0-d, ``(B,)`` or ``(B, 1)``) with ``input
         (B, I)``; returns ``(output, new_state)``, both the new state ``(B, H)``.
 
+        ``input`` and ``hx`` of any real dtype are cast to the weights' dtype (integers as ncps
+        computes them; float16/bfloat16/float64 to the cell's precision); strided views are fine.
+
         Raises:
             ValueError: wrong input, state or ts shape.
+            TypeError: a complex or quantized ``input`` or ``hx``.
         """
         batch = input.shape[0]
         if input.dim() != 2 or input.shape[1] != self.input_size:
             raise ValueError(f"input must be (B, {self.input_size}), got {tuple(input.shape)}")
         if hx.shape != (batch, self.hidden_size):
             raise ValueError(f"hx must be ({batch}, {self.hidden_size}), got {tuple(hx.shape)}")
+        input = as_compute_dtype(input, self.ff1.weight.dtype, "input")  # ts follows its dtype
         new = self.step(input, hx, as_time_column(ts, batch, input))
         return new, new
 
@@ -383,16 +396,19 @@ class WiredCfCCell(WiredSizes, nn.Module):
         return state[:, self.state_size - self._layers[-1].hidden_size :]
 
     def forward(self, input: Tensor, hx: Tensor, timespans: Elapsed = 1.0) -> tuple[Tensor, Tensor]:
-        """``(motor output (B, M), new_state (B, H))``; ``timespans`` as in :meth:`CfCCell.forward`.
+        """``(motor output (B, M), new_state (B, H))``; ``timespans`` as in :meth:`CfCCell.forward`;
+        ``input`` and ``hx`` of another real dtype are cast (see :meth:`CfCCell.forward`).
 
         Raises:
             ValueError: wrong input, state or timespans shape.
+            TypeError: a complex or quantized ``input`` or ``hx``.
         """
         batch = input.shape[0]
         if input.dim() != 2 or input.shape[1] != self.sensory_size:
             raise ValueError(f"input must be (B, {self.sensory_size}), got {tuple(input.shape)}")
         if hx.shape != (batch, self.state_size):
             raise ValueError(f"hx must be ({batch}, {self.state_size}), got {tuple(hx.shape)}")
+        input = as_compute_dtype(input, self._layers[0].ff1.weight.dtype, "input")
         new = self.step(input, hx, as_time_column(timespans, batch, input))
         return self.map_outputs(new), new
 
@@ -500,7 +516,12 @@ class CfC(Core):
         return self.rnn_cell.step(features, state, elapsed, cache)
 
     def readout(self, state: Tensor, features: Tensor) -> Tensor:
-        return self.map_outputs(state)
+        return self.map_outputs(as_compute_dtype(state, self._dtype(), "state"))
+
+    def _dtype(self) -> torch.dtype:
+        cell = self.rnn_cell
+        first = cell.layers[0] if isinstance(cell, WiredCfCCell) else cell
+        return first.ff1.weight.dtype
 
     def size(self) -> CoreSize:
         """Synapses = live weight entries (masked ones excluded), ``fc`` included."""
@@ -539,15 +560,18 @@ class CfC(Core):
 
         Returns:
             ``(outputs, h)``: outputs ``(B, T, O)`` (``(B, O)`` if not return_sequences) and the
-            final state ``(B, H)``; running the elements one by one gives the same.
+            final state ``(B, H)``; running the elements one by one gives the same. ``input``
+            and ``hx`` of another real dtype are cast (see :meth:`CfCCell.forward`).
 
         Raises:
             ValueError: inconsistent shapes.
+            TypeError: a complex or quantized ``input`` or ``hx``.
         """
         input, hx, timespans, batched = sequence_inputs(
             input, hx, timespans, self.batch_first, "input"
         )
         batch, steps = input.shape[0], input.shape[1]
+        input = as_compute_dtype(input, self._dtype(), "input")  # once, not per element
         state = input.new_zeros(batch, self.state_size) if hx is None else hx
         cache = self.prepare()  # once per sequence, also with autograd on
         outputs = []

@@ -26,6 +26,15 @@ Baselines (Lechner et al. 2020, *Neural circuit policies enabling auditable auto
   stateless, S = 0 (its state is an empty ``(B, 0)`` tensor).
 
 LSTM and GRU are discrete-time: one update per fixed step, whatever ``elapsed`` is.
+
+Input dtypes: every entry point (``advance``/``readout`` here, the cells' ``step``/``forward``,
+``Policy.step``/``run_sequence``) computes in the dtype of the module's parameters and casts
+features and states of another real dtype to it with :func:`as_compute_dtype` (integers and
+bool as ncps does by type promotion; float16/bfloat16 widened exactly; float64 rounded to a
+float32 model's precision); a complex or quantized tensor raises ``TypeError``. Casting, not
+refusing: a feature vector has no unit or range convention an integer could break, and ncps
+users pass what ncps accepts. Strided (non-contiguous) tensors are used as they are. The check
+is one dtype comparison per call; a cast allocates only when the dtype differs.
 """
 
 from __future__ import annotations
@@ -36,9 +45,29 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CTRNNCore", "Core", "CoreSize", "GRUCore", "LSTMCore", "MLPCore"]
+__all__ = ["CTRNNCore", "Core", "CoreSize", "GRUCore", "LSTMCore", "MLPCore", "as_compute_dtype"]
 
 Elapsed = float | Tensor
+
+
+def as_compute_dtype(x: Tensor, dtype: torch.dtype, name: str) -> Tensor:
+    """``x`` in ``dtype``, the dtype a module computes in (its parameters').
+
+    Returned unchanged when the dtype matches (no copy, strides kept); otherwise cast: integer
+    and bool tensors (exact up to 2**24 in float32), float16/bfloat16 (exact), float64 (rounded
+    to float32 when the module is float32).
+
+    Raises:
+        TypeError: a complex or quantized tensor, naming ``name``, its dtype and what is accepted.
+    """
+    if x.dtype == dtype:
+        return x
+    if x.is_complex() or x.is_quantized:
+        raise TypeError(
+            f"{name} has dtype {x.dtype}; expected a real tensor: {dtype}, or an integer, bool or "
+            f"floating dtype (cast to {dtype})"
+        )
+    return x.to(dtype)
 
 
 @dataclass(frozen=True)
@@ -192,12 +221,16 @@ class LSTMCore(_DenseSizes, Core):
         return 2 * self.units
 
     def advance(self, features: Tensor, state: Tensor, elapsed: Elapsed, cache: Any) -> Tensor:
+        dtype = self.gates.weight.dtype
+        features = as_compute_dtype(features, dtype, "features")
+        state = as_compute_dtype(state, dtype, "state")
         h, c = state[:, : self.units], state[:, self.units :]
         i, f, g, o = self.gates(torch.cat([features, h], 1)).chunk(4, 1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], 1)
 
     def readout(self, state: Tensor, features: Tensor) -> Tensor:
+        state = as_compute_dtype(state, self.readout_layer.weight.dtype, "state")
         result: Tensor = self.readout_layer(state[:, : self.units])
         return result
 
@@ -219,10 +252,13 @@ class GRUCore(_DenseSizes, Core):
         self.readout_layer = nn.Linear(self.units, self.outputs)
 
     def advance(self, features: Tensor, state: Tensor, elapsed: Elapsed, cache: Any) -> Tensor:
-        result: Tensor = self.cell(features, state)
+        dtype = self.cell.weight_ih.dtype
+        features = as_compute_dtype(features, dtype, "features")
+        result: Tensor = self.cell(features, as_compute_dtype(state, dtype, "state"))
         return result
 
     def readout(self, state: Tensor, features: Tensor) -> Tensor:
+        state = as_compute_dtype(state, self.readout_layer.weight.dtype, "state")
         result: Tensor = self.readout_layer(state)
         return result
 
@@ -268,13 +304,16 @@ class CTRNNCore(_DenseSizes, Core):
         self.register_buffer("tau", torch.tensor(self.tau_s), persistent=False)
 
     def advance(self, features: Tensor, state: Tensor, elapsed: Elapsed, cache: Any) -> Tensor:
+        dtype = self.dense.weight.dtype
+        features = as_compute_dtype(features, dtype, "features")
         delta = elapsed / self.ode_unfolds
-        x = state
+        x = as_compute_dtype(state, dtype, "state")
         for _ in range(self.ode_unfolds):
             x = x + delta * (torch.tanh(self.dense(torch.cat([features, x], 1))) - x / self.tau)
         return x
 
     def readout(self, state: Tensor, features: Tensor) -> Tensor:
+        state = as_compute_dtype(state, self.readout_layer.weight.dtype, "state")
         result: Tensor = self.readout_layer(state)
         return result
 
@@ -310,9 +349,10 @@ class MLPCore(Core):
         return self.outputs
 
     def advance(self, features: Tensor, state: Tensor, elapsed: Elapsed, cache: Any) -> Tensor:
-        return state
+        return as_compute_dtype(state, self.hidden.weight.dtype, "state")
 
     def readout(self, state: Tensor, features: Tensor) -> Tensor:
+        features = as_compute_dtype(features, self.hidden.weight.dtype, "features")
         result: Tensor = self.readout_layer(torch.relu(self.hidden(features)))
         return result
 

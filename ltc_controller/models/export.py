@@ -37,6 +37,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
+from .cores import as_compute_dtype
 from .ltc import LTCCell
 from .policy import Policy, PolicyConfig
 
@@ -329,27 +330,39 @@ class OnnxStepModel:
     def features(self, images: Tensor) -> Tensor:
         """``(B, 3, H, W)`` float images in [0, 1] -> ``(B, F)``.
 
+        Dtypes as :meth:`Policy.features`: float16/bfloat16/float64 images are cast to the
+        graph's float32; integer and bool images raise (their values are not in [0, 1]).
+
         Raises:
             RuntimeError: no head graph was loaded.
+            TypeError: integer, bool or complex images.
         """
         if self._head is None:
             raise RuntimeError("OnnxStepModel was loaded without a head graph")
-        x = _np32(images)
+        if not images.is_floating_point():
+            raise TypeError(
+                f"images have dtype {images.dtype}; expected floating-point images in [0, 1] "
+                "(float32; float16, bfloat16 and float64 are cast). Scale integer images "
+                "first, e.g. images.float() / 255"
+            )
+        x = _np32(images, "images")
         (features,) = self._head.run(["features"], {"images": x})
         return torch.from_numpy(features)
 
     def step(
         self, features: Tensor, state: Tensor, elapsed_s: float | Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Same as :meth:`Policy.step`.
+        """Same as :meth:`Policy.step`; features and state of another real dtype are cast to
+        the graph's float32 (integers as ncps computes them); strided tensors are copied.
 
         Raises:
             ValueError: a non-positive elapsed time or a wrong elapsed shape.
+            TypeError: complex or quantized features, state or elapsed.
         """
         batch = features.shape[0]
         elapsed: float | Tensor = self.config.step_s if elapsed_s is None else elapsed_s
         if isinstance(elapsed, Tensor):
-            e = _np32(elapsed).reshape(-1, 1)
+            e = _np32(elapsed, "elapsed").reshape(-1, 1)
             if e.shape[0] == 1 and batch > 1:
                 e = np.repeat(e, batch, axis=0)
             if e.shape[0] != batch:
@@ -358,17 +371,22 @@ class OnnxStepModel:
             if not float(elapsed) > 0.0:
                 raise ValueError(f"elapsed must be a positive time in seconds, got {elapsed}")
             e = np.full((batch, 1), float(elapsed), dtype=np.float32)
-        feeds = {"features": _np32(features), "state": _np32(state), "elapsed": e}
+        feeds = {
+            "features": _np32(features, "features"),
+            "state": _np32(state, "state"),
+            "elapsed": e,
+        }
         outputs, new_state = self._step.run(
             ["outputs", "new_state"], {k: v for k, v in feeds.items() if k in self._inputs}
         )
         return torch.from_numpy(outputs), torch.from_numpy(new_state)
 
 
-def _np32(t: Tensor) -> npt.NDArray[np.float32]:
-    array: npt.NDArray[np.float32] = np.ascontiguousarray(
-        t.detach().cpu().numpy(), dtype=np.float32
-    )
+def _np32(t: Tensor, name: str) -> npt.NDArray[np.float32]:
+    """``t`` as a C-contiguous float32 array (cast with :func:`.cores.as_compute_dtype`;
+    bfloat16 has no NumPy dtype, so the cast happens in torch)."""
+    t = as_compute_dtype(t.detach(), torch.float32, name)
+    array: npt.NDArray[np.float32] = np.ascontiguousarray(t.cpu().numpy())
     return array
 
 

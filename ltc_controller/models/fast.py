@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from .cfc import CfC, CfCCell, WiredCfCCell
+from .cores import as_compute_dtype
 from .ltc import LTCCell
 from .policy import Policy, PolicyConfig
 
@@ -125,7 +126,17 @@ def _prepare(
     scratch: FloatArray,
 ) -> tuple[npt.NDArray[Any], FloatArray, FloatArray]:
     """Kernel arguments: C-contiguous inputs (float32 kept, else float64), float64 state and
-    elapsed (``(1,)`` or ``(B,)``)."""
+    elapsed (``(1,)`` or ``(B,)``).
+
+    Raises:
+        TypeError: inputs or state that are not real numbers (complex, object, strings).
+    """
+    for name, a in (("inputs", inputs), ("state", state)):
+        if np.asarray(a).dtype.kind not in "biuf":
+            raise TypeError(
+                f"{name} has dtype {np.asarray(a).dtype}; expected real numbers (float32 or "
+                "float64; integer, bool and float16 are cast to float64)"
+            )
     if isinstance(elapsed, float | int):
         scratch[0] = elapsed
         e = scratch
@@ -202,7 +213,11 @@ class FastLTC:
         """``(inputs (B, I), state (B, H), elapsed s) -> (outputs (B, M), new_state (B, H))``.
 
         ``elapsed`` is a float or ``(B,)`` seconds. Computes in float64 and returns float64
-        arrays (float32 or float64 inputs: one compiled variant each; the state is float64).
+        arrays (float32 or float64 inputs: one compiled variant each; integer, bool and float16
+        inputs are cast to float64, as is the state; strided arrays are copied contiguous).
+
+        Raises:
+            TypeError: complex or non-numeric inputs or state.
         """
         y, v = _ltc_step(*_prepare(inputs, state, elapsed, self._elapsed), self._ip, self._fp)
         return y, v
@@ -403,7 +418,11 @@ class FastCfC:
         self, inputs: npt.NDArray[Any], state: npt.NDArray[Any], elapsed: float | npt.ArrayLike
     ) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
         """``(inputs (B, I), state (B, H), elapsed s) -> (outputs (B, M), new_state (B, H))``,
-        float64 (see :meth:`FastLTC.step`)."""
+        float64 (see :meth:`FastLTC.step`, dtypes included).
+
+        Raises:
+            TypeError: complex or non-numeric inputs or state.
+        """
         y, v = _cfc_step(*_prepare(inputs, state, elapsed, self._elapsed), self._ip, self._fp)
         return y, v
 
@@ -478,13 +497,19 @@ class FastStepModel:
     ) -> tuple[Tensor, Tensor]:
         """Same as :meth:`Policy.step` (CPU tensors; no autograd).
 
+        float32 and float64 features go in as they are (one compiled variant each); other real
+        dtypes (integer, bool, float16, bfloat16) are cast to float64, as is the state; strided
+        tensors are copied contiguous.
+
         Raises:
             ValueError: wrong features/state shapes or a non-positive elapsed time.
+            TypeError: complex or quantized features or state.
         """
         shape = features.shape
         if len(shape) != 2 or shape[1] != self._features_size:
             raise ValueError(f"features must be (B, {self._features_size}), got {tuple(shape)}")
-        # float32 or float64 features go in as they are (one compiled variant each).
+        if features.dtype != torch.float32 and features.dtype != torch.float64:
+            features = as_compute_dtype(features, torch.float64, "features")
         u = (features.detach() if features.requires_grad else features).numpy()  # CPU tensors
         if u.dtype != np.float32:
             u = np.ascontiguousarray(u, dtype=np.float64)
@@ -497,7 +522,8 @@ class FastStepModel:
         if state is last and state.data_ptr() == self._last_ptr:
             s = self._last_s
         else:
-            s = np.ascontiguousarray(state.detach().numpy(), dtype=np.float64)
+            state = as_compute_dtype(state, torch.float64, "state")
+            s = np.ascontiguousarray(state.detach().numpy())
         if s.ndim != 2 or s.shape[0] != batch or s.shape[1] != self._state_size:
             raise ValueError(f"state must be ({batch}, {self._state_size}), got {s.shape}")
         e = self._elapsed

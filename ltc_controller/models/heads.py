@@ -106,12 +106,26 @@ def normalize(images: Tensor, normalization: str) -> Tensor:
     raise ValueError(f"unknown normalization {normalization!r}; known: {NORMALIZATIONS}")
 
 
-def _check_images(images: Tensor, channels: int, height: int, width: int) -> None:
+def _check_images(
+    images: Tensor, channels: int, height: int, width: int, dtype: torch.dtype
+) -> Tensor:
+    """``images`` in the head's ``dtype``: float16/bfloat16/float64 are cast; integer and bool
+    images are refused, since their values are not in [0, 1] (a cast uint8 image would be 255
+    times brighter than any training input: silently wrong under the drone normalisation)."""
     expected = (channels, height, width)
     if images.dim() != 4 or tuple(images.shape[1:]) != expected:
         raise ValueError(
             f"images must be (B, {', '.join(map(str, expected))}), got {tuple(images.shape)}"
         )
+    if images.dtype == dtype:
+        return images
+    if not images.is_floating_point():
+        raise TypeError(
+            f"images have dtype {images.dtype}; expected floating-point images in [0, 1] "
+            f"({dtype}; float16, bfloat16 and float64 are cast). Scale integer images first, "
+            "e.g. images.float() / 255"
+        )
+    return images.to(dtype)
 
 
 class ConvHead(nn.Module):
@@ -126,8 +140,13 @@ class ConvHead(nn.Module):
 
     Initialization: Glorot-uniform kernels (Keras default), conv biases 0.01, dense biases 0.
 
+    Input dtype: floating-point images are cast to the weights' dtype (float16, bfloat16,
+    float64); integer and bool images raise ``TypeError`` (their values are not in [0, 1]).
+    Strided (non-contiguous) images are fine.
+
     Raises:
         ValueError: (in ``forward``) an input of another shape.
+        TypeError: (in ``forward``) integer, bool or complex images.
     """
 
     def __init__(
@@ -175,7 +194,8 @@ class ConvHead(nn.Module):
 
         ``images`` is ``(B, 3, H, W)``; returns 5 tensors ``(B, C_l, H_l, W_l)``.
         """
-        _check_images(images, self.in_channels, self.image_height, self.image_width)
+        dtype = self.dense_weight.dtype
+        images = _check_images(images, self.in_channels, self.image_height, self.image_width, dtype)
         x = normalize(images, self.normalization)
         maps = []
         for conv, pad in zip(self.convs, self._paddings, strict=True):
@@ -217,9 +237,12 @@ class DroneTrunk(nn.Module):
         dropout: dropout rate after the dense layer (0.1 in the paper; inactive in eval mode).
         normalization: one of :data:`NORMALIZATIONS` (the paper: drone channel statistics).
 
+    Input dtype: as :class:`ConvHead` (floating point cast, integer images refused).
+
     Raises:
         ValueError: an image too small for the convolutions, an unknown normalization, or (in
             ``forward``) an input of another shape.
+        TypeError: (in ``forward``) integer, bool or complex images.
     """
 
     def __init__(
@@ -263,7 +286,8 @@ class DroneTrunk(nn.Module):
 
     def feature_maps(self, images: Tensor) -> list[Tensor]:
         """All conv activations (after ReLU), shallow to deep; 5 tensors ``(B, C_l, H_l, W_l)``."""
-        _check_images(images, self.in_channels, self.image_height, self.image_width)
+        dtype = self.dense.weight.dtype
+        images = _check_images(images, self.in_channels, self.image_height, self.image_width, dtype)
         x = normalize(images, self.normalization)
         maps = []
         for conv in self.convs:

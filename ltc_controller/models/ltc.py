@@ -75,7 +75,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cores import Core, CoreSize, sequence_inputs, sequence_outputs
+from .cores import Core, CoreSize, as_compute_dtype, sequence_inputs, sequence_outputs
 from .wiring import FullyConnected, WiredSizes, Wiring
 
 __all__ = ["LTC", "LTCCell"]
@@ -370,8 +370,16 @@ class LTCCell(WiredSizes, Core):
     def step(self, inputs: Tensor, state: Tensor, elapsed: Elapsed, eff: _Effective) -> Tensor:
         """Advance ``state (B, H)`` by ``elapsed`` seconds with given effective weights.
 
+        ``inputs`` and ``state`` of another real dtype are cast to the weights' dtype
+        (:func:`~ltc_controller.models.cores.as_compute_dtype`, as ncps computes them).
         Returns the new state ``(B, H)``; see :meth:`forward` for the public call.
+
+        Raises:
+            TypeError: a complex or quantized ``inputs`` or ``state``.
         """
+        dtype = eff.cm.dtype
+        inputs = as_compute_dtype(inputs, dtype, "inputs")
+        state = as_compute_dtype(state, dtype, "state")
         return self.fused_step(
             inputs, state, self._cm_over_dt(eff.cm, elapsed, inputs.shape[0], inputs), eff
         )
@@ -414,7 +422,7 @@ class LTCCell(WiredSizes, Core):
         return self.step(features, state, elapsed, cache)
 
     def readout(self, state: Tensor, features: Tensor) -> Tensor:
-        return self.map_outputs(state)
+        return self.map_outputs(as_compute_dtype(state, self.cm.dtype, "state"))
 
     def size(self) -> CoreSize:
         """Table 2 of Lechner et al. 2020: parameters = 3 N + 4 synapses (sensory included)."""
@@ -433,22 +441,25 @@ class LTCCell(WiredSizes, Core):
         """Advance the state by ``elapsed`` seconds (ncps default 1.0) with inputs held constant.
 
         Args:
-            inputs: ``(B, I)``.
-            state: ``(B, H)``; ``None`` means zeros.
+            inputs: ``(B, I)``; any real dtype, cast to the weights' dtype (integers as ncps
+                computes them; float16/bfloat16/float64 to the cell's precision); strided
+                views are fine.
+            state: ``(B, H)``; ``None`` means zeros; cast like ``inputs``.
             elapsed: seconds, > 0: a float, a 0-d tensor, or ``(B,)`` / ``(B, 1)`` per sample.
 
         Returns:
-            ``(outputs (B, M), new_state (B, H))``.
+            ``(outputs (B, M), new_state (B, H))`` in the weights' dtype.
 
         Raises:
             ValueError: wrong input/state/elapsed shape, or a non-positive float ``elapsed``
                 (tensor values are not checked, to avoid a device sync).
+            TypeError: a complex or quantized ``inputs`` or ``state``.
         """
         if inputs.dim() != 2 or inputs.shape[1] != self.sensory_size:
             raise ValueError(f"inputs must be (B, {self.sensory_size}), got {tuple(inputs.shape)}")
         batch = inputs.shape[0]
         if state is None:
-            state = inputs.new_zeros(batch, self.state_size)
+            state = inputs.new_zeros(batch, self.state_size, dtype=self.cm.dtype)
         elif state.shape != (batch, self.state_size):
             raise ValueError(
                 f"state must be ({batch}, {self.state_size}), got {tuple(state.shape)}"
@@ -533,11 +544,17 @@ class LTC(nn.Module):
             ``(outputs, h)``: outputs ``(B, T, M)`` (or ``(B, M)`` if not return_sequences;
             time-major if not batch_first; no batch dim if unbatched) and the final full state
             ``(B, H)``. Running the elements one by one with the carried state gives the same.
+            ``x`` and ``hx`` of another real dtype are cast as in :meth:`LTCCell.forward`.
+
+        Raises:
+            ValueError: inconsistent shapes.
+            TypeError: a complex or quantized ``x`` or ``hx``.
         """
         x, hx, timespans, batched = sequence_inputs(x, hx, timespans, self.batch_first, "x")
         batch, steps = x.shape[0], x.shape[1]
-        state = x.new_zeros(batch, self.state_size) if hx is None else hx
         cell = self.rnn_cell
+        x = as_compute_dtype(x, cell.cm.dtype, "x")  # once for the sequence, not per element
+        state = x.new_zeros(batch, self.state_size) if hx is None else hx
         eff = cell.effective()  # once per sequence, also with autograd on
         outputs = []
         for t in range(steps):

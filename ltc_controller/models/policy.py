@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from .. import __version__ as _package_version
 from .cfc import ACTIVATIONS, MODES, CfC
-from .cores import Core, CTRNNCore, GRUCore, LSTMCore, MLPCore
+from .cores import Core, CTRNNCore, GRUCore, LSTMCore, MLPCore, as_compute_dtype
 from .heads import HEADS, NORMALIZATIONS, ConvHead, DroneTrunk, build_head, head_feature_dim
 from .ltc import LTCCell
 from .wiring import NCP, FullyConnected, Wiring
@@ -502,7 +502,11 @@ class Policy(nn.Module):
         )
 
     def features(self, images: Tensor) -> Tensor:
-        """``(B, 3, H, W)`` float images in [0, 1], ``config.color_order`` -> ``(B, F)``."""
+        """``(B, 3, H, W)`` float images in [0, 1], ``config.color_order`` -> ``(B, F)``.
+
+        Float16/bfloat16/float64 images are cast to the head's dtype; integer images raise
+        ``TypeError`` (values not in [0, 1]: scale them first). See :class:`ConvHead`.
+        """
         features: Tensor = self.head(images)
         return features
 
@@ -517,13 +521,22 @@ class Policy(nn.Module):
             elapsed_s: seconds (float, or ``(B,)``/``(B, 1)`` tensor). The runtime passes
                 ``config.step_s`` on every call.
 
+        ``features`` and ``state`` of another real dtype (integer, bool, float16, bfloat16,
+        float64) are cast to the policy's dtype, as ncps computes them (see
+        :func:`~ltc_controller.models.cores.as_compute_dtype`); strided views are fine. The
+        check is a dtype comparison; nothing is allocated when the dtypes match.
+
         Returns:
-            ``(outputs (B, M) in config.output_units, new_state (B, S))``.
+            ``(outputs (B, M) in config.output_units, new_state (B, S))``, the policy's dtype.
 
         Raises:
             ValueError: wrong features, state or elapsed shape, or a non-positive float elapsed.
+            TypeError: complex or quantized features or state.
         """
         core = self.core
+        dtype = self.output_scale.dtype
+        features = as_compute_dtype(features, dtype, "features")
+        state = as_compute_dtype(state, dtype, "state")
         batch = features.shape[0]
         if features.dim() != 2 or features.shape[1] != core.sensory_size:
             raise ValueError(
@@ -555,12 +568,19 @@ class Policy(nn.Module):
             steps: ``(B, T)`` integer step counts (>= 0), or ``None``.
             state: ``(B, S)`` initial state, ``None`` for zeros.
 
+        ``features`` and ``state`` of another real dtype are cast as in :meth:`step`.
+
         Returns:
             ``(outputs (B, T, M), final_state (B, S))``.
 
         Raises:
             ValueError: ``steps`` not ``(B, T)``, not integers, or negative.
+            TypeError: complex or quantized features or state.
         """
+        dtype = self.output_scale.dtype
+        features = as_compute_dtype(features, dtype, "features")
+        if state is not None:
+            state = as_compute_dtype(state, dtype, "state")
         batch, frames = features.shape[0], features.shape[1]
         if state is None:
             state = self.initial_state(batch, features.device, features.dtype)
@@ -604,10 +624,12 @@ class Policy(nn.Module):
         """Offline pass: ``images (B, T, 3, H, W)`` in [0, 1], ``steps (B, T)`` integer step
         counts (see :meth:`run_sequence`; ``None``: one step per frame) -> ``(B, T, M)``.
 
-        All frames go through the head as one batch, then :meth:`run_sequence`.
+        All frames go through the head as one batch, then :meth:`run_sequence`. Image dtypes as
+        in :meth:`features` (floating point cast, integers refused).
 
         Raises:
             ValueError: ``images`` not 5-D; ``steps`` as in :meth:`run_sequence`.
+            TypeError: integer, bool or complex images.
         """
         if images.dim() != 5:
             raise ValueError(f"images must be (B, T, 3, H, W), got {tuple(images.shape)}")

@@ -83,6 +83,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import cv2
 import torch
 
 from ltc_controller.nodes import commands as C
@@ -136,6 +137,7 @@ class PolicyNode:
         self.p = p = node.declare_parameters(PARAMS) if params is None else resolve(PARAMS, params)
         check_deadline(p)
         torch.set_num_threads(p["num_threads"])
+        cv2.setNumThreads(p["num_threads"])  # the frame resize, on the same budget
         self.period_s = 1.0 / p["control_rate_hz"]
         self.ticks = TickRule(self.period_s, p["tick_on_frame"])
         self.frame_ticks_stepped = 0

@@ -52,7 +52,8 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
         "num_threads",
         int,
         1,
-        "CPU threads for inference (1 keeps latency predictable beside other processes)",
+        "CPU threads for inference and frame resizing (torch, OpenCV; 1 keeps latency "
+        "predictable beside other processes)",
         "",
         1,
         64,

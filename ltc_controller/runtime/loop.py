@@ -712,15 +712,7 @@ class PolicyRuntime:
     def _take_frame(self, frame: RawFrame) -> None:
         t0 = self.clock()
         try:
-            rgb = decode_image(
-                frame.encoding,
-                frame.height,
-                frame.width,
-                frame.step,
-                frame.data,
-                frame.is_bigendian,
-            )
-            self.pre(rgb)
+            self.pre.frame(frame)  # decode (JPEG at reduced scale), crop, resize, scale
         except FrameRejected as e:
             self._rejected(e.reason)
             return

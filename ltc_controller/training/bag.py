@@ -55,7 +55,14 @@ from ltc_controller.interfaces.command_axes import (
     UNITS,
     axis_of_field,
 )
-from ltc_controller.runtime.preprocess import FrameRejected, decode_image
+from ltc_controller.runtime.preprocess import (
+    FrameRejected,
+    PreprocessConfig,
+    Preprocessor,
+    RawFrame,
+    frame_from_compressed,
+    frame_from_image,
+)
 from ltc_controller.training.lag import LagEstimate, estimate_command_lag
 
 __all__ = [
@@ -464,42 +471,28 @@ def _stamp(msg: Any, log_ns: int) -> int:
     return int(log_ns)
 
 
-def to_policy_image(
-    rgb: NDArray[np.uint8],
-    height: int,
-    width: int,
-    crop: tuple[int, int, int, int] = (0, 0, 0, 0),
-) -> NDArray[np.uint8]:
-    """Crop ``(top, bottom, left, right)`` pixels and resize (bilinear, Pillow) to
-    ``height x width``: the runtime's :class:`~ltc_controller.runtime.preprocess.Preprocessor`
-    before its scaling to [0, 1]. Returns ``(height, width, 3)`` uint8.
+def _frame(msg: Any, msgtype: str) -> RawFrame:
+    """The message as the runtime's :class:`RawFrame` (stamps are not needed here)."""
+    if msgtype == IMAGE_TYPES[1]:
+        return frame_from_compressed(0.0, 0, msg.format, msg.data)
+    data = np.asarray(msg.data, dtype=np.uint8)
+    return frame_from_image(
+        0.0, 0, msg.encoding, msg.height, msg.width, msg.step, data, msg.is_bigendian
+    )
+
+
+def _policy_image(pre: Preprocessor, msg: Any, msgtype: str) -> NDArray[np.uint8]:
+    """``(height, width, 3)`` uint8 RGB: the runtime's decoding, crop and resize
+    (:meth:`Preprocessor.resized`, the same routine that feeds the network on the robot), before
+    its scaling to [0, 1]; 16-bit images are rounded to 8 bits.
 
     Raises:
-        FrameRejected: the crop leaves nothing.
+        FrameRejected: a frame the runtime would reject.
     """
-    top, bottom, left, right = crop
-    h, w = rgb.shape[:2]
-    if top >= h - bottom or left >= w - right:
-        raise FrameRejected("size", f"crop leaves nothing of a {w}x{h} image")
-    img = rgb[top : h - bottom, left : w - right]
-    if img.shape[0] != height or img.shape[1] != width:
-        img = np.asarray(
-            PILImage.fromarray(np.ascontiguousarray(img)).resize(
-                (width, height), PILImage.Resampling.BILINEAR
-            )
-        )
-    return np.ascontiguousarray(img, dtype=np.uint8)
-
-
-def _decode(msg: Any, msgtype: str) -> NDArray[np.uint8]:
-    if msgtype == IMAGE_TYPES[1]:
-        try:
-            with PILImage.open(io.BytesIO(bytes(msg.data))) as im:
-                return np.asarray(im.convert("RGB"), dtype=np.uint8)
-        except Exception as exc:  # Pillow raises several types for bad data
-            raise FrameRejected("decode", f"compressed image ({msg.format}): {exc}") from exc
-    data = np.asarray(msg.data, dtype=np.uint8).tobytes()
-    return np.asarray(decode_image(msg.encoding, msg.height, msg.width, msg.step, data))
+    img = pre.resized(_frame(msg, msgtype))
+    if img.dtype != np.uint8:
+        img = np.rint(img / 257.0).astype(np.uint8)
+    return img
 
 
 def read_demonstrations(
@@ -536,7 +529,9 @@ def read_demonstrations(
             :func:`default_command_field`; ``["all"]``: every command axis of the type, see
             :func:`command_fields_of`); output names are the command axes they carry
             (:func:`output_name`), units those of the axes.
-        height, width, crop: policy input geometry (see :func:`to_policy_image`).
+        height, width, crop: policy input geometry ``crop = (top, bottom, left, right)``
+            pixels; images are decoded, cropped and resized by the runtime's
+            :class:`~ltc_controller.runtime.preprocess.Preprocessor`.
         max_pair_dt_s: largest ``|image stamp + label_offset_s - command stamp|`` of a pair (s).
         label_offset_s: the command stamped ``t + label_offset_s`` labels the frame stamped
             ``t`` (s; positive when commands are stamped after their frames).
@@ -569,6 +564,7 @@ def read_demonstrations(
     ctype = topics[command_topic]
     fields = command_fields_of(ctype, command_fields)
     store = typestore()
+    pre = Preprocessor(PreprocessConfig(height, width, *crop))
     img_stamps: list[int] = []
     images: list[NDArray[np.uint8]] = []
     cmd_stamps: list[int] = []
@@ -583,8 +579,7 @@ def read_demonstrations(
                     if max_frames is not None and len(images) >= max_frames:
                         continue
                     try:
-                        rgb = _decode(msg, conn.msgtype)
-                        images.append(to_policy_image(rgb, height, width, crop))
+                        images.append(_policy_image(pre, msg, conn.msgtype))
                     except FrameRejected:
                         rejected += 1
                         continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -237,5 +238,6 @@ def test_crop_is_applied_before_the_resize():
     ]
     policy = Policy.from_config(PolicyConfig(), seed=0)
     run = run_open_loop(policy, frames, crop=Crop(100, 44, 50, 50))
-    expected = np.asarray(PILImage.fromarray(inner).resize((W, H), PILImage.Resampling.BILINEAR))
+    # 156 x 400 -> 78 x 200: one area pass of exact 2 x 2 means (the runtime's resize).
+    expected = cv2.resize(inner, (W, H), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(run.rgb()[1], expected)

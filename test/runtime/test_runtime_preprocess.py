@@ -39,11 +39,12 @@ PILLOW_8BIT = {
     "8UC3": (3, "RGB", "BGR"),
     "8UC4": (4, "RGBA", "BGRA"),
 }
+#: encoding -> byte offsets of (Y0, U, Y1, V) in a two-pixel macropixel
 YUV = {
-    "yuv422": cv2.COLOR_YUV2RGB_UYVY,
-    "uyvy": cv2.COLOR_YUV2RGB_UYVY,
-    "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUYV,
-    "yuyv": cv2.COLOR_YUV2RGB_YUYV,
+    "yuv422": (1, 0, 3, 2),
+    "uyvy": (1, 0, 3, 2),
+    "yuv422_yuy2": (0, 1, 2, 3),
+    "yuyv": (0, 1, 2, 3),
 }
 RGB16 = {"rgb16": (3, (0, 1, 2)), "bgr16": (3, (2, 1, 0)), "rgba16": (4, (0, 1, 2))}
 RGB16["bgra16"] = (4, (2, 1, 0))
@@ -104,15 +105,35 @@ def test_16bit_colour_decodes_like_struct_unpacking(enc, big, data):
     np.testing.assert_array_equal(ours.astype(np.int64), ref)
 
 
+def bt601_limited(packed: np.ndarray, offsets: tuple[int, int, int, int]) -> np.ndarray:
+    """ITU-R BT.601 limited range in float64 from the standard's coefficients (Kr = 0.299,
+    Kb = 0.114; luma 255/219 above 16, chroma 255/224 around 128), rounded: a reference
+    independent of OpenCV's fixed-point tables."""
+    h, w = packed.shape[:2]
+    macro = packed.reshape(h, w // 2, 4).astype(np.float64)
+    y0, u, y1, v = (macro[:, :, k] for k in offsets)
+    y = np.empty((h, w))
+    y[:, 0::2], y[:, 1::2] = y0, y1
+    y = np.maximum(y - 16.0, 0.0) * (255.0 / 219.0)
+    u = np.repeat(u - 128.0, 2, axis=1) * (255.0 / 224.0)
+    v = np.repeat(v - 128.0, 2, axis=1) * (255.0 / 224.0)
+    kr, kb = 0.299, 0.114
+    kg = 1.0 - kr - kb
+    r = y + 2.0 * (1.0 - kr) * v
+    g = y - 2.0 * (1.0 - kb) * kb / kg * u - 2.0 * (1.0 - kr) * kr / kg * v
+    b = y + 2.0 * (1.0 - kb) * u
+    return np.clip(np.rint(np.stack([r, g, b], axis=2)), 0, 255)
+
+
 @SETTINGS
 @given(enc=st.sampled_from(sorted(YUV)), data=st.data())
-def test_yuv422_decodes_like_opencv_within_one_level(enc, data):
+def test_yuv422_decodes_like_the_bt601_equations_within_one_level(enc, data):
     h, w, step, buf = data.draw(message(2, even_width=True))
     ours = decode_image(enc, h, w, step, buf)
     packed = np.frombuffer(buf, np.uint8).reshape(h, step)[:, : 2 * w].reshape(h, w, 2)
-    ref = cv2.cvtColor(np.ascontiguousarray(packed), YUV[enc])
+    ref = bt601_limited(packed, YUV[enc])
     assert ours.shape == (h, w, 3) and ours.dtype == np.uint8
-    assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1
+    assert np.abs(ours.astype(int) - ref).max() <= 1
 
 
 def test_yuv422_grey_and_saturated_colours_are_exact():
@@ -125,17 +146,54 @@ def test_yuv422_grey_and_saturated_colours_are_exact():
     np.testing.assert_array_equal(decode_image("yuyv", 1, 2, 4, yuyv), [[[0, 0, 0], [255] * 3]])
 
 
+def area_pipeline(rgb: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """The documented resize, step by step on a contiguous copy: 2 x 2 means while the result
+    keeps four times the policy size (even sides), then one area pass."""
+    img = np.ascontiguousarray(rgb)
+    while img.shape[0] % 2 == 0 and img.shape[1] % 2 == 0:
+        if img.shape[0] < 8 * oh or img.shape[1] < 8 * ow:
+            break
+        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    if img.shape[:2] != (oh, ow):
+        img = cv2.resize(img, (ow, oh), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def exact_area(img: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """Area-weighted mean of the source pixels under each output pixel, in float64 (NumPy, an
+    implementation independent of OpenCV); shrinking only."""
+
+    def weights(n_in: int, n_out: int) -> np.ndarray:
+        edges = np.arange(n_out + 1) * (n_in / n_out)
+        lo, hi = edges[:-1, None], edges[1:, None]
+        px = np.arange(n_in)[None, :]
+        overlap = np.clip(np.minimum(hi, px + 1) - np.maximum(lo, px), 0, None)
+        return overlap / overlap.sum(axis=1, keepdims=True)
+
+    wy, wx = weights(img.shape[0], oh), weights(img.shape[1], ow)
+    rows = np.tensordot(wy, img.astype(np.float64), axes=(1, 0))  # (oh, W, C)
+    return np.tensordot(rows, wx, axes=(1, 1)).transpose(0, 2, 1)  # (oh, ow, C)
+
+
+def smooth_noise(h: int, w: int, seed: int) -> np.ndarray:
+    """A camera-like image: blurred noise (edges and gradients, not white noise)."""
+    noise = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 2.0)
+
+
 @SETTINGS
 @given(
-    enc=st.sampled_from(["rgb8", "bgr8", "bgra8", "mono8"]),
+    enc=st.sampled_from(["rgb8", "bgr8", "rgba8", "bgra8", "mono8"]),
     order=st.sampled_from(["rgb", "bgr"]),
     crop=st.tuples(*[st.integers(0, 3)] * 4),
     out_size=st.tuples(st.integers(1, 12), st.integers(1, 12)),
     data=st.data(),
 )
-def test_crop_resize_colour_order_and_scale_equal_a_pillow_pipeline(
+def test_crop_resize_colour_order_and_scale_equal_the_documented_area_pipeline(
     enc, order, crop, out_size, data
 ):
+    # Decoded independently (Pillow's raw unpackers), cropped, copied, then resized as the
+    # module docstring says: checks our strided/flipped/4-channel in-place paths.
     bpp, mode, raw = PILLOW_8BIT[enc]
     h, w, step, buf = data.draw(message(bpp))
     top, bottom, left, right = crop
@@ -147,14 +205,139 @@ def test_crop_resize_colour_order_and_scale_equal_a_pillow_pipeline(
         return
     ours = pre(decode_image(enc, h, w, step, buf)).copy()
     im = Image.frombuffer(mode, (w, h), buf, "raw", raw, step, 1).convert("RGB")
-    im = im.crop((left, top, w - right, h - bottom))
-    if im.size != (ow, oh):
-        im = im.resize((ow, oh), Image.Resampling.BILINEAR)
-    ref = np.asarray(im).astype(np.float32) / np.float32(255.0)
+    ref = area_pipeline(np.asarray(im)[top : h - bottom, left : w - right], oh, ow)
+    ref = ref.astype(np.float32) / np.float32(255.0)
     if order == "bgr":
         ref = ref[:, :, ::-1]
     assert ours.shape == (3, oh, ow) and ours.dtype == np.float32
     np.testing.assert_allclose(ours, ref.transpose(2, 0, 1), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "size,out",
+    [
+        ((540, 960), (78, 200)),
+        ((1080, 1920), (78, 200)),
+        ((300, 500), (78, 200)),
+        ((64, 64), (9, 7)),
+    ],
+)
+def test_resize_is_within_two_levels_of_the_exact_area_mean(size, out):
+    h, w = size
+    oh, ow = out
+    img = smooth_noise(h, w, seed=h)
+    pre = Preprocessor(PreprocessConfig(oh, ow))
+    ours = pre(decode_image("rgb8", h, w, w * 3, img.tobytes())).transpose(1, 2, 0) * 255.0
+    err = np.abs(ours - exact_area(img, oh, ow))
+    assert err.max() <= 2.0 and err.mean() <= 0.5, (err.max(), err.mean())
+
+
+def test_rgba8_and_padded_rows_are_resized_in_place_like_packed_rgb8():
+    h, w = 324, 804  # cropped to 320 x 802: even, 8x the policy size: one 2 x 2 halving
+    rgb = smooth_noise(h, w, seed=3)
+    alpha = np.full((h, w, 1), 7, np.uint8)
+    rows = np.zeros((h, w * 4 + 12), np.uint8)  # bgra8 with 12 padding bytes per row
+    rows[:, : w * 4] = np.dstack([rgb[:, :, ::-1], alpha]).reshape(h, -1)
+    pre = Preprocessor(PreprocessConfig(40, 100, 2, 2, 0, 2))
+    ref = pre(decode_image("rgb8", h, w, w * 3, rgb.tobytes())).copy()
+    np.testing.assert_array_equal(pre(decode_image("bgra8", h, w, w * 4 + 12, rows.tobytes())), ref)
+    # A 3-of-4-channel view whose 4th byte would run past the buffer is copied, not overread.
+    rgbx = np.dstack([alpha, rgb])
+    np.testing.assert_array_equal(pre(rgbx[:, :, 1:4]), ref)
+
+
+def test_a_camera_frame_reuses_the_resize_buffers():
+    import tracemalloc
+
+    h, w = 1080, 1920
+    data = smooth_noise(h, w, seed=1)[:, :, ::-1].tobytes()
+    pre = Preprocessor(PreprocessConfig())
+    frame = frame_from_image(1.0, 0, "bgr8", h, w, w * 3, data)
+    pre.frame(frame)
+    tracemalloc.start()
+    try:
+        pre.frame(frame)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024  # a copy of the frame would be 6 MB, of its half 1.5 MB
+
+
+def jpeg_frame(rgb: np.ndarray, quality: int = 95):
+    ok, jpg = cv2.imencode(
+        ".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    assert ok
+    return frame_from_compressed(2.0, 2_000_000_000, "rgb8; jpeg compressed bgr8", jpg.tobytes())
+
+
+@pytest.mark.parametrize(
+    "size,crop,factor",
+    [
+        ((2592, 6400), (0, 0, 0, 0), 8),  # 2592/8 = 324 >= 4 x 78, 6400/8 = 800 >= 4 x 200
+        ((1296, 3200), (0, 0, 0, 0), 4),
+        ((1296, 3200), (4, 0, 0, 0), 4),
+        ((1296, 3200), (2, 0, 0, 0), 2),  # a crop of 2 maps exactly only at 1/2
+        ((1296, 3200), (3, 0, 0, 0), 1),  # an odd crop keeps the full scale
+        ((652, 1604), (2, 2, 2, 2), 2),
+        ((600, 1600), (0, 0, 0, 0), 1),  # 600 / 2 < 4 x 78
+    ],
+)
+def test_jpeg_factor_keeps_twice_the_policy_size_and_an_exact_crop(size, crop, factor):
+    pre = Preprocessor(PreprocessConfig(78, 200, *crop))
+    assert pre.jpeg_factor(*size) == factor
+
+
+@pytest.mark.parametrize("crop", [(0, 0, 0, 0), (48, 16, 32, 64)])
+def test_jpeg_decoded_at_reduced_scale_is_close_to_a_full_decode(crop):
+    h, w = 1296, 3200
+    rgb = smooth_noise(h, w, seed=5)
+    frame = jpeg_frame(rgb)
+    pre = Preprocessor(PreprocessConfig(78, 200, *crop))
+    assert pre.jpeg_factor(h, w) == (4 if crop == (0, 0, 0, 0) else 2)
+    ours = pre.frame(frame).transpose(1, 2, 0) * 255.0
+    full = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+    top, bottom, left, right = crop
+    ref = exact_area(full[top : h - bottom, left : w - right], 78, 200)
+    err = np.abs(ours - ref)
+    assert err.max() <= 4.0 and err.mean() <= 1.0, (err.max(), err.mean())
+    # The training path (resized) is the same routine.
+    np.testing.assert_array_equal(pre.resized(frame), np.round(ours).astype(np.uint8))
+
+
+def test_grey_jpeg_at_reduced_scale_stays_grey():
+    grey = smooth_noise(648, 1600, seed=2)[:, :, 0]
+    ok, jpg = cv2.imencode(".jpg", grey)
+    frame = frame_from_compressed(0.0, 0, "jpeg", jpg.tobytes())
+    out = Preprocessor(PreprocessConfig()).frame(frame)
+    np.testing.assert_array_equal(out[0], out[1])
+    assert np.abs(out[0] * 255.0 - exact_area(grey[:, :, None], 78, 200)[:, :, 0]).max() <= 4.0
+
+
+@pytest.mark.parametrize("cut", [0, 10, 200, 2000, -1])
+def test_truncated_or_empty_large_jpeg_is_rejected_or_decoded_never_crashes(cut):
+    data = jpeg_frame(smooth_noise(1296, 3200, seed=4)).data
+    frame = frame_from_compressed(
+        0.0, 0, "jpeg", bytes(data)[:cut] if cut >= 0 else bytes(data)[:-1000]
+    )
+    pre = Preprocessor(PreprocessConfig())
+    try:
+        out = pre.frame(frame)
+    except FrameRejected as e:
+        assert e.reason == "decode"
+        return
+    assert cut == -1 and np.isfinite(out).all()  # Pillow pads a stream cut near its end
+
+
+def test_jpeg_larger_than_max_pixels_is_rejected_from_its_header():
+    # A tiny JPEG whose header claims 9000 x 9000 pixels: rejected before decoding.
+    ok, jpg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(jpg.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (9000).to_bytes(2, "big") * 2  # 81 M > MAX_PIXELS
+    with pytest.raises(FrameRejected) as info:
+        Preprocessor(PreprocessConfig()).frame(frame_from_compressed(0.0, 0, "jpeg", bytes(data)))
+    assert info.value.reason == "size"
 
 
 def test_mono16_is_scaled_to_unit_range_with_resize():
@@ -292,6 +475,29 @@ def test_any_garbage_gives_an_image_or_a_frame_rejected_never_another_error(
         return
     assert img.ndim == 3 and img.shape[2] == 3
     out = Preprocessor(PreprocessConfig(height=4, width=4))(img)
+    assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    encoding=st.sampled_from(["jpeg", "png", "rgb8", "bgra8", "mono16", "yuyv", "tiff"]),
+    h=st.integers(-1, 9),
+    w=st.integers(-1, 9),
+    step=st.integers(-1, 40),
+    data=st.binary(max_size=300),
+    prefix=st.sampled_from([b"", b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n"]),
+    crop=st.tuples(*[st.integers(0, 2)] * 4),
+)
+def test_any_garbage_frame_gives_an_input_or_a_frame_rejected_never_another_error(
+    encoding, h, w, step, data, prefix, crop
+):
+    frame = frame_from_image(1.0, 0, encoding, h, w, step, prefix + data)
+    pre = Preprocessor(PreprocessConfig(2, 2, *crop))
+    try:
+        out = pre.frame(frame)
+    except FrameRejected as e:
+        assert e.reason in ("encoding", "size", "decode", "data")
+        return
     assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
 
 

@@ -176,3 +176,66 @@ def test_all_fields_of_a_twist_are_its_four_command_axes_in_node_order():
     assert tuple(names) == AXES[TWIST_STAMPED]
     assert [output_unit(n) for n in names] == ["m/s", "m/s", "m/s", "rad/s"]
     assert command_fields_of("geometry_msgs/msg/Twist", None) == ["angular.z"]
+
+
+def test_large_raw_and_jpeg_frames_train_on_what_the_runtime_feeds_the_network(tmp_path):
+    # 648 x 1600 frames (the runtime halves a raw one, decodes a JPEG at 1/2), cropped: the
+    # stored training image is the runtime's network input before its scaling to [0, 1].
+    import cv2
+
+    from ltc_controller.runtime.preprocess import (
+        PreprocessConfig,
+        Preprocessor,
+        frame_from_compressed,
+        frame_from_image,
+    )
+
+    store = typestore()
+    T = store.types
+    rng = np.random.default_rng(3)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (648, 1600, 3), dtype=np.uint8), (0, 0), 2.0)
+    ok, jpg = cv2.imencode(".jpg", img[:, :, ::-1].copy(), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    crop = (8, 0, 0, 0)
+    pre = Preprocessor(PreprocessConfig(78, 200, *crop))
+    assert pre.jpeg_factor(648, 1600) == 2
+    frames = {
+        "raw": frame_from_image(1.0, 0, "rgb8", 648, 1600, 4800, img.tobytes()),
+        "jpeg": frame_from_compressed(1.0, 0, "jpeg", jpg.tobytes()),
+    }
+    for kind, frame in frames.items():
+        path = tmp_path / kind
+        msgtype = "sensor_msgs/msg/CompressedImage" if kind == "jpeg" else "sensor_msgs/msg/Image"
+        with Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as w:
+            ci = w.add_connection("/cam", msgtype, typestore=store)
+            cc = w.add_connection(
+                "/drive", "ackermann_msgs/msg/AckermannDriveStamped", typestore=store
+            )
+            t = 1_000_000_000
+            if kind == "jpeg":
+                msg = T[msgtype](header=_hdr(store, t), format="jpeg", data=jpg.reshape(-1))
+            else:
+                msg = T[msgtype](
+                    header=_hdr(store, t),
+                    height=648,
+                    width=1600,
+                    encoding="rgb8",
+                    is_bigendian=0,
+                    step=4800,
+                    data=img.reshape(-1),
+                )
+            w.write(ci, t, store.serialize_cdr(msg, msgtype))
+            drive = T["ackermann_msgs/msg/AckermannDrive"](
+                steering_angle=0.1,
+                steering_angle_velocity=0.0,
+                speed=5.0,
+                acceleration=0.0,
+                jerk=0.0,
+            )
+            cmd = T["ackermann_msgs/msg/AckermannDriveStamped"](header=_hdr(store, t), drive=drive)
+            w.write(cc, t, store.serialize_cdr(cmd, cmd.__msgtype__))
+        d = read_demonstrations(path, "/cam", "/drive", height=78, width=200, crop=crop)
+        network_input = pre.frame(frame)
+        np.testing.assert_array_equal(
+            d.images[0].transpose(2, 0, 1), np.rint(network_input * 255.0).astype(np.uint8)
+        )
