@@ -17,7 +17,9 @@ itself: a bare ``cyclonedds`` ``DomainParticipant`` with four peers on the domai
 pages come from a 1 MiB anonymous mapping the size of Cyclone's receive buffer
 (``Sizing/ReceiveBufferSize``, default 1 MiB). ``--rbuf-kib N`` sets that size for every
 process of the stack, to look further (192 KiB stopped the growth of a bare participant and of
-a ``safety_fallback`` with one peer, not of the one in this stack).
+a ``safety_fallback`` with one peer, not of the one in this stack: there, /proc/PID/smaps puts
+the growth, about 25 KB/min, in a glibc per-thread malloc arena, i.e. memory allocated on one of
+Cyclone's own threads; ``safety_fallback`` runs no other thread).
 
 A faster equivalent of a 1 h run: ``--safety-rate-scale K`` runs the safety node at
 ``K × 50 Hz``, so 10 min at ``K = 6`` are as many safety ticks (and as many final commands into
