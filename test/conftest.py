@@ -41,3 +41,18 @@ def dds_loopback(request: pytest.FixtureRequest) -> Iterator[int]:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ros_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``ROS_HOME`` in a fresh folder for the whole run: ``safety_fallback`` keeps its e-stop
+    latch under it (``nodes/estop_state.py``), and a test run must neither read a latch that a
+    user's run left in ``~/.ros`` nor leave one there."""
+    saved = os.environ.get("ROS_HOME")
+    home = str(tmp_path_factory.mktemp("ros_home"))
+    os.environ["ROS_HOME"] = home
+    yield home
+    if saved is None:
+        os.environ.pop("ROS_HOME", None)
+    else:
+        os.environ["ROS_HOME"] = saved

@@ -97,7 +97,8 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
     """Run one node until SIGINT/SIGTERM. Returns the process exit status: 0 on a clean stop,
     :data:`START_FAILED` (2) when the node could not start (unknown kind, invalid argument or
     parameter, unreadable policy file, missing optional dependency; the message on stderr names
-    the cause). ``log_path``: where a node with ``write_log`` (the simulator) saves its run.
+    the cause). ``log_path``: where a node with ``write_log`` (the simulator) saves its run; a
+    node with ``open_log`` is told it before spinning (the simulator streams its log beside it).
 
     SIGINT and SIGTERM request a stop (:mod:`ltc_controller.stop`) at any moment, a
     second one included: the node stops spinning, writes its log, closes (``close()``:
@@ -138,6 +139,8 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
         node.shutdown()
         return START_FAILED
     try:
+        if log_path is not None and hasattr(obj, "open_log"):
+            obj.open_log(Path(log_path))  # stream the run log next to it while running
         if not stop.requested():
             node.spin()
         if stop.requested():

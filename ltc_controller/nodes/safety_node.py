@@ -24,6 +24,16 @@ Topics (relative names, so ``-r __ns:=/car1`` moves them all; ``CMD`` = ``comman
 - out ``safety_status`` (``ltc_controller/msg/SafetyStatus``) every tick, ``/diagnostics``
   (``diagnostic_msgs/msg/DiagnosticArray``) every ``diagnostics_period_s``
 
+E-stop across restarts: the latch is kept in ``estop_state_file`` (:mod:`.estop_state`; default
+``$ROS_HOME/ltc_controller/estop/<namespace>.<node>.json``), written atomically on every latch
+and accepted reset. A node that starts while the file says latched, or cannot read it, starts in
+ESTOP and stays there until an ``estop_reset`` (logged with the command to use); no file = not
+latched. Whether the e-stop was still *asserted* is not kept (a live source sends it again).
+Once a second the node counts the publishers on ``estop``; when the last one leaves while the
+e-stop is asserted or latched it logs that once, with how to clear it: ``ltc-controller estop
+release`` (``data: false`` on ``estop``; needed only when the last value was "asserted"), then
+``ltc-controller estop reset`` (``data: true`` on ``estop_reset``), each with ``--namespace``.
+
 A service for the e-stop reset is not offered yet: the transport port has no services (a
 ``std_srvs/Trigger`` wrapper around the same request is the natural addition).
 """
@@ -32,11 +42,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ltc_controller.nodes import commands as C
+from ltc_controller.nodes import estop_state
 from ltc_controller.nodes.safety_profile import (
     AXIS_DEFAULTS,
     STEERING_FALLBACK,
@@ -254,6 +267,14 @@ PARAMS: tuple[ParamSpec, ...] = (
             0.0,
             10.0,
         ),
+        ParamSpec(
+            "estop_state_file",
+            str,
+            "",
+            "Where the e-stop latch is kept across restarts; empty = "
+            "$ROS_HOME/ltc_controller/estop/<namespace>.<node>.json (ROS_HOME: ~/.ros)",
+            read_only=True,
+        ),
         DIAGNOSTICS_PERIOD,
     )
     + _limit_specs()
@@ -270,6 +291,10 @@ _LEVEL = {
 }
 _LAND_REPEAT_S = 1.0
 _REJECT_LOG_PERIOD_S = 1.0
+#: State changes kept in :attr:`SafetyNode.fault_log` (the newest; counts are kept in full).
+FAULT_LOG_LEN = 256
+#: How often the e-stop source (publishers on ``estop``) is looked at, s.
+_ESTOP_SOURCE_PERIOD_S = 1.0
 
 
 class SafetyNode:
@@ -291,7 +316,15 @@ class SafetyNode:
             raise ParameterError(str(e)) from None
         self.cmd_type: str = p["command_type"]
         self.axes = C.AXES[self.cmd_type]
-        self.state = initial_state(self.cfg)
+        self.estop_file = (
+            Path(p["estop_state_file"]).expanduser()
+            if p["estop_state_file"]
+            else estop_state.default_path(node.namespace, node.name)
+        )
+        self.estop_file_errors = 0
+        record = estop_state.read_record(self.estop_file)
+        self.estop_latched_at_start = record.latched
+        self.state = initial_state(self.cfg, estop_latched=record.latched)
         self.inputs = GateInputs()
         self.last_output: GateOutput | None = None
         self.commands_received = 0
@@ -303,7 +336,14 @@ class SafetyNode:
         self._waiting_logged = node.steady()
         self.limiter_counts: dict[str, int] = {}
         self._limiters_since_diag: set[str] = set()
-        self.fault_log: list[tuple[float, str]] = []
+        #: the newest state changes as (ROS time s, "A->B"); bounded: a node that runs for
+        #: days must not grow (SafetyStatus.transitions counts them all)
+        self.fault_log: deque[tuple[float, str]] = deque(maxlen=FAULT_LOG_LEN)
+        #: writers on ``estop`` at the last look (-1: the transport cannot tell)
+        self.estop_publishers = 0
+        self._estop_source_seen = False
+        self._estop_source_warned = False
+        self._latch_changed = False
         self._last_land_pub = -math.inf
         self._last_reject_log = -math.inf
         self._diag_ticks = 0
@@ -330,6 +370,8 @@ class SafetyNode:
         node.on_parameters_set(self._validate_set)
         self.timer = node.create_timer(1.0 / p["rate_hz"], self._tick)
         self.diag_timer = node.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
+        self.estop_timer = node.create_timer(_ESTOP_SOURCE_PERIOD_S, self._check_estop_source)
+        self._start_estop_latch(record)
         node.logger.info(
             f"safety_fallback: {t} on {C.OUTPUT_TOPIC[t]}, axes {', '.join(self.axes)}, "
             f"{p['rate_hz']} Hz, command timeout {self.cfg.command_timeout_s} s, heartbeat "
@@ -367,6 +409,88 @@ class SafetyNode:
         values = self.last_output.command.values if self.last_output else ()
         final = ", ".join(f"{a}={v:g}" for a, v in zip(self.axes, values, strict=False))
         self.node.logger.info(f"safety: final command {final}")
+
+    # -- the e-stop latch across restarts and its source -------------------------------------
+    def clear_hint(self, asserted: bool) -> str:
+        """How an operator clears the latch (exact commands), for the log."""
+        ns = self.node.namespace.rstrip("/")
+        arg = f" --namespace {ns}" if ns else ""
+        release = (
+            f"release it (`ltc-controller estop release{arg}`, or `ros2 topic pub -w 1 --once "
+            f"--qos-reliability reliable --qos-durability transient_local {ns}/estop "
+            "std_msgs/msg/Bool '{data: false}'`), then "
+            if asserted
+            else ""
+        )
+        return (
+            f"{release}reset it (`ltc-controller estop reset{arg}`, or `ros2 topic pub -w 1 "
+            f"--once {ns}/estop_reset std_msgs/msg/Bool '{{data: true}}'`)"
+        )
+
+    def _start_estop_latch(self, record: estop_state.EstopRecord) -> None:
+        """Log what the state file said and rewrite it (proves it is writable now, and turns an
+        unreadable file into a valid latched one)."""
+        log, f = self.node.logger, self.estop_file
+        if record.problem:
+            log.error(
+                f"safety: e-stop state file unusable, starting LATCHED (failing safe): "
+                f"{record.problem}. To drive: {self.clear_hint(False)}"
+            )
+        elif record.latched:
+            log.warning(
+                f"safety: starting in ESTOP: the e-stop was latched when this node last ran "
+                f"({record.reason or 'no reason recorded'}; state file {f}). To drive: "
+                f"{self.clear_hint(False)}"
+            )
+        else:
+            log.info(f"safety: e-stop state file {f} ({record.reason or 'not latched'})")
+        self._save_estop_latch(
+            record.latched,
+            "state file unusable at start: " + record.problem
+            if record.problem
+            else record.reason or "node started",
+        )
+
+    def _save_estop_latch(self, latched: bool, reason: str) -> None:
+        """Write the latch to :attr:`estop_file`; a failure is logged and counted, never
+        raised (the node keeps commanding the safe output either way)."""
+        try:
+            estop_state.write_record(self.estop_file, latched, reason, self.node.name)
+        except OSError as e:
+            self.estop_file_errors += 1
+            self.node.logger.error(
+                f"safety: cannot write the e-stop state file {self.estop_file}: "
+                f"{e.strerror or e}; a restart will not remember this latch "
+                f"[{self.estop_file_errors} write errors]"
+            )
+
+    def _check_estop_source(self) -> None:
+        """Once a second: are there still publishers on ``estop``? Warn once when the last one
+        left while the e-stop is asserted or latched (nobody can release it from there)."""
+        try:
+            n = self.node.count_publishers("estop")
+        except Exception:  # noqa: BLE001 - a transport that cannot tell: stop asking
+            self.estop_publishers = -1
+            self.estop_timer.cancel()
+            return
+        self.estop_publishers = n
+        if n > 0:
+            self._estop_source_seen = True
+            self._estop_source_warned = False
+            return
+        asserted = self.inputs.estop
+        if (
+            self._estop_source_seen
+            and not self._estop_source_warned
+            and (asserted or self.state.state == SafetyState.ESTOP)
+        ):
+            self._estop_source_warned = True
+            ns = self.node.namespace.rstrip("/")
+            last = "asserted (true)" if asserted else "released, but the latch holds"
+            self.node.logger.warning(
+                f"safety: e-stop source gone: no publisher on {ns}/estop any more; last value "
+                f"{last}. Staying in ESTOP. To drive again: {self.clear_hint(asserted)}"
+            )
 
     # -- runtime parameter sets ----------------------------------------------------------------
     def _validate_set(self, changes: dict[str, Any]) -> str:
@@ -475,6 +599,9 @@ class SafetyNode:
                 f"faults now: {', '.join(out.faults) or 'none'})"
             )
             self.fault_log.append((now, change))
+            before, after = out.transition
+            if after == SafetyState.ESTOP or before == SafetyState.ESTOP:
+                self._latch_changed = True
         for e in out.events:
             if e.refused:
                 node.logger.error(
@@ -504,6 +631,13 @@ class SafetyNode:
         else:
             self._last_land_pub = -math.inf
         self.pub_status.publish(self._status(out, now))
+        if self._latch_changed:  # after the publishes: the fsync must not delay the command
+            self._latch_changed = False
+            latched = self.state.state == SafetyState.ESTOP
+            self._save_estop_latch(
+                latched,
+                "e-stop asserted" if latched else "reset accepted (estop_reset)",
+            )
 
     def _status(self, out: GateOutput, now: float) -> Any:
         st, node = self.state, self.node
@@ -560,6 +694,10 @@ class SafetyNode:
             ("teleop_rejected", str(self.teleop_rejected)),
             ("resets_refused", str(st.resets_refused)),
             ("land_requested", str(st.land_requested)),
+            ("estop_state_file", str(self.estop_file)),
+            ("estop_state_file_errors", str(self.estop_file_errors)),
+            ("estop_latched_at_start", str(self.estop_latched_at_start)),
+            ("estop_publishers", str(self.estop_publishers)),
         ]
         state_values += [(f"fault.{f}", str(n)) for f, n in st.fault_counts]
         if out is not None:

@@ -19,13 +19,21 @@ even when a tick is skipped. Camera frames are stamped with ``node.now()`` at re
 pipeline copies that stamp into the command header, so ``receive time - stamp`` of the first
 command carrying a frame's stamp is that frame's image-to-command latency.
 
-Call :meth:`SimulatorNode.write_log` after ``node.spin()`` returns to save the run.
+Run log: streamed to disk while the node runs (:mod:`.run_log`: one ``.npy`` per column in the
+folder ``<log>.parts/``, flushed every :data:`LOG_FLUSH_S`), so memory stays flat however long the
+run and a killed simulator loses at most the last second. :meth:`SimulatorNode.open_log` (called
+by ``ltc-controller node simulator --log FILE`` before spinning) puts that folder next to the log;
+without it the columns go to a temporary folder. :meth:`SimulatorNode.write_log` after
+``node.spin()`` returns writes the ``.npz`` (same keys as ever, see
+:meth:`SimulatorNode.log_arrays`) and the ``.json`` summary, then removes the folder.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ltc_controller.nodes.run_log import ColumnLog
 from ltc_controller.params import COMMON, ParamSpec, resolve
 from ltc_controller.sim.drone.conditions import DRONE_CONDITIONS
 from ltc_controller.sim.lane_sim import HISTORY_COLUMNS, LaneKeepingSim
@@ -82,6 +91,18 @@ PARAMS: tuple[ParamSpec, ...] = (
         "task_topic", str, "ground_truth/task", "drone: task metrics topic (DiagnosticArray)"
     ),
 )
+
+#: How often the run log's buffered rows go to disk (s, steady clock): what a SIGKILL can lose.
+LOG_FLUSH_S = 1.0
+#: Columns of the run log by row kind (``.npz`` keys; ``phys_*`` from HISTORY_COLUMNS).
+FRAME_COLUMNS = {"frame_stamp_ns": np.int64, "frame_wall": np.float64, "frame_render_s": np.float64}
+CMD_COLUMNS = {
+    "cmd_recv": np.float64,
+    "cmd_stamp_ns": np.int64,
+    "cmd_steering": np.float64,
+    "cmd_speed": np.float64,
+}
+PHYS_COLUMNS = {f"phys_{c}": np.float64 for c in HISTORY_COLUMNS}
 
 #: Defaults of every parameter, by name.
 DEFAULT_PARAMS: dict[str, Any] = {p.name: p.default for p in PARAMS}
@@ -157,18 +178,15 @@ class SimulatorNode:
                 initial_speed=p["initial_speed"],
             )
         self.sim = sim
-        # Run log (plain lists; arrays on write).
-        self.frame_stamp_ns: list[int] = []
-        self.frame_wall: list[float] = []
-        self.frame_render_s: list[float] = []
-        self.cmd_recv: list[float] = []
-        self.cmd_stamp_ns: list[int] = []
-        self.cmd_steering: list[float] = []
-        self.cmd_speed: list[float] = []
+        # Run log: streamed to column files (a temporary folder until open_log names one).
+        self._log_dir = Path(tempfile.mkdtemp(prefix="ltc_sim_log_"))
+        self._log_is_temp = True
+        self._open_columns(self._log_dir)
+        self._last_flush = node.steady()
         self.bad_commands = 0
         self.physics_overruns = 0
         self.camera_errors = 0
-        self._history: list[np.ndarray] = []
+        self.log_errors = 0
         self._start_wall = node.now()
         self._last_steady: float | None = None
         self._stopped = False
@@ -205,10 +223,7 @@ class SimulatorNode:
         if not self.sim.set_command(steer, speed):
             self._bad_command(f"non-finite command steering={steer} speed={speed}")
             return
-        self.cmd_recv.append(recv)
-        self.cmd_stamp_ns.append(stamp_ns)
-        self.cmd_steering.append(steer)
-        self.cmd_speed.append(speed)
+        self._cmds.append((recv, stamp_ns, steer, speed))
 
     def _bad_command(self, why: str) -> None:
         self.bad_commands += 1
@@ -228,6 +243,9 @@ class SimulatorNode:
             dt = self.params["max_catchup_s"]
         self.sim.step(max(0.0, dt))
         self._flush_history()
+        if now - self._last_flush >= LOG_FLUSH_S:
+            self._last_flush = now
+            self._flush_log()
         dur = self.params["duration_s"]
         if dur > 0.0 and self.sim.time >= dur and not self._stopped:
             self._stopped = True
@@ -237,7 +255,7 @@ class SimulatorNode:
     def _flush_history(self) -> None:
         h = self.sim.history()
         if h.shape[0]:
-            self._history.append(h)
+            self._phys.extend(h)
             self.sim.clear_history()
 
     def on_camera(self) -> None:
@@ -270,9 +288,7 @@ class SimulatorNode:
             data=img.tobytes(),
         )
         self._image_pub.publish(msg)
-        self.frame_stamp_ns.append(sec * 1_000_000_000 + nsec)
-        self.frame_wall.append(n.now())
-        self.frame_render_s.append(render_s)
+        self._frames.append((sec * 1_000_000_000 + nsec, n.now(), render_s))
 
     def publish_odom(self) -> None:
         """Publish the car's pose and velocity (frame ``odom``, child ``base_link`` = rear axle)."""
@@ -319,18 +335,56 @@ class SimulatorNode:
 
     # -- log -----------------------------------------------------------------------------------
 
+    def _open_columns(self, folder: Path) -> None:
+        self._frames = ColumnLog(folder, FRAME_COLUMNS)
+        self._cmds = ColumnLog(folder, CMD_COLUMNS)
+        self._phys = ColumnLog(folder, PHYS_COLUMNS)
+
+    def _logs(self) -> tuple[ColumnLog, ColumnLog, ColumnLog]:
+        return self._frames, self._cmds, self._phys
+
+    def _flush_log(self) -> None:
+        try:
+            for log in self._logs():
+                log.flush()
+        except OSError as e:  # a full disk must not stop the simulation
+            self.log_errors += 1
+            if self.log_errors == 1:
+                self.node.logger.error(f"simulator: run log write failed: {e}")
+
+    @property
+    def log_dir(self) -> Path:
+        """The folder the run log's columns stream to (``<log>.parts`` after :meth:`open_log`)."""
+        return self._log_dir
+
+    def open_log(self, path: str | Path) -> None:
+        """Stream the run log to ``<path without suffix>.parts/`` from now on (rows already
+        recorded move with it), so a killed simulator leaves its run there.
+
+        Raises:
+            OSError: the folder cannot be created.
+        """
+        if self.drone is not None:
+            return  # the drone scenario keeps its (short) run log in memory until write_log
+        folder = Path(path).with_suffix(".parts")
+        if folder == self._log_dir:
+            return
+        if folder.exists():
+            shutil.rmtree(folder)  # an earlier run's leftovers: this run starts empty
+        old = self._log_dir
+        for log in self._logs():
+            log.close()
+        shutil.copytree(old, folder)
+        self._open_columns(folder)
+        if self._log_is_temp:
+            shutil.rmtree(old, ignore_errors=True)
+        self._log_dir, self._log_is_temp = folder, False
+
     def frame_latencies(self) -> np.ndarray:
         """Image-to-command latency per published frame (s), NaN where no command carried its
-        stamp. Shape ``(frames,)``."""
-        first: dict[int, float] = {}
-        for stamp, recv in zip(self.cmd_stamp_ns, self.cmd_recv, strict=True):
-            first.setdefault(stamp, recv)
-        out = np.full(len(self.frame_stamp_ns), np.nan)
-        for i, stamp in enumerate(self.frame_stamp_ns):
-            r = first.get(stamp)
-            if r is not None:
-                out[i] = r - stamp * 1e-9
-        return out
+        stamp (the first command carrying it counts). Shape ``(frames,)``."""
+        frames, cmds = self._frames.read(), self._cmds.read()
+        return _latencies(frames["frame_stamp_ns"], cmds["cmd_stamp_ns"], cmds["cmd_recv"])
 
     def log_arrays(self) -> dict[str, np.ndarray]:
         """The run log as arrays (the ``.npz`` contents).
@@ -348,20 +402,19 @@ class SimulatorNode:
         if self.drone is not None:
             return dict(self.drone.log_arrays())
         self._flush_history()
-        h = np.concatenate(self._history) if self._history else np.zeros((0, len(HISTORY_COLUMNS)))
-        fs = np.asarray(self.frame_stamp_ns, dtype=np.int64)
-        cs = np.asarray(self.cmd_stamp_ns, dtype=np.int64)
+        frames, cmds, phys = (log.read() for log in self._logs())
+        fs, cs = frames["frame_stamp_ns"], cmds["cmd_stamp_ns"]
         out: dict[str, np.ndarray] = {
-            "frame_stamp_ns": fs,
+            "frame_stamp_ns": np.array(fs),
             "frame_stamp": fs.astype(np.float64) * 1e-9,
-            "frame_wall": np.asarray(self.frame_wall, dtype=np.float64),
-            "frame_render_s": np.asarray(self.frame_render_s, dtype=np.float64),
-            "frame_latency_s": self.frame_latencies(),
-            "cmd_recv": np.asarray(self.cmd_recv, dtype=np.float64),
-            "cmd_stamp_ns": cs,
+            "frame_wall": np.array(frames["frame_wall"]),
+            "frame_render_s": np.array(frames["frame_render_s"]),
+            "frame_latency_s": _latencies(fs, cs, cmds["cmd_recv"]),
+            "cmd_recv": np.array(cmds["cmd_recv"]),
+            "cmd_stamp_ns": np.array(cs),
             "cmd_stamp": cs.astype(np.float64) * 1e-9,
-            "cmd_steering": np.asarray(self.cmd_steering, dtype=np.float64),
-            "cmd_speed": np.asarray(self.cmd_speed, dtype=np.float64),
+            "cmd_steering": np.array(cmds["cmd_steering"]),
+            "cmd_speed": np.array(cmds["cmd_speed"]),
             "track_seed": np.asarray(self.sim.track.seed),
             "track_length_m": np.asarray(self.sim.track.length),
             "lane_width_m": np.asarray(self.sim.track.lane_width_m),
@@ -369,8 +422,8 @@ class SimulatorNode:
             "wheelbase_m": np.asarray(self.sim.vehicle_params.wheelbase_m),
             "start_wall": np.asarray(self._start_wall),
         }
-        for i, col in enumerate(HISTORY_COLUMNS):
-            out[f"phys_{col}"] = h[:, i].copy()
+        for key in PHYS_COLUMNS:
+            out[key] = np.array(phys[key])
         return out
 
     def summary(self, arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
@@ -390,6 +443,7 @@ class SimulatorNode:
             "bad_commands": self.bad_commands,
             "physics_overruns": self.physics_overruns,
             "camera_errors": self.camera_errors,
+            "log_errors": self.log_errors,
             "duration_s": float(a["phys_t"][-1]) if a["phys_t"].size else 0.0,
             "wall_duration_s": self.node.now() - self._start_wall,
             "mean_abs_lateral_error_m": float(d.mean()) if d.size else None,
@@ -432,13 +486,38 @@ class SimulatorNode:
         np.savez(p, **arrays)  # type: ignore[arg-type]
         summ = self.summary(arrays)
         p.with_suffix(".json").write_text(json.dumps(summ, indent=2) + "\n")
+        if p.with_suffix(".parts") == self._log_dir:  # the .npz holds it all now
+            for log in self._logs():
+                log.close()
+            shutil.rmtree(self._log_dir, ignore_errors=True)
+            self._log_dir = Path(tempfile.mkdtemp(prefix="ltc_sim_log_"))
+            self._log_is_temp = True
+            self._open_columns(self._log_dir)
         return summ
 
     def close(self) -> None:
-        """Cancel timers and free the renderer."""
+        """Cancel timers, free the renderer, close the run log (a temporary one is removed;
+        ``<log>.parts`` stays unless :meth:`write_log` turned it into the ``.npz``)."""
         if self.drone is not None:
             self.drone.close()
             return
         for t in self._timers:
             t.cancel()
         self.sim.close()
+        for log in self._logs():
+            log.close()
+        if self._log_is_temp:
+            shutil.rmtree(self._log_dir, ignore_errors=True)
+
+
+def _latencies(frame_ns: np.ndarray, cmd_ns: np.ndarray, cmd_recv: np.ndarray) -> np.ndarray:
+    """Per frame: receive time of the first command carrying its stamp minus the stamp (s),
+    NaN where none did. Shapes ``(F,)``, ``(C,)``, ``(C,)`` → ``(F,)``."""
+    out = np.full(frame_ns.shape[0], np.nan)
+    if cmd_ns.size == 0 or frame_ns.size == 0:
+        return out
+    stamps, first = np.unique(cmd_ns, return_index=True)  # index of each stamp's first command
+    pos = np.minimum(np.searchsorted(stamps, frame_ns), stamps.size - 1)
+    hit = stamps[pos] == frame_ns
+    out[hit] = cmd_recv[first[pos[hit]]] - frame_ns[hit] * 1e-9
+    return out

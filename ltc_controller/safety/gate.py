@@ -11,6 +11,8 @@ States (values equal ``STATE_*`` in ``msg/SafetyStatus.msg``; DESIGN.md §6)::
     any      --e-stop asserted-->                                 ESTOP
     ESTOP    --reset request while the e-stop is released-->      FALLBACK
              (a reset while it is still asserted is refused: event "estop_reset_refused")
+    (start)  --the e-stop was latched when the node last ran-->   ESTOP
+             (:func:`initial_state` with ``estop_latched``; the node keeps the latch on disk)
 
 Priority, highest first: e-stop, teleop, policy — as twist_mux's lock > high-priority input >
 low-priority input, but the output never goes silent: every state has a defined command.
@@ -220,9 +222,15 @@ class GateState:
     land_requested: bool = False
 
 
-def initial_state(cfg: GateConfig) -> GateState:
-    """STARTUP with a zero output on every axis."""
+def initial_state(cfg: GateConfig, estop_latched: bool = False) -> GateState:
+    """STARTUP with a zero output on every axis; ESTOP (cause ``estop``) instead when
+    ``estop_latched``: a node restarted while its e-stop was latched stays latched until the
+    same explicit reset it needed before."""
     n = len(cfg.axes)
+    if estop_latched:
+        return GateState(
+            state=SafetyState.ESTOP, output=(0.0,) * n, rates=(0.0,) * n, active_fault=Fault.ESTOP
+        )
     return GateState(output=(0.0,) * n, rates=(0.0,) * n)
 
 

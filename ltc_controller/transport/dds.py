@@ -602,6 +602,20 @@ class DdsNode:
         cls = msg_types.idl_class(type_name)
         self.open_reader("rt" + fq, cls, qos, msg_types.type_hash(type_name), callback, topic=fq)
 
+    def count_publishers(self, topic: str) -> int:
+        """Writers matched to this node's subscription(s) on ``topic`` (see the port).
+
+        Raises ``ValueError`` when this node has no subscription on ``topic``; 0 after shutdown.
+        """
+        if self._closed:
+            return 0
+        fq = self.resolve(topic)
+        with self._lock:
+            readers = [s.reader for s in self._subs if s.topic == fq]
+        if not readers:
+            raise ValueError(f"count_publishers: node {self._name!r} has no subscription on {fq}")
+        return sum(len(r.get_matched_publications()) for r in readers)
+
     def open_writer(
         self, dds_topic: str, cls: type, qos: QoS, type_hash: str | None, user_data: str = ""
     ) -> Any:

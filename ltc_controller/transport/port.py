@@ -85,6 +85,17 @@ class Node(Protocol):
         """``callback(msg)`` runs on the node's executor thread (never concurrently with timers)."""
         ...
 
+    def count_publishers(self, topic: str) -> int:
+        """Publishers on ``topic`` (resolved like a subscription's name) that this node can hear:
+        DDS: the writers matched to this node's subscription on ``topic`` (so a publisher whose
+        QoS is incompatible is not counted); rclpy: the publishers in the ROS graph. A publisher
+        that died without leaving is counted until its DDS lease expires (Cyclone: 10 s).
+
+        Raises:
+            ValueError: (DDS) this node has no subscription on ``topic``.
+        """
+        ...
+
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
         """A periodic timer on the steady clock; missed periods are skipped, not queued."""
         ...

@@ -186,6 +186,10 @@ class RclpyNode:
         cls = self.msg(type_name).__class__
         self._node.create_subscription(cls, topic, callback, qos_profile(qos))
 
+    def count_publishers(self, topic: str) -> int:
+        """Publishers of ``topic`` in the ROS graph (``Node.count_publishers``)."""
+        return int(self._node.count_publishers(topic))  # rclpy expands the name itself
+
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
         """A timer on the steady clock (never frozen by ``/clock``); rcl skips missed periods.
         Raises ``ValueError`` for ``period_s <= 0``."""

@@ -8,6 +8,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +280,50 @@ def test_diagnostic_names_carry_the_namespace(namespace, expected):
         assert diagnostic_name(node, "state") == expected
     finally:
         node.shutdown()
+
+
+def test_histories_stay_bounded_over_thousands_of_fallbacks(rig_factory):
+    import gc
+    import tracemalloc
+
+    from ltc_controller.nodes.safety_node import FAULT_LOG_LEN
+    from ltc_controller.safety.gate import Command
+
+    rig = rig_factory()
+    s = rig.safety
+
+    def toggle(times: int) -> None:
+        for i in range(times):  # a policy fault on every other tick: one transition per tick
+            now = rig.dut_node.steady()
+            s.inputs = replace(
+                s.inputs,
+                command=Command((0.1, 2.0)),
+                command_time=now,
+                heartbeat_time=now,
+                heartbeats=s.inputs.heartbeats + N,
+                policy_fault=i % 2 == 0,
+            )
+            s._tick()
+
+    def held_by_package() -> int:
+        """Bytes still allocated from this package's code (pytest keeps every log record, a
+        real node does not: those are not counted)."""
+        gc.collect()  # garbage in cycles is not growth
+        only = [tracemalloc.Filter(True, "*/ltc_controller/*")]
+        snap = tracemalloc.take_snapshot().filter_traces(only)
+        held.append(snap)
+        return sum(t.size for t in snap.traces)
+
+    held: list[Any] = []
+
+    toggle(2 * FAULT_LOG_LEN)
+    tracemalloc.start()
+    toggle(2000)  # caches that fill once fill here
+    short = held_by_package()
+    toggle(2000)
+    long = held_by_package()
+    tracemalloc.stop()
+    assert s.state.transitions >= 4000 and len(s.fault_log) == FAULT_LOG_LEN
+    # An unbounded list of (time, "A->B") grew ~150 B per transition: ~300 KB here.
+    top = held[1].compare_to(held[0], "lineno")[:3]
+    assert long - short < 16 * 1024, (long - short, [str(x) for x in top])

@@ -203,3 +203,58 @@ def test_split_stamp_keeps_nanosec_in_range():
     assert split_stamp(1.9999999999) == (2, 0)
     sec, ns = split_stamp(1_700_000_000.123456)
     assert sec == 1_700_000_000 and 0 <= ns < 1_000_000_000
+
+
+def drive(node, sn, seconds: float) -> None:
+    """Physics at 100 Hz, a frame and its command at 20 Hz, for ``seconds`` of fake time."""
+    for k in range(int(seconds * 100)):
+        if k % 5 == 0:
+            sn.on_camera()
+            sec, ns = split_stamp(node.t)
+            node.subs["ackermann_cmd"](command(sec, ns, 0.0, 5.0))
+        node.mono += 0.01
+        node.t += 0.01
+        sn.on_physics()
+
+
+def test_run_log_streams_to_parts_so_a_killed_simulator_leaves_its_run(tmp_path):
+    node = FakeNode()
+    sn = SimulatorNode(node, {"track_seed": 1}, sim=LaneKeepingSim(track_seed=1))
+    sn.open_log(tmp_path / "run.npz")
+    assert sn.log_dir == tmp_path / "run.parts"
+    drive(node, sn, 3.0)
+    # No write_log, no close: what a SIGKILL leaves. Every column is a valid .npy with all
+    # rows up to the last flush (at most LOG_FLUSH_S = 1 s old).
+    t = np.load(tmp_path / "run.parts" / "phys_t.npy")
+    assert 200 <= t.size <= 301 and np.all(np.diff(t) > 0)  # 301 rows: t = 0 is one
+    stamps = np.load(tmp_path / "run.parts" / "frame_stamp_ns.npy")
+    assert stamps.dtype == np.int64 and 40 <= stamps.size <= 60
+    assert np.load(tmp_path / "run.parts" / "cmd_stamp_ns.npy").size == stamps.size
+    summ = sn.write_log(tmp_path / "run.npz")  # the normal end: one .npz, the folder gone
+    assert not (tmp_path / "run.parts").exists()
+    with np.load(tmp_path / "run.npz") as z:
+        assert z["phys_t"].size == 301 and z["frame_stamp_ns"].size == 60
+        assert np.array_equal(z["phys_t"][: t.size], t)
+        assert np.array_equal(z["frame_stamp_ns"][: stamps.size], stamps)
+    assert summ["frames_published"] == 60 and summ["latency_p50_s"] == pytest.approx(0.0)
+    sn.close()
+
+
+def test_run_log_memory_stays_flat_however_long_the_run(tmp_path):
+    import tracemalloc
+
+    node = FakeNode()
+    sn = SimulatorNode(node, {"track_seed": 1}, sim=LaneKeepingSim(track_seed=1))
+    sn.on_camera = lambda: None  # rendering is not what is measured here
+    sn.open_log(tmp_path / "run.npz")
+    drive(node, sn, 5.0)
+    tracemalloc.start()
+    drive(node, sn, 10.0)
+    short, _ = tracemalloc.get_traced_memory()
+    drive(node, sn, 100.0)  # 10,000 more physics rows and 2,000 commands
+    long, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # The old in-memory log held ~200 B per physics row: 2 MB here.
+    assert long - short < 64 * 1024, long - short
+    assert np.load(tmp_path / "run.parts" / "phys_t.npy").size >= 11_000
+    sn.close()

@@ -204,6 +204,27 @@ def test_estop_latches_and_reset_is_refused_while_asserted():
     assert counts(st)[Fault.ESTOP] == 1
 
 
+def test_restart_with_a_latched_estop_stays_latched_until_an_explicit_reset():
+    st = initial_state(CFG, estop_latched=True)
+    assert st.state == SafetyState.ESTOP and st.active_fault == Fault.ESTOP
+    # A healthy policy and no e-stop asserted (its source is gone): still ESTOP, zero output.
+    st, outs = run(CFG, st, lambda t, k: healthy(t, k + 1), 0.0, 2.0)
+    assert {s for _, s, _ in outs} == {SafetyState.ESTOP}
+    assert all(o.command.values == (0.0, 0.0) for _, _, o in outs)
+    assert all(o.transition is None for _, _, o in outs[1:])
+    # Teleop does not unlatch it either.
+    inp = replace(healthy(2.0, 200), teleop=Command((0.1, 1.0)), teleop_time=2.0)
+    st, out = tick(CFG, st, inp, 2.0)
+    assert st.state == SafetyState.ESTOP and out.command.values == (0.0, 0.0)
+    # The reset is refused while an e-stop is asserted, accepted once it is not.
+    st, out = tick(CFG, st, replace(healthy(2.02, 201), estop=True, reset_requested=True), 2.02)
+    assert st.state == SafetyState.ESTOP and GateEvent.ESTOP_RESET_REFUSED in out.events
+    st, out = tick(CFG, st, replace(healthy(2.04, 202), reset_requested=True), 2.04)
+    assert st.state == SafetyState.FALLBACK and GateEvent.ESTOP_RESET in out.events
+    st, outs = run(CFG, st, lambda t, k: healthy(t, 203 + k), 2.06, 2.06 + (N + 1) * DT)
+    assert st.state == SafetyState.ACTIVE
+
+
 def test_teleop_overrides_policy_and_release_falls_back():
     st, outs = drive_active(t1=1.0)
     t, hb = 1.0, 100

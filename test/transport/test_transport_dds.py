@@ -157,6 +157,23 @@ def test_writer_leaving_delivers_no_message_and_no_error() -> None:
         assert len(got) == 1 and b.callback_errors == 0
 
 
+def test_count_publishers_follows_writers_that_match_and_leave() -> None:
+    topic = "/" + _unique("estop")
+    with DdsNode("sub") as b:
+        b.create_subscription("std_msgs/msg/Bool", topic, lambda m: None, LATCHED)
+        assert b.count_publishers(topic) == 0
+        a, c = DdsNode("pub_a"), DdsNode("pub_c")
+        a.create_publisher("std_msgs/msg/Bool", topic, LATCHED)
+        c.create_publisher("std_msgs/msg/Bool", topic, LATCHED)
+        assert _spin_until(b, lambda: b.count_publishers(topic) == 2, 5)
+        a.shutdown()  # a participant that leaves takes its writer with it
+        assert _spin_until(b, lambda: b.count_publishers(topic) == 1, 5)
+        c.shutdown()
+        assert _spin_until(b, lambda: b.count_publishers(topic) == 0, 5)
+        with pytest.raises(ValueError, match="no subscription"):
+            b.count_publishers("/" + _unique("other"))
+
+
 def test_timer_keeps_firing_at_its_period_while_no_messages_arrive() -> None:
     with DdsNode("timer_node") as node:
         node.create_subscription("std_msgs/msg/Bool", "/" + _unique("silent"), lambda m: None)
