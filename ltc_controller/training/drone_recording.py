@@ -144,8 +144,6 @@ def record_drone(
         BagError: the bag exists, or the storage or command type is unusable.
         ValueError: a learner without velocity outputs.
     """
-    from ltc_controller.training.drone_closed_loop import DronePolicyDriver
-
     if command_type not in (TWIST, TWIST_STAMPED):
         raise BagError(f"drone setpoints are Twist or TwistStamped, not {command_type}")
     cond = get_drone_condition(cfg.condition)
@@ -155,7 +153,11 @@ def record_drone(
     sim_s = 0.0
     wall0 = time.perf_counter()
     base_s = 0.0
-    driver = DronePolicyDriver(learner) if learner is not None else None
+    driver = None
+    if learner is not None:  # torch loads only for DAgger
+        from ltc_controller.training.drone_closed_loop import DronePolicyDriver
+
+        driver = DronePolicyDriver(learner)
     with DemoBagWriter(
         path,
         storage=storage,
