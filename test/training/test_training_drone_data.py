@@ -224,3 +224,28 @@ def test_evaluate_drone_lists_conditions_and_rejects_unknown_ones(tmp_path, caps
     assert len(listing.strip().splitlines()) == 13 and "target_occluded" in listing
     rc = main(["evaluate", "--scenario", "drone", "--expert", "--conditions", "snowstorm"])
     assert rc == 2 and "snowstorm" in capsys.readouterr().err
+
+
+def test_reduced_drone_preset_records_trains_with_dagger_and_evaluates(tmp_path):
+    from ltc_controller.training.drone_presets import DRONE_REDUCED, train_drone
+
+    out = tmp_path / "drone.safetensors"
+    s = train_drone(tmp_path / "work", out, DRONE_REDUCED, log=lambda _: None, show_progress=False)
+    assert [r["round"] for r in s["rounds"]] == [0, 1]
+    # 2 expert episodes of 2 s, then a 2 s DAgger episode, at 20 Hz.
+    assert [r["frames"] for r in s["rounds"]] == [80, 120]
+    assert s["outputs"] == {
+        "linear_x": "m/s",
+        "linear_y": "m/s",
+        "linear_z": "m/s",
+        "angular_z": "rad/s",
+    }
+    assert load_policy(out).config.output_names == VELOCITY_AXES
+    rows = {r["model"]: r for r in s["evaluation"]["per_model"]}
+    assert set(rows) == {"policy", EXPERT} and rows["policy"]["condition"] == "clean"
+    assert Path(s["evaluation"]["report"]).is_file()
+    assert json.loads((tmp_path / "work" / "summary.json").read_text())["rounds"] == s["rounds"]
+    # A rerun reuses the bags (no re-recording).
+    logs: list[str] = []
+    train_drone(tmp_path / "work", out, DRONE_REDUCED, log=logs.append, show_progress=False)
+    assert sum(line.startswith("reusing") for line in logs) == 2
