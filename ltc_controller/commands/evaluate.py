@@ -146,6 +146,14 @@ def _run_drone(args: argparse.Namespace) -> int:
         for c in DRONE_CONDITIONS.values():
             print(f"{c.name:16s} {c.description}")
         return 0
+    ignored = [
+        f"--{n.replace('_', '-')}"
+        for n in ("attention", "distance", "track_length")
+        if getattr(args, n) not in (None, False)
+    ]
+    if ignored:
+        print(f"evaluate: {', '.join(ignored)} apply to the car only", file=sys.stderr)
+        return 2
     try:
         require("ltc-controller evaluate", "sim")
     except MissingExtra as e:

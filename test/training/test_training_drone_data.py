@@ -224,6 +224,8 @@ def test_evaluate_drone_lists_conditions_and_rejects_unknown_ones(tmp_path, caps
     assert len(listing.strip().splitlines()) == 13 and "target_occluded" in listing
     rc = main(["evaluate", "--scenario", "drone", "--expert", "--conditions", "snowstorm"])
     assert rc == 2 and "snowstorm" in capsys.readouterr().err
+    rc = main(["evaluate", "--scenario", "drone", "--expert", "--attention", "--distance", "5"])
+    assert rc == 2 and "--attention, --distance apply to the car only" in capsys.readouterr().err
 
 
 def test_reduced_drone_preset_records_trains_with_dagger_and_evaluates(tmp_path):
