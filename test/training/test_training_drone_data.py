@@ -251,3 +251,10 @@ def test_reduced_drone_preset_records_trains_with_dagger_and_evaluates(tmp_path)
     logs: list[str] = []
     train_drone(tmp_path / "work", out, DRONE_REDUCED, log=logs.append, show_progress=False)
     assert sum(line.startswith("reusing") for line in logs) == 2
+
+
+def test_bag_writer_velocity_setpoints_need_a_twist_type(tmp_path):
+    from ltc_controller.training.bag import DemoBagWriter
+
+    with DemoBagWriter(tmp_path / "a") as w, pytest.raises(BagError, match="Twist command type"):
+        w.write_velocity_commands(1, (0.1, 0.0, 0.0, 0.0), (0.1, 0.0, 0.0, 0.0))
