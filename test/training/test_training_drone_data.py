@@ -150,17 +150,25 @@ def test_driver_maps_outputs_by_axis_name_and_rejects_a_steering_policy():
 
 def test_expert_succeeds_and_a_policy_flying_backwards_fails(tmp_path):
     away = save_policy(_velocity_policy((-0.8, 0.0, 0.0, 0.0)), tmp_path / "away.safetensors")
-    cfg = DroneEvalConfig(conditions=("clean", "winter"), episodes=1, max_time_s=9.0)
-    recs, sizes = evaluate_drone([ModelEntry(EXPERT, None), ModelEntry("away", away)], cfg)
+    conds = ("clean", "winter")
+    # The expert needs ~6 s to the target; 3 s of the policy flying away say enough.
+    recs, _ = evaluate_drone(
+        [ModelEntry(EXPERT, None)], DroneEvalConfig(conditions=conds, episodes=1, max_time_s=9.0)
+    )
+    more, sizes = evaluate_drone(
+        [ModelEntry("away", away)], DroneEvalConfig(conditions=conds, episodes=1, max_time_s=3.0)
+    )
+    recs += more
     assert len(recs) == 4 and str(away) in sizes
     by = {(r.model, r.condition): r for r in recs}
-    for c in cfg.conditions:
+    for c in conds:
         ex, aw = by[(EXPERT, c)], by[("away", c)]
         assert ex.success == 1.0 and ex.collisions == 0
         assert ex.final_distance_m <= 1.0 and 0.0 < ex.time_to_target_s < 9.0
         assert aw.success == 0.0 and math.isnan(aw.time_to_target_s)
-        # Flew away from the target (0.8 m/s backwards) until a time-out or a collision.
-        assert aw.final_distance_m > aw.target_range_m + 0.5
+        assert aw.world_seed == ex.world_seed == 5000 and aw.duration_s == pytest.approx(3.0)
+        # Flew away from the target (0.8 m/s backwards).
+        assert aw.final_distance_m > aw.target_range_m + 1.0
         assert aw.min_distance_m == pytest.approx(aw.target_range_m, abs=0.05)
     rows = {(r["model"], r["condition"]): r for r in summarise_drone(recs).per_model}
     assert rows[(EXPERT, "winter")]["success"] == 1.0
