@@ -167,6 +167,7 @@ def _run_drone(args: argparse.Namespace) -> int:
             cfg,
             storage=args.storage,
             compressed=args.compressed,
+            jpeg_quality=args.jpeg_quality,
             topics=RecordTopics(
                 args.image_topic,
                 args.label_topic,

@@ -119,6 +119,7 @@ def record_drone(
     *,
     storage: str = "mcap",
     compressed: bool = False,
+    jpeg_quality: int = 90,
     topics: RecordTopics | None = None,
     learner: Any = None,
     progress: Callable[[int, int], None] | None = None,
@@ -131,6 +132,7 @@ def record_drone(
         cfg: what to record.
         storage: ``"mcap"`` or ``"sqlite3"``.
         compressed: JPEG ``CompressedImage`` frames instead of raw ``Image``.
+        jpeg_quality: JPEG quality (1..95) of compressed frames.
         topics: topic names (default :func:`drone_topics`).
         learner: a velocity policy to fly (DAgger) instead of the perturbed expert.
         progress: ``(episode, episodes)`` callback after each episode.
@@ -162,6 +164,7 @@ def record_drone(
         path,
         storage=storage,
         compressed=compressed,
+        jpeg_quality=jpeg_quality,
         topics=topics or drone_topics(),
         command_type=command_type,
     ) as writer:

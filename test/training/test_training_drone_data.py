@@ -113,9 +113,12 @@ def test_record_drone_rejects_ackermann_and_writes_twist_stamped(tmp_path, capsy
         tmp_path / "c",
         DroneRecordConfig(episodes=1, episode_s=0.5),
         command_type="geometry_msgs/msg/TwistStamped",
+        compressed=True,
     )
     types, msgs = _read(tmp_path / "c")
     assert types["/cmd_vel"] == "geometry_msgs/msg/TwistStamped"
+    assert types["/camera/image_raw/compressed"] == "sensor_msgs/msg/CompressedImage"
+    assert msgs["/camera/image_raw/compressed"][0][1].format == "jpeg"
     assert msgs["/expert_cmd"][0][1].header.frame_id == "base_link"
     assert s["frames"] == 10
 
