@@ -24,6 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="policy file, repeatable; files sharing a LABEL are training seeds of one model "
         "(default label: the file's architecture)",
     )
+    p.add_argument(
+        "--scenario",
+        choices=("car", "drone"),
+        default="car",
+        help="car (lane keeping, default) or drone (fly to the target in unseen worlds: success "
+        "rate, time to target, final distance, collisions per condition)",
+    )
     p.add_argument("--expert", action="store_true", help="also drive the privileged expert")
     p.add_argument(
         "--conditions",
@@ -78,6 +85,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         write_report,
     )
 
+    if args.scenario == "drone":
+        return _run_drone(args)
     if args.list_conditions:
         for c in CONDITIONS.values():
             print(f"{c.name:14s} {c.description}")
@@ -122,6 +131,66 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
                 first.setdefault(m.label, Path(m.path))
         with report.open("a") as f:
             f.write("\n" + attention_robustness_section(first) + "\n")
+    print(report.read_text())
+    print(f"report: {report}", file=sys.stderr)
+    return 0
+
+
+def _run_drone(args: argparse.Namespace) -> int:
+    """``evaluate --scenario drone``: fly velocity policies per drone condition (see
+    :mod:`ltc_controller.training.drone_evaluation`); ``--first-track-seed`` is the first world
+    seed."""
+    from ltc_controller.sim.drone.conditions import DRONE_CONDITIONS, parse_drone_conditions
+
+    if args.list_conditions:
+        for c in DRONE_CONDITIONS.values():
+            print(f"{c.name:16s} {c.description}")
+        return 0
+    ignored = [
+        f"--{n.replace('_', '-')}"
+        for n in ("attention", "distance", "track_length")
+        if getattr(args, n) not in (None, False)
+    ]
+    if ignored:
+        print(f"evaluate: {', '.join(ignored)} apply to the car only", file=sys.stderr)
+        return 2
+    try:
+        require("ltc-controller evaluate", "sim")
+    except MissingExtra as e:
+        print(e, file=sys.stderr)
+        return 2
+    import torch
+
+    from ltc_controller.models.policy_file import PolicyFileError
+    from ltc_controller.training.drone_evaluation import (
+        DroneEvalConfig,
+        evaluate_drone,
+        write_drone_report,
+    )
+    from ltc_controller.training.evaluation import EXPERT, ModelEntry
+
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        cfg = DroneEvalConfig(
+            conditions=tuple(c.name for c in parse_drone_conditions(args.conditions)),
+            episodes=args.episodes,
+            first_world_seed=args.first_track_seed,
+            latency_s=args.latency,
+        )
+        models = [
+            ModelEntry(label or default_label(path), path)
+            for label, path in parse_policy_args(args.policy)
+        ]
+        if args.expert:
+            models.append(ModelEntry(EXPERT, None))
+        if not models:
+            print("evaluate: give --policy FILE (repeatable) and/or --expert", file=sys.stderr)
+            return 2
+        records, sizes = evaluate_drone(models, cfg, progress=lambda s: print(s, file=sys.stderr))
+    except (PolicyFileError, KeyError, ValueError) as e:
+        print(f"evaluate: {e}", file=sys.stderr)
+        return 2
+    report = write_drone_report(args.output, records, sizes, cfg)
     print(report.read_text())
     print(f"report: {report}", file=sys.stderr)
     return 0

@@ -18,6 +18,14 @@ HELP = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("output", type=Path, help="bag directory to create (must not exist)")
+    p.add_argument(
+        "--scenario",
+        choices=("car", "drone"),
+        default="car",
+        help="car (lane keeping, default) or drone (fly to the target: geometry_msgs/Twist "
+        "body-frame velocity setpoints, 3-D odometry; conditions of --list-conditions "
+        "--scenario drone in evaluate)",
+    )
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="default mcap")
     p.add_argument(
         "--compressed",
@@ -25,11 +33,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="write sensor_msgs/CompressedImage (JPEG) on <image-topic>/compressed",
     )
     p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality (default 90)")
-    p.add_argument("--episodes", type=int, default=4, help="episodes, one track each (default 4)")
+    p.add_argument(
+        "--episodes", type=int, default=4, help="episodes, one track or world each (default 4)"
+    )
     p.add_argument("--episode-s", type=float, default=30.0, help="seconds per episode (30)")
-    p.add_argument("--first-track-seed", type=int, default=1000, help="track seed of episode 0")
+    p.add_argument(
+        "--first-track-seed", type=int, default=1000, help="track (drone: world) seed of episode 0"
+    )
     p.add_argument("--condition", default="clean", help="scenario condition (default clean)")
-    p.add_argument("--speed", type=float, default=5.0, help="driving speed in m/s (default 5)")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="driving speed in m/s (default 5; drone: the expert's cruise speed, default 1)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of starts and perturbations")
     p.add_argument(
         "--no-perturb", action="store_true", help="clean expert (no bursts or excursions)"
@@ -44,10 +61,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--command-type",
         choices=("ackermann", "twist", "twist_stamped"),
-        default="ackermann",
+        default=None,
         help="type of the expert and executed commands: ackermann_msgs/AckermannDriveStamped "
-        "(default), or geometry_msgs/Twist or TwistStamped carrying the car's body velocity "
-        "(linear.x = speed, angular.z = speed * tan(steering) / wheelbase)",
+        "(car default), or geometry_msgs/Twist (drone default) or TwistStamped carrying the "
+        "car's body velocity (linear.x = speed, angular.z = speed * tan(steering) / wheelbase) "
+        "or the drone's velocity setpoint (linear.x/y/z, angular.z)",
     )
     p.add_argument("--image-topic", default="/camera/image_raw", help="image topic")
     p.add_argument("--label-topic", default="/expert_cmd", help="clean expert command topic")
@@ -71,10 +89,14 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ltc_controller.training.bag import BagError, RecordTopics
     from ltc_controller.training.recording import RecordConfig, record
 
+    if args.scenario == "drone":
+        return _run_drone(args)
     ctype = {"ackermann": ACKERMANN, "twist": TWIST, "twist_stamped": TWIST_STAMPED}[
-        args.command_type
+        args.command_type or "ackermann"
     ]
     executed = args.executed_topic or RecordTopics.default_executed(ctype)
+    if args.speed is None:
+        args.speed = 5.0
     try:
         pert = (
             PerturbationConfig.none(args.speed)
@@ -96,6 +118,62 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             storage=args.storage,
             compressed=args.compressed,
             topics=RecordTopics(args.image_topic, args.label_topic, executed, args.odom_topic),
+            command_type=ctype,
+            learner=learner,
+            progress=lambda i, n: print(f"episode {i}/{n}", file=sys.stderr),
+        )
+    except (BagError, PolicyFileError, ValueError, KeyError) as e:
+        print(f"record: {e}", file=sys.stderr)
+        return 2
+    summary.pop("config", None)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _run_drone(args: argparse.Namespace) -> int:
+    """``record --scenario drone``: the perturbed drone expert (or a DAgger policy) in seeded
+    worlds, Twist setpoints (see :mod:`ltc_controller.training.drone_recording`)."""
+    from ltc_controller.interfaces.command_axes import TWIST, TWIST_STAMPED
+    from ltc_controller.models.policy_file import PolicyFileError, load_policy
+    from ltc_controller.sim.drone.scenario import DronePerturbationConfig
+    from ltc_controller.training.bag import BagError, RecordTopics
+    from ltc_controller.training.drone_recording import DroneRecordConfig, record_drone
+
+    if args.command_type == "ackermann":
+        print(
+            "record: the drone flies velocity setpoints (--command-type twist or twist_stamped)",
+            file=sys.stderr,
+        )
+        return 2
+    ctype = TWIST_STAMPED if args.command_type == "twist_stamped" else TWIST
+    speed = 1.0 if args.speed is None else args.speed
+    try:
+        pert = (
+            DronePerturbationConfig.none(speed)
+            if args.no_perturb
+            else DronePerturbationConfig(speed_mps=speed)
+        )
+        cfg = DroneRecordConfig(
+            episodes=args.episodes,
+            episode_s=args.episode_s,
+            first_world_seed=args.first_track_seed,
+            condition=args.condition,
+            seed=args.seed,
+            perturbation=pert,
+        )
+        learner = load_policy(args.dagger) if args.dagger is not None else None
+        summary = record_drone(
+            args.output,
+            cfg,
+            storage=args.storage,
+            compressed=args.compressed,
+            jpeg_quality=args.jpeg_quality,
+            topics=RecordTopics(
+                args.image_topic,
+                args.label_topic,
+                args.executed_topic or "/cmd_vel",
+                args.odom_topic,
+            ),
             command_type=ctype,
             learner=learner,
             progress=lambda i, n: print(f"episode {i}/{n}", file=sys.stderr),

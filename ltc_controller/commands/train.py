@@ -24,9 +24,11 @@ HELP = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preset",
-        choices=("bundled",),
+        choices=("bundled", "drone"),
         default=None,
-        help="bundled: record expert + DAgger data and train the shipped NCP-19 (ignores --bag)",
+        help="bundled: record expert + DAgger data and train the shipped NCP-19; drone: record "
+        "drone expert + DAgger data, train a 4-output velocity NCP and evaluate it per condition "
+        "(both ignore --bag)",
     )
     p.add_argument("--work", type=Path, default=Path("train_work"), help="preset work folder")
     p.add_argument("--bag", type=Path, action="append", default=[], help="rosbag2 (repeatable)")
@@ -101,6 +103,17 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         from ltc_controller.training.presets import train_bundled
 
         summary = train_bundled(args.work, args.output)
+        print(json.dumps(summary, indent=2))
+        return 0
+    if args.preset == "drone":
+        from ltc_controller.training.drone_presets import train_drone
+
+        summary = train_drone(
+            args.work,
+            args.output,
+            log=lambda s: print(s, file=sys.stderr),
+            show_progress=not args.quiet,
+        )
         print(json.dumps(summary, indent=2))
         return 0
     if not args.bag:

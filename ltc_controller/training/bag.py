@@ -290,6 +290,76 @@ class DemoBagWriter:
         )
         self._writer.write(self._c_odom, stamp_ns, self.store.serialize_cdr(odom, odom.__msgtype__))
 
+    # -- drone (velocity setpoints, 3-D odometry) ------------------------------------------------
+
+    def _twist(self, stamp_ns: int, v: Sequence[float]) -> Any:
+        T = self.store.types
+        V3 = T["geometry_msgs/msg/Vector3"]
+        twist = T[TWIST](
+            linear=V3(x=float(v[0]), y=float(v[1]), z=float(v[2])),
+            angular=V3(x=0.0, y=0.0, z=float(v[3])),
+        )
+        if self.command_type == TWIST:
+            return twist
+        return T[TWIST_STAMPED](header=self._header(stamp_ns, "base_link"), twist=twist)
+
+    def write_velocity_commands(
+        self, stamp_ns: int, label: Sequence[float], executed: Sequence[float]
+    ) -> None:
+        """Write the label and executed body-frame velocity setpoints ``(vx, vy, vz, yaw_rate)``
+        (m/s, m/s, m/s, rad/s; REP 103 ``base_link``) stamped ``stamp_ns`` (ns) as Twist or
+        TwistStamped (``command_type``).
+
+        Raises:
+            BagError: the writer's ``command_type`` is Ackermann (no velocity axes).
+        """
+        ct = self.command_type
+        if ct not in (TWIST, TWIST_STAMPED):
+            raise BagError(f"velocity setpoints need a Twist command type, not {ct}")
+        ser = self.store.serialize_cdr
+        self._writer.write(self._c_label, stamp_ns, ser(self._twist(stamp_ns, label), ct))
+        self._writer.write(self._c_exec, stamp_ns, ser(self._twist(stamp_ns, executed), ct))
+
+    def write_odom_3d(
+        self,
+        stamp_ns: int,
+        position: Sequence[float] | NDArray[np.float64],
+        quaternion_wxyz: Sequence[float] | NDArray[np.float64],
+        linear_body: Sequence[float] | NDArray[np.float64],
+        angular_body: Sequence[float] | NDArray[np.float64],
+    ) -> None:
+        """Write a full 3-D odometry at ``stamp_ns`` (ns): ``position`` (m, ``odom`` frame),
+        orientation as ``(w, x, y, z)``, and the twist in ``base_link`` (m/s, rad/s), as
+        ``nav_msgs/Odometry`` defines it (REP 105)."""
+        T = self.store.types
+        V3, P = T["geometry_msgs/msg/Vector3"], T["geometry_msgs/msg/Point"]
+        qw, qx, qy, qz = (float(q) for q in quaternion_wxyz)
+        odom = T["nav_msgs/msg/Odometry"](
+            header=self._header(stamp_ns, "odom"),
+            child_frame_id="base_link",
+            pose=T["geometry_msgs/msg/PoseWithCovariance"](
+                pose=T["geometry_msgs/msg/Pose"](
+                    position=P(x=float(position[0]), y=float(position[1]), z=float(position[2])),
+                    orientation=T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw),
+                ),
+                covariance=np.zeros(36),
+            ),
+            twist=T["geometry_msgs/msg/TwistWithCovariance"](
+                twist=T["geometry_msgs/msg/Twist"](
+                    linear=V3(
+                        x=float(linear_body[0]), y=float(linear_body[1]), z=float(linear_body[2])
+                    ),
+                    angular=V3(
+                        x=float(angular_body[0]),
+                        y=float(angular_body[1]),
+                        z=float(angular_body[2]),
+                    ),
+                ),
+                covariance=np.zeros(36),
+            ),
+        )
+        self._writer.write(self._c_odom, stamp_ns, self.store.serialize_cdr(odom, odom.__msgtype__))
+
     def close(self) -> None:
         """Finish the bag (writes metadata.yaml). Idempotent."""
         if self._writer is not None:

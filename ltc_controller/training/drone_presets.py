@@ -1,0 +1,227 @@
+"""`train --preset drone`: record drone demonstrations, train a 4-output velocity NCP with DAgger
+rounds, and evaluate it closed loop, in one command sized for a small CPU machine.
+
+1. record ``expert_episodes`` episodes of the perturbed drone expert in worlds 1000.. (MCAP);
+2. train from the label topic's four Twist axes (``linear_x``, ``linear_y``, ``linear_z``,
+   ``angular_z``; units m/s, m/s, m/s, rad/s) with
+   :func:`~ltc_controller.training.trainer.train` (``arch`` of the recipe; an NCP gets four motor
+   neurons, see ``trainer.py``);
+3. ``dagger_rounds`` times: the policy flies ``dagger_episodes`` episodes in new worlds while the
+   expert labels (and takes over near obstacles or with the target off the camera axis), the bag
+   is added, and the policy fine-tuned on everything;
+4. write the policy file, and (``evaluation`` not None) evaluate it and the expert on unseen
+   worlds (:mod:`~ltc_controller.training.drone_evaluation`), report under ``work/report``.
+
+A rerun with the same ``work`` folder reuses the bags already recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ltc_controller.training.bag import Demonstrations, read_demonstrations
+from ltc_controller.training.drone_evaluation import (
+    DroneEvalConfig,
+    evaluate_drone,
+    summarise_drone,
+    write_drone_report,
+)
+from ltc_controller.training.drone_recording import DroneRecordConfig, record_drone
+from ltc_controller.training.evaluation import EXPERT, ModelEntry
+from ltc_controller.training.trainer import TrainConfig, train
+
+__all__ = ["DRONE_RECIPE", "DRONE_REDUCED", "DroneRecipe", "train_drone"]
+
+IMAGE_TOPIC = "/camera/image_raw"
+LABEL_TOPIC = "/expert_cmd"
+#: Every axis of the Twist label (``read_demonstrations``'s ``["all"]``).
+ALL_AXES = ("all",)
+
+
+@dataclass(frozen=True)
+class DroneRecipe:
+    """How ``train --preset drone`` records, trains and evaluates.
+
+    Attributes:
+        expert_episodes, episode_s: the expert data set (worlds 1000..; s per episode at most).
+        dagger_rounds, dagger_episodes: DAgger rounds and episodes per round (worlds
+            ``1000 + 100 * round``..).
+        finetune_epochs: epochs of each DAgger fine-tune.
+        train: training settings of the first round.
+        evaluation: closed-loop protocol after training (None = skip).
+    """
+
+    expert_episodes: int = 16
+    episode_s: float = 20.0
+    dagger_rounds: int = 1
+    dagger_episodes: int = 6
+    finetune_epochs: int = 1
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            arch="ncp_ltc",
+            seq_len=16,
+            batch_size=8,
+            epochs=4,
+            lr=2e-3,
+            lr_rnn=1e-2,
+            loss_alpha=0.0,
+            patience=2,
+            threads=2,
+            seed=0,
+        )
+    )
+    evaluation: DroneEvalConfig | None = field(
+        default_factory=lambda: DroneEvalConfig(
+            conditions=("clean", "winter", "fog", "noise_0.1", "urban"), episodes=3
+        )
+    )
+
+
+DRONE_RECIPE = DroneRecipe()
+#: A minute-scale version for tests: two short expert episodes, one one-episode DAgger round,
+#: a few optimiser steps, one 3 s evaluation episode.
+DRONE_REDUCED = DroneRecipe(
+    expert_episodes=2,
+    episode_s=2.0,
+    dagger_rounds=1,
+    dagger_episodes=1,
+    train=replace(DRONE_RECIPE.train, epochs=1, max_steps=2, seq_len=8, batch_size=2, threads=1),
+    evaluation=DroneEvalConfig(conditions=("clean",), episodes=1, max_time_s=3.0),
+)
+
+
+def _bag(
+    path: Path, cfg: DroneRecordConfig, log: Callable[[str], None], learner: Any = None
+) -> Path:
+    """Record ``path`` unless a complete bag is already there (a rerun resumes)."""
+    if (path / "metadata.yaml").is_file():
+        log(f"reusing {path}")
+        return path
+    if path.exists():
+        shutil.rmtree(path)
+    s = record_drone(path, cfg, learner=learner)
+    log(
+        f"recorded {path.name}: {s['frames']} frames in {s['wall_s']:.0f} s ({s['driver']}, "
+        f"reached {s['reached']}/{s['episodes']}, collisions {s['collisions']}, takeover "
+        f"{s['takeover_fraction']:.0%})"
+    )
+    return path
+
+
+def _read(bag: Path) -> Demonstrations:
+    return read_demonstrations(bag, IMAGE_TOPIC, LABEL_TOPIC, command_fields=list(ALL_AXES))
+
+
+def train_drone(
+    work: str | Path,
+    output: str | Path,
+    recipe: DroneRecipe = DRONE_RECIPE,
+    log: Callable[[str], None] = print,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Record, train with DAgger, save and evaluate a drone velocity policy (module docstring).
+
+    Args:
+        work: folder for bags, checkpoints, the report and ``summary.json`` (reused by a rerun).
+        output: the policy file to write.
+        recipe: the recipe.
+        log: line logger.
+        show_progress: training progress bar.
+
+    Returns:
+        Summary: frames and validation loss per round, the per-condition evaluation (success
+        rate, time to target, final distance, collisions), wall times.
+    """
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    rounds: list[dict[str, Any]] = []
+    bag = _bag(
+        work / "expert",
+        DroneRecordConfig(
+            episodes=recipe.expert_episodes,
+            episode_s=recipe.episode_s,
+            first_world_seed=1000,
+            seed=1,
+        ),
+        log,
+    )
+    demos = _read(bag)
+    cfg = recipe.train
+    res = train(
+        demos, cfg, checkpoint_dir=work / "ckpt_round0", show_progress=show_progress, log=log
+    )
+    rounds.append(
+        {"round": 0, "frames": len(demos), "val_loss": res.best_val_loss, "wall_s": res.wall_s}
+    )
+    policy = res.policy
+    for r in range(1, recipe.dagger_rounds + 1):
+        bag = _bag(
+            work / f"dagger{r}",
+            DroneRecordConfig(
+                episodes=recipe.dagger_episodes,
+                episode_s=recipe.episode_s,
+                first_world_seed=1000 + 100 * r,
+                seed=1 + r,
+            ),
+            log,
+            learner=policy,
+        )
+        demos = Demonstrations.concatenate([demos, _read(bag)])
+        res = train(
+            demos,
+            replace(cfg, epochs=recipe.finetune_epochs, seed=cfg.seed + r),
+            checkpoint_dir=work / f"ckpt_round{r}",
+            init_state=policy.state_dict(),
+            show_progress=show_progress,
+            log=log,
+        )
+        policy = res.policy
+        rounds.append(
+            {"round": r, "frames": len(demos), "val_loss": res.best_val_loss, "wall_s": res.wall_s}
+        )
+    from ltc_controller.models.policy_file import save_policy
+
+    save_policy(policy, output)
+    summary: dict[str, Any] = {
+        "output": str(output),
+        "outputs": dict(zip(policy.config.output_names, policy.config.output_units, strict=True)),
+        "rounds": rounds,
+    }
+    if recipe.evaluation is not None:
+        t1 = time.perf_counter()
+        records, sizes = evaluate_drone(
+            [ModelEntry("policy", Path(output)), ModelEntry(EXPERT, None)],
+            recipe.evaluation,
+            progress=log,
+        )
+        report = write_drone_report(work / "report", records, sizes, recipe.evaluation)
+        summary["evaluation"] = {
+            "report": str(report),
+            "per_model": summarise_drone(records).per_model,
+            "wall_s": round(time.perf_counter() - t1, 1),
+        }
+    summary["wall_s"] = round(time.perf_counter() - t0, 1)
+    summary["recipe"] = asdict(recipe)
+    summary = _json_safe(summary)
+    (work / "summary.json").write_text(json.dumps(summary, indent=1))
+    log(f"wrote {output} in {summary['wall_s']:.0f} s")
+    return summary
+
+
+def _json_safe(x: Any) -> Any:
+    """Dicts, lists and numbers for JSON: NaN and infinities as None (strict JSON)."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
