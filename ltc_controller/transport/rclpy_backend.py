@@ -38,6 +38,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node as _RosNode
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -47,6 +48,7 @@ from ltc_controller import stop
 from ltc_controller.params import ParameterError, ParamSpec, check_known, validate_set
 
 from . import param_values
+from .lifecycle import STATE_LABELS, LifecycleMachine, State
 from .port import RELIABLE, QoS
 from .ros_args import parse_ros_args
 
@@ -111,11 +113,15 @@ class RclpyNode:
         name: default node name (``-r __node:=…`` overrides it).
         argv: the process arguments without the program name; only ``--ros-args`` blocks matter.
         namespace: default namespace (``-r __ns:=…`` overrides it).
+        managed: an ``rclpy.lifecycle.LifecycleNode`` (services ``~/change_state`` …,
+            ``~/transition_event``) whose callbacks :meth:`manage_lifecycle` sets.
 
     Raises what ``rclpy.init`` and ``rclpy.node.Node`` raise for bad arguments or names.
     """
 
-    def __init__(self, name: str, argv: Sequence[str] = (), namespace: str = "/") -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str] = (), namespace: str = "/", managed: bool = False
+    ) -> None:
         self._context = Context()
         # In a process that runs one node, SIGINT/SIGTERM only request a stop
         # (ltc_controller.stop): rclpy's own handlers would raise KeyboardInterrupt wherever the
@@ -124,7 +130,8 @@ class RclpyNode:
         rclpy.init(
             args=["ltc_controller", *argv], context=self._context, signal_handler_options=options
         )
-        self._node = _RosNode(name, namespace=namespace, context=self._context)
+        cls = _ManagedRosNode if managed else _RosNode
+        self._node = cls(name, namespace=namespace, context=self._context)
         # rclpy keeps overrides of undeclared names silently: check them against the
         # declarations (declare_parameters), as the DDS backend does.
         self._overrides = tuple(parse_ros_args(argv, name, namespace).params)
@@ -273,6 +280,17 @@ class RclpyNode:
     def get_parameters(self) -> dict[str, Any]:
         return {s.name: self._node.get_parameter(s.name).value for s in self._specs}
 
+    def manage_lifecycle(self, callbacks: Mapping[State, Callable[[], str]]) -> Any:
+        """The node's callbacks for rcl's lifecycle state machine (node created with
+        ``managed=True``: the ``lifecycle_msgs`` services are rclpy's). On a node created
+        unmanaged, the same machine runs without services (a node class used directly)."""
+        node = self._node
+        if isinstance(node, _ManagedRosNode):
+            node.ltc_callbacks = dict(callbacks)
+            node.ltc_logger = self._logger
+            return _RclpyLifecycle(node)
+        return _LocalLifecycle(LifecycleMachine(callbacks), self._logger)
+
     def now(self) -> float:
         """ROS time in seconds: ``/clock`` under ``use_sim_time``, else the system clock."""
         return float(self._node.get_clock().now().nanoseconds) * 1e-9
@@ -310,6 +328,94 @@ class RclpyNode:
         self._node.destroy_node()
         if self._context.ok():
             rclpy.shutdown(context=self._context)
+
+
+class _ManagedRosNode(LifecycleNode):
+    """An rclpy lifecycle node whose transition callbacks are the node class's (returning
+    ``""`` or a reason; raising is an error, as in :class:`~.lifecycle.LifecycleMachine`)."""
+
+    ltc_callbacks: dict[State, Callable[[], str]] = {}
+    ltc_logger: Any = None
+
+    def _ltc_run(self, state: State) -> Any:
+        callback = self.ltc_callbacks.get(state)
+        try:
+            reason = callback() if callback is not None else ""
+        except Exception as exc:
+            if self.ltc_logger is not None:
+                self.ltc_logger.error(f"{STATE_LABELS[state]}: {type(exc).__name__}: {exc}")
+            return TransitionCallbackReturn.ERROR
+        if reason:
+            if self.ltc_logger is not None:
+                self.ltc_logger.error(f"{STATE_LABELS[state]} failed: {reason}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_configure(self, state: Any) -> Any:
+        return self._ltc_run(State.CONFIGURING)
+
+    def on_activate(self, state: Any) -> Any:
+        return self._ltc_run(State.ACTIVATING)
+
+    def on_deactivate(self, state: Any) -> Any:
+        return self._ltc_run(State.DEACTIVATING)
+
+    def on_cleanup(self, state: Any) -> Any:
+        return self._ltc_run(State.CLEANINGUP)
+
+    def on_shutdown(self, state: Any) -> Any:
+        return self._ltc_run(State.SHUTTINGDOWN)
+
+    def on_error(self, state: Any) -> Any:
+        return self._ltc_run(State.ERRORPROCESSING)
+
+
+class _RclpyLifecycle:
+    """port.Lifecycle over an rclpy lifecycle node (rcl's state machine)."""
+
+    def __init__(self, node: _ManagedRosNode) -> None:
+        self._node = node
+
+    @property
+    def state(self) -> str:
+        return str(self._node._state_machine.current_state[1])
+
+    def trigger(self, label: str) -> str:
+        node = self._node
+        methods = {
+            "configure": node.trigger_configure,
+            "activate": node.trigger_activate,
+            "deactivate": node.trigger_deactivate,
+            "cleanup": node.trigger_cleanup,
+            "shutdown": node.trigger_shutdown,
+        }
+        if label not in methods:
+            return f"unknown transition {label!r}"
+        try:
+            result = methods[label]()
+        except Exception as exc:  # rcl refuses a transition the current state does not have
+            return f"no transition {label!r} from state {self.state!r}: {exc}"
+        if result != TransitionCallbackReturn.SUCCESS:
+            return f"transition {label!r} ended {getattr(result, 'name', result)}"
+        return ""
+
+
+class _LocalLifecycle:
+    """port.Lifecycle without services (an rclpy node not created managed)."""
+
+    def __init__(self, machine: LifecycleMachine, logger: _Logger) -> None:
+        self._machine = machine
+        self._logger = logger
+
+    @property
+    def state(self) -> str:
+        return self._machine.label
+
+    def trigger(self, label: str) -> str:
+        if self._machine.trigger(label=label):
+            return ""
+        self._logger.error(f"lifecycle transition {label!r} failed: {self._machine.last_error}")
+        return self._machine.last_error
 
 
 def _implements_port(node: RclpyNode) -> Any:
