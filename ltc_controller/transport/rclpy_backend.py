@@ -325,6 +325,9 @@ class RclpyNode:
         if self._closed:
             return
         self._closed = True
+        if isinstance(self._node, _ManagedRosNode) and self._context.ok():
+            # Finalize while the node can still announce it (~/transition_event).
+            _RclpyLifecycle(self._node).trigger("shutdown")
         self._node.destroy_node()
         if self._context.ok():
             rclpy.shutdown(context=self._context)
@@ -378,7 +381,10 @@ class _RclpyLifecycle:
 
     @property
     def state(self) -> str:
-        return str(self._node._state_machine.current_state[1])
+        try:
+            return str(self._node._state_machine.current_state[1])
+        except Exception:  # the node was destroyed (after spin ended): it was finalized
+            return "finalized"
 
     def trigger(self, label: str) -> str:
         node = self._node
@@ -391,6 +397,8 @@ class _RclpyLifecycle:
         }
         if label not in methods:
             return f"unknown transition {label!r}"
+        if label == "shutdown" and self.state in ("finalized", "shuttingdown"):
+            return "already finalized"
         try:
             result = methods[label]()
         except Exception as exc:  # rcl refuses a transition the current state does not have

@@ -39,8 +39,8 @@ class Recorder:
 
             return cb
 
-        return {s: make(s) for s in (S.CONFIGURING, S.ACTIVATING, S.DEACTIVATING, S.CLEANINGUP,
-                                     S.SHUTTINGDOWN, S.ERRORPROCESSING)}  # fmt: skip
+        states = (S.CONFIGURING, S.ACTIVATING, S.DEACTIVATING, S.CLEANINGUP, S.SHUTTINGDOWN)
+        return {s: make(s) for s in (*states, S.ERRORPROCESSING)}
 
     def on_event(self, t: Transition, start: State, goal: State) -> None:
         self.events.append((t.id, t.label, start, goal))
