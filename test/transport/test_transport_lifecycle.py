@@ -231,3 +231,40 @@ def test_lifecycle_services_and_events_over_dds(served: Any) -> None:
         ("cleaningup", "inactive", "transition_failure"),
     ]
     assert all(e.timestamp > 0 for e in events)
+
+
+def test_ltc_controller_lifecycle_command_gets_sets_and_lists(dds_loopback: int, capsys) -> None:
+    import threading
+
+    from ltc_controller.cli import main
+    from ltc_controller.transport.dds import DdsNode
+
+    node = DdsNode("managed_cli", "/lc2", parameter_services=False)
+    r = Recorder()
+    server = node.manage_lifecycle(r.callbacks())
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            node.spin_once(0.01)
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        target = "/lc2/managed_cli"
+        assert main(["lifecycle", "get", target, "--timeout", "20"]) == 0
+        assert capsys.readouterr().out == "unconfigured [1]\n"
+        assert main(["lifecycle", "set", target, "configure", "--timeout", "20"]) == 0
+        assert main(["lifecycle", "set", target, "activate", "--timeout", "20"]) == 0
+        assert server.state == "active"
+        assert main(["lifecycle", "set", target, "activate", "--timeout", "20"]) == 1
+        capsys.readouterr()
+        assert main(["lifecycle", "list", target, "--timeout", "20"]) == 0
+        out = capsys.readouterr().out
+        assert "- deactivate [4]" in out and "- shutdown [7]" in out
+        assert main(["lifecycle", "get", "/lc2/nobody", "--timeout", "0.3"]) == 2
+        assert "no service /lc2/nobody/get_state" in capsys.readouterr().err
+    finally:
+        stop.set()
+        t.join()
+        node.shutdown()
