@@ -324,6 +324,8 @@ def _lifecycle_callbacks(calls: list[str], fail: str = "") -> dict[Any, Any]:
 
 @needs_rclpy
 def test_rclpy_managed_node_runs_the_callbacks_through_rcl_lifecycle() -> None:
+    import threading
+
     from lifecycle_msgs.srv import GetState
 
     from ltc_controller.transport.rclpy_backend import RclpyNode
@@ -332,6 +334,7 @@ def test_rclpy_managed_node_runs_the_callbacks_through_rcl_lifecycle() -> None:
     node = RclpyNode("managed", [], ns, managed=True)
     caller = _rclpy_node(name="lc_caller")
     calls: list[str] = []
+    spinner: threading.Thread | None = None
     try:
         lc = node.manage_lifecycle(_lifecycle_callbacks(calls, fail="cleaningup"))
         assert lc.state == "unconfigured"
@@ -341,22 +344,18 @@ def test_rclpy_managed_node_runs_the_callbacks_through_rcl_lifecycle() -> None:
         assert lc.trigger("deactivate") == "" and lc.trigger("cleanup") != ""
         assert lc.state == "inactive"  # a failed cleanup stays inactive
         assert calls == ["configuring", "activating", "deactivating", "cleaningup"]
-        # rclpy serves ~/get_state itself.
+        # rclpy serves ~/get_state itself (the node spinning as in its process).
+        spinner = threading.Thread(target=node.spin)
+        spinner.start()
         cli = caller.ros_node.create_client(GetState, f"{ns}/managed/get_state")
-
-        def ready() -> bool:
-            _spin_until(node, lambda: True, 0.05)
-            return bool(cli.service_is_ready())
-
-        assert _spin_until(caller, ready, 15.0)
+        assert _spin_until(caller, cli.service_is_ready, 15.0)
         future = cli.call_async(GetState.Request())
-        end = time.monotonic() + 10.0
-        while not future.done() and time.monotonic() < end:
-            _spin_until(node, lambda: True, 0.02)
-            _spin_until(caller, future.done, 0.02)
+        assert _spin_until(caller, future.done, 10.0)
         assert future.result().current_state.label == "inactive"
     finally:
         node.shutdown()
+        if spinner is not None:
+            spinner.join(5)
         caller.shutdown()
 
 
