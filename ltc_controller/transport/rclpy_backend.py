@@ -23,6 +23,7 @@ applies itself.
 from __future__ import annotations
 
 import importlib
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -142,6 +143,8 @@ class RclpyNode:
         self._classes: dict[str, Any] = {}
         self._stop = False
         self._spinning = False
+        self._spin_done = threading.Event()
+        self._spin_thread = 0
         self._closed = False
 
     # -- port.Node ------------------------------------------------------------------------
@@ -299,9 +302,14 @@ class RclpyNode:
         return time.monotonic()
 
     def spin(self) -> None:
-        """Run callbacks and timers until :meth:`shutdown`, SIGINT or SIGTERM, then close."""
+        """Run callbacks and timers until :meth:`shutdown`, SIGINT or SIGTERM. The node stays
+        usable after a stop (publishers, timers): the node class's ``close()`` may still
+        publish (the safety node's brake ramp, a managed node's shutdown transition) before
+        :meth:`shutdown` destroys it."""
         executor = SingleThreadedExecutor(context=self._context)
         executor.add_node(self._node)
+        self._spin_done.clear()
+        self._spin_thread = threading.get_ident()
         self._spinning = True
         try:
             while not self._stop and not stop.requested() and self._context.ok():
@@ -311,13 +319,19 @@ class RclpyNode:
         finally:
             self._spinning = False
             executor.shutdown()
-            self._close()
+            self._spin_done.set()
 
     def shutdown(self) -> None:
-        """Stop :meth:`spin` (from a callback or another thread) and destroy the node."""
+        """Stop :meth:`spin` and destroy the node. From a callback (the spinning thread) it
+        only stops the spin: the node is destroyed by the next call, after the node class's
+        ``close()`` (as :func:`~ltc_controller.nodes.registry.run_node` does); from another
+        thread it waits for the spin to end first."""
         self._stop = True
-        if not self._spinning:
-            self._close()
+        if self._spinning:
+            if threading.get_ident() == self._spin_thread:
+                return
+            self._spin_done.wait(5.0)
+        self._close()
 
     # -- internals ------------------------------------------------------------------------
 

@@ -400,3 +400,24 @@ def test_rclpy_lifecycle_client_drives_a_dds_mode_managed_node() -> None:
         target.shutdown()
         spinner.join(5)
         caller.shutdown()
+
+
+@needs_rclpy
+def test_rclpy_node_stays_usable_after_a_stop_from_a_callback_until_shutdown() -> None:
+    # run_node's order: spin until a stop, then the node class's close() still publishes (the
+    # safety node's brake ramp, the simulator's timers), then shutdown() destroys the node.
+    node = _rclpy_node()
+    pub = node.create_publisher("std_msgs/msg/String", "after_stop", RELIABLE)
+    ticks: list[int] = []
+
+    def tick() -> None:
+        ticks.append(1)
+        node.shutdown()  # from the spinning thread: stops the spin only
+
+    timer = node.create_timer(0.01, tick)
+    node.spin()
+    assert ticks
+    pub.publish(node.msg("std_msgs/msg/String", data="still here"))  # no InvalidHandle
+    timer.cancel()
+    node.shutdown()
+    assert not node._context.ok()
