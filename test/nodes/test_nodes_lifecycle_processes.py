@@ -190,4 +190,5 @@ def test_policy_commands_only_while_active_and_the_safety_node_falls_back(stack:
     p.send_signal(signal.SIGINT)
     assert p.wait(30) == 0
     log = (tmp / "ltc_policy.log").read_text()
-    assert "Traceback" not in log and "lifecycle change_state 'configure' refused or failed" in log
+    assert "Traceback" not in log
+    assert "missing.safetensors" in log  # why configure failed, in either backend's words
