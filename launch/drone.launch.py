@@ -2,7 +2,7 @@
 setpoints, zero velocity (hover) on a fault, optional land request.
 
     ros2 launch ltc_controller drone.launch.py [namespace:=/uav] [use_sim_time:=true] \
-        [params_file:=/path/to/drone.yaml]
+        [params_file:=/path/to/drone.yaml] [autostart:=true]
 
 Same nodes and arguments as ltc_controller.launch.py; only the default parameters file differs.
 """
@@ -29,13 +29,22 @@ def generate_launch_description() -> LaunchDescription:
                 "use_sim_time", default_value="false", description="Stamp with /clock time"
             ),
             DeclareLaunchArgument("log_level", default_value="info", description="ROS log level"),
+            DeclareLaunchArgument(
+                "autostart", default_value="true", description="ltc_policy starts active"
+            ),
             IncludeLaunchDescription(
                 PythonLaunchDescriptionSource(
                     PathJoinSubstitution([share, "launch", "ltc_controller.launch.py"])
                 ),
                 launch_arguments={
                     name: LaunchConfiguration(name)
-                    for name in ("params_file", "namespace", "use_sim_time", "log_level")
+                    for name in (
+                        "params_file",
+                        "namespace",
+                        "use_sim_time",
+                        "log_level",
+                        "autostart",
+                    )
                 }.items(),
             ),
         ]

@@ -4,6 +4,7 @@ ltc-controller demo [--duration S] [--output DIR] [--policy FILE]
 ltc-controller node {ltc_policy,safety_fallback,simulator} [--log FILE] [--ros-args ...]
 ltc_policy [--ros-args ...]          # same as `ltc-controller node ltc_policy`
 safety_fallback [--ros-args ...]
+simulator [--log FILE] [--ros-args ...]   # `ros2 run ltc_controller simulator`
 
 The node kinds and how one node runs live in :mod:`ltc_controller.nodes.registry`.
 """
@@ -30,6 +31,25 @@ def safety_fallback_main(argv: Sequence[str] | None = None) -> int:
     from ltc_controller.nodes.registry import run_node
 
     return run_node("safety_fallback", sys.argv[1:] if argv is None else argv)
+
+
+def simulator_main(argv: Sequence[str] | None = None) -> int:
+    """``simulator [--log FILE] [--ros-args ...]`` (``ros2 run ltc_controller simulator``): the
+    same as ``ltc-controller node simulator``. ``--log FILE`` comes before ``--ros-args``; the
+    run log (``.npz`` + ``.json``) is written there when the node stops; an empty FILE writes
+    none (a launch file's default). Exit status as :func:`~ltc_controller.nodes.registry.run_node`.
+    """
+    stop.install()
+    args = list(sys.argv[1:] if argv is None else argv)
+    i = args.index("--ros-args") if "--ros-args" in args else len(args)
+    ap = argparse.ArgumentParser(
+        prog="simulator", description="The lane-keeping simulator node (needs the [sim] extra)."
+    )
+    ap.add_argument("--log", default="", help="write the run log (.npz, .json) here on exit")
+    own = ap.parse_args(args[:i])
+    from ltc_controller.nodes.registry import run_node
+
+    return run_node("simulator", args[i:], own.log or None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -217,6 +217,7 @@ def test_cmake_installs_existing_files():
         "msg/SafetyStatus.msg",
         "scripts/ltc_policy",
         "scripts/safety_fallback",
+        "scripts/simulator",
     ):
         assert name in text
         assert (ROOT / name).is_file(), name

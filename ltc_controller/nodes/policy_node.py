@@ -68,6 +68,15 @@ policy fault); a stall of the node longer than ``max(max_frame_age_s, 2 / contro
 (``stall``) and a forward jump of ROS time longer than that (``clock_jump_fwd``) reset the state
 before the next frame is taken, so no command comes from a state carried across the gap.
 
+Lifecycle (a managed node, DESIGN §6; ``ros2 lifecycle get/set``, a lifecycle manager, the
+``lifecycle_msgs`` services on both backends): ``configure`` loads and checks the policy and
+warms its runtime up; ``activate`` starts ticking and publishing (from a reset state);
+``deactivate`` stops commanding (no ``policy_cmd``, no heartbeat: ``safety_fallback`` falls back
+within its timeouts); ``cleanup`` releases the policy; ``shutdown`` finalizes (also on exit).
+``autostart`` (default true) configures and activates at start, where a policy that does not
+load stops the node (exit 2); with ``autostart: false`` the node waits ``unconfigured`` and a
+failed ``configure`` leaves it there with the loader's message in the log.
+
 Changing ``policy_file`` at run time loads and checks the new file while the set is validated (a
 failure rejects the set with the loader's message and leaves the running policy untouched); once
 the set is accepted the new policy is swapped in between two ticks, starts from a reset state and
@@ -113,6 +122,7 @@ from ltc_controller.runtime.loop import PolicyRuntime, TickResult
 from ltc_controller.runtime.preprocess import RawFrame, frame_from_compressed, frame_from_image
 from ltc_controller.runtime.schedule import seconds_to_ns
 from ltc_controller.runtime.watchdog import Health
+from ltc_controller.transport.lifecycle import State as LifecycleState
 from ltc_controller.transport.port import RELIABLE, SENSOR_DATA, Node, QoS
 
 __all__ = ["PARAMS", "SALIENCY_QOS", "PolicyNode"]
@@ -146,7 +156,11 @@ class PolicyNode:
         self._last_cmd_stamp = 0
         self.mapping = CommandMapping.from_params(p)
         self._receive_stamps = p["stamp_source"] == "receive"
-        self.engine = build_engine(p, node.steady)
+        # Lifecycle: configure builds the engine; with autostart it is built here, so that a
+        # policy that does not load stops the node at start.
+        self._engine: Engine | None = build_engine(p, node.steady) if p["autostart"] else None
+        self.active = False  # lifecycle state active: ticks work and publish
+        self._ran = False  # this engine has been active (its state is not fresh)
         self.state = PolicyNodeState()
         #: validated set waiting for its apply step, with its prepared engine (if any)
         self._staged: tuple[SetPlan, Engine | None] | None = None
@@ -182,9 +196,78 @@ class PolicyNode:
             "diagnostic_msgs/msg/DiagnosticArray", "/diagnostics", RELIABLE
         )
         node.on_parameters_set(self._validate_set, self._apply_set)
-        self._configure_saliency()
         self.timer = node.create_timer(self.period_s, self._on_timer)
         self.diag_timer = node.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
+        self.lifecycle = node.manage_lifecycle(
+            {
+                LifecycleState.CONFIGURING: self._on_configure,
+                LifecycleState.ACTIVATING: self._on_activate,
+                LifecycleState.DEACTIVATING: self._on_deactivate,
+                LifecycleState.CLEANINGUP: self._on_cleanup,
+                LifecycleState.SHUTTINGDOWN: self._on_shutdown,
+                LifecycleState.ERRORPROCESSING: self._on_error,
+            }
+        )
+        if p["autostart"]:
+            for transition in ("configure", "activate"):
+                reason = self.lifecycle.trigger(transition)
+                if reason:
+                    raise ParameterError(f"autostart: {transition} failed: {reason}")
+
+    @property
+    def engine(self) -> Engine:
+        """The loaded policy and its runtime. Raises ``RuntimeError`` while the node is not
+        configured (lifecycle ``unconfigured``)."""
+        if self._engine is None:
+            raise RuntimeError("ltc_policy is not configured: no policy loaded")
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        self._engine = engine
+
+    # -- lifecycle callbacks ("" = success, else the reason of a failure) ----------------------
+    def _on_configure(self) -> str:
+        from ltc_controller.models.policy_file import PolicyFileError
+
+        if self._engine is None:
+            try:
+                self._engine = build_engine(self.p, self.node.steady)
+            except (PolicyFileError, ParameterError) as e:
+                return str(e)
+            self._ran = False
+        self._configure_saliency()
+        if self._saliency is not None:
+            self._saliency.set_head(self.engine.head, self.engine.config.color_order)
+        self._log_loaded()
+        return ""
+
+    def _on_activate(self) -> str:
+        if self._ran:  # never resume from a state built before the node last stopped commanding
+            self.engine.runtime.reset()
+            self.state = replace(self.state, grace=True)
+        self._ran = self.active = True
+        return ""
+
+    def _on_deactivate(self) -> str:
+        self.active = False
+        self.node.logger.info("deactivated: no policy_cmd, no heartbeat until activated")
+        return ""
+
+    def _on_cleanup(self) -> str:
+        self.active = False
+        self._engine, self._pending, self._staged = None, None, None
+        return ""
+
+    def _on_shutdown(self) -> str:
+        self.active = False
+        return ""
+
+    def _on_error(self) -> str:
+        return self._on_cleanup()
+
+    def _log_loaded(self) -> None:
+        p, node, cam = self.p, self.node, self.p["camera_type"]
         e = self.engine
         trigger = " and on each frame" if self.ticks.on_frame else " (timer only)"
         node.logger.info(
@@ -213,11 +296,13 @@ class PolicyNode:
         try:
             plan = plan_set(self.p, changes)
             staged = None
-            if plan.rebuild:
-                reuse = None if plan.reload else self.engine.policy
+            if plan.rebuild and self._engine is not None:  # unconfigured: configure loads it
+                reuse = None if plan.reload else self._engine.policy
                 staged = build_engine(plan.params, self.node.steady, reuse)
-            names = self.engine.output_names if staged is None else staged.output_names
-            check_outputs(CommandMapping.from_params(plan.params), names, "twist_mapping")
+            current = staged or self._engine
+            if current is not None:
+                mapping = CommandMapping.from_params(plan.params)
+                check_outputs(mapping, current.output_names, "twist_mapping")
         except (ParameterError, PolicyFileError, ValueError) as e:
             self.node.logger.error(f"parameter set {changes} rejected: {e}")
             return str(e)
@@ -242,10 +327,10 @@ class PolicyNode:
             self._pending = staged  # swapped in at the start of the next tick
             self._pending_reload = plan.reload
         elif plan.runtime:
-            for eng in (self.engine, self._pending):
+            for eng in (self._engine, self._pending):
                 if eng is not None:  # read at the next tick; state kept
                     eng.runtime.cfg = runtime_config(eng.config, runtime_overrides(p))
-        if plan.saliency:
+        if plan.saliency and self._engine is not None:
             self._configure_saliency()
 
     # -- callbacks: store and return -----------------------------------------------------------
@@ -258,6 +343,8 @@ class PolicyNode:
         return to_seconds(stamp), to_ns(stamp)
 
     def _on_image(self, msg: Any) -> None:
+        if not self.active:
+            return
         t, t_ns = self._frame_time(msg.header.stamp)
         self._offer(
             frame_from_image(
@@ -273,6 +360,8 @@ class PolicyNode:
         )
 
     def _on_compressed(self, msg: Any) -> None:
+        if not self.active:
+            return
         t, t_ns = self._frame_time(msg.header.stamp)
         self._offer(frame_from_compressed(t, t_ns, str(msg.format), msg.data))
 
@@ -287,7 +376,7 @@ class PolicyNode:
 
     def _on_safety(self, msg: Any) -> None:
         state, was = str(msg.state_name), self._safety_state
-        if resets_state(self.p["state_reset_on"], was, state):
+        if resets_state(self.p["state_reset_on"], was, state) and self._engine is not None:
             # Do not resume from (or keep) a state built while the policy was not in control.
             self.engine.runtime.reset()
             self.safety_resets += 1
@@ -313,6 +402,8 @@ class PolicyNode:
             self._tick()
 
     def _tick(self, frame_tick: bool = False) -> None:
+        if not self.active:  # lifecycle: only an active node commands
+            return
         node = self.node
         if self._pending is not None:
             self._swap_pending(self._pending)
@@ -407,7 +498,10 @@ class PolicyNode:
         return self._saliency
 
     def close(self) -> None:
-        """Stop the saliency worker (if any); call before shutting the transport node down."""
+        """Finalize the lifecycle (``shutdown``, its transition events on the wire) and stop the
+        saliency worker (if any); call before shutting the transport node down."""
+        if self.lifecycle.state not in ("finalized", "shuttingdown"):
+            self.lifecycle.trigger("shutdown")
         if self._saliency is not None:
             self._saliency.close()
 
@@ -466,6 +560,9 @@ class PolicyNode:
         )
 
     def _publish_diagnostics(self) -> None:
+        if not self.active:
+            self._publish_lifecycle_diagnostics()
+            return
         node, eng = self.node, self.engine
         c = eng.runtime.counters
         t = node.steady()
@@ -508,6 +605,7 @@ class PolicyNode:
             ("heartbeats", str(heartbeats)),
             ("non_finite_outputs", str(self.state.non_finite_outputs)),
         ]
+        values.append(("lifecycle", self.lifecycle.state))
         values += [(f"rejected.{k}", str(v)) for k, v in sorted(c.rejections.items())]
         if self._saliency is not None:
             values += [(f"saliency.{k}", str(v)) for k, v in self._saliency.stats().items()]
@@ -524,6 +622,25 @@ class PolicyNode:
             message=", ".join(reasons) if reasons else "ok",
             hardware_id=f"{self.p['device']}",
             values=[node.msg("diagnostic_msgs/msg/KeyValue", key=k, value=v) for k, v in values],
+        )
+        self.pub_diag.publish(
+            node.msg(
+                "diagnostic_msgs/msg/DiagnosticArray",
+                header=header(node, node.now()),
+                status=[status],
+            )
+        )
+
+    def _publish_lifecycle_diagnostics(self) -> None:
+        """Diagnostics of a node that is not active: WARN, the lifecycle state says why."""
+        node, state = self.node, self.lifecycle.state
+        status = node.msg(
+            "diagnostic_msgs/msg/DiagnosticStatus",
+            level=1,
+            name=diagnostic_name(node, "runtime"),
+            message=f"lifecycle {state}: not commanding",
+            hardware_id=f"{self.p['device']}",
+            values=[node.msg("diagnostic_msgs/msg/KeyValue", key="lifecycle", value=state)],
         )
         self.pub_diag.publish(
             node.msg(

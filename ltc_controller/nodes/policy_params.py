@@ -49,6 +49,14 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
         read_only=True,
     ),
     ParamSpec(
+        "autostart",
+        bool,
+        True,
+        "Configure and activate at start (lifecycle); false: stay unconfigured until a "
+        "lifecycle manager or `ros2 lifecycle set` configures and activates the node",
+        read_only=True,
+    ),
+    ParamSpec(
         "num_threads",
         int,
         1,

@@ -45,11 +45,13 @@ class NodeKind:
     #: the pip extra it needs (``pip install 'ltc_controller[<extra>]'``, its modules in
     #: :data:`ltc_controller.extras.EXTRAS`); ``""``: the base install
     extra: str = ""
+    #: a managed (lifecycle) node: its class calls ``node.manage_lifecycle``
+    managed: bool = False
 
 
 #: Every node kind that ``ltc-controller node`` and the console scripts run.
 NODE_KINDS: dict[str, NodeKind] = {
-    "ltc_policy": NodeKind("ltc_controller.nodes.policy_node", "PolicyNode"),
+    "ltc_policy": NodeKind("ltc_controller.nodes.policy_node", "PolicyNode", managed=True),
     "safety_fallback": NodeKind("ltc_controller.nodes.safety_node", "SafetyNode"),
     "simulator": NodeKind("ltc_controller.nodes.simulator", "SimulatorNode", extra="sim"),
 }
@@ -120,7 +122,7 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
     from ltc_controller.transport.ros_args import RosArgsError
 
     try:
-        node, _ = create_node(kind, list(argv))
+        node, _ = create_node(kind, list(argv), managed=node_kind(kind).managed)
     except (RosArgsError, ValueError, RuntimeError) as e:
         # ValueError: a bad ROS_DOMAIN_ID; RuntimeError: the transport cannot start here.
         print(f"{kind}: {e}", file=sys.stderr)

@@ -64,7 +64,11 @@ def select_backend(backend: str | None = None, environ: Mapping[str, str] | None
 
 
 def create_node(
-    name: str, argv: Sequence[str] = (), namespace: str = "/", backend: str | None = None
+    name: str,
+    argv: Sequence[str] = (),
+    namespace: str = "/",
+    backend: str | None = None,
+    managed: bool = False,
 ) -> tuple[Node, RosArgs]:
     """A node of the selected backend (:func:`select_backend`) configured from ROS arguments.
 
@@ -79,7 +83,7 @@ def create_node(
     if select_backend(backend) == "rclpy":
         from .rclpy_backend import RclpyNode
 
-        return RclpyNode(name, argv, namespace), args
+        return RclpyNode(name, argv, namespace, managed=managed), args
     # Imported here so that parsing arguments does not load DDS.
     from .dds import DdsNode
 

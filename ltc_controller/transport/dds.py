@@ -483,6 +483,8 @@ class DdsNode:
                 else None,  # Humble has no type hashes
             ),
         )
+        #: the lifecycle services and state (:meth:`manage_lifecycle`), or None: not managed
+        self.lifecycle: LifecycleServer | None = None
         #: the parameter services, or None (``parameter_services=False``)
         self.parameter_server: Any = None
         if parameter_services:
@@ -704,6 +706,18 @@ class DdsNode:
             self._guard.set(True)
         return timer
 
+    def manage_lifecycle(self, callbacks: Mapping[State, Callable[[], str]]) -> LifecycleServer:
+        """Serve the lifecycle services and ``~/transition_event`` with ``callbacks``
+        (:class:`~.lifecycle_server.LifecycleServer`); the node starts ``unconfigured``.
+        Raises ``RuntimeError`` when called twice or after shutdown."""
+        self._check_open()
+        if self.lifecycle is not None:
+            raise RuntimeError(f"{self.fully_qualified_name} already has a lifecycle")
+        from .lifecycle_server import LifecycleServer
+
+        self.lifecycle = LifecycleServer(self, callbacks)
+        return self.lifecycle
+
     def now(self) -> float:
         """ROS time in seconds since the epoch (the system clock, ``time.time()``)."""
         return time.time()
@@ -918,6 +932,8 @@ class DdsNode:
 
 
 if TYPE_CHECKING:
+    from .lifecycle import State
+    from .lifecycle_server import LifecycleServer
     from .port import Node
 
     def _implements_port(node: DdsNode) -> Node:

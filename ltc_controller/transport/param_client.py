@@ -85,8 +85,17 @@ class ParameterClient:
     ``timeout_s`` seconds.
     """
 
-    def __init__(self, target: str, node: DdsNode | None = None, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        target: str,
+        node: DdsNode | None = None,
+        timeout_s: float = 5.0,
+        services: Mapping[str, str] = SERVICES,
+    ) -> None:
         self.target = normalize_namespace(target)
+        #: short name -> service type of the services :meth:`call` reaches (default: the six
+        #: parameter services; e.g. :data:`.lifecycle_server.LIFECYCLE_SERVICES`)
+        self.services = dict(services)
         if self.target == "/":
             raise ValueError("a node name is needed, e.g. /ltc_policy")
         self.timeout_s = timeout_s
@@ -109,14 +118,14 @@ class ParameterClient:
     def _client(self, short: str) -> _ServiceClient:
         client = self._clients.get(short)
         if client is None:
-            client = _ServiceClient(self._node, f"{self.target}/{short}", SERVICES[short])
+            client = _ServiceClient(self._node, f"{self.target}/{short}", self.services[short])
             self._clients[short] = client
         return client
 
-    def wait_for_services(self, shorts: Sequence[str] = tuple(SERVICES)) -> bool:
-        """Wait up to ``timeout_s`` for the named services (default: all six); True when all
-        are available."""
-        clients = [self._client(s) for s in shorts]
+    def wait_for_services(self, shorts: Sequence[str] | None = None) -> bool:
+        """Wait up to ``timeout_s`` for the named services (default: all of :attr:`services`);
+        True when all are available."""
+        clients = [self._client(s) for s in (self.services if shorts is None else shorts)]
         end = time.monotonic() + self.timeout_s
         while True:
             if all(c.available() for c in clients):

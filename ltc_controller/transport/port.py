@@ -18,6 +18,8 @@ from typing import Any, Literal, Protocol
 
 from ltc_controller.params import ParamSpec
 
+from .lifecycle import State
+
 
 @dataclass(frozen=True)
 class QoS:
@@ -53,6 +55,22 @@ class Logger(Protocol):
     def info(self, msg: str) -> None: ...
     def warning(self, msg: str) -> None: ...
     def error(self, msg: str) -> None: ...
+
+
+class Lifecycle(Protocol):
+    """A managed node's lifecycle (:meth:`Node.manage_lifecycle`): ROS 2's default state
+    machine, driven by ``ros2 lifecycle set``, a lifecycle manager, or :meth:`trigger`."""
+
+    @property
+    def state(self) -> str:
+        """The current state's label: ``"unconfigured"``, ``"inactive"``, ``"active"``,
+        ``"finalized"`` (or a transition state's, inside a callback)."""
+        ...
+
+    def trigger(self, label: str) -> str:
+        """Request transition ``label`` (``configure``, ``activate``, ``deactivate``,
+        ``cleanup``, ``shutdown``); ``""`` when its callback succeeded, else why not."""
+        ...
 
 
 class Node(Protocol):
@@ -130,6 +148,15 @@ class Node(Protocol):
 
     def get_parameters(self) -> dict[str, Any]:
         """Current values of all declared parameters."""
+        ...
+
+    def manage_lifecycle(self, callbacks: Mapping[State, Callable[[], str]]) -> Lifecycle:
+        """Make this a managed (lifecycle) node with the ``lifecycle_msgs`` services and
+        ``~/transition_event``; call once, at construction. ``callbacks`` maps a transition
+        state (:class:`~.lifecycle.State`: ``CONFIGURING``, ``ACTIVATING``, ``DEACTIVATING``,
+        ``CLEANINGUP``, ``SHUTTINGDOWN``, ``ERRORPROCESSING``) to the node's callback: ``""``
+        for success or the reason of a failure; one that raises is an error. The node starts
+        ``unconfigured``."""
         ...
 
     def now(self) -> float:

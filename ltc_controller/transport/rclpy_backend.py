@@ -23,6 +23,7 @@ applies itself.
 from __future__ import annotations
 
 import importlib
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -38,6 +39,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node as _RosNode
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -47,6 +49,7 @@ from ltc_controller import stop
 from ltc_controller.params import ParameterError, ParamSpec, check_known, validate_set
 
 from . import param_values
+from .lifecycle import STATE_LABELS, LifecycleMachine, State
 from .port import RELIABLE, QoS
 from .ros_args import parse_ros_args
 
@@ -111,11 +114,15 @@ class RclpyNode:
         name: default node name (``-r __node:=…`` overrides it).
         argv: the process arguments without the program name; only ``--ros-args`` blocks matter.
         namespace: default namespace (``-r __ns:=…`` overrides it).
+        managed: an ``rclpy.lifecycle.LifecycleNode`` (services ``~/change_state`` …,
+            ``~/transition_event``) whose callbacks :meth:`manage_lifecycle` sets.
 
     Raises what ``rclpy.init`` and ``rclpy.node.Node`` raise for bad arguments or names.
     """
 
-    def __init__(self, name: str, argv: Sequence[str] = (), namespace: str = "/") -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str] = (), namespace: str = "/", managed: bool = False
+    ) -> None:
         self._context = Context()
         # In a process that runs one node, SIGINT/SIGTERM only request a stop
         # (ltc_controller.stop): rclpy's own handlers would raise KeyboardInterrupt wherever the
@@ -124,7 +131,8 @@ class RclpyNode:
         rclpy.init(
             args=["ltc_controller", *argv], context=self._context, signal_handler_options=options
         )
-        self._node = _RosNode(name, namespace=namespace, context=self._context)
+        cls = _ManagedRosNode if managed else _RosNode
+        self._node = cls(name, namespace=namespace, context=self._context)
         # rclpy keeps overrides of undeclared names silently: check them against the
         # declarations (declare_parameters), as the DDS backend does.
         self._overrides = tuple(parse_ros_args(argv, name, namespace).params)
@@ -135,6 +143,8 @@ class RclpyNode:
         self._classes: dict[str, Any] = {}
         self._stop = False
         self._spinning = False
+        self._spin_done = threading.Event()
+        self._spin_thread = 0
         self._closed = False
 
     # -- port.Node ------------------------------------------------------------------------
@@ -277,6 +287,17 @@ class RclpyNode:
     def get_parameters(self) -> dict[str, Any]:
         return {s.name: self._node.get_parameter(s.name).value for s in self._specs}
 
+    def manage_lifecycle(self, callbacks: Mapping[State, Callable[[], str]]) -> Any:
+        """The node's callbacks for rcl's lifecycle state machine (node created with
+        ``managed=True``: the ``lifecycle_msgs`` services are rclpy's). On a node created
+        unmanaged, the same machine runs without services (a node class used directly)."""
+        node = self._node
+        if isinstance(node, _ManagedRosNode):
+            node.ltc_callbacks = dict(callbacks)
+            node.ltc_logger = self._logger
+            return _RclpyLifecycle(node)
+        return _LocalLifecycle(LifecycleMachine(callbacks), self._logger)
+
     def now(self) -> float:
         """ROS time in seconds: ``/clock`` under ``use_sim_time``, else the system clock."""
         return float(self._node.get_clock().now().nanoseconds) * 1e-9
@@ -285,9 +306,14 @@ class RclpyNode:
         return time.monotonic()
 
     def spin(self) -> None:
-        """Run callbacks and timers until :meth:`shutdown`, SIGINT or SIGTERM, then close."""
+        """Run callbacks and timers until :meth:`shutdown`, SIGINT or SIGTERM. The node stays
+        usable after a stop (publishers, timers): the node class's ``close()`` may still
+        publish (the safety node's brake ramp, a managed node's shutdown transition) before
+        :meth:`shutdown` destroys it."""
         executor = SingleThreadedExecutor(context=self._context)
         executor.add_node(self._node)
+        self._spin_done.clear()
+        self._spin_thread = threading.get_ident()
         self._spinning = True
         try:
             while not self._stop and not stop.requested() and self._context.ok():
@@ -297,13 +323,19 @@ class RclpyNode:
         finally:
             self._spinning = False
             executor.shutdown()
-            self._close()
+            self._spin_done.set()
 
     def shutdown(self) -> None:
-        """Stop :meth:`spin` (from a callback or another thread) and destroy the node."""
+        """Stop :meth:`spin` and destroy the node. From a callback (the spinning thread) it
+        only stops the spin: the node is destroyed by the next call, after the node class's
+        ``close()`` (as :func:`~ltc_controller.nodes.registry.run_node` does); from another
+        thread it waits for the spin to end first."""
         self._stop = True
-        if not self._spinning:
-            self._close()
+        if self._spinning:
+            if threading.get_ident() == self._spin_thread:
+                return
+            self._spin_done.wait(5.0)
+        self._close()
 
     # -- internals ------------------------------------------------------------------------
 
@@ -311,9 +343,105 @@ class RclpyNode:
         if self._closed:
             return
         self._closed = True
+        if isinstance(self._node, _ManagedRosNode) and self._context.ok():
+            # Finalize while the node can still announce it (~/transition_event).
+            _RclpyLifecycle(self._node).trigger("shutdown")
         self._node.destroy_node()
         if self._context.ok():
             rclpy.shutdown(context=self._context)
+
+
+class _ManagedRosNode(LifecycleNode):
+    """An rclpy lifecycle node whose transition callbacks are the node class's (returning
+    ``""`` or a reason; raising is an error, as in :class:`~.lifecycle.LifecycleMachine`)."""
+
+    ltc_callbacks: dict[State, Callable[[], str]] = {}
+    ltc_logger: Any = None
+
+    def _ltc_run(self, state: State) -> Any:
+        callback = self.ltc_callbacks.get(state)
+        try:
+            reason = callback() if callback is not None else ""
+        except Exception as exc:
+            if self.ltc_logger is not None:
+                self.ltc_logger.error(f"{STATE_LABELS[state]}: {type(exc).__name__}: {exc}")
+            return TransitionCallbackReturn.ERROR
+        if reason:
+            if self.ltc_logger is not None:
+                self.ltc_logger.error(f"{STATE_LABELS[state]} failed: {reason}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_configure(self, state: Any) -> Any:
+        return self._ltc_run(State.CONFIGURING)
+
+    def on_activate(self, state: Any) -> Any:
+        return self._ltc_run(State.ACTIVATING)
+
+    def on_deactivate(self, state: Any) -> Any:
+        return self._ltc_run(State.DEACTIVATING)
+
+    def on_cleanup(self, state: Any) -> Any:
+        return self._ltc_run(State.CLEANINGUP)
+
+    def on_shutdown(self, state: Any) -> Any:
+        return self._ltc_run(State.SHUTTINGDOWN)
+
+    def on_error(self, state: Any) -> Any:
+        return self._ltc_run(State.ERRORPROCESSING)
+
+
+class _RclpyLifecycle:
+    """port.Lifecycle over an rclpy lifecycle node (rcl's state machine)."""
+
+    def __init__(self, node: _ManagedRosNode) -> None:
+        self._node = node
+
+    @property
+    def state(self) -> str:
+        try:
+            return str(self._node._state_machine.current_state[1])
+        except Exception:  # the node was destroyed (after spin ended): it was finalized
+            return "finalized"
+
+    def trigger(self, label: str) -> str:
+        node = self._node
+        methods = {
+            "configure": node.trigger_configure,
+            "activate": node.trigger_activate,
+            "deactivate": node.trigger_deactivate,
+            "cleanup": node.trigger_cleanup,
+            "shutdown": node.trigger_shutdown,
+        }
+        if label not in methods:
+            return f"unknown transition {label!r}"
+        if label == "shutdown" and self.state in ("finalized", "shuttingdown"):
+            return "already finalized"
+        try:
+            result = methods[label]()
+        except Exception as exc:  # rcl refuses a transition the current state does not have
+            return f"no transition {label!r} from state {self.state!r}: {exc}"
+        if result != TransitionCallbackReturn.SUCCESS:
+            return f"transition {label!r} ended {getattr(result, 'name', result)}"
+        return ""
+
+
+class _LocalLifecycle:
+    """port.Lifecycle without services (an rclpy node not created managed)."""
+
+    def __init__(self, machine: LifecycleMachine, logger: _Logger) -> None:
+        self._machine = machine
+        self._logger = logger
+
+    @property
+    def state(self) -> str:
+        return self._machine.label
+
+    def trigger(self, label: str) -> str:
+        if self._machine.trigger(label=label):
+            return ""
+        self._logger.error(f"lifecycle transition {label!r} failed: {self._machine.last_error}")
+        return self._machine.last_error
 
 
 def _implements_port(node: RclpyNode) -> Any:

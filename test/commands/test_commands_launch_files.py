@@ -26,7 +26,11 @@ LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 NODE_PARAMS = {
     "ltc_policy": "ltc_controller.nodes.policy_node",
     "safety_fallback": "ltc_controller.nodes.safety_node",
+    "simulator": "ltc_controller.nodes.simulator",
 }
+#: ROS executables whose pip-route equivalent is ``ltc-controller node KIND`` rather than a
+#: console script of their own (a global ``simulator`` command would be too generic a name).
+NODE_ONLY = {"simulator"}
 #: executables of other packages the launch files may start (not dependencies of this package)
 EXTERNAL = {("ros_gz_bridge", "parameter_bridge")}
 #: ros_gz_bridge pairs: ROS type -> (Gazebo type, direction: "[" gz->ROS, "]" ROS->gz)
@@ -139,17 +143,21 @@ def lf(request: pytest.FixtureRequest) -> LaunchFile:
     return LaunchFile(request.param)
 
 
-def test_the_three_launch_files_exist() -> None:
+def test_the_launch_files_exist() -> None:
     assert [p.name for p in LAUNCH_FILES] == [
         "drone.launch.py",
         "gazebo.launch.py",
         "ltc_controller.launch.py",
+        "sim.launch.py",
     ]
 
 
 def test_every_executable_is_installed_or_a_known_external(lf: LaunchFile) -> None:
     ours = _cmake_programs()
-    assert ours <= _console_scripts()  # the pip route has the same executables
+    assert ours - NODE_ONLY <= _console_scripts()  # the pip route has the same executables
+    from ltc_controller.nodes.registry import NODE_KINDS
+
+    assert NODE_ONLY <= set(NODE_KINDS)  # ... or runs them as `ltc-controller node KIND`
     for call in lf.calls("Node"):
         kw = lf.keywords(call)
         package, exe = lf.literal(kw["package"]), lf.literal(kw["executable"])
@@ -181,9 +189,33 @@ def test_node_parameters_are_declared_with_valid_values(lf: LaunchFile) -> None:
             specs = {s.name: s for s in _specs(exe)}
             for name, node in values.items():
                 assert name in specs, f"{lf.path.name}: {exe} declares no parameter {name!r}"
-                value = lf.literal(node)
+                value = lf.literal(_typed_value(node))
                 if value is not None:
                     specs[name].coerce(value)  # raises ParameterError for a bad value
+
+
+def _typed_value(node: ast.AST) -> ast.AST:
+    """``ParameterValue(x, value_type=...)`` -> ``x``: the value a launch file typed."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ParameterValue":
+        return node.args[0]
+    return node
+
+
+def test_sim_launch_types_its_substituted_numbers_and_ends_with_the_simulator() -> None:
+    lf = LaunchFile(ROOT / "launch" / "sim.launch.py")
+    types = {
+        lf.literal(c.args[0].args[0]): next(k.value.id for k in c.keywords if k.arg == "value_type")
+        for c in lf.calls("ParameterValue")
+    }
+    assert types == {"duration": "float", "track_seed": "int", "autostart": "bool"}
+    exes = [lf.literal(lf.keywords(c)["executable"]) for c in lf.calls("Node")]
+    assert sorted(exes) == ["ltc_policy", "safety_fallback", "simulator"]
+    assert lf.calls("OnProcessExit") and lf.calls("Shutdown")
+    sim = next(
+        c for c in lf.calls("Node") if lf.literal(lf.keywords(c)["executable"]) == "simulator"
+    )
+    args = lf.keywords(sim)["arguments"]
+    assert isinstance(args, ast.List) and lf.literal(args.elts[0]) == "--log"
 
 
 def test_every_launch_configuration_is_declared(lf: LaunchFile) -> None:

@@ -635,7 +635,9 @@ def test_rejected_runtime_set_over_parameter_services_never_stops_the_node(rig, 
     assert rig.spin(60.0, lambda: w.state() == "ACTIVE")
     safety = rig.param_client(f"{ns}/safety_fallback")
     policy = rig.param_client(f"{ns}/ltc_policy")
-    assert "below the minimum" in safety.set_atomically({"limits.speed.max": -1.0})
+    before = safety.get(["limits.speed.max"])
+    assert safety.set_atomically({"limits.speed.max": -1.0})  # refused, in the backend's words
+    assert safety.get(["limits.speed.max"]) == before
     assert "read-only" in safety.set_atomically({"rate_hz": 10.0})
     # 1.9 m/s: the policy's 2 m/s is within the 10 % tolerance, so it is clamped, not a fault.
     assert safety.set_atomically({"limits.speed.max": 1.9}) == ""

@@ -101,7 +101,8 @@ def test_running_one_kind_imports_no_other_node_module() -> None:
 def test_a_bad_dds_environment_is_a_start_failure_naming_it(env, match) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "ltc_controller", "node", "safety_fallback"],
-        env={**os.environ, **env},
+        # DDS mode: these are the DDS backend's messages (rcl words its own under rclpy).
+        env={**os.environ, "LTC_CONTROLLER_TRANSPORT": "dds", **env},
         capture_output=True,
         text=True,
         timeout=120,

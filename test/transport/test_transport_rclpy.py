@@ -303,3 +303,121 @@ def test_rclpy_parameter_client_sets_a_dds_node_parameter() -> None:
         target.shutdown()
         spinner.join(5)
         caller.shutdown()
+
+
+# -- lifecycle: rclpy's own (rcl_lifecycle) and a DDS-mode node driven from rclpy ---------------
+
+
+def _lifecycle_callbacks(calls: list[str], fail: str = "") -> dict[Any, Any]:
+    from ltc_controller.transport.lifecycle import State
+
+    def make(state: State) -> Callable[[], str]:
+        def cb() -> str:
+            calls.append(state.name.lower())
+            return "refused" if state.name.lower() == fail else ""
+
+        return cb
+
+    states = (State.CONFIGURING, State.ACTIVATING, State.DEACTIVATING, State.CLEANINGUP)
+    return {s: make(s) for s in (*states, State.SHUTTINGDOWN, State.ERRORPROCESSING)}
+
+
+@needs_rclpy
+def test_rclpy_managed_node_runs_the_callbacks_through_rcl_lifecycle() -> None:
+    import threading
+
+    from lifecycle_msgs.srv import GetState
+
+    from ltc_controller.transport.rclpy_backend import RclpyNode
+
+    ns = "/l" + uuid.uuid4().hex[:6]
+    node = RclpyNode("managed", [], ns, managed=True)
+    caller = _rclpy_node(name="lc_caller")
+    calls: list[str] = []
+    spinner: threading.Thread | None = None
+    try:
+        lc = node.manage_lifecycle(_lifecycle_callbacks(calls, fail="cleaningup"))
+        assert lc.state == "unconfigured"
+        assert "no transition 'activate'" in lc.trigger("activate")
+        assert lc.trigger("configure") == "" and lc.trigger("activate") == ""
+        assert lc.state == "active"
+        assert lc.trigger("deactivate") == "" and lc.trigger("cleanup") != ""
+        assert lc.state == "inactive"  # a failed cleanup stays inactive
+        assert calls == ["configuring", "activating", "deactivating", "cleaningup"]
+        # rclpy serves ~/get_state itself (the node spinning as in its process).
+        spinner = threading.Thread(target=node.spin)
+        spinner.start()
+        cli = caller.ros_node.create_client(GetState, f"{ns}/managed/get_state")
+        assert _spin_until(caller, cli.service_is_ready, 15.0)
+        future = cli.call_async(GetState.Request())
+        assert _spin_until(caller, future.done, 10.0)
+        assert future.result().current_state.label == "inactive"
+    finally:
+        node.shutdown()
+        if spinner is not None:
+            spinner.join(5)
+        caller.shutdown()
+
+
+@needs_cyclone_rmw
+def test_rclpy_lifecycle_client_drives_a_dds_mode_managed_node() -> None:
+    import threading
+
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
+
+    ns = "/m" + uuid.uuid4().hex[:6]
+    caller = _rclpy_node(name="lc_manager")
+    target = DdsNode("dds_managed", ns)
+    calls: list[str] = []
+    lc = target.manage_lifecycle(_lifecycle_callbacks(calls))
+    spinner = threading.Thread(target=target.spin)
+    spinner.start()
+
+    def call(srv: Any, name: str, request: Any) -> Any:
+        cli = caller.ros_node.create_client(srv, f"{ns}/dds_managed/{name}")
+        assert _spin_until(caller, cli.service_is_ready, 15.0), name
+        future = cli.call_async(request)
+        assert _spin_until(caller, future.done, 10.0), name
+        return future.result()
+
+    try:
+        assert call(GetState, "get_state", GetState.Request()).current_state.label == (
+            "unconfigured"
+        )
+        for label in ("configure", "activate"):
+            req = ChangeState.Request(transition=Transition(label=label))
+            assert call(ChangeState, "change_state", req).success, label
+        assert lc.state == "active" and calls == ["configuring", "activating"]
+        avail = call(
+            GetAvailableTransitions, "get_available_transitions", GetAvailableTransitions.Request()
+        )
+        assert [t.transition.label for t in avail.available_transitions] == [
+            "deactivate",
+            "shutdown",
+        ]
+    finally:
+        target.shutdown()
+        spinner.join(5)
+        caller.shutdown()
+
+
+@needs_rclpy
+def test_rclpy_node_stays_usable_after_a_stop_from_a_callback_until_shutdown() -> None:
+    # run_node's order: spin until a stop, then the node class's close() still publishes (the
+    # safety node's brake ramp, the simulator's timers), then shutdown() destroys the node.
+    node = _rclpy_node()
+    pub = node.create_publisher("std_msgs/msg/String", "after_stop", RELIABLE)
+    ticks: list[int] = []
+
+    def tick() -> None:
+        ticks.append(1)
+        node.shutdown()  # from the spinning thread: stops the spin only
+
+    timer = node.create_timer(0.01, tick)
+    node.spin()
+    assert ticks
+    pub.publish(node.msg("std_msgs/msg/String", data="still here"))  # no InvalidHandle
+    timer.cancel()
+    node.shutdown()
+    assert not node._context.ok()

@@ -1,0 +1,59 @@
+"""``ltc-controller lifecycle get|set|list NODE …``: a managed node's lifecycle over DDS.
+
+The ``lifecycle_msgs`` services ``ros2 lifecycle`` calls, so this drives ``ltc_policy`` in DDS
+mode and any ROS 2 lifecycle node on rmw_cyclonedds_cpp without a ROS install (ROS 2 services
+do not cross DDS vendors). The domain is ``ROS_DOMAIN_ID``; ``CYCLONEDDS_URI`` configures the
+network as for the nodes.
+
+Exit status: 0 done; 1 the transition was refused or failed (the node's log says why); 2 the
+node's lifecycle services were not found in time (or bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "lifecycle"
+HELP = "get, set or list a managed node's lifecycle state (over DDS, like `ros2 lifecycle`)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="verb", required=True)
+    get = sub.add_parser("get", help="print the current state, e.g. 'active [3]'")
+    put = sub.add_parser("set", help="request a transition: configure, activate, deactivate, …")
+    ls = sub.add_parser("list", help="the transitions available from the current state")
+    for sp in (get, put, ls):
+        sp.add_argument("node", help="node name, e.g. /car/ltc_policy")
+        sp.add_argument("--timeout", type=float, default=5.0, help="seconds to find the node")
+    put.add_argument("transition", help="configure, activate, deactivate, cleanup or shutdown")
+
+
+def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from ltc_controller.transport.dds import NameError_
+    from ltc_controller.transport.lifecycle_server import LIFECYCLE_SERVICES
+    from ltc_controller.transport.param_client import ParameterClient, ParameterServiceError
+    from ltc_controller.transport.types import new_msg
+
+    node = args.node if args.node.startswith("/") else "/" + args.node
+    try:
+        with ParameterClient(node, timeout_s=args.timeout, services=LIFECYCLE_SERVICES) as c:
+            if args.verb == "get":
+                s = c.call("get_state").current_state
+                print(f"{s.label} [{s.id}]")
+                return 0
+            if args.verb == "list":
+                for d in c.call("get_available_transitions").available_transitions:
+                    t = d.transition
+                    print(f"- {t.label} [{t.id}]")
+                    print(f"\tStart: {d.start_state.label}\n\tGoal: {d.goal_state.label}")
+                return 0
+            msg = new_msg("lifecycle_msgs/msg/Transition", id=0, label=args.transition)
+            if c.call("change_state", transition=msg).success:
+                print("Transitioning successful")
+                return 0
+            print("Transitioning failed", file=sys.stderr)
+            return 1
+    except (ParameterServiceError, NameError_, ValueError) as e:
+        print(f"lifecycle: {e}", file=sys.stderr)
+        return 2
