@@ -25,6 +25,24 @@ Reason codes and the level each gives:
 
 Held events stay reported for ``hold_s`` after they happened, so a one-tick fault is seen by
 the safety node even at a lower status rate.
+
+Deadline misses: isolated misses degrade, only a policy that cannot keep up faults. A FAULT
+makes the safety node fall back (``policy_fault``), so ``overruns`` must not fire on what a
+shared machine does to a healthy policy. Measured here (``bench/bench_health.py``: the demo
+stack, bundled NCP-19 policy, 20 Hz control, 25 ms deadline, 2-core x86_64 shared with other
+test runs at load average 6): 62 misses in 4,780 ticks (1.3 %), at most 4 in any 1 s, 5 in any
+2 s, 10 in any 5 s; never more than 2 missed ticks in a row. The old thresholds (5 misses in
+1 s) sat one miss above that, and a 10-minute demo did fall back once on them with only 8
+misses in the whole run. The defaults now:
+
+- ``overrun_window_s`` = 2 s, ``overruns_fault`` = 20: FAULT when half of the ticks of the last
+  2 s missed at 20 Hz (a fifth at 50 Hz) - 4x the worst burst measured above; a stalled
+  inference (every tick misses) reaches it within 1 s at 20 Hz.
+- ``overruns_degraded`` = 1: any miss in the window is reported (DEGRADED ``deadline_miss``).
+
+A short stall is still caught without ``overruns``: a tick that misses sends no heartbeat, so the
+safety node falls back after ``heartbeat_timeout_s`` of consecutive misses (0.5 s = 10 ticks at
+20 Hz), and a stall that outruns ``max_lag_s`` is a ``lag`` FAULT at once.
 """
 
 from __future__ import annotations
@@ -69,9 +87,10 @@ class WatchdogConfig:
     max_frame_age_s: float = 0.3
     #: 0: half of ``max_frame_age_s``
     late_frame_s: float = 0.0
-    overrun_window_s: float = 1.0
+    #: calibrated from measured miss statistics (module docstring)
+    overrun_window_s: float = 2.0
     overruns_degraded: int = 1
-    overruns_fault: int = 5
+    overruns_fault: int = 20
     lag_degraded_s: float = 0.1
     max_state_norm: float = 1e3
     hold_s: float = 1.0

@@ -67,6 +67,21 @@ def test_overruns_in_the_sliding_window_degrade_then_fault_then_clear():
     assert wd.update(obs(1.45)) == (Health.OK, ())  # one left, below overruns_degraded
 
 
+def test_default_thresholds_degrade_on_the_measured_worst_burst_and_fault_on_a_stall():
+    """The defaults against the miss pattern measured in the loaded demo (module docstring):
+    bursts of 2 missed ticks in a row, 5 misses within 2 s, at 20 Hz: DEGRADED, never FAULT.
+    A stall (every tick misses) faults within 1 s."""
+    wd = Watchdog()
+    period = 0.05
+    missed = {3, 4, 12, 13, 30}  # ticks that miss: 5 within 1.5 s, two pairs in a row
+    levels = [wd.update(obs(k * period, deadline_met=k not in missed))[0] for k in range(80)]
+    assert Health.FAULT not in levels
+    assert levels[3] == Health.DEGRADED and wd.reasons == ()  # clear 2 s after the last miss
+    stall = [wd.update(obs(10.0 + k * period, deadline_met=False)) for k in range(20)]
+    first_fault = next(k for k, (h, _) in enumerate(stall) if h == Health.FAULT)
+    assert first_fault * period < 1.0 and stall[first_fault][1] == ("overruns",)
+
+
 def test_events_are_held_for_hold_s_then_clear():
     wd = Watchdog(WatchdogConfig(hold_s=0.5))
     assert wd.update(obs(10.0, events=("non_finite", "clock_jump_back"))) == (
