@@ -444,6 +444,7 @@ def test_fallback_within_timeout_after_policy_sigkill_or_sigstop_worst_of_20(rig
     recoveries: list[int] = []
     starts: list[float] = []
     lost_transition_status = 0
+    early: list[str] = []
     rng = random.Random(5)
     for trial in range(TRIALS):
         t_start = time.monotonic()
@@ -470,7 +471,12 @@ def test_fallback_within_timeout_after_policy_sigkill_or_sigstop_worst_of_20(rig
             else:
                 assert "FALLBACK->ACTIVE" in act.events, act.events
         rig.spin(0.3 + rng.random() * 0.3)  # mid-drive, at a random phase of both ticks
-        assert w.state() == "ACTIVE" and w.speed() > 0.0
+        while w.state() != "ACTIVE" or w.speed() <= 0.0:
+            # A loaded machine made the fresh policy miss its heartbeats: the safety node doing
+            # its job (counted, printed). The fault under test is injected while ACTIVE.
+            early.append(str(w.status[-1][1].active_fault))
+            assert rig.spin(30.0, lambda: w.state() == "ACTIVE"), f"trial {trial}: not ACTIVE"
+            rig.spin(0.3)
         sig = "SIGKILL" if trial % 2 == 0 else "SIGSTOP"
         n1, n_out = len(w.status) - 1, len(w.out)
         t_kill = time.time()
@@ -517,6 +523,7 @@ def test_fallback_within_timeout_after_policy_sigkill_or_sigstop_worst_of_20(rig
                 f"{max(gaps) * 1e3:.0f} ms",
             ),
             ("FALLBACK->ACTIVE statuses lost on the way", f"{lost_transition_status}"),
+            ("fallbacks before the kill (load)", f"{len(early)} {sorted(set(early))}"),
             (
                 "heartbeats counted at recovery",
                 f"min {min(recoveries)} (N = {RECOVERY_HEARTBEATS})",
@@ -546,16 +553,26 @@ def test_stalled_inference_stops_the_heartbeat_and_fallback_follows(rig):
     # Stall it now: every integration step sleeps 0.1 s, four times the 25 ms deadline (a
     # parameter set over the ROS 2 parameter services, as `ros2 param set` would do it).
     client = rig.param_client(f"{ns}/ltc_policy")
-    rig.spin(0.2)
-    assert w.state() == "ACTIVE"
+    assert rig.spin(30.0, lambda: w.state() == "ACTIVE")
     n = len(w.status)
     assert client.set_atomically({"debug.step_delay_s": 0.1}) == ""
-    assert rig.spin(5.0, lambda: w.state() == "FALLBACK")
-    t_fb, fb = first_status(w, n, lambda m: m.state_name == "FALLBACK")
+    # The stall's fallback is the one that lasts (no heartbeat, no recovery). One before it is
+    # possible on a loaded machine: the set call above blocks this process, and with it the
+    # camera, for as long as the service takes to answer.
+    for _ in range(3):
+        assert rig.spin(5.0, lambda: w.state() == "FALLBACK")
+        rig.spin(1.0)
+        if w.state() == "FALLBACK":
+            break
+    seq = [m for _, m in w.status[n - 1 :]]
+    k = max(
+        i for i in range(1, len(seq)) if seq[i].state_name == "FALLBACK" != seq[i - 1].state_name
+    )
+    fb = seq[k]
+    t_fb = next(t for t, m in w.status if m is fb)
     last_hb = max(t for t in w.hbs if t <= t_fb)
     cmds_before = sum(1 for t in w.policy_cmds if last_hb < t <= t_fb)
-    rig.spin(1.0)
-    cmds_after = sum(1 for t in w.policy_cmds if t > t_fb)
+    cmds_after = sum(1 for t in w.policy_cmds if t_fb < t <= t_fb + 1.0)
     assert ForkServer.alive(pid)
     # The policy kept publishing commands, but no heartbeat (its own counter, in the statuses of
     # its ticks after the fallback): its inference missed deadlines.
@@ -567,12 +584,7 @@ def test_stalled_inference_stops_the_heartbeat_and_fallback_follows(rig):
     # the claim holds either way (commands kept coming, heartbeats did not).
     assert fb.active_fault in ("heartbeat_timeout", "policy_fault", "command_timeout")
     # On the safety node's clock: no ACTIVE tick heartbeat_timeout_s after the last heartbeat.
-    _, hb_to_fb = no_state_after_timeout(
-        [m for _, m in w.status[max(n - 1, 0) :]],
-        "heartbeats_received",
-        "ACTIVE",
-        HEARTBEAT_TIMEOUT_S,
-    )
+    _, hb_to_fb = no_state_after_timeout(seq, "heartbeats_received", "ACTIVE", HEARTBEAT_TIMEOUT_S)
     reasons = set(w.policy_status[-1][1].reasons)
     assert reasons & {"overruns", "deadline_miss", "lag", "lagging"}
     report(
@@ -697,8 +709,11 @@ def test_teleop_overrides_the_policy_and_its_release_falls_back(rig):
     while time.monotonic() < t_end:
         teleop.publish(build_command(ACKERMANN, rig.node.msg, (-0.2, 0.5), time.time_ns()))
         rig.spin(0.05)
-    assert w.state() == "TELEOP" and w.status[-1][1].teleop_active
-    assert (w.out[-1][1].drive.steering_angle, w.speed()) == pytest.approx((-0.2, 0.5))
+    # What the node decided in its TELEOP ticks (a test process that was not scheduled for
+    # teleop_timeout_s may have let it fall back in between; it re-enters on the next command).
+    tele = [m for _, m in w.status[n:] if m.state_name == "TELEOP"]
+    assert tele and all(m.teleop_active for m in tele)
+    assert any(tuple(m.command) == pytest.approx((-0.2, 0.5)) for m in tele)
     t_last = time.monotonic()
     assert rig.spin(2.0, lambda: w.state() == "FALLBACK")
     t_fb, fb = first_status(w, n, lambda m: m.state_name == "FALLBACK")
