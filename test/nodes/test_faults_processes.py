@@ -773,8 +773,9 @@ def test_rejected_runtime_set_over_parameter_services_never_stops_the_node(rig, 
     # 1.9 m/s: the policy's 2 m/s is within the 10 % tolerance, so it is clamped, not a fault.
     assert safety.set_atomically({"limits.speed.max": 1.9}) == ""
     assert safety.get(["limits.speed.max"]) == [1.9]
+    n = len(w.status)
     assert rig.spin(3.0, lambda: w.speed() == pytest.approx(1.9))
-    assert "speed.value" in w.status[-1][1].active_limiters
+    assert any("speed.value" in m.active_limiters for _, m in w.status[n:])
     # A policy file that does not load: rejected with the loader's message; a good one swaps in.
     assert "nope.safetensors" in policy.set_atomically(
         {"policy_file": str(tmp_path / "nope.safetensors")}
@@ -784,8 +785,8 @@ def test_rejected_runtime_set_over_parameter_services_never_stops_the_node(rig, 
     assert rig.spin(5.0, lambda: w.policy_status[-1][1].policy_reloads == 1)
     hb = len(w.hbs)
     assert rig.spin(5.0, lambda: len(w.hbs) >= hb + 5)
-    rig.spin(0.5)
-    assert w.state() == "ACTIVE"  # the reload did not break the heartbeat contract
+    # The reload did not break the heartbeat contract: ACTIVE on the new policy's heartbeats.
+    assert rig.spin(5.0, lambda: w.state() == "ACTIVE")
     assert ForkServer.alive(pid)
     os.kill(pid, signal.SIGKILL)
     rig.finish(kind)
