@@ -307,20 +307,17 @@ class HealthLog:
         return line
 
     def flush(self, now: float, current: tuple[Health, tuple[str, ...]]) -> str | None:
-        """One line counting the transitions suppressed for keys whose ``period_s`` has run
-        out, or None."""
+        """One line counting the suppressed transitions once the ``period_s`` of one of their
+        keys has run out (all keys with a count, in one line), or None."""
         if now < self._flush_at:
             return None
-        counted: list[str] = []
+        # Once one key is due, every key with a count goes out in the same line (a flapping
+        # reason has two keys, +r and -r, due a tick apart).
         self._flush_at = math.inf
-        for k, (last, n) in self._keys.items():
-            if not n:
-                continue
-            if now - last >= self.period_s:
-                counted.append(f"{k} x{n}")
+        counted = [f"{k} x{n}" for k, (_, n) in self._keys.items() if n]
+        for k, (_, n) in list(self._keys.items()):
+            if n:
                 self._keys[k] = (now, 0)
-            else:
-                self._flush_at = min(self._flush_at, last + self.period_s)
         if not counted:
             return None
         return (
@@ -339,8 +336,8 @@ def health_details(
     for reason in reasons:
         if reason in ("overruns", "deadline_miss"):
             d[reason] = (
-                f"{misses} deadline misses in the last {window_s:g} s; this tick "
-                f"{r.duration_s * 1e3:.1f} ms, {r.backlog_steps} steps postponed"
+                f"deadline misses in the last {window_s:g} s: {misses}; this tick "
+                f"{r.duration_s * 1e3:.1f} ms, steps postponed: {r.backlog_steps}"
             )
         elif reason in ("stale_frame", "late_frame"):
             d[reason] = f"frame age {r.frame_age_s:.3f} s"

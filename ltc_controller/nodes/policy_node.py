@@ -274,11 +274,12 @@ class PolicyNode:
             self._log_event("non_finite_command")
         if d.heartbeat:
             self.pub_hb.publish(header_ns(node, d.stamp_ns, "ok"))
-        if (d.health, d.reasons) != self._last_health:
+        last = self._last_health
+        if d.health != last[0] or d.reasons != last[1]:
             self._log_health(r, d)
-        elif (line := self.health_log.flush(node.steady(), self._last_health)) is not None:
+            self._last_health = (d.health, d.reasons)
+        elif (line := self.health_log.flush(node.steady(), last)) is not None:
             node.logger.warning(line)
-        self._last_health = (d.health, d.reasons)
         self.pub_status.publish(self._status(r, d))
         # Last, after the command is out: hand the newest network input to the saliency worker
         # when an overlay is due (one copy; the worker does the rest on its own thread).
@@ -363,7 +364,7 @@ class PolicyNode:
         if line is None:
             return
         log = self.node.logger
-        if d.health == Health.FAULT:
+        if d.health == Health.FAULT and self._last_health[0] != Health.FAULT:
             log.error(
                 f"{line}; deadline misses so far {self.engine.runtime.counters.deadline_misses}"
             )

@@ -220,6 +220,17 @@ def test_a_new_reason_is_logged_at_once_even_while_another_is_rate_limited():
     assert line is not None and "+overruns (5 in 1 s)" in line and log.faults == 1
 
 
+def test_flush_puts_every_pending_count_in_one_line():
+    log = HealthLog(1.0)
+    log.transition(0.0, OK_, MISS)
+    log.transition(0.05, MISS, OK_)
+    assert log.transition(0.1, OK_, MISS) is None
+    assert log.transition(0.15, MISS, OK_) is None
+    line = log.flush(1.0, OK_)  # +deadline_miss is due, -deadline_miss a tick later
+    assert line is not None and "deadline_miss x1, -deadline_miss x1" in line
+    assert log.flush(1.05, OK_) is None
+
+
 def test_flush_reports_suppressed_transitions_once_their_period_is_over():
     log = HealthLog(1.0)
     log.transition(0.0, OK_, MISS)
@@ -235,7 +246,9 @@ def test_flush_reports_suppressed_transitions_once_their_period_is_over():
 def test_health_details_measure_each_reason():
     r = result(frame_age_s=0.25, lag_s=0.12, duration_s=0.031, backlog_steps=2)
     d = health_details(("overruns", "late_frame", "lagging", "no_frame"), r, 5, 2.0)
-    assert d["overruns"].startswith("5 deadline misses in the last 2 s; this tick 31.0 ms, 2")
+    assert d["overruns"] == (
+        "deadline misses in the last 2 s: 5; this tick 31.0 ms, steps postponed: 2"
+    )
     assert d["late_frame"] == "frame age 0.250 s" and d["lagging"] == "lag 0.120 s"
     assert "no_frame" not in d
     with pytest.raises(ValueError):
