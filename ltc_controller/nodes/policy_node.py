@@ -368,10 +368,10 @@ class PolicyNode:
             log.error(
                 f"{line}; deadline misses so far {self.engine.runtime.counters.deadline_misses}"
             )
-        elif d.health == Health.DEGRADED:
-            log.warning(line)
-        else:
+        elif d.health == Health.OK:
             log.info(line)
+        else:
+            log.warning(line)
 
     def _status(self, r: TickResult, d: Decision) -> Any:
         node, eng = self.node, self.engine

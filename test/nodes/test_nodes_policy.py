@@ -335,6 +335,7 @@ def test_diagnostics_report_the_runtime(rig_factory):
     kv = {v.key: v.value for v in st.values}
     assert int(kv["ticks"]) > 0 and int(kv["frames_used"]) > 0
     assert float(kv["tick_rate_hz"]) > 0 and kv["policy_file"] == "(default)"
+    assert int(kv["health_transitions"]) >= 1  # at least FAULT (no_frame) -> OK at start
 
 
 @pytest.mark.parametrize(
