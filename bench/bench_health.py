@@ -9,6 +9,9 @@ node's own counters and stamps (``deadline_misses``, ``ticks``, ``header.stamp``
   gaps between misses (min / p10 / median): what the watchdog's window and thresholds
   (``runtime/watchdog.py``) are calibrated from;
 - the longest run of consecutive missed ticks;
+- how often the watchdog's ``overruns`` FAULT fires on this miss sequence, replayed through
+  :class:`~ltc_controller.runtime.watchdog.Watchdog` with today's thresholds and with the old
+  ones (5 misses in 1 s) - a FAULT there is a ``policy_fault`` fallback;
 - the policy's health transitions (counted by level and reason) and the safety node's state
   changes (fallbacks, with their cause from ``SafetyStatus.active_fault``).
 
@@ -32,6 +35,7 @@ import numpy as np
 
 from ltc_controller.commands.demo import DEMO_TRACK_SEED
 from ltc_controller.nodes.stamps import to_seconds
+from ltc_controller.runtime.watchdog import TickObservation, Watchdog, WatchdogConfig
 from ltc_controller.supervisor import Stack
 from ltc_controller.transport.port import RELIABLE
 
@@ -44,6 +48,22 @@ def max_in_window(times: np.ndarray, window_s: float) -> int:
         return 0
     ends = np.searchsorted(times, times + window_s, side="left")
     return int((ends - np.arange(times.size)).max())
+
+
+def overrun_faults(t: np.ndarray, dm: np.ndarray, cfg: WatchdogConfig) -> int:
+    """Entries into the ``overruns`` FAULT when ticks at times ``t`` (s) missed ``dm`` deadlines
+    each are replayed through a :class:`Watchdog` with ``cfg``."""
+    wd = Watchdog(cfg)
+    obs = TickObservation(has_output=True, frame_age_s=0.0)
+    entries, was = 0, False
+    for ti, d in zip(t, dm, strict=True):
+        for k in range(max(int(d), 1)):
+            obs.mono = float(ti) + 1e-6 * k
+            obs.deadline_met = d == 0
+            now = "overruns" in wd.update(obs)[1]
+            entries += now and not was
+            was = now
+    return entries
 
 
 def main() -> None:
@@ -127,6 +147,10 @@ def main() -> None:
             if gaps.size
             else []
         ),
+        "overruns_faults_now_old": [
+            overrun_faults(t, dm, WatchdogConfig()),
+            overrun_faults(t, dm, WatchdogConfig(overrun_window_s=1.0, overruns_fault=5)),
+        ],
         "policy_health_transitions": transitions,
         "safety_states": [(round(s[0] - t[0], 2), s[1], s[2]) for s in safety],
         "fallbacks": len(fallbacks),
