@@ -450,7 +450,7 @@ def test_fallback_within_timeout_after_policy_sigkill_or_sigstop_worst_of_20(rig
         t_start = time.monotonic()
         pid = rig.start_policy(ns)
         n0 = len(w.status)
-        assert rig.spin(60.0, lambda: w.state() == "ACTIVE"), f"trial {trial}: never ACTIVE"
+        assert rig.spin(60.0, lambda: w.state() == "ACTIVE"), why_not_active(rig, w, pid, ns)
         starts.append(time.monotonic() - t_start)
         went_active = first_status(w, n0, lambda m: m.state_name == "ACTIVE")
         assert went_active is not None
@@ -535,6 +535,32 @@ def test_fallback_within_timeout_after_policy_sigkill_or_sigstop_worst_of_20(rig
         ],
     )
     rig.finish(safety)
+
+
+def why_not_active(rig: Rig, w: Watch, pid: int, ns: str) -> str:
+    """What the safety node and the policy last said, for a start that never went ACTIVE."""
+    st = w.status[-1][1] if w.status else None
+    ps = w.policy_status[-1][1] if w.policy_status else None
+    log = rig.tmp / f"ltc_policy{ns.replace('/', '_')}.log"
+    tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+    return (
+        f"never ACTIVE; policy {pid} alive: {ForkServer.alive(pid)}; safety: "
+        + (
+            f"{st.state_name}, faults {list(st.faults)}, heartbeats since fault "
+            f"{st.heartbeats_since_fault}, received {st.heartbeats_received}"
+            if st is not None
+            else "no status"
+        )
+        + "; policy: "
+        + (
+            f"health {ps.health} {list(ps.reasons)}, ticks {ps.ticks}, frames used "
+            f"{ps.frames_used}, heartbeats {ps.heartbeats}, misses {ps.deadline_misses}"
+            if ps is not None
+            else "no status"
+        )
+        + "\n"
+        + "\n".join(tail)
+    )
 
 
 def _wb(values: list[float]) -> str:
