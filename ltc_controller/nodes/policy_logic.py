@@ -24,6 +24,13 @@ after a state reset or a policy swap (``grace``): ``no_frame``/``warming`` FAULT
 DEGRADED ``reset`` there, since the safety node's command and heartbeat timeouts cover that gap
 and a FAULT would bounce it back to FALLBACK at every hand-back.
 
+**Health log** (:class:`HealthLog`): every change of the published health level or reasons is
+logged with the reasons that appeared or cleared and what each measured (misses in the window,
+frame age, lag), rate-limited per reason: a reason that already had a line in the last
+``period_s`` is counted instead, and the count goes out with its next line or, at the latest,
+``period_s`` later. A fallback that the safety node blames on ``policy_fault`` therefore always
+has its reason in the policy's log.
+
 **State reset around a fallback** (:func:`resets_state`): ``state_reset_on: leave`` resets the
 LTC state when the safety node leaves ACTIVE (the state re-warms while the fallback drives);
 ``handback`` when it hands control back (FALLBACK or ESTOP -> ACTIVE).
@@ -45,6 +52,8 @@ __all__ = [
     "BAD_EVENTS",
     "CommandMapping",
     "Decision",
+    "HealthLog",
+    "health_details",
     "PolicyNodeState",
     "check_outputs",
     "command_values",
@@ -244,3 +253,111 @@ def resets_state(reset_on: str, was: str, state: str) -> bool:
     if reset_on == "handback":
         return state == "ACTIVE" and was in ("FALLBACK", "ESTOP")
     return was == "ACTIVE" and state != "ACTIVE"
+
+
+class HealthLog:
+    """Lines for the policy's health transitions, at most one per reason per ``period_s``.
+
+    Pure (time is passed in, s on a monotonic clock); :meth:`transition` is called only when
+    the published ``(health, reasons)`` changed, :meth:`flush` once per tick (one comparison
+    while nothing is pending). A transition's keys are the reasons that appeared (``overruns``)
+    and cleared (``-overruns``); a level change with no reason change has key ``level``. It gets
+    a line if any of its keys had none in the last ``period_s``; otherwise each key counts it as
+    suppressed, and the count goes out with the key's next line or from :meth:`flush` once
+    ``period_s`` has passed. Memory: one entry per reason code seen (a fixed, small set).
+
+    Attributes:
+        transitions: transitions seen; ``faults``: of them, the ones into FAULT;
+        ``suppressed``: the ones counted instead of logged.
+
+    Raises:
+        ValueError: ``period_s`` < 0.
+    """
+
+    def __init__(self, period_s: float = 5.0) -> None:
+        if not period_s >= 0.0:
+            raise ValueError(f"HealthLog period_s must be >= 0, got {period_s}")
+        self.period_s = period_s
+        self.transitions = 0
+        self.faults = 0
+        self.suppressed = 0
+        #: key -> (time of its last line, transitions suppressed since)
+        self._keys: dict[str, tuple[float, int]] = {}
+        self._flush_at = math.inf  # earliest time a suppressed count is due
+
+    def transition(
+        self,
+        now: float,
+        old: tuple[Health, tuple[str, ...]],
+        new: tuple[Health, tuple[str, ...]],
+        details: Mapping[str, str] | None = None,
+    ) -> str | None:
+        """The line for a change ``old`` -> ``new`` (``(health, reasons)``), or None when it is
+        rate-limited. ``details`` maps a reason to what it measured (e.g. ``"5 misses in the
+        last 1 s"``)."""
+        self.transitions += 1
+        if new[0] == Health.FAULT and old[0] != Health.FAULT:
+            self.faults += 1
+        added = [r for r in new[1] if r not in old[1]]
+        cleared = [r for r in old[1] if r not in new[1]]
+        keys = added + [f"-{r}" for r in cleared] or ["level"]
+        never = (-math.inf, 0)
+        if all(now - self._keys.get(k, never)[0] < self.period_s for k in keys):
+            for k in keys:
+                last, n = self._keys[k]
+                self._keys[k] = (last, n + 1)
+                self._flush_at = min(self._flush_at, last + self.period_s)
+            self.suppressed += 1
+            return None
+        more = max(self._keys.get(k, never)[1] for k in keys)
+        for k in keys:
+            self._keys[k] = (now, 0)
+        d = details or {}
+        parts = [f"+{r}" + (f" ({d[r]})" if r in d else "") for r in added]
+        parts += [f"-{r}" for r in cleared]
+        line = (
+            f"health {old[0].name} -> {new[0].name}: {'; '.join(parts) or 'level'}"
+            f" [now: {', '.join(new[1]) or 'ok'}]"
+        )
+        if more:
+            line += f" (+{more} such transitions suppressed in the last {self.period_s:g} s)"
+        return line
+
+    def flush(self, now: float, current: tuple[Health, tuple[str, ...]]) -> str | None:
+        """One line counting the suppressed transitions once the ``period_s`` of one of their
+        keys has run out (all keys with a count, in one line), or None."""
+        if now < self._flush_at:
+            return None
+        # Once one key is due, every key with a count goes out in the same line (a flapping
+        # reason has two keys, +r and -r, due a tick apart).
+        self._flush_at = math.inf
+        counted = [f"{k} x{n}" for k, (_, n) in self._keys.items() if n]
+        for k, (_, n) in list(self._keys.items()):
+            if n:
+                self._keys[k] = (now, 0)
+        if not counted:
+            return None
+        return (
+            f"health: transitions suppressed in the last {self.period_s:g} s: "
+            f"{', '.join(counted)}; now {current[0].name} ({', '.join(current[1]) or 'ok'})"
+        )
+
+
+def health_details(
+    reasons: Sequence[str], r: TickResult, misses: int, window_s: float
+) -> dict[str, str]:
+    """What each of ``reasons`` measured at this tick, for :meth:`HealthLog.transition`:
+    ``misses`` deadline misses within the watchdog's ``window_s`` (s), and the tick's frame age,
+    lag and duration. Reasons with nothing to add are left out."""
+    d: dict[str, str] = {}
+    for reason in reasons:
+        if reason in ("overruns", "deadline_miss"):
+            d[reason] = (
+                f"deadline misses in the last {window_s:g} s: {misses}; this tick "
+                f"{r.duration_s * 1e3:.1f} ms, steps postponed: {r.backlog_steps}"
+            )
+        elif reason in ("stale_frame", "late_frame"):
+            d[reason] = f"frame age {r.frame_age_s:.3f} s"
+        elif reason in ("lag", "lagging"):
+            d[reason] = f"lag {r.lag_s:.3f} s"
+    return d

@@ -100,9 +100,11 @@ from ltc_controller.nodes.policy_engine import Engine, build_engine
 from ltc_controller.nodes.policy_logic import (
     CommandMapping,
     Decision,
+    HealthLog,
     PolicyNodeState,
     check_outputs,
     decide,
+    health_details,
     resets_state,
 )
 from ltc_controller.nodes.policy_params import (
@@ -128,6 +130,8 @@ from ltc_controller.transport.port import RELIABLE, SENSOR_DATA, Node, QoS
 __all__ = ["PARAMS", "SALIENCY_QOS", "PolicyNode"]
 
 _LOG_PERIOD_S = 1.0
+#: A health reason gets at most one log line per this many seconds (the rest are counted).
+HEALTH_LOG_PERIOD_S = 5.0
 #: QoS of ``~/saliency``: reliable (rviz's default), keep only the newest image.
 SALIENCY_QOS = QoS("reliable", "volatile", 1)
 
@@ -174,6 +178,7 @@ class PolicyNode:
         self._last_outputs: list[float] = []
         self._last_health: tuple[Health, tuple[str, ...]] = (Health.FAULT, ("no_frame",))
         self._event_log: dict[str, tuple[float, int]] = {}
+        self.health_log = HealthLog(HEALTH_LOG_PERIOD_S)
         self._diag_ticks, self._diag_hbs, self._diag_time = 0, 0, node.steady()
         self._saliency: Any = None  # SaliencyWorker, started when first enabled
         self._saliency_stamp = 0
@@ -439,7 +444,12 @@ class PolicyNode:
             self._log_event("non_finite_command")
         if d.heartbeat:
             self.pub_hb.publish(header_ns(node, d.stamp_ns, "ok"))
-        self._last_health = (d.health, d.reasons)
+        last = self._last_health
+        if d.health != last[0] or d.reasons != last[1]:
+            self._log_health(r, d)
+            self._last_health = (d.health, d.reasons)
+        elif (line := self.health_log.flush(node.steady(), last)) is not None:
+            node.logger.warning(line)
         self.pub_status.publish(self._status(r, d, frame_tick, latency))
         # Last, after the command is out: hand the newest network input to the saliency worker
         # when an overlay is due (one copy; the worker does the rest on its own thread).
@@ -516,6 +526,25 @@ class PolicyNode:
             self._event_log[event] = (now, 0)
         else:
             self._event_log[event] = (last, n + 1)
+
+    def _log_health(self, r: TickResult, d: Decision) -> None:
+        """Log a change of the published health with its reasons (rate-limited per reason,
+        :class:`~ltc_controller.nodes.policy_logic.HealthLog`)."""
+        now = self.node.steady()
+        wd = self.engine.runtime.watchdog
+        details = health_details(d.reasons, r, wd.misses_in_window(now), wd.cfg.overrun_window_s)
+        line = self.health_log.transition(now, self._last_health, (d.health, d.reasons), details)
+        if line is None:
+            return
+        log = self.node.logger
+        if d.health == Health.FAULT and self._last_health[0] != Health.FAULT:
+            log.error(
+                f"{line}; deadline misses so far {self.engine.runtime.counters.deadline_misses}"
+            )
+        elif d.health == Health.OK:
+            log.info(line)
+        else:
+            log.warning(line)
 
     def _status(self, r: TickResult, d: Decision, frame_tick: bool, latency_s: float) -> Any:
         node, eng = self.node, self.engine
@@ -604,6 +633,8 @@ class PolicyNode:
             ("policy_reloads", str(self.reloads)),
             ("heartbeats", str(heartbeats)),
             ("non_finite_outputs", str(self.state.non_finite_outputs)),
+            ("health_transitions", str(self.health_log.transitions)),
+            ("health_faults", str(self.health_log.faults)),
         ]
         values.append(("lifecycle", self.lifecycle.state))
         values += [(f"rejected.{k}", str(v)) for k, v in sorted(c.rejections.items())]

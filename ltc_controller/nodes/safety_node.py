@@ -585,12 +585,14 @@ class SafetyNode:
 
     def _tick(self) -> None:
         node = self.node
+        # ROS time read right next to the steady time the gate decides on: the stamps of this
+        # tick's status and fallback output say when it decided (tests and logs rely on it).
+        now = node.now()
         self.state, out = tick(self.cfg, self.state, self.inputs, node.steady())
         self.last_output = out
         self.ticks += 1
         if self.inputs.reset_requested:
             self.inputs = replace(self.inputs, reset_requested=False)
-        now = node.now()
         self._report_waiting(out.faults)
         if out.transition is not None:
             change = transition_name(out.transition)

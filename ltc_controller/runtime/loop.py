@@ -301,9 +301,11 @@ class _Cost:
     - a sample counts at most twice the current ``peak``: a real slowdown still doubles the
       estimate per sample, one preempted sample does not make it huge;
     - :meth:`relax` is called when the estimate stopped all work (so no new sample can arrive):
-      it halves the deviation and the distance of the mean to ``low`` (the cost of recent
-      uninterrupted runs), so an estimate inflated by a burst of preemptions cannot block the
-      runtime for good; the next real sample corrects it either way.
+      it halves the deviation, ``low`` (the cost of recent uninterrupted runs) and the distance
+      of the mean to ``low``, so an estimate inflated by preemptions cannot block the runtime
+      for good - not even one whose ``low`` is itself inflated (a warm-up preempted on a loaded
+      machine seeded ``low`` above the deadline, and no step ever ran again); the next real
+      sample corrects it either way.
     """
 
     def __init__(self, initial: float) -> None:
@@ -323,6 +325,7 @@ class _Cost:
 
     def relax(self) -> None:
         self.dev *= 0.5
+        self.low *= 0.5
         self.mean = self.low + 0.5 * (self.mean - self.low)
 
     @property
@@ -661,7 +664,8 @@ class PolicyRuntime:
 
     def _warm_up(self, rounds: int = 3) -> torch.Tensor:
         """Run preprocessing and the model a few times so the first real frame does not pay
-        for lazy initialisation; seed the cost estimates with the last (warm) measurement.
+        for lazy initialisation; seed the cost estimates with the fastest warm round (a round
+        preempted on a loaded machine would seed an estimate far above the real cost).
         Returns the model's ``(1, M)`` output."""
         cfg = self.pre.cfg
         # A camera-sized frame: the crop is taken from it before resizing to the policy size.
@@ -669,9 +673,9 @@ class PolicyRuntime:
         w = cfg.width + cfg.crop_left + cfg.crop_right
         blank = bytes(h * w * 3)
         state = self.model.initial_state(1)
-        t0 = t1 = t2 = 0.0
+        frame_s = step_s = math.inf
         with torch.inference_mode():
-            for _ in range(rounds):
+            for k in range(rounds):
                 t0 = self.clock()
                 self.pre(decode_image("rgb8", h, w, w * 3, blank))
                 feats = self.model.features(self._to_device())
@@ -680,8 +684,10 @@ class PolicyRuntime:
                 if self._cuda:
                     torch.cuda.synchronize(self._device)
                 t2 = self.clock()
-        self._frame_cost.seed(t1 - t0)
-        self._step_cost.seed(t2 - t1)
+                if k:  # the first round pays for lazy initialisation
+                    frame_s, step_s = min(frame_s, t1 - t0), min(step_s, t2 - t1)
+        self._frame_cost.seed(frame_s if rounds > 1 else t1 - t0)
+        self._step_cost.seed(step_s if rounds > 1 else t2 - t1)
         return out
 
     def _to_device(self) -> torch.Tensor:

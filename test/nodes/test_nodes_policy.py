@@ -4,6 +4,7 @@ mapping, heartbeat contract, runtime parameter sets and policy reloads, diagnost
 from __future__ import annotations
 
 import io
+import logging
 import math
 import time
 import uuid
@@ -130,6 +131,38 @@ def test_heartbeat_only_on_fresh_frames_and_commands_carry_the_frame_stamp(rig_f
     assert last.health == 2 and set(last.reasons) & {"stale_frame", "no_frame"}
     assert not last.heartbeat_sent
     assert time.monotonic() - t_off >= 1.0
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_every_health_transition_is_logged_with_its_reasons(rig_factory):
+    rig = rig_factory()
+    lines = _Lines()
+    rig.dut_node.logger.addHandler(lines)
+    assert rig.spin(15.0, lambda: len(rig.hbs) >= 5), "no heartbeats"
+    health = [m.health for m in rig.status]
+    # Camera off: the health goes to FAULT; the line says so, at ERROR, with the reason.
+    rig.camera_on = False
+    assert rig.spin(3.0, lambda: rig.status[-1].health == 2)
+    rig.spin(0.2)
+    text = [(r.levelno, r.getMessage()) for r in lines.records if "health" in r.getMessage()]
+    faults = [m for lvl, m in text if lvl == logging.ERROR and "-> FAULT" in m]
+    assert faults, text
+    reasons = set(rig.status[-1].reasons)
+    assert any(r in faults[-1] for r in reasons), (faults, reasons)
+    # As many transitions logged or counted as the status stream showed (none unexplained).
+    health = [m.health for m in rig.status]
+    changes = sum(1 for a, b in zip(health, health[1:], strict=False) if a != b)
+    log = rig.policy.health_log
+    assert log.faults >= 1 and log.transitions >= changes
+    assert len(text) + log.suppressed >= log.transitions
 
 
 def test_runtime_sets_are_validated_and_rejected_with_a_reason(rig_factory):
@@ -302,6 +335,7 @@ def test_diagnostics_report_the_runtime(rig_factory):
     kv = {v.key: v.value for v in st.values}
     assert int(kv["ticks"]) > 0 and int(kv["frames_used"]) > 0
     assert float(kv["tick_rate_hz"]) > 0 and kv["policy_file"] == "(default)"
+    assert int(kv["health_transitions"]) >= 1  # at least FAULT (no_frame) -> OK at start
 
 
 @pytest.mark.parametrize(

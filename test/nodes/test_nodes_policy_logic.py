@@ -13,10 +13,12 @@ from ltc_controller.models.policy import PolicyConfig
 from ltc_controller.nodes.commands import TWIST
 from ltc_controller.nodes.policy_logic import (
     CommandMapping,
+    HealthLog,
     PolicyNodeState,
     check_outputs,
     command_values,
     decide,
+    health_details,
     resets_state,
 )
 from ltc_controller.nodes.policy_params import PARAMS, plan_set, runtime_overrides
@@ -191,3 +193,97 @@ def test_clock_stop_s_applies_in_place():
     assert (plan.rebuild, plan.runtime) == (False, True)
     cfg = runtime_config(PolicyConfig(), runtime_overrides(plan.params))
     assert cfg.clock_stop_threshold_s == 1.5
+
+
+# -- health log ------------------------------------------------------------------------------
+OK_ = (Health.OK, ())
+MISS = (Health.DEGRADED, ("deadline_miss",))
+OVERRUNS = (Health.FAULT, ("overruns",))
+
+
+def test_health_transition_line_names_the_reasons_and_what_they_measured():
+    log = HealthLog(5.0)
+    line = log.transition(
+        10.0, MISS, (Health.FAULT, ("overruns", "late_frame")), {"overruns": "5 misses in 2 s"}
+    )
+    assert line is not None
+    assert line.startswith("health DEGRADED -> FAULT: +overruns (5 misses in 2 s); +late_frame")
+    assert "-deadline_miss" in line and "[now: overruns, late_frame]" in line
+    assert (log.transitions, log.faults, log.suppressed) == (1, 1, 0)
+    back = log.transition(10.5, (Health.FAULT, ("overruns", "late_frame")), OK_)
+    assert back == "health FAULT -> OK: -overruns; -late_frame [now: ok]"
+
+
+def test_flapping_health_gives_one_line_per_reason_per_period_and_counts_the_rest():
+    log = HealthLog(5.0)
+    lines = []
+    t = 0.0
+    for _ in range(100):  # OK <-> DEGRADED at 10 Hz for 10 s
+        lines.append(log.transition(t, OK_, MISS))
+        lines.append(log.flush(t + 0.05, MISS))
+        lines.append(log.transition(t + 0.05, MISS, OK_))
+        lines.append(log.flush(t + 0.1, OK_))
+        t += 0.1
+    out = [x for x in lines if x is not None]
+    # Two keys (+deadline_miss, -deadline_miss) over 10 s at one line per 5 s each: the first
+    # two transitions, then a count of the rest about every 5 s.
+    assert out[0].startswith("health OK -> DEGRADED: +deadline_miss")
+    assert out[1].startswith("health DEGRADED -> OK: -deadline_miss")
+    assert 3 <= len(out) <= 6, out
+    logged = sum(1 for x in out if x.startswith("health ") and "->" in x)
+    assert log.transitions == 200 and log.suppressed == log.transitions - logged
+    assert all("transitions suppressed in the last 5 s: " in x for x in out[2:]), out
+    # Nothing is lost: every suppressed transition shows up in a count, now or at a flush.
+    later = log.flush(t + 10.0, OK_)
+    counted = sum(int(n) for x in [*out, later or ""] for n in _counts(x))
+    assert counted >= log.suppressed  # each transition is counted under each of its keys
+
+
+def _counts(line: str) -> list[str]:
+    import re
+
+    return re.findall(r"\+(\d+) such transitions", line) + re.findall(r" x(\d+)", line)
+
+
+def test_a_new_reason_is_logged_at_once_even_while_another_is_rate_limited():
+    log = HealthLog(5.0)
+    assert log.transition(0.0, OK_, MISS) is not None
+    assert log.transition(0.1, MISS, OK_) is not None
+    assert log.transition(0.2, OK_, MISS) is None  # deadline_miss again: counted
+    line = log.transition(0.3, MISS, OVERRUNS, {"overruns": "5 in 1 s"})
+    assert line is not None and "+overruns (5 in 1 s)" in line and log.faults == 1
+
+
+def test_flush_puts_every_pending_count_in_one_line():
+    log = HealthLog(1.0)
+    log.transition(0.0, OK_, MISS)
+    log.transition(0.05, MISS, OK_)
+    assert log.transition(0.1, OK_, MISS) is None
+    assert log.transition(0.15, MISS, OK_) is None
+    line = log.flush(1.0, OK_)  # +deadline_miss is due, -deadline_miss a tick later
+    assert line is not None and "deadline_miss x1, -deadline_miss x1" in line
+    assert log.flush(1.05, OK_) is None
+
+
+def test_flush_reports_suppressed_transitions_once_their_period_is_over():
+    log = HealthLog(1.0)
+    log.transition(0.0, OK_, MISS)
+    log.transition(0.1, MISS, OK_)
+    assert log.transition(0.2, OK_, MISS) is None
+    assert log.flush(0.5, MISS) is None  # not yet
+    line = log.flush(1.0, MISS)
+    assert line is not None and "deadline_miss x1" in line
+    assert "now DEGRADED (deadline_miss)" in line
+    assert log.flush(5.0, MISS) is None  # counted once
+
+
+def test_health_details_measure_each_reason():
+    r = result(frame_age_s=0.25, lag_s=0.12, duration_s=0.031, backlog_steps=2)
+    d = health_details(("overruns", "late_frame", "lagging", "no_frame"), r, 5, 2.0)
+    assert d["overruns"] == (
+        "deadline misses in the last 2 s: 5; this tick 31.0 ms, steps postponed: 2"
+    )
+    assert d["late_frame"] == "frame age 0.250 s" and d["lagging"] == "lag 0.120 s"
+    assert "no_frame" not in d
+    with pytest.raises(ValueError):
+        HealthLog(-1.0)

@@ -70,6 +70,23 @@ def test_overruns_in_the_sliding_window_degrade_then_fault_then_clear():
     assert wd.update(obs(1.45)) == (Health.OK, ())  # one left, below overruns_degraded
 
 
+def test_default_thresholds_degrade_on_the_measured_worst_burst_and_fault_on_a_stall():
+    """The defaults against the miss pattern measured in the loaded demo (module docstring):
+    up to 11 misses in 1 s, 19 in 2 s, 26 in 5 s, 7 in a row, at 20 Hz: DEGRADED, never FAULT.
+    A stall (every tick misses) faults within 2.5 s."""
+    wd = Watchdog()
+    period = 0.05
+    # 7 in a row, then 12 more within 2 s, then 7 more within the same 5 s: 26 in 5 s.
+    missed = {*range(10, 17), *range(18, 50, 3), *range(60, 100, 6)}
+    assert len(missed) == 7 + 11 + 7
+    levels = [wd.update(obs(k * period, deadline_met=k not in missed))[0] for k in range(300)]
+    assert Health.FAULT not in levels and levels[10] == Health.DEGRADED
+    assert wd.reasons == ()  # clear 5 s after the last miss
+    stall = [wd.update(obs(20.0 + k * period, deadline_met=False)) for k in range(60)]
+    first_fault = next(k for k, (h, _) in enumerate(stall) if h == Health.FAULT)
+    assert first_fault * period < 2.5 and stall[first_fault][1] == ("overruns",)
+
+
 def test_events_are_held_for_hold_s_then_clear():
     wd = Watchdog(WatchdogConfig(hold_s=0.5))
     assert wd.update(obs(10.0, events=("non_finite", "clock_jump_back"))) == (
