@@ -197,8 +197,10 @@ def test_policy_file_change_reloads_without_a_heartbeat_before_a_fresh_frame(rig
     # new policy has acted on a fresh frame.
     other = save_policy(Policy.from_config(seed=5), tmp_path / "seed5.safetensors")
     rig.camera_on = False
+    rig.spin(0.3)  # frames and heartbeats already in flight are delivered before the swap
+    hb = len(rig.hbs)
     assert n.set_parameters({"policy_file": str(other)}) == ""
-    hb, st = len(rig.hbs), len(rig.status)
+    st = len(rig.status)
     rig.spin(0.5)
     swapped = [s for s in rig.status[st:] if s.policy_reloads == 1]
     assert swapped, "the new policy was not swapped in"
