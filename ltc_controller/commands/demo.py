@@ -146,6 +146,9 @@ def run_demo(
     node_args = {
         "simulator": ["-p", f"track_seed:={track_seed}"],
         "ltc_policy": ["-p", f"policy_file:={policy}"] if policy else [],
+        # The demo's own e-stop latch: a latch left by a vehicle on this machine is not the
+        # demo's, and the demo's nodes run on their own domain where no reset could reach.
+        "safety_fallback": ["-p", f"estop_state_file:={Path(output).resolve() / 'estop.json'}"],
     }
 
     def on_signal(signum: int, frame: Any) -> None:

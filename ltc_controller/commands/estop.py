@@ -95,7 +95,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             if not spin_until(lambda: bool(last[0].estop_asserted) == data, args.timeout):
                 print(f"estop: the node did not confirm the {args.action}", file=sys.stderr)
                 return 2
-            print(f"estop: {args.action}ed; node state {last[0].state_name}")
+            done = {"assert": "asserted", "release": "released"}.get(args.action, args.action)
+            print(f"estop: {done}; node state {last[0].state_name}")
             if data and args.hold:
                 stop = {"now": False}
 

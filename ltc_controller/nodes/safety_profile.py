@@ -85,17 +85,24 @@ def gate_config_from_params(p: Mapping[str, Any]) -> GateConfig:
     )
 
 
-def ceilings(p: Mapping[str, Any]) -> dict[str, tuple[float, float, float]]:
-    """Per axis, what run-time sets may not exceed: ``(lowest min, highest max, highest accel)``.
+#: Timeouts a run-time set may shorten but never lengthen past their start-up values.
+TIMEOUTS = ("command_timeout_s", "heartbeat_timeout_s", "teleop_timeout_s", "command_max_age_s")
 
-    ``limits.<axis>.ceiling`` (read-only, from the profile YAML) bounds ``max`` and ``-min``;
-    0 makes the start-up ``min``/``max`` the bounds. ``accel`` may be lowered at run time, never
-    raised above its start-up value. ``p`` are the start-up parameters.
+
+def ceilings(p: Mapping[str, Any]) -> dict[str, Any]:
+    """What run-time sets may not loosen, from the start-up parameters ``p``: per axis
+    ``(lowest min, highest max, highest accel, lowest decel)``, and the longest timeouts.
+
+    ``limits.<axis>.ceiling`` (read-only, from the profile YAML) bounds ``max`` and, for an axis
+    whose start-up ``min`` is below 0, ``-min``; an axis that starts at ``min = 0`` (speed: no
+    reverse) keeps it. 0 makes the start-up ``min``/``max`` the bounds. ``accel`` may be lowered,
+    never raised; ``decel`` (also the fallback ramp) raised, never lowered; the timeouts
+    (:data:`TIMEOUTS`) shortened, never lengthened.
 
     Raises:
         ValueError: a start-up ``min``/``max`` beyond its axis's ceiling (names both parameters).
     """
-    out = {}
+    axes = {}
     for a in ALL_AXES:
         lim = axis_limits(p, a)
         c = float(p.get(f"limits.{a}.ceiling", 0.0))
@@ -105,16 +112,16 @@ def ceilings(p: Mapping[str, Any]) -> dict[str, tuple[float, float, float]]:
                     raise ValueError(
                         f"limits.{a}.{f} = {getattr(lim, f)} is beyond limits.{a}.ceiling = {c}"
                     )
-            out[a] = (-c, c, lim.accel)
+            axes[a] = (-c if lim.min < 0.0 else lim.min, c, lim.accel, lim.decel)
         else:
-            out[a] = (lim.min, lim.max, lim.accel)
-    return out
+            axes[a] = (lim.min, lim.max, lim.accel, lim.decel)
+    return {"axes": axes, "timeouts": {k: float(p[k]) for k in TIMEOUTS if k in p}}
 
 
-def beyond_ceiling(bounds: Mapping[str, tuple[float, float, float]], p: Mapping[str, Any]) -> str:
+def beyond_ceiling(bounds: Mapping[str, Any], p: Mapping[str, Any]) -> str:
     """Why the parameters ``p`` (after a run-time set) loosen a limit past ``bounds``
     (:func:`ceilings` of the start-up parameters); ``""`` when they do not."""
-    for a, (lo, hi, acc) in bounds.items():
+    for a, (lo, hi, acc, dec) in bounds["axes"].items():
         lim = axis_limits(p, a)
         if lim.max > hi:
             return f"limits.{a}.max = {lim.max} exceeds its ceiling {hi} (read-only, set at start)"
@@ -122,4 +129,12 @@ def beyond_ceiling(bounds: Mapping[str, tuple[float, float, float]], p: Mapping[
             return f"limits.{a}.min = {lim.min} is below its floor {lo} (read-only, set at start)"
         if lim.accel > acc:
             return f"limits.{a}.accel = {lim.accel} exceeds its start-up value {acc}"
+        if lim.decel < dec:
+            return (
+                f"limits.{a}.decel = {lim.decel} is below its start-up value {dec} (it is also "
+                "the fallback ramp: it can be made steeper at run time, not gentler)"
+            )
+    for k, longest in bounds["timeouts"].items():
+        if k in p and float(p[k]) > longest:
+            return f"{k} = {p[k]} exceeds its start-up value {longest} (timeouts only shorten)"
     return ""

@@ -176,7 +176,15 @@ def test_runtime_sets_never_loosen_limits_past_the_profile_ceilings(rig_factory)
     # accel may be lowered, never raised above its start-up value.
     assert n.set_parameters({"limits.speed.accel": 1.0}) == ""
     assert "exceeds its start-up value 2.0" in n.set_parameters({"limits.speed.accel": 3.0})
+    # decel is also the fallback ramp: steeper at run time, never gentler.
+    assert "below its start-up value 4.0" in n.set_parameters({"limits.speed.decel": 0.001})
+    assert n.set_parameters({"limits.speed.decel": 6.0}) == ""
+    # A forward-only axis (speed min 0) gets no reverse from its ceiling; timeouts only shorten.
+    assert "below its floor 0.0" in n.set_parameters({"limits.speed.min": -5.0})
+    assert "exceeds its start-up value" in n.set_parameters({"heartbeat_timeout_s": 9.0})
+    assert n.set_parameters({"command_timeout_s": 0.2}) == ""
     assert rig.safety.p["limits.speed.max"] == 9.0 and rig.safety.p["limits.speed.accel"] == 1.0
+    assert rig.safety.p["limits.speed.decel"] == 6.0 and rig.safety.p["limits.speed.min"] == 0.0
 
 
 def test_a_start_up_limit_beyond_its_ceiling_stops_the_node_naming_both():
