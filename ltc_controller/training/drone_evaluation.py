@@ -35,7 +35,7 @@ from ltc_controller.extras import needs_extra
 from ltc_controller.sim.drone.conditions import get_drone_condition
 from ltc_controller.sim.drone.scenario import make_drone_sim
 from ltc_controller.training.drone_closed_loop import DronePolicyDriver, fly_episode
-from ltc_controller.training.evaluation import EXPERT, ModelEntry, model_sizes
+from ltc_controller.training.evaluation import EXPERT, ModelEntry, markdown_tables, model_sizes
 
 __all__ = [
     "DRONE_METRICS",
@@ -266,45 +266,9 @@ def summarise_drone(records: Sequence[DroneEpisodeRecord]) -> DroneSummary:
     return out
 
 
-def _fmt(row: dict[str, Any], key: str, fmt: str) -> str:
-    v, sd = row[key], row.get(key + "_sd", 0.0)
-    if not math.isfinite(v):
-        return "n/a"
-    s = fmt.format(v)
-    if row.get("seeds", 1) > 1:
-        s += " ± " + fmt.format(sd)
-    return s
-
-
 def drone_markdown_tables(summary: DroneSummary, sizes_by_model: dict[str, dict[str, int]]) -> str:
-    """The report's tables: sizes, then one table per metric (models x conditions)."""
-    models = list(dict.fromkeys(r["model"] for r in summary.per_model))
-    conds = list(dict.fromkeys(r["condition"] for r in summary.per_model))
-    lines = ["| model | seeds | neurons | RNN params | head params | trainable params |"]
-    lines.append("|---|---:|---:|---:|---:|---:|")
-    for m in models:
-        seeds = max(r["seeds"] for r in summary.per_model if r["model"] == m)
-        s = sizes_by_model.get(m)
-        if s is None:
-            lines.append(f"| {m} | {seeds} | – | – | – | – |")
-        else:
-            lines.append(
-                f"| {m} | {seeds} | {s['neurons']} | {s['rnn_parameters']:,} | "
-                f"{s['head_parameters']:,} | {s['trainable_parameters']:,} |"
-            )
-    for key, title, fmt in DRONE_METRICS:
-        lines += ["", f"**{title}** (mean ± sd over training seeds)", ""]
-        lines.append("| model | " + " | ".join(conds) + " |")
-        lines.append("|---|" + "---:|" * len(conds))
-        for m in models:
-            cells = []
-            for c in conds:
-                row = next(
-                    (r for r in summary.per_model if r["model"] == m and r["condition"] == c), None
-                )
-                cells.append("–" if row is None else _fmt(row, key, fmt))
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """The report's tables: sizes, then one table per drone metric (models x conditions)."""
+    return markdown_tables(summary, sizes_by_model, DRONE_METRICS)
 
 
 def _json_safe(x: Any) -> Any:

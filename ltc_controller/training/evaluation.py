@@ -303,8 +303,15 @@ def _fmt(row: dict[str, Any], key: str, fmt: str) -> str:
     return s
 
 
-def markdown_tables(summary: Summary, sizes_by_model: dict[str, dict[str, int]]) -> str:
-    """The report's tables: sizes, then one table per metric (models x conditions)."""
+def markdown_tables(
+    summary: Any,
+    sizes_by_model: dict[str, dict[str, int]],
+    metrics: Sequence[tuple[str, str, str]] = METRICS,
+) -> str:
+    """The report's tables: sizes, then one table per metric (models x conditions).
+
+    ``summary``: anything with ``per_model`` rows (:class:`Summary`, the drone's summary);
+    ``metrics``: ``(key, title, format)`` per table (the car's :data:`METRICS` by default)."""
     models = list(dict.fromkeys(r["model"] for r in summary.per_model))
     conds = list(dict.fromkeys(r["condition"] for r in summary.per_model))
     lines = ["| model | seeds | neurons | RNN params | head params | trainable params |"]
@@ -319,7 +326,7 @@ def markdown_tables(summary: Summary, sizes_by_model: dict[str, dict[str, int]])
                 f"| {m} | {seeds} | {s['neurons']} | {s['rnn_parameters']:,} | "
                 f"{s['head_parameters']:,} | {s['trainable_parameters']:,} |"
             )
-    for key, title, fmt in METRICS:
+    for key, title, fmt in metrics:
         lines += ["", f"**{title}** (mean ± sd over training seeds)", ""]
         lines.append("| model | " + " | ".join(conds) + " |")
         lines.append("|---|" + "---:|" * len(conds))
