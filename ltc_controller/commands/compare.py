@@ -1,5 +1,6 @@
 """``ltc-controller compare``: NCP-19 vs LSTM(64), LSTM(19), GRU, CT-RNN and CNN, trained on the
-same data and evaluated closed loop under the same conditions; prints the table."""
+same data with the same learning-rate search and DAgger rounds, evaluated closed loop under the
+same conditions, for the car (default) or the drone (``--scenario drone``); prints the tables."""
 
 from __future__ import annotations
 
@@ -12,12 +13,20 @@ from ltc_controller.extras import MissingExtra, require
 
 NAME = "compare"
 HELP = (
-    "train NCP-19, LSTM(64), LSTM(19), GRU, CT-RNN and CNN on the same data, evaluate them closed "
-    "loop in and out of distribution, print the table (--reduced: a CI-sized run)"
+    "train NCP-19, LSTM(64), LSTM(19), GRU, CT-RNN and CNN on the same data with the same DAgger "
+    "rounds, evaluate them closed loop in and out of distribution, print the tables (--scenario "
+    "drone: the drone; --reduced: a CI-sized run)"
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scenario",
+        choices=("car", "drone"),
+        default="car",
+        help="car: lane keeping (departures/km); drone: fly to the target (success rate, time to "
+        "target, collisions), 4-output velocity policies (default car)",
+    )
     p.add_argument("--reduced", action="store_true", help="tiny data and training (minutes)")
     p.add_argument("--work", type=Path, default=Path("compare_out"), help="output folder")
     p.add_argument("--bag", type=Path, action="append", default=[], help="use these bags")
@@ -36,7 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seeds", type=int, default=None, help="training seeds per model")
     p.add_argument("--episodes", type=int, default=None, help="episodes per model and condition")
-    p.add_argument("--conditions", default=None, help="comma-separated conditions (or 'all')")
+    p.add_argument(
+        "--conditions",
+        default=None,
+        help="comma-separated conditions of the scenario (or 'all'; see evaluate "
+        "--list-conditions [--scenario drone])",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--address",
@@ -55,11 +69,18 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         return 2
     from dataclasses import replace
 
-    from ltc_controller.sim.conditions import parse_conditions
     from ltc_controller.training.jobs import JobsFailed
     from ltc_controller.training.presets import COMPARE_FULL, COMPARE_REDUCED, run_compare
 
-    recipe = COMPARE_REDUCED if args.reduced else COMPARE_FULL
+    if args.scenario == "drone":
+        from ltc_controller.sim.drone.conditions import parse_drone_conditions as parse_conditions
+        from ltc_controller.training.drone_presets import DRONE_COMPARE, DRONE_COMPARE_REDUCED
+
+        recipe = DRONE_COMPARE_REDUCED if args.reduced else DRONE_COMPARE
+    else:
+        from ltc_controller.sim.conditions import parse_conditions  # type: ignore[assignment]
+
+        recipe = COMPARE_REDUCED if args.reduced else COMPARE_FULL
     try:
         if args.seeds is not None:
             recipe = replace(recipe, seeds=tuple(range(args.seeds)))
@@ -94,6 +115,15 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     print(out["stats_table"])
     print()
     print(out["cost_table"])
-    keys = ("report", "skipped", "training_failures", "learning_rates", "wall_s", "jobs")
+    keys = (
+        "scenario",
+        "report",
+        "skipped",
+        "training_failures",
+        "learning_rates",
+        "dagger",
+        "wall_s",
+        "jobs",
+    )
     print(json.dumps({k: out[k] for k in keys}, indent=2))
     return 0

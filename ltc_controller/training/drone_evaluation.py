@@ -89,7 +89,8 @@ class DroneEpisodeRecord:
     """One evaluated drone episode (a row of ``episodes.csv``; SI units).
 
     ``success`` is 1.0 or 0.0 (a float, so the statistics average it); ``time_to_target_s`` is
-    NaN when the target was not reached.
+    NaN when the target was not reached; ``time_limit_s`` is the episode's time limit (the
+    statistics count an episode that did not reach the target at this time).
     """
 
     model: str
@@ -105,6 +106,7 @@ class DroneEpisodeRecord:
     min_distance_m: float
     collisions: int
     duration_s: float
+    time_limit_s: float = math.nan
 
 
 def evaluate_drone(
@@ -181,6 +183,7 @@ def _episode(
     cond = get_drone_condition(cname)
     seed = cfg.first_world_seed + k
     sim = make_drone_sim(cond, seed, render_enabled=driver is not None, record_history=False)
+    limit = sim.params.time_limit_s if cfg.max_time_s is None else float(cfg.max_time_s)
     try:
         if driver is not None:
             driver.reset()
@@ -209,6 +212,7 @@ def _episode(
         min_distance_m=r.min_distance_m,
         collisions=r.collisions,
         duration_s=r.duration_s,
+        time_limit_s=limit,
     )
 
 

@@ -37,7 +37,14 @@ from ltc_controller.training.drone_recording import DroneRecordConfig, record_dr
 from ltc_controller.training.evaluation import EXPERT, ModelEntry
 from ltc_controller.training.trainer import TrainConfig, train
 
-__all__ = ["DRONE_RECIPE", "DRONE_REDUCED", "DroneRecipe", "train_drone"]
+__all__ = [
+    "DRONE_COMPARE",
+    "DRONE_COMPARE_REDUCED",
+    "DRONE_RECIPE",
+    "DRONE_REDUCED",
+    "DroneRecipe",
+    "train_drone",
+]
 
 IMAGE_TOPIC = "/camera/image_raw"
 LABEL_TOPIC = "/expert_cmd"
@@ -225,3 +232,52 @@ def _json_safe(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
+
+
+def _drone_compare() -> Any:
+    """`compare --scenario drone`: the car's models on the drone recipe's data, training, DAgger
+    and conditions (4-output velocity policies; the NCP gets 12 + 6 + 4 motor = 22 neurons)."""
+    from ltc_controller.training.comparison import DaggerConfig
+    from ltc_controller.training.presets import CompareRecipe
+
+    car = CompareRecipe()
+    return CompareRecipe(
+        models=(("NCP-22", "ncp_ltc", None), *car.models[1:]),
+        record=DroneRecordConfig(
+            episodes=DRONE_RECIPE.expert_episodes,
+            episode_s=DRONE_RECIPE.episode_s,
+            first_world_seed=1000,
+            seed=1,
+        ),
+        train=DRONE_RECIPE.train,
+        evaluation=DRONE_RECIPE.evaluation or DroneEvalConfig(),
+        dagger=DaggerConfig(
+            rounds=DRONE_RECIPE.dagger_rounds,
+            episodes=DRONE_RECIPE.dagger_episodes,
+            finetune_epochs=DRONE_RECIPE.finetune_epochs,
+        ),
+        scenario="drone",
+    )
+
+
+def _drone_compare_reduced() -> Any:
+    """A CI-sized drone comparison: one seed, two short expert episodes, one one-episode DAgger
+    round, a few optimiser steps, a two-condition, one-world evaluation of 2 s."""
+    from ltc_controller.training.comparison import DaggerConfig
+    from ltc_controller.training.search import SearchConfig
+
+    return replace(
+        DRONE_COMPARE,
+        seeds=(0,),
+        record=DroneRecordConfig(episodes=2, episode_s=4.0, first_world_seed=1000, seed=1),
+        train=replace(DRONE_REDUCED.train, val_fraction=0.3),
+        evaluation=DroneEvalConfig(conditions=("clean", "fog"), episodes=1, max_time_s=2.0),
+        search=SearchConfig(trials=2, steps=2),
+        dagger=DaggerConfig(rounds=1, episodes=1, finetune_epochs=1),
+    )
+
+
+#: ``compare --scenario drone`` (a :class:`~ltc_controller.training.presets.CompareRecipe`).
+DRONE_COMPARE = _drone_compare()
+#: ``compare --scenario drone --reduced`` (CI).
+DRONE_COMPARE_REDUCED = _drone_compare_reduced()

@@ -20,14 +20,18 @@ import importlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ltc_controller
 
-__all__ = ["Job", "JobCache", "JobsFailed", "RunStats", "run_jobs"]
+__all__ = ["Job", "JobCache", "JobsFailed", "RunStats", "ray_session", "run_jobs"]
+
+#: Inside :func:`ray_session`: a Ray instance started by a run_jobs call stays up for the next.
+_session: dict[str, bool] = {"open": False, "started": False}
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,27 @@ def call(fn: str, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
     return result, time.perf_counter() - t0
 
 
+@contextmanager
+def ray_session() -> Iterator[None]:
+    """Keep the Ray instance that the first :func:`run_jobs` inside the block starts (if any
+    job needs one) for the later calls, and shut it down at the end of the block: a flow of
+    dependent batches (search, train, DAgger rounds, evaluate) starts Ray once, not per batch.
+    A fully cached run starts none."""
+    if _session["open"]:
+        yield
+        return
+    _session.update(open=True, started=False)
+    try:
+        yield
+    finally:
+        started = _session["started"]
+        _session.update(open=False, started=False)
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
 def run_jobs(
     jobs: Sequence[Job],
     cache: JobCache,
@@ -193,6 +218,8 @@ def _run_on_ray(
             log_to_driver=False,
             configure_logging=False,
         )
+        if _session["open"]:
+            _session["started"], started_here = True, False  # ray_session shuts it down
     st.address = address or "local"
     remote = ray.remote(call)
     pending = {

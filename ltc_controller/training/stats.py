@@ -11,6 +11,7 @@ the episode records and orients the metrics (lower is better for departures per 
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -47,7 +48,8 @@ def score_matrix(records: Sequence[Any], model: str, condition: str, metric: str
 
     ``records`` are :class:`~ltc_controller.training.evaluation.EpisodeRecord`-like objects with
     ``model``, ``policy``, ``condition``, ``episode`` and the metric (``departures_per_km`` is
-    derived from ``departures`` and ``distance_m``).
+    derived from ``departures`` and ``distance_m``; a NaN ``time_to_target_s``, target not
+    reached, counts as the record's ``time_limit_s``).
 
     Raises:
         ValueError: no records, or policies with different episode sets (not a full matrix).
@@ -68,7 +70,12 @@ def _value(r: Any, metric: str) -> float:
     if metric == "departures_per_km":
         km = max(float(r.distance_m), 1e-9) / 1000.0
         return float(r.departures) / km
-    return float(getattr(r, metric))
+    v = float(getattr(r, metric))
+    if metric == "time_to_target_s" and not math.isfinite(v):
+        # Not reached: censored at the episode's time limit, so a failure never scores better
+        # than a slow success (the IQM needs a number for every run and task).
+        return float(getattr(r, "time_limit_s", math.nan))
+    return v
 
 
 @contextmanager

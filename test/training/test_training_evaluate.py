@@ -114,33 +114,46 @@ def test_report_of_a_single_run(circling_policy, tmp_path):
     assert "one lap" not in report.read_text() and "10 m each" in report.read_text()
 
 
-@pytest.mark.timeout(280)
+@pytest.mark.timeout(300)
 def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(tmp_path, capsys):
     rc = main(["compare", "--reduced", "--quiet", "--work", str(tmp_path)])
     assert rc == 0
     out = capsys.readouterr().out
-    for label in ("NCP-19", "LSTM(64)", "LSTM(19)", "GRU(64)", "CT-RNN(64)", "CNN"):
+    labels = {"NCP-19", "LSTM(64)", "LSTM(19)", "GRU(64)", "CT-RNN(64)", "CNN"}
+    for label in labels:
         assert f"| {label} |" in out
     assert "| NCP-19 | 1 | 19 |" in out
-    assert (tmp_path / "report" / "report.md").is_file()
+    report = tmp_path / "report" / "report.md"
+    assert report.is_file()
     assert len(list((tmp_path / "policies").glob("*.safetensors"))) == 6
     summary = json.loads(out[out.index("\n{") :])
+    assert summary["scenario"] == "car"
     assert summary["wall_s"]["total"] > 0
     assert summary["jobs"]["search"] == {"ran": 6, "cached": 0}  # one search per model
-    assert set(summary["learning_rates"]) == {
-        "NCP-19",
-        "LSTM(64)",
-        "LSTM(19)",
-        "GRU(64)",
-        "CT-RNN(64)",
-        "CNN",
-    }
+    assert set(summary["learning_rates"]) == labels
     assert summary["jobs"]["train"] == {"ran": 6, "cached": 0}
+    # DAgger: every policy drove its own on-policy episode (one round of one 4 s episode at
+    # 20 Hz = 80 frames, the expert labelling), then was fine-tuned on expert + its own data.
+    assert summary["jobs"]["dagger"] == {"ran": 6, "cached": 0}
+    dagger = summary["dagger"]
+    assert (dagger["rounds"], dagger["episodes_per_policy"]) == (1, 1)
+    assert len(dagger["per_policy"]) == 6
+    expert_frames = set()
+    for name, rounds in dagger["per_policy"].items():
+        assert len(rounds) == 1 and rounds[0]["dagger_frames"] == 80, name
+        expert_frames.add(rounds[0]["frames"] - 80)  # fine-tuned on all: expert + its own
+        assert 0.0 <= rounds[0]["takeover_fraction"] <= 1.0
+        bag = tmp_path / "dagger" / name.removesuffix(".safetensors") / "round1"
+        assert (bag / "metadata.yaml").is_file()
+        round0 = tmp_path / "rounds" / name.removesuffix(".safetensors") / "round0.safetensors"
+        assert round0.is_file()  # the learner that drove round 1
+    assert len(expert_frames) == 1 and expert_frames.pop() > 80
+    assert "DAgger: 1 round(s) of 1 on-policy episode(s)" in report.read_text()
     assert summary["jobs"]["evaluate"] == {"ran": 12, "cached": 0}
     # Two training steps cannot make a policy that follows the image: the sanity check says so
     # per policy, and the tables still hold all six models.
     failed = {f["model"] for f in summary["training_failures"]}
-    assert failed and failed <= {"NCP-19", "LSTM(64)", "LSTM(19)", "GRU(64)", "CT-RNN(64)", "CNN"}
+    assert failed and failed <= labels
     assert "| clean | 1 |" in out  # the statistics table (rank per condition)
     cost = [line for line in out.splitlines() if line.startswith("| NCP-19 | ")][-1].split("|")
     assert int(cost[3]) == 19 and float(cost[5]) > 0.0  # neurons; ms per frame, measured
@@ -148,7 +161,15 @@ def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(t
     assert main(["compare", "--reduced", "--quiet", "--work", str(tmp_path)]) == 0
     again = capsys.readouterr().out
     jobs = json.loads(again[again.index("\n{") :])["jobs"]
-    assert [jobs[k]["ran"] for k in ("search", "train", "evaluate")] == [0, 0, 0]
+    assert [jobs[k]["ran"] for k in ("search", "train", "dagger", "evaluate")] == [0, 0, 0, 0]
+    # An interrupted run (one policy's DAgger round lost with its file): only that round runs
+    # again; the search and the round-0 training come from the cache.
+    (tmp_path / "policies" / "cnn_seed0.safetensors").unlink()
+    assert main(["compare", "--reduced", "--quiet", "--work", str(tmp_path)]) == 0
+    jobs = json.loads((o := capsys.readouterr().out)[o.index("\n{") :])["jobs"]
+    assert [jobs[k]["ran"] for k in ("search", "train", "dagger")] == [0, 0, 1]
+    assert jobs["dagger"]["cached"] == 5
+    assert (tmp_path / "policies" / "cnn_seed0.safetensors").is_file()
 
 
 BUNDLED = (

@@ -1,0 +1,882 @@
+"""The `compare` flow, shared by the car and the drone: record one data set, then for every model x
+seed search, train, run DAgger rounds, evaluate closed loop, and write the report.
+
+Per model (the same for every model; jobs of :mod:`ltc_controller.training.jobs`, cached by their
+inputs):
+
+1. one learning-rate search on the shared data (:mod:`~ltc_controller.training.search`);
+2. per seed, round 0: train on the shared expert data;
+3. per seed, ``dagger.rounds`` rounds (DAgger, Ross et al. 2011): the seed's own policy of the
+   previous round drives ``dagger.episodes`` on-policy episodes in new worlds/tracks (the same
+   ones for every model) while the expert labels and takes over (the recorders' takeover rules:
+   :mod:`~ltc_controller.training.recording`, :mod:`~ltc_controller.training.drone_recording`),
+   the bag is kept, and the policy is fine-tuned from its weights on the expert data plus all
+   of its own DAgger bags so far;
+4. the last round's policy is evaluated per condition and episode on unseen tracks/worlds.
+
+A scenario (:class:`Scenario`: :data:`CAR`, :data:`DRONE`) supplies what differs: the recorder,
+the label axes, the evaluation episode and its record, the report and the metrics the statistics
+use. Round ``r``'s job is keyed by the previous round's policy file (content hash), so a rerun
+resumes at the first unfinished round and a seed added later trains only that seed.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CAR",
+    "DRONE",
+    "SCENARIOS",
+    "DaggerConfig",
+    "Scenario",
+    "dagger_job",
+    "evaluate_job",
+    "run_comparison",
+    "search_job",
+    "train_job",
+]
+
+IMAGE_TOPIC = "/camera/image_raw"
+LABEL_TOPIC = "/expert_cmd"
+_JOBS = "ltc_controller.training.comparison"
+
+
+@dataclass(frozen=True)
+class DaggerConfig:
+    """DAgger rounds of `compare`: the same for every model and seed.
+
+    Attributes:
+        rounds: rounds after the expert-data training (0 = no DAgger).
+        episodes: on-policy episodes per round (one track/world each; the round's recording
+            config is the recipe's ``record`` with these episodes, the seeds from
+            ``first_*_seed + 100 * round`` and ``seed + round``).
+        finetune_epochs: epochs of each round's fine-tune on all data so far.
+
+    Raises:
+        ValueError: ``rounds < 0``, ``episodes < 1`` or ``finetune_epochs < 1``.
+    """
+
+    rounds: int = 0
+    episodes: int = 6
+    finetune_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.rounds < 0 or self.episodes < 1 or self.finetune_epochs < 1:
+            raise ValueError(
+                f"DaggerConfig: rounds={self.rounds} >= 0, episodes={self.episodes} >= 1 and "
+                f"finetune_epochs={self.finetune_epochs} >= 1 required"
+            )
+
+
+class Scenario:
+    """What the car and the drone do differently in `compare` (see the subclasses)."""
+
+    name: str = ""
+    title: str = ""
+    #: ``read_demonstrations``'s ``command_fields`` (None: the steering axis).
+    command_fields: tuple[str, ...] | None = None
+    #: Metrics of the statistics tables (keys of ``stats.HIGHER_IS_BETTER``).
+    stats_metrics: tuple[str, ...] = ()
+    record_config_type: type = object
+    eval_config_type: type = object
+
+    def record(self, path: Path, cfg: Any, learner: Any) -> dict[str, Any]:
+        """Record ``cfg`` into a new bag at ``path``; ``learner`` drives (DAgger) when given."""
+        raise NotImplementedError
+
+    def record_line(self, s: Mapping[str, Any]) -> str:
+        """One log line about a recording summary."""
+        raise NotImplementedError
+
+    def dagger_record(self, cfg: Any, dagger: DaggerConfig, round_: int) -> Any:
+        """The recording config of DAgger round ``round_`` (new worlds/tracks, new seed)."""
+        raise NotImplementedError
+
+    def evaluate_episode(self, label: str, policy: str, condition: str, k: int, cfg: Any) -> Any:
+        """Episode ``k`` of ``policy`` under ``condition``: the scenario's episode record."""
+        raise NotImplementedError
+
+    def episode_record(self, d: Mapping[str, Any]) -> Any:
+        """An episode record from its dict (a job's cached result)."""
+        raise NotImplementedError
+
+    def tables(self, records: Sequence[Any], sizes_by_model: dict[str, dict[str, int]]) -> str:
+        """Markdown tables (models x conditions, mean ± sd over seeds)."""
+        raise NotImplementedError
+
+    def write_report(
+        self, out: Path, records: Sequence[Any], sizes: Any, cfg: Any, **kw: Any
+    ) -> Path:
+        raise NotImplementedError
+
+    def driver(self, policy: Any) -> Any:
+        """An object whose ``act(frame, stamp_s)`` runs ``policy`` through the runtime."""
+        raise NotImplementedError
+
+
+class _Car(Scenario):
+    name = "car"
+    title = "Model comparison (car): NCP-19 vs LSTM, GRU, CT-RNN, CNN on the same data"
+    stats_metrics = ("departures_per_km",)
+
+    def __init__(self) -> None:
+        from ltc_controller.training.evaluation import EvalConfig
+        from ltc_controller.training.recording import RecordConfig
+
+        self.record_config_type = RecordConfig
+        self.eval_config_type = EvalConfig
+
+    def record(self, path: Path, cfg: Any, learner: Any) -> dict[str, Any]:
+        from ltc_controller.training.recording import record
+
+        return record(path, cfg, learner=learner)
+
+    def record_line(self, s: Mapping[str, Any]) -> str:
+        return f"departures {s['departures']}, takeover {s['takeover_fraction']:.0%}"
+
+    def dagger_record(self, cfg: Any, dagger: DaggerConfig, round_: int) -> Any:
+        return replace(
+            cfg,
+            episodes=dagger.episodes,
+            first_track_seed=cfg.first_track_seed + 100 * round_,
+            seed=cfg.seed + round_,
+        )
+
+    def evaluate_episode(self, label: str, policy: str, condition: str, k: int, cfg: Any) -> Any:
+        from ltc_controller.training.evaluation import ModelEntry, evaluate_episode
+
+        return evaluate_episode(ModelEntry(label, Path(policy)), condition, k, cfg)
+
+    def episode_record(self, d: Mapping[str, Any]) -> Any:
+        from ltc_controller.training.evaluation import EpisodeRecord
+
+        return EpisodeRecord(**d)
+
+    def tables(self, records: Sequence[Any], sizes_by_model: dict[str, dict[str, int]]) -> str:
+        from ltc_controller.training.evaluation import markdown_tables, summarise
+
+        return markdown_tables(summarise(records), sizes_by_model)
+
+    def write_report(
+        self, out: Path, records: Sequence[Any], sizes: Any, cfg: Any, **kw: Any
+    ) -> Path:
+        from ltc_controller.training.evaluation import write_report
+
+        return write_report(out, records, sizes, cfg, **kw)
+
+    def driver(self, policy: Any) -> Any:
+        from ltc_controller.training.closed_loop import PolicyDriver
+
+        return PolicyDriver(policy)
+
+
+class _Drone(Scenario):
+    name = "drone"
+    title = "Model comparison (drone): NCP vs LSTM, GRU, CT-RNN, CNN on the same data"
+    command_fields = ("all",)  # the four Twist axes: a velocity policy
+    stats_metrics = ("success", "time_to_target_s", "collisions")
+
+    def __init__(self) -> None:
+        from ltc_controller.training.drone_evaluation import DroneEvalConfig
+        from ltc_controller.training.drone_recording import DroneRecordConfig
+
+        self.record_config_type = DroneRecordConfig
+        self.eval_config_type = DroneEvalConfig
+
+    def record(self, path: Path, cfg: Any, learner: Any) -> dict[str, Any]:
+        from ltc_controller.training.drone_recording import record_drone
+
+        return record_drone(path, cfg, learner=learner)
+
+    def record_line(self, s: Mapping[str, Any]) -> str:
+        return (
+            f"reached {s['reached']}/{s['episodes']}, collisions {s['collisions']}, "
+            f"takeover {s['takeover_fraction']:.0%}"
+        )
+
+    def dagger_record(self, cfg: Any, dagger: DaggerConfig, round_: int) -> Any:
+        return replace(
+            cfg,
+            episodes=dagger.episodes,
+            first_world_seed=cfg.first_world_seed + 100 * round_,
+            seed=cfg.seed + round_,
+        )
+
+    def evaluate_episode(self, label: str, policy: str, condition: str, k: int, cfg: Any) -> Any:
+        from ltc_controller.training.drone_evaluation import evaluate_drone_episode
+        from ltc_controller.training.evaluation import ModelEntry
+
+        return evaluate_drone_episode(ModelEntry(label, Path(policy)), condition, k, cfg)
+
+    def episode_record(self, d: Mapping[str, Any]) -> Any:
+        from ltc_controller.training.drone_evaluation import DroneEpisodeRecord
+
+        return DroneEpisodeRecord(**d)
+
+    def tables(self, records: Sequence[Any], sizes_by_model: dict[str, dict[str, int]]) -> str:
+        from ltc_controller.training.drone_evaluation import drone_markdown_tables, summarise_drone
+
+        return drone_markdown_tables(summarise_drone(records), sizes_by_model)
+
+    def write_report(
+        self, out: Path, records: Sequence[Any], sizes: Any, cfg: Any, **kw: Any
+    ) -> Path:
+        from ltc_controller.training.drone_evaluation import write_drone_report
+
+        return write_drone_report(out, records, sizes, cfg, **kw)
+
+    def driver(self, policy: Any) -> Any:
+        from ltc_controller.training.drone_closed_loop import DronePolicyDriver
+
+        return DronePolicyDriver(policy)
+
+
+CAR: Scenario = _Car()
+DRONE: Scenario = _Drone()
+SCENARIOS: dict[str, Scenario] = {"car": CAR, "drone": DRONE}
+
+
+def run_comparison(
+    work: str | Path,
+    recipe: Any,
+    *,
+    bags: Sequence[Path] = (),
+    label_offset_s: float = 0.0,
+    max_pair_dt_s: float = 0.05,
+    log: Callable[[str], None] = print,
+    show_progress: bool = True,
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> dict[str, Any]:
+    """Search, train, DAgger and evaluate every model x seed of ``recipe`` (module docstring).
+
+    Args:
+        work: folder for the data, policies, DAgger bags, job cache and the report
+            (``work/report``).
+        recipe: a :class:`~ltc_controller.training.presets.CompareRecipe` (its ``scenario``
+            picks :data:`CAR` or :data:`DRONE`).
+        bags: use these bags instead of recording (``/camera/image_raw`` + ``/expert_cmd``);
+            the DAgger rounds still record in the simulator.
+        label_offset_s, max_pair_dt_s: frame/command pairing of ``bags`` (see
+            :func:`~ltc_controller.training.bag.read_demonstrations`); each bag's command-image
+            lag is logged, with a warning when it is large. DAgger bags are paired with offset 0.
+        log: line logger.
+        show_progress: a progress bar over the jobs.
+        address: Ray cluster address (None: ``$RAY_ADDRESS``, else a local Ray instance on
+            ``num_cpus`` cores, default all). On a cluster ``work`` must be on a shared disk.
+        num_cpus: cores of the local Ray instance.
+
+    Returns:
+        ``{"scenario", "report", "table", "stats_table", "cost_table", "skipped",
+        "training_failures", "learning_rates", "dagger", "wall_s", "jobs", "train"}``.
+
+    Raises:
+        KeyError: an unknown scenario. JobsFailed: some jobs raised (the others are cached;
+        rerun to retry).
+    """
+    from ltc_controller.training.jobs import ray_session
+
+    with ray_session():  # one Ray instance for all the batches below
+        return _run(
+            work,
+            recipe,
+            bags=bags,
+            label_offset_s=label_offset_s,
+            max_pair_dt_s=max_pair_dt_s,
+            log=log,
+            show_progress=show_progress,
+            address=address,
+            num_cpus=num_cpus,
+        )
+
+
+def _run(
+    work: str | Path,
+    recipe: Any,
+    *,
+    bags: Sequence[Path],
+    label_offset_s: float,
+    max_pair_dt_s: float,
+    log: Callable[[str], None],
+    show_progress: bool,
+    address: str | None,
+    num_cpus: int | None,
+) -> dict[str, Any]:
+    from ltc_controller.models import policy as policy_mod
+    from ltc_controller.models.policy_file import load_policy
+    from ltc_controller.training.evaluation import model_sizes
+    from ltc_controller.training.jobs import Job, JobCache, RunStats, run_jobs
+    from ltc_controller.training.stats import comparison_tables
+    from ltc_controller.training.stats import markdown as stats_markdown
+
+    sc = SCENARIOS[recipe.scenario]
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    cache = JobCache(work / "jobs")
+    t0 = time.perf_counter()
+    if not bags:
+        bags = [_bag(sc, work / "data", recipe.record, log)]
+    bag_list = [str(Path(b).resolve()) for b in bags]
+    data_id = _files_id(bag_list)
+    pairing = {"label_offset_s": label_offset_s, "max_pair_dt_s": max_pair_dt_s}
+    fields_ = list(sc.command_fields) if sc.command_fields is not None else None
+    # Read once here for the frame count and each bag's command-image lag (the jobs read the
+    # bags themselves).
+    demos = _read(bag_list, command_fields=fields_, **pairing)
+    log(
+        "command-image lag (s): "
+        + (", ".join(f"{e.lag_s:+.3f}" for e in demos.lag_estimates) or "not estimated")
+        + f"; label offset {label_offset_s:g} s"
+    )
+    for w in demos.lag_warnings():
+        log(f"warning: {w}")
+    t_data = time.perf_counter() - t0
+
+    def jobs(batch: list[Job], st: RunStats) -> list[dict[str, Any]]:
+        return run_jobs(
+            batch,
+            cache,
+            address=address,
+            num_cpus=num_cpus,
+            progress=show_progress,
+            log=log,
+            stats=st,
+        )
+
+    available = set(getattr(policy_mod, "ARCHITECTURES", ("ncp_ltc",)))
+    skipped: list[str] = []
+    models = []
+    for label, arch, units in recipe.models:
+        if arch not in available:
+            skipped.append(f"{label} ({arch} not available)")
+            log(f"skipping {label}: architecture {arch!r} not in this version")
+        else:
+            models.append((label, arch, units))
+    data_kw = {"bags": bag_list, "data_id": data_id, "pairing": pairing, "command_fields": fields_}
+    rates: dict[str, dict[str, Any]] = {}
+    search_stats = RunStats()
+    if recipe.search is not None:
+        found = jobs(
+            [
+                Job(
+                    "search",
+                    f"{_JOBS}:search_job",
+                    {
+                        **data_kw,
+                        "config": asdict(replace(recipe.train, arch=arch, units=units)),
+                        "search": asdict(recipe.search),
+                    },
+                    label=f"search {label}",
+                    num_cpus=max(1, recipe.train.threads),
+                )
+                for label, arch, units in models
+            ],
+            search_stats,
+        )
+        rates = {label: r for (label, _, _), r in zip(models, found, strict=True)}
+        for label, lr in rates.items():
+            log(
+                f"search {label}: lr {lr['lr']:.2e}, lr_rnn {lr['lr_rnn']:.2e} "
+                f"(val {lr['best_val_loss']:.4f})"
+            )
+
+    dagger: DaggerConfig = recipe.dagger
+    runs = [(label, arch, units, seed) for label, arch, units in models for seed in recipe.seeds]
+
+    def output(label: str, seed: int, round_: int) -> Path:
+        if round_ == dagger.rounds:
+            return work / "policies" / f"{_slug(label)}_seed{seed}.safetensors"
+        return work / "rounds" / f"{_slug(label)}_seed{seed}" / f"round{round_}.safetensors"
+
+    def keep(job: Job, *paths: Path) -> Job:
+        if not all(p.exists() for p in paths):
+            cache.path(job).unlink(missing_ok=True)  # its files are gone: run it again
+        return job
+
+    train_stats = RunStats()
+    dagger_stats = RunStats()
+    round_results: list[list[dict[str, Any]]] = []
+    for round_ in range(dagger.rounds + 1):
+        batch = []
+        for label, arch, units, seed in runs:
+            out = output(label, seed, round_)
+            cfg = replace(recipe.train, arch=arch, units=units, seed=seed)
+            if label in rates:
+                cfg = replace(cfg, lr=rates[label]["lr"], lr_rnn=rates[label]["lr_rnn"])
+            if round_ == 0:
+                batch.append(
+                    keep(
+                        Job(
+                            "train",
+                            f"{_JOBS}:train_job",
+                            {**data_kw, "config": asdict(cfg), "output": str(out)},
+                            label=f"train {label} seed {seed}",
+                            num_cpus=max(1, cfg.threads),
+                        ),
+                        out,
+                    )
+                )
+                continue
+            learner = output(label, seed, round_ - 1)
+            bag_dir = _dagger_bag(work, label, seed, round_)
+            previous = [str(_dagger_bag(work, label, seed, r)) for r in range(1, round_)]
+            batch.append(
+                keep(
+                    Job(
+                        "dagger",
+                        f"{_JOBS}:dagger_job",
+                        {
+                            **data_kw,
+                            "scenario": sc.name,
+                            "config": asdict(
+                                replace(cfg, epochs=dagger.finetune_epochs, seed=seed + round_)
+                            ),
+                            "record": asdict(sc.dagger_record(recipe.record, dagger, round_)),
+                            "learner": str(learner),
+                            "learner_id": _files_id([str(learner)], content=True),
+                            "previous": previous,
+                            "previous_id": _files_id(previous),
+                            "bag": str(bag_dir),
+                            "output": str(out),
+                        },
+                        label=f"dagger {label} seed {seed} round {round_}",
+                        num_cpus=max(1, cfg.threads),
+                    ),
+                    out,
+                    bag_dir / "metadata.yaml",
+                )
+            )
+        round_results.append(jobs(batch, train_stats if round_ == 0 else dagger_stats))
+    trained = round_results[-1]
+    t_train = time.perf_counter() - t0 - t_data
+
+    failures = []
+    for (label, *_), res in zip(runs, trained, strict=True):
+        corr = res.get("val_corr")
+        if corr is None or not corr >= recipe.min_val_corr:
+            failures.append({"model": label, "policy": Path(res["output"]).name, "val_corr": corr})
+            log(
+                f"training failure: {label} {Path(res['output']).name}: held-out correlation "
+                f"{'n/a (no validation frames)' if corr is None else f'{corr:.2f}'} < "
+                f"{recipe.min_val_corr} (kept in the tables)"
+            )
+    # Training wall time of a policy = all its rounds (DAgger recording included).
+    walls = [sum(float(rr[i]["wall_s"]) for rr in round_results) for i in range(len(runs))]
+    dagger_summary = {
+        "rounds": dagger.rounds,
+        "episodes_per_round": dagger.episodes,
+        "episodes_per_policy": dagger.rounds * dagger.episodes,
+        "finetune_epochs": dagger.finetune_epochs,
+        "per_policy": {
+            Path(trained[i]["output"]).name: [
+                {k: rr[i].get(k) for k in ("frames", "dagger_frames", "takeover_fraction")}
+                for rr in round_results[1:]
+            ]
+            for i in range(len(runs))
+        },
+    }
+
+    ev = recipe.evaluation
+    eval_cfg = asdict(ev)
+    eval_jobs: list[Job] = []
+    sizes: dict[str, dict[str, int]] = {}
+    for (label, *_), res in zip(runs, trained, strict=True):
+        policy = res["output"]
+        sizes[policy] = model_sizes(load_policy(policy))
+        digest = _files_id([policy], content=True)
+        for cname in ev.conditions:
+            for k in range(ev.episodes):
+                eval_jobs.append(
+                    Job(
+                        "evaluate",
+                        f"{_JOBS}:evaluate_job",
+                        {
+                            "scenario": sc.name,
+                            "label": label,
+                            "policy": policy,
+                            "policy_id": digest,
+                            "condition": cname,
+                            "episode": k,
+                            "eval_config": eval_cfg,
+                        },
+                        label=f"evaluate {Path(policy).stem} {cname} ep {k}",
+                    )
+                )
+    eval_stats = RunStats()
+    records = [sc.episode_record(r) for r in jobs(eval_jobs, eval_stats)]
+    t_eval = time.perf_counter() - t0 - t_data - t_train
+    reference = models[0][0] if models else recipe.models[0][0]
+    stats_md = "\n\n".join(
+        stats_markdown(comparison_tables(records, metric=m, reference=reference))
+        for m in sc.stats_metrics
+    )
+    rr = recipe.train
+    report = sc.write_report(
+        work / "report",
+        records,
+        sizes,
+        ev,
+        title=sc.title,
+        notes=(
+            f"Data: {len(demos)} expert frames from {len(bag_list)} bag(s). "
+            f"Training per model: {rr.epochs} epoch(s), T={rr.seq_len}, batch {rr.batch_size}, "
+            f"head lr {rr.lr}, core lr {rr.lr_rnn}"
+            + (
+                f" (searched per model: {recipe.search.trials} runs x {recipe.search.steps} "
+                f"steps each, rates in the output's learning_rates)"
+                if recipe.search is not None
+                else ""
+            )
+            + f", seeds {list(recipe.seeds)}. "
+            + _dagger_md(dagger, recipe.record)
+            + "\n\n"
+            + _failures_md(failures, len(trained), recipe.min_val_corr)
+            + stats_md
+        ),
+    )
+    by_model: dict[str, dict[str, int]] = {}
+    for r in records:
+        if r.policy in sizes:
+            by_model.setdefault(r.model, sizes[r.policy])
+    table = sc.tables(records, by_model)
+    cost = _cost_table(
+        sc,
+        [(label, res["output"]) for (label, *_), res in zip(runs, trained, strict=True)],
+        walls,
+        by_model,
+    )
+    (work / "report" / "cost.md").write_text(cost + "\n")
+    return {
+        "scenario": sc.name,
+        "report": str(report),
+        "table": table,
+        "stats_table": stats_md,
+        "cost_table": cost,
+        "skipped": skipped,
+        "training_failures": failures,
+        "learning_rates": {k: {"lr": v["lr"], "lr_rnn": v["lr_rnn"]} for k, v in rates.items()},
+        "dagger": dagger_summary,
+        "wall_s": {
+            "data": round(t_data, 1),
+            "train": round(t_train, 1),
+            "evaluate": round(t_eval, 1),
+            "total": round(time.perf_counter() - t0, 1),
+        },
+        "jobs": {
+            "address": next(
+                (s.address for s in (train_stats, dagger_stats, eval_stats) if s.address),
+                "none (all cached)",
+            ),
+            "search": {"ran": search_stats.ran, "cached": search_stats.cached},
+            "train": {"ran": train_stats.ran, "cached": train_stats.cached},
+            "dagger": {"ran": dagger_stats.ran, "cached": dagger_stats.cached},
+            "evaluate": {"ran": eval_stats.ran, "cached": eval_stats.cached},
+        },
+        "train": {Path(r["output"]).name: r for r in trained},
+    }
+
+
+# -- jobs (module-level functions: what the Ray tasks run) -------------------------------------
+
+
+def train_job(
+    bags: list[str],
+    data_id: str,
+    pairing: dict[str, float],
+    command_fields: list[str] | None,
+    config: dict[str, Any],
+    output: str,
+) -> dict[str, Any]:
+    """Ray job: train one model x seed on ``bags`` paired as ``pairing`` says
+    (``read_demonstrations`` keywords; ``data_id``, the bags' identity, is part of the cache key
+    only), learning ``command_fields`` (None: steering), and write the policy file ``output``."""
+    from ltc_controller.training.trainer import TrainConfig, train
+
+    demos = _read(bags, command_fields=command_fields, **pairing)
+    res = train(
+        demos, TrainConfig.from_dict(config), output=output, show_progress=False, log=_quiet
+    )
+    return {"output": output, "frames": len(demos), **_train_summary(res)}
+
+
+def search_job(
+    bags: list[str],
+    data_id: str,
+    pairing: dict[str, float],
+    command_fields: list[str] | None,
+    config: dict[str, Any],
+    search: dict[str, Any],
+) -> dict[str, Any]:
+    """Ray job: the learning-rate search of one model
+    (:func:`~ltc_controller.training.search.search_learning_rates`) on its validation data."""
+    from ltc_controller.training.search import SearchConfig, search_learning_rates
+    from ltc_controller.training.trainer import TrainConfig
+
+    return search_learning_rates(
+        _read(bags, command_fields=command_fields, **pairing),
+        TrainConfig.from_dict(config),
+        _from_dict(SearchConfig, search),
+    )
+
+
+def dagger_job(
+    bags: list[str],
+    data_id: str,
+    pairing: dict[str, float],
+    command_fields: list[str] | None,
+    scenario: str,
+    config: dict[str, Any],
+    record: dict[str, Any],
+    learner: str,
+    learner_id: str,
+    previous: list[str],
+    previous_id: str,
+    bag: str,
+    output: str,
+) -> dict[str, Any]:
+    """Ray job: one DAgger round of one model x seed.
+
+    The policy file ``learner`` drives the episodes of ``record`` (the scenario's recording
+    config as a dict) while the expert labels and takes over; the new bag ``bag`` (recorded anew
+    if it exists) joins the expert ``bags`` and this seed's ``previous`` DAgger bags, and the
+    learner is fine-tuned from its weights on all of them (``config``) into ``output``.
+    ``learner_id`` (the learner file's hash) and ``previous_id`` are part of the cache key only.
+
+    Returns:
+        The training summary (``output``, ``frames`` = all frames trained on, ``val_corr`` ...)
+        with ``dagger_frames`` (this round's), ``takeover_fraction`` and ``record_wall_s``;
+        ``wall_s`` covers the recording and the fine-tune.
+    """
+    from ltc_controller.models.policy_file import load_policy
+    from ltc_controller.training.bag import Demonstrations
+    from ltc_controller.training.trainer import TrainConfig, train
+
+    sc = SCENARIOS[scenario]
+    t0 = time.perf_counter()
+    policy = load_policy(learner)
+    path = Path(bag)
+    if path.exists():  # an interrupted earlier try: its learner may differ
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rec = sc.record(path, _from_dict(sc.record_config_type, record), policy)
+    t_rec = time.perf_counter() - t0
+    own = {"label_offset_s": 0.0, "max_pair_dt_s": pairing["max_pair_dt_s"]}  # our stamps
+    demos = Demonstrations.concatenate(
+        [
+            _read(bags, command_fields=command_fields, **pairing),
+            _read([*previous, bag], command_fields=command_fields, **own),
+        ]
+    )
+    res = train(
+        demos,
+        TrainConfig.from_dict(config),
+        output=output,
+        init_state=policy.state_dict(),
+        show_progress=False,
+        log=_quiet,
+    )
+    out = {"output": output, "frames": len(demos), **_train_summary(res)}
+    out.update(
+        dagger_frames=int(rec["frames"]),
+        takeover_fraction=float(rec["takeover_fraction"]),
+        record_wall_s=round(t_rec, 2),
+        wall_s=round(time.perf_counter() - t0, 2),
+    )
+    return out
+
+
+def evaluate_job(
+    scenario: str,
+    label: str,
+    policy: str,
+    policy_id: str,
+    condition: str,
+    episode: int,
+    eval_config: dict[str, Any],
+) -> dict[str, Any]:
+    """Ray job: one evaluation episode of ``scenario`` (``policy_id``, the policy file's hash, is
+    part of the cache key only). Returns the scenario's episode record as a dict."""
+    sc = SCENARIOS[scenario]
+    cfg = _from_dict(sc.eval_config_type, eval_config)
+    return asdict(sc.evaluate_episode(label, policy, condition, episode, cfg))
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _train_summary(res: Any) -> dict[str, Any]:
+    return {
+        "wall_s": round(res.wall_s, 2),
+        "steps": res.steps,
+        "stopped_early": bool(res.stopped_early),
+        "best_val_loss": _finite_or_none(res.best_val_loss),
+        "val_corr": _finite_or_none(res.val_corr),
+    }
+
+
+def _bag(sc: Scenario, path: Path, cfg: Any, log: Callable[[str], None]) -> Path:
+    """Record the expert data at ``path`` unless a complete bag is there (a rerun resumes)."""
+    if (path / "metadata.yaml").is_file():
+        log(f"reusing {path}")
+        return path
+    if path.exists():
+        shutil.rmtree(path)
+    s = sc.record(path, cfg, None)
+    log(
+        f"recorded {path.name}: {s['frames']} frames in {s['wall_s']:.0f} s ({s['driver']}, "
+        + sc.record_line(s)
+        + ")"
+    )
+    return path
+
+
+def _dagger_bag(work: Path, label: str, seed: int, round_: int) -> Path:
+    return work / "dagger" / f"{_slug(label)}_seed{seed}" / f"round{round_}"
+
+
+def _dagger_md(dagger: DaggerConfig, record: Any) -> str:
+    if dagger.rounds == 0:
+        return "No DAgger rounds."
+    return (
+        f"DAgger: {dagger.rounds} round(s) of {dagger.episodes} on-policy episode(s) of at most "
+        f"{record.episode_s:g} s for every model and seed ({dagger.rounds * dagger.episodes} "
+        "per policy, in the same new worlds/tracks for every model): each policy drives while the "
+        "expert labels and takes over, then it is fine-tuned from its weights for "
+        f"{dagger.finetune_epochs} epoch(s) on the expert data plus all its own DAgger data."
+    )
+
+
+def _cost_table(
+    sc: Scenario,
+    policies: Sequence[tuple[str, str]],
+    walls: Sequence[float],
+    sizes: Mapping[str, Mapping[str, int]],
+) -> str:
+    """Per model: trainable parameters, neurons, training wall time (mean over seeds, all rounds)
+    and the inference cost of one camera frame through the deployment runtime (CPU, one thread;
+    median of 100 frames after warm-up, first seed's policy), measured here, now."""
+    import numpy as np
+    import torch
+
+    from ltc_controller.models.policy_file import load_policy
+
+    by_label: dict[str, list[float]] = {}
+    first: dict[str, str] = {}
+    for (label, path), wall in zip(policies, walls, strict=True):
+        by_label.setdefault(label, []).append(float(wall))
+        first.setdefault(label, path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    lines = [
+        "| model | trainable parameters | neurons | training wall (s, mean) "
+        "| ms / frame (median) |",
+        "|---|---|---|---|---|",
+    ]
+    try:
+        frame = np.random.default_rng(0).integers(0, 256, (78, 200, 3), dtype=np.uint8)
+        for label, path in first.items():
+            driver = sc.driver(load_policy(path))
+            times = []
+            for k in range(110):
+                t0 = time.perf_counter()
+                driver.act(frame, 0.05 * (k + 1))
+                times.append(time.perf_counter() - t0)
+            size = sizes.get(label, {})
+            w = by_label[label]
+            lines.append(
+                f"| {label} | {size.get('trainable_parameters', '-')} | {size.get('neurons', '-')}"
+                f" | {sum(w) / len(w):.1f} | {1e3 * float(np.median(times[10:])):.2f} |"
+            )
+    finally:
+        torch.set_num_threads(threads)
+    return "\n".join(lines)
+
+
+def _finite_or_none(x: float) -> float | None:
+    """JSON-able: NaN (no validation frames) becomes null."""
+    return float(x) if math.isfinite(x) else None
+
+
+def _failures_md(failures: Sequence[Mapping[str, Any]], trained: int, threshold: float) -> str:
+    lines = [
+        f"Training failures (held-out correlation with the expert below {threshold}; kept in "
+        f"every table): {len(failures)} of {trained} policies."
+    ]
+    for f in failures:
+        corr = f["val_corr"]
+        lines.append(f"- {f['model']} `{f['policy']}`: {'n/a' if corr is None else f'{corr:.2f}'}")
+    return "\n".join(lines) + "\n\n"
+
+
+def _read(
+    bags: Sequence[str],
+    *,
+    label_offset_s: float,
+    max_pair_dt_s: float,
+    command_fields: Sequence[str] | None = None,
+) -> Any:
+    from ltc_controller.training.bag import Demonstrations, read_demonstrations
+
+    kw: dict[str, Any] = {} if command_fields is None else {"command_fields": list(command_fields)}
+    return Demonstrations.concatenate(
+        [
+            read_demonstrations(
+                Path(b),
+                IMAGE_TOPIC,
+                LABEL_TOPIC,
+                label_offset_s=label_offset_s,
+                max_pair_dt_s=max_pair_dt_s,
+                **kw,
+            )
+            for b in bags
+        ]
+    )
+
+
+def _from_dict(cls: Any, d: Mapping[str, Any]) -> Any:
+    """A (frozen) config dataclass from its ``asdict``/JSON form: nested config dataclasses
+    rebuilt, JSON lists back to tuples."""
+    hints = typing.get_type_hints(cls)
+    kw: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in d:
+            continue
+        v = d[f.name]
+        t = hints.get(f.name)
+        if isinstance(v, Mapping) and isinstance(t, type) and is_dataclass(t):
+            v = _from_dict(t, v)
+        elif isinstance(v, list):
+            v = tuple(v)
+        kw[f.name] = v
+    return cls(**kw)
+
+
+def _files_id(paths: Sequence[str], content: bool = False) -> str:
+    """Identity of files for cache keys: size and mtime (bags: cheap), or a content hash."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in paths:
+        st = Path(p).stat()
+        h.update(f"{p}:{st.st_size}".encode())
+        if content:
+            h.update(Path(p).read_bytes())
+        else:
+            h.update(str(st.st_mtime_ns).encode())
+    return h.hexdigest()[:24]
+
+
+def _slug(label: str) -> str:
+    return "".join(ch.lower() if ch.isalnum() else "_" for ch in label).strip("_")
