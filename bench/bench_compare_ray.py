@@ -1,7 +1,7 @@
 """Speed-up of `compare`'s jobs from 1 to 2 Ray workers on this machine.
 
 The same set of evaluation jobs (the bundled NCP-19 driving one episode per condition and track,
-``training.presets.evaluate_job``, exactly what `compare` runs) is run twice through
+``training.comparison.evaluate_job``, exactly what `compare` runs) is run twice through
 :func:`~ltc_controller.training.jobs.run_jobs` on a fresh local Ray instance with a fresh cache:
 once with ``num_cpus=1`` (one task at a time) and once with ``num_cpus=2``. Printed: wall time of
 each, the per-task mean, and the ratio (1 worker / 2 workers; ideal 2.0 on 2 idle cores). Ray's
@@ -33,8 +33,9 @@ def jobs(episodes: int, distance_m: float) -> list[Job]:
     return [
         Job(
             "evaluate",
-            "ltc_controller.training.presets:evaluate_job",
+            "ltc_controller.training.comparison:evaluate_job",
             {
+                "scenario": "car",
                 "label": "NCP-19",
                 "policy": policy,
                 "policy_id": "bundled",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -273,37 +273,19 @@ COMPARE_REDUCED = CompareRecipe(
 
 
 def run_compare(
-    work: str | Path,
-    recipe: CompareRecipe = COMPARE_FULL,
-    *,
-    bags: Sequence[Path] = (),
-    label_offset_s: float = 0.0,
-    max_pair_dt_s: float = 0.05,
-    log: Callable[[str], None] = print,
-    show_progress: bool = True,
-    address: str | None = None,
-    num_cpus: int | None = None,
+    work: str | Path, recipe: CompareRecipe = COMPARE_FULL, **kwargs: Any
 ) -> dict[str, Any]:
     """Search, train with DAgger, evaluate and report every model x seed of ``recipe`` (car or
-    drone: ``recipe.scenario``); :func:`~ltc_controller.training.comparison.run_comparison`
-    documents the flow, the arguments and the result.
+    drone: ``recipe.scenario``): :func:`~ltc_controller.training.comparison.run_comparison`
+    (``bags``, ``label_offset_s``, ``max_pair_dt_s``, ``log``, ``show_progress``, ``address``,
+    ``num_cpus``) documents the flow, the keywords and the result.
 
     Raises:
         JobsFailed: some jobs raised (the others are cached; rerun to retry).
     """
     from ltc_controller.training.comparison import run_comparison
 
-    return run_comparison(
-        work,
-        recipe,
-        bags=bags,
-        label_offset_s=label_offset_s,
-        max_pair_dt_s=max_pair_dt_s,
-        log=log,
-        show_progress=show_progress,
-        address=address,
-        num_cpus=num_cpus,
-    )
+    return run_comparison(work, recipe, **kwargs)
 
 
 def _jsonable(x: Any) -> Any:

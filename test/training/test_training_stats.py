@@ -90,3 +90,33 @@ def test_tables_rank_models_per_condition_and_compare_the_reference_with_each():
     text = markdown(t)
     assert "| clean | 1 | NCP-19 | 0.00 | [0.00, 0.00] | - |" in text
     assert "| noise_0.2 | 2 | NCP-19 |" in text
+
+
+def test_drone_time_to_target_counts_a_failed_episode_at_its_time_limit():
+    from ltc_controller.training.drone_evaluation import DroneEpisodeRecord
+
+    def rec(seed: int, k: int, t: float) -> DroneEpisodeRecord:
+        ok = np.isfinite(t)
+        return DroneEpisodeRecord(
+            model="A",
+            policy=f"A_seed{seed}",
+            condition="clean",
+            episode=k,
+            world_seed=5000 + k,
+            target_range_m=15.0,
+            success=float(ok),
+            reached=bool(ok),
+            time_to_target_s=t,
+            final_distance_m=0.2 if ok else 9.0,
+            min_distance_m=0.2,
+            collisions=0,
+            duration_s=t if ok else 45.0,
+            time_limit_s=45.0,
+        )
+
+    recs = [rec(0, 0, 12.5), rec(0, 1, float("nan")), rec(1, 0, float("nan")), rec(1, 1, 20.0)]
+    assert score_matrix(recs, "A", "clean", "time_to_target_s").tolist() == [
+        [12.5, 45.0],
+        [45.0, 20.0],
+    ]
+    assert score_matrix(recs, "A", "clean", "success").tolist() == [[1.0, 0.0], [0.0, 1.0]]

@@ -1,0 +1,105 @@
+"""`compare` pieces shared by the car and the drone (DAgger rounds, configs through the job
+cache), and the reduced drone comparison end to end: the same models, DAgger rounds and
+statistics as the car's, on 4-output velocity policies."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from ltc_controller.cli import main
+from ltc_controller.training.comparison import CAR, DRONE, DaggerConfig, _from_dict
+from ltc_controller.training.drone_evaluation import DroneEvalConfig
+from ltc_controller.training.drone_presets import DRONE_COMPARE, DRONE_COMPARE_REDUCED, DRONE_RECIPE
+from ltc_controller.training.evaluation import EvalConfig
+from ltc_controller.training.presets import BUNDLED, COMPARE_FULL, COMPARE_REDUCED
+from ltc_controller.training.search import SearchConfig
+
+
+def test_dagger_config_rejects_a_bad_budget():
+    for bad in ({"rounds": -1}, {"episodes": 0}, {"finetune_epochs": 0}):
+        with pytest.raises(ValueError, match="DaggerConfig"):
+            DaggerConfig(**bad)
+
+
+def test_every_recipe_gives_every_model_the_same_dagger_budget():
+    # the bundled recipe's DAgger for the car, the drone recipe's for the drone
+    assert (COMPARE_FULL.dagger.rounds, COMPARE_FULL.dagger.episodes) == (
+        BUNDLED.dagger_rounds,
+        BUNDLED.dagger_episodes,
+    )
+    assert (DRONE_COMPARE.dagger.rounds, DRONE_COMPARE.dagger.episodes) == (
+        DRONE_RECIPE.dagger_rounds,
+        DRONE_RECIPE.dagger_episodes,
+    )
+    assert COMPARE_REDUCED.dagger.rounds == DRONE_COMPARE_REDUCED.dagger.rounds == 1
+    # the drone compares the car's architectures
+    assert [m[1:] for m in DRONE_COMPARE.models] == [m[1:] for m in COMPARE_FULL.models]
+    assert DRONE_COMPARE.scenario == "drone" and COMPARE_FULL.scenario == "car"
+
+
+def test_dagger_rounds_record_new_tracks_and_worlds_with_new_seeds():
+    d = DaggerConfig(rounds=3, episodes=6)
+    car = CAR.dagger_record(COMPARE_FULL.record, d, 2)
+    assert (car.episodes, car.first_track_seed, car.seed) == (6, 1200, 2 + 1)
+    assert car.episode_s == COMPARE_FULL.record.episode_s
+    drone = DRONE.dagger_record(DRONE_COMPARE.record, d, 1)
+    assert (drone.episodes, drone.first_world_seed, drone.seed) == (6, 1100, 2)
+
+
+def test_configs_come_back_from_the_job_cache_json_unchanged():
+    configs = [
+        COMPARE_FULL.record,
+        DRONE_COMPARE.record,
+        EvalConfig(conditions=("clean", "dim"), episodes=2, distance_m=30.0),
+        DroneEvalConfig(conditions=("clean", "fog"), episodes=1, max_time_s=2.0),
+        SearchConfig(trials=3, lr=(1e-4, 1e-3)),
+    ]
+    for cfg in configs:
+        back = _from_dict(type(cfg), json.loads(json.dumps(asdict(cfg))))
+        assert back == cfg
+
+
+@pytest.mark.timeout(300)
+def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path: Path, capsys):
+    from ltc_controller.models.policy_file import load_policy
+
+    rc = main(["compare", "--scenario", "drone", "--reduced", "--quiet", "--work", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    labels = {"NCP-22", "LSTM(64)", "LSTM(19)", "GRU(64)", "CT-RNN(64)", "CNN"}
+    for label in labels:
+        assert f"| {label} |" in out
+    assert "| NCP-22 | 1 | 22 |" in out  # 12 inter + 6 command + 4 motor neurons
+    summary = json.loads(out[out.index("\n{") :])
+    assert summary["scenario"] == "drone"
+    jobs = summary["jobs"]
+    assert [jobs[k]["ran"] for k in ("search", "train", "dagger", "evaluate")] == [6, 6, 6, 12]
+    for name, rounds in summary["dagger"]["per_policy"].items():
+        # one on-policy episode of at most 4 s at 20 Hz, flown by this policy itself
+        assert len(rounds) == 1 and 0 < rounds[0]["dagger_frames"] <= 80, name
+        policy = load_policy(tmp_path / "policies" / name)
+        assert policy.config.output_names == ("linear_x", "linear_y", "linear_z", "angular_z")
+    # the statistics of the drone's metrics, per condition, with P(NCP-22 better)
+    for metric in ("success", "time_to_target_s", "collisions"):
+        assert f"Metric: {metric} (IQM" in out
+    assert "| fog | 6 |" in out and "P(NCP-22 better)" in out
+    assert "**success rate**" in out and "**collisions per episode**" in out
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "DAgger: 1 round(s) of 1 on-policy episode(s)" in report
+    # Episodes are cut at 2 s; one that did not reach the target counts at that limit in the
+    # time-to-target statistics.
+    import csv
+
+    with open(tmp_path / "report" / "episodes.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12 and {float(r["time_limit_s"]) for r in rows} == {2.0}
+    if not any(float(r["success"]) for r in rows):
+        assert "| clean | 1 | CNN | 2.00 | [2.00, 2.00] |" in out
