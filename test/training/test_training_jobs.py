@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from ltc_controller.training.jobs import Job, JobCache, JobsFailed, RunStats, run_jobs
+from ltc_controller.training.jobs import (
+    Job,
+    JobCache,
+    JobsFailed,
+    RunStats,
+    ray_session,
+    run_jobs,
+)
 
 pytest.importorskip("ray", reason="needs the [compare] extra (ray)")
 pytestmark = pytest.mark.timeout(600)
@@ -98,6 +105,24 @@ def test_a_failing_job_leaves_the_others_cached_and_a_rerun_resumes(
         jobs[:1], cache, address=ray_cluster, progress=False, log=lambda s: None, stats=st
     )
     assert out == [{"k": 1}] and st.ran == 1
+
+
+def test_a_ray_session_starts_ray_once_for_several_batches(tmp_path: Path) -> None:
+    import ray
+
+    cache = JobCache(tmp_path / "cache")
+    quiet = {"num_cpus": 1, "progress": False, "log": lambda s: None}  # a local instance
+    with ray_session():
+        assert run_jobs([_job({"b": 1}, "batch 1")], cache, **quiet) == [{"b": 1}]
+        assert ray.is_initialized()  # kept for the next batch
+        node = ray.get_runtime_context().get_node_id()
+        assert run_jobs([_job({"b": 2}, "batch 2")], cache, **quiet) == [{"b": 2}]
+        assert ray.get_runtime_context().get_node_id() == node  # the same instance
+    assert not ray.is_initialized()  # closed with the session
+    with ray_session():  # all cached: Ray is never started
+        st = RunStats()
+        run_jobs([_job({"b": 1}, "1"), _job({"b": 2}, "2")], cache, stats=st, **quiet)
+        assert (st.cached, st.ran) == (2, 0) and not ray.is_initialized()
 
 
 def test_the_key_is_the_inputs() -> None:
