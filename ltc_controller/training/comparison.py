@@ -26,6 +26,7 @@ import math
 import shutil
 import time
 import typing
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
@@ -76,8 +77,8 @@ class DaggerConfig:
             )
 
 
-class Scenario:
-    """What the car and the drone do differently in `compare` (see the subclasses)."""
+class Scenario(ABC):
+    """What the car and the drone do differently in `compare` (:data:`CAR`, :data:`DRONE`)."""
 
     name: str = ""
     title: str = ""
@@ -88,35 +89,45 @@ class Scenario:
     record_config_type: type = object
     eval_config_type: type = object
 
+    @abstractmethod
     def record(self, path: Path, cfg: Any, learner: Any) -> dict[str, Any]:
         """Record ``cfg`` into a new bag at ``path``; ``learner`` drives (DAgger) when given."""
         raise NotImplementedError
 
+    @abstractmethod
     def record_line(self, s: Mapping[str, Any]) -> str:
         """One log line about a recording summary."""
         raise NotImplementedError
 
+    @abstractmethod
     def dagger_record(self, cfg: Any, dagger: DaggerConfig, round_: int) -> Any:
         """The recording config of DAgger round ``round_`` (new worlds/tracks, new seed)."""
         raise NotImplementedError
 
+    @abstractmethod
     def evaluate_episode(self, label: str, policy: str, condition: str, k: int, cfg: Any) -> Any:
         """Episode ``k`` of ``policy`` under ``condition``: the scenario's episode record."""
         raise NotImplementedError
 
+    @abstractmethod
     def episode_record(self, d: Mapping[str, Any]) -> Any:
         """An episode record from its dict (a job's cached result)."""
         raise NotImplementedError
 
+    @abstractmethod
     def tables(self, records: Sequence[Any], sizes_by_model: dict[str, dict[str, int]]) -> str:
         """Markdown tables (models x conditions, mean ± sd over seeds)."""
         raise NotImplementedError
 
+    @abstractmethod
     def write_report(
         self, out: Path, records: Sequence[Any], sizes: Any, cfg: Any, **kw: Any
     ) -> Path:
+        """Write the scenario's report into ``out`` (``title``/``notes`` keywords); returns the
+        path of ``report.md``."""
         raise NotImplementedError
 
+    @abstractmethod
     def driver(self, policy: Any) -> Any:
         """An object whose ``act(frame, stamp_s)`` runs ``policy`` through the runtime."""
         raise NotImplementedError
@@ -125,7 +136,7 @@ class Scenario:
 class _Car(Scenario):
     name = "car"
     title = "Model comparison (car): NCP-19 vs LSTM, GRU, CT-RNN, CNN on the same data"
-    stats_metrics = ("departures_per_km",)
+    stats_metrics = ("departures_per_km", "mean_abs_lateral_error_m", "steering_rate_rms")
 
     def __init__(self) -> None:
         from ltc_controller.training.evaluation import EvalConfig
@@ -515,7 +526,9 @@ def _run(
     t_eval = time.perf_counter() - t0 - t_data - t_train
     reference = models[0][0] if models else recipe.models[0][0]
     stats_md = "\n\n".join(
-        stats_markdown(comparison_tables(records, metric=m, reference=reference))
+        stats_markdown(
+            comparison_tables(records, metric=m, reference=reference, reps=recipe.stats_reps)
+        )
         for m in sc.stats_metrics
     )
     rr = recipe.train
@@ -535,7 +548,8 @@ def _run(
                 if recipe.search is not None
                 else ""
             )
-            + f", seeds {list(recipe.seeds)}. "
+            + f", seeds {list(recipe.seeds)}; intervals from {recipe.stats_reps} bootstrap "
+            "resamples. "
             + _dagger_md(dagger, recipe.record)
             + "\n\n"
             + _failures_md(failures, len(trained), recipe.min_val_corr)

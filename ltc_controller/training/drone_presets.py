@@ -274,6 +274,7 @@ def _drone_compare_reduced() -> Any:
         evaluation=DroneEvalConfig(conditions=("clean", "fog"), episodes=1, max_time_s=2.0),
         search=SearchConfig(trials=2, steps=2),
         dagger=DaggerConfig(rounds=1, episodes=1, finetune_epochs=1),
+        stats_reps=200,
     )
 
 

@@ -197,6 +197,9 @@ class CompareRecipe:
             on-policy episodes; the expert labels).
         scenario: ``"car"`` or ``"drone"``
             (:data:`~ltc_controller.training.comparison.SCENARIOS`).
+        stats_reps: bootstrap resamples of every interval of the statistics (rliable; 2000 is
+            the usual; a CI-sized run uses fewer: each metric x condition costs about 25 ms per
+            resample here).
         search: the learning-rate search every model gets with the same budget before its
             training runs (:mod:`~ltc_controller.training.search`); None = the ``train`` rates.
         min_val_corr: sanity check of every trained policy: the correlation of its outputs with
@@ -250,6 +253,7 @@ class CompareRecipe:
         )
     )
     scenario: str = "car"
+    stats_reps: int = 2000
 
 
 COMPARE_FULL = CompareRecipe()
@@ -269,6 +273,7 @@ COMPARE_REDUCED = CompareRecipe(
     evaluation=EvalConfig(conditions=("clean", "noise_0.1"), episodes=1, distance_m=8.0),
     search=SearchConfig(trials=2, steps=2),
     dagger=DaggerConfig(rounds=1, episodes=1, finetune_epochs=1),
+    stats_reps=200,
 )
 
 
