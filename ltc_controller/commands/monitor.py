@@ -4,6 +4,10 @@
   of the policy's head on part of their segments and calibrate the thresholds on the rest
   (:func:`~ltc_controller.training.monitor.fit_monitor`), write the policy file with them
   (``--output``; the input file is never changed in place unless ``--output`` names it).
+- ``evaluate``: drive the policy closed loop (car simulator) under conditions with the monitor
+  attached, and print per condition the AUROC, false alarms per 10 minutes, the departures
+  flagged at least 1 s ahead, and what a hand-over at FAULT would have done (departures avoided,
+  needless fallbacks): :mod:`ltc_controller.training.ood_evaluation`.
 - ``check``: score the frames of bags with a fitted policy: per bag the score quantiles, the share
   of frames above each threshold, the alarm onsets per 10 minutes, and with ``--clean BAG`` the
   AUROC of per-frame scores (each bag against the clean one: 0.5 = no separation, 1 = perfect).
@@ -33,6 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         sp.add_argument("--command-topic", default="/expert_cmd", help="pairs frames into segments")
         sp.add_argument("--command-field", action="append", default=None)
         sp.add_argument("--max-frames", type=int, default=None, help="frames per bag at most")
+    ev = sub.add_parser("evaluate", help="closed loop with the monitor: flagged failures, alarms")
+    ev.add_argument("--policy", type=Path, default=None, help="policy file with statistics")
+    ev.add_argument("--conditions", default="clean,noise_0.2,dim,road_texture,occlusion")
+    ev.add_argument("--episodes", type=int, default=2, help="episodes (tracks) per condition")
+    ev.add_argument("--distance", type=float, default=300.0, help="m per episode (default 300)")
+    ev.add_argument("--first-track-seed", type=int, default=5000)
+    ev.add_argument("--output", type=Path, default=None, help="also write the table here (.md)")
     fit.add_argument("--output", "-o", type=Path, required=True, help="policy file to write")
     fit.add_argument("--window-s", type=float, default=1.0, help="EMA time constant (s)")
     fit.add_argument(
@@ -84,6 +95,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ltc_controller.models.policy_file import BUNDLED_POLICY, PolicyFileError, load_policy
     from ltc_controller.training.bag import BagError, Demonstrations
 
+    if args.verb == "evaluate":
+        return _evaluate(args)
     if not args.bag:
         print("monitor: give at least one --bag", file=sys.stderr)
         return 2
@@ -138,7 +151,7 @@ def _fit(args: argparse.Namespace, policy: Any, demos: Any, calibration: Any) ->
 def _check(args: argparse.Namespace, policy: Any, demos: list[Any], clean: Any) -> int:
     import numpy as np
 
-    from ltc_controller.models.ood import alarm_onsets, ema_scores
+    from ltc_controller.models.ood import alarm_onsets, auroc, ema_scores
     from ltc_controller.training.monitor import head_features
 
     stats = policy.feature_stats
@@ -184,16 +197,46 @@ def _check(args: argparse.Namespace, policy: Any, demos: list[Any], clean: Any) 
     return 0
 
 
-def auroc(negatives: Any, positives: Any) -> float:
-    """Area under the ROC curve of scores (positives should score higher): the probability that
-    a random positive scores above a random negative, ties counted half (Mann-Whitney U)."""
-    import numpy as np
+def _evaluate(args: argparse.Namespace) -> int:
+    from ltc_controller.extras import MissingExtra, require
+    from ltc_controller.models.policy_file import BUNDLED_POLICY, PolicyFileError, load_policy
 
-    pos, neg = np.asarray(positives, dtype=float), np.asarray(negatives, dtype=float)
-    both = np.concatenate([pos, neg])
-    # Average ranks (1-based), ties sharing their mean rank.
-    values, inverse, counts = np.unique(both, return_inverse=True, return_counts=True)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    ranks = (first + (counts + 1) / 2.0)[inverse]
-    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
-    return float(u) / (len(pos) * len(neg))
+    try:
+        require("ltc-controller monitor evaluate", "sim")
+    except MissingExtra as e:
+        print(e, file=sys.stderr)
+        return 2
+    from ltc_controller.sim.conditions import parse_conditions
+    from ltc_controller.training.evaluation import EvalConfig
+    from ltc_controller.training.ood_evaluation import (
+        monitor_episodes,
+        monitor_table,
+        summarise_monitor,
+    )
+
+    try:
+        policy = load_policy(args.policy or BUNDLED_POLICY)
+        conds = tuple(c.name for c in parse_conditions(args.conditions))
+        cfg = EvalConfig(
+            conditions=conds,
+            episodes=args.episodes,
+            first_track_seed=args.first_track_seed,
+            distance_m=args.distance,
+        )
+    except (PolicyFileError, KeyError, ValueError) as e:
+        print(f"monitor: {e}", file=sys.stderr)
+        return 2
+    stats = policy.feature_stats
+    if stats is None:
+        print(
+            f"monitor: {args.policy or 'the bundled policy'} has no statistics "
+            "(run `ltc-controller monitor fit`)",
+            file=sys.stderr,
+        )
+        return 2
+    eps = monitor_episodes(policy, stats, cfg, progress=print)
+    table = monitor_table(summarise_monitor(eps))
+    print(table)
+    if args.output is not None:
+        args.output.write_text(table + "\n")
+    return 0

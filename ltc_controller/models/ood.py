@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FeatureStats", "alarm_onsets", "ema_scores", "fit_feature_stats"]
+__all__ = ["FeatureStats", "alarm_onsets", "auroc", "ema_scores", "fit_feature_stats"]
 
 
 @dataclass(frozen=True)
@@ -228,3 +228,24 @@ def fit_feature_stats(
         "shrinkage": shrinkage,
     }
     return FeatureStats(mean, precision, window_s, degraded, fault, calibration)
+
+
+def auroc(negatives: NDArray[Any], positives: NDArray[Any]) -> float:
+    """Area under the ROC curve of scores (``positives`` should score higher): the probability
+    that a random positive scores above a random negative, ties counted half (the Mann-Whitney
+    U statistic over ``n_pos * n_neg``).
+
+    Raises:
+        ValueError: an empty side.
+    """
+    pos = np.asarray(positives, dtype=np.float64).ravel()
+    neg = np.asarray(negatives, dtype=np.float64).ravel()
+    if not len(pos) or not len(neg):
+        raise ValueError("auroc: both sides need scores")
+    _, inverse, counts = np.unique(
+        np.concatenate([pos, neg]), return_inverse=True, return_counts=True
+    )
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ranks = (first + (counts + 1) / 2.0)[inverse]  # average ranks, 1-based, ties share
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
+    return float(u) / (len(pos) * len(neg))
