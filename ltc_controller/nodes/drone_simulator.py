@@ -19,6 +19,12 @@ Topics (names resolve under the node's namespace unless absolute; parameters of
 Timing as the car's: the physics timer advances the simulation by the steady-clock time since its
 last tick (the drone's 500 Hz physics and 100 Hz velocity loop run inside), capped at
 ``max_catchup_s``.
+
+Run log: streamed to disk as the car's (:class:`~.run_log.RunLog`: one ``.npy`` per column in
+``<log>.parts/`` after :meth:`DroneSimulatorNode.open_log`, flushed every
+:data:`~.simulator.LOG_FLUSH_S`), so a long flight keeps memory flat and a killed simulator
+loses at most the last second; :meth:`DroneSimulatorNode.write_log` turns it into the ``.npz``
+and ``.json``.
 """
 
 from __future__ import annotations
@@ -32,11 +38,25 @@ from typing import Any
 
 import numpy as np
 
-from ltc_controller.sim.drone.drone_sim import HISTORY_COLUMNS, DroneMetrics, DroneSim
+from ltc_controller.nodes.run_log import RunLog
+from ltc_controller.nodes.simulator import LOG_FLUSH_S, flush_log
+from ltc_controller.sim.drone.drone_sim import HISTORY_COLUMNS, DroneMetrics, DroneSim, FlightMode
 from ltc_controller.sim.drone.plot import world_arrays
 from ltc_controller.transport import port
 
-__all__ = ["DroneSimulatorNode"]
+__all__ = ["CMD_COLUMNS", "FRAME_COLUMNS", "LAND_COLUMNS", "PHYS_COLUMNS", "DroneSimulatorNode"]
+
+#: Columns of the run log by row kind (``phys_*`` from the drone's HISTORY_COLUMNS).
+FRAME_COLUMNS = {"frame_stamp_ns": np.int64, "frame_render_s": np.float64}
+CMD_COLUMNS = {
+    "cmd_recv": np.float64,
+    "cmd_vx": np.float64,
+    "cmd_vy": np.float64,
+    "cmd_vz": np.float64,
+    "cmd_yaw_rate": np.float64,
+}
+LAND_COLUMNS = {"land_recv": np.float64}
+PHYS_COLUMNS = {f"phys_{c}": np.float64 for c in HISTORY_COLUMNS}
 
 
 def _split_stamp(t: float) -> tuple[int, int]:
@@ -76,15 +96,23 @@ class DroneSimulatorNode:
         self._effects = ImageEffects(
             self.condition.image_condition, p["world_seed"], sim.image_height, sim.image_width
         )
-        self.frame_stamp_ns: list[int] = []
-        self.frame_render_s: list[float] = []
-        self.cmd_recv: list[float] = []
-        self.cmd_values: list[tuple[float, float, float, float]] = []
-        self.land_recv: list[float] = []
+        self._log = RunLog(
+            {
+                "frames": FRAME_COLUMNS,
+                "cmds": CMD_COLUMNS,
+                "land": LAND_COLUMNS,
+                "phys": PHYS_COLUMNS,
+            }
+        )
+        self._last_flush = node.steady()
         self.bad_commands = 0
         self.physics_overruns = 0
         self.camera_errors = 0
-        self._history: list[np.ndarray] = []
+        #: the first landing request: ROS time (s) and horizontal speed then (m/s, the hover)
+        self.land_wall: float | None = None
+        self.hover_speed_mps: float | None = None
+        #: touchdown (mode ``landed``): ROS time (s)
+        self.touchdown_wall: float | None = None
         self._start_wall = node.now()
         self._last_steady: float | None = None
         self._stopped = False
@@ -129,8 +157,7 @@ class DroneSimulatorNode:
         if not self.sim.set_command(*v):
             self._bad_command(f"non-finite Twist {v}")
             return
-        self.cmd_recv.append(recv)
-        self.cmd_values.append(v)
+        self._log["cmds"].append((recv, *v))
 
     def _bad_command(self, why: str) -> None:
         self.bad_commands += 1
@@ -140,8 +167,12 @@ class DroneSimulatorNode:
     def on_land(self, msg: Any) -> None:
         """Start landing (repeated requests change nothing)."""
         del msg
-        self.land_recv.append(self.node.now())
-        if len(self.land_recv) == 1:
+        now = self.node.now()
+        self._log["land"].append((now,))
+        if self.land_wall is None:
+            self.land_wall = now
+            v = self.sim.velocity
+            self.hover_speed_mps = float(math.hypot(v[0], v[1]))
             self.node.logger.warning(
                 f"simulator: landing requested at sim time {self.sim.time:.2f} s, altitude "
                 f"{self.sim.altitude:.2f} m"
@@ -162,7 +193,13 @@ class DroneSimulatorNode:
             dt = self.params["max_catchup_s"]
         self.sim.step(max(0.0, dt))
         self._flush_history()
+        if now - self._last_flush >= LOG_FLUSH_S:
+            self._last_flush = now
+            flush_log(self.node, self._log)
         m = self.sim.metrics
+        if self.touchdown_wall is None and m.mode == FlightMode.LANDED:
+            self.touchdown_wall = self.node.now()
+            self.node.logger.info(f"simulator: touchdown at sim time {m.time:.2f} s")
         if m.done and not self._reported_done:
             self._reported_done = True
             self.node.logger.info(f"simulator: task {self._outcome(m)} at {m.time:.2f} s")
@@ -185,7 +222,7 @@ class DroneSimulatorNode:
     def _flush_history(self) -> None:
         h = self.sim.history()
         if h.shape[0]:
-            self._history.append(h)
+            self._log["phys"].extend(h)
             self.sim.clear_history()
 
     def on_camera(self) -> None:
@@ -214,8 +251,7 @@ class DroneSimulatorNode:
             data=img.tobytes(),
         )
         self._image_pub.publish(msg)
-        self.frame_stamp_ns.append(sec * 1_000_000_000 + nsec)
-        self.frame_render_s.append(render_s)
+        self._log["frames"].append((sec * 1_000_000_000 + nsec, render_s))
 
     @staticmethod
     def _header(n: port.Node, sec: int, nsec: int, frame: str) -> Any:
@@ -303,20 +339,21 @@ class DroneSimulatorNode:
         :func:`~ltc_controller.sim.drone.plot.plot_drone_run`.
         """
         self._flush_history()
-        h = np.concatenate(self._history) if self._history else np.zeros((0, len(HISTORY_COLUMNS)))
-        fs = np.asarray(self.frame_stamp_ns, dtype=np.int64)
+        frames, cmds, land, phys = (self._log.read(g) for g in ("frames", "cmds", "land", "phys"))
+        fs = np.array(frames["frame_stamp_ns"])
+        twist = [cmds[c] for c in ("cmd_vx", "cmd_vy", "cmd_vz", "cmd_yaw_rate")]
         out: dict[str, np.ndarray] = {
             "frame_stamp_ns": fs,
             "frame_stamp": fs.astype(np.float64) * 1e-9,
-            "frame_render_s": np.asarray(self.frame_render_s, dtype=np.float64),
-            "cmd_recv": np.asarray(self.cmd_recv, dtype=np.float64),
-            "cmd_twist": np.asarray(self.cmd_values, dtype=np.float64).reshape(-1, 4),
-            "land_recv": np.asarray(self.land_recv, dtype=np.float64),
+            "frame_render_s": np.array(frames["frame_render_s"]),
+            "cmd_recv": np.array(cmds["cmd_recv"]),
+            "cmd_twist": np.stack(twist, axis=1) if twist[0].size else np.zeros((0, 4)),
+            "land_recv": np.array(land["land_recv"]),
             "start_wall": np.asarray(self._start_wall),
             **world_arrays(self.sim.world),
         }
-        for i, col in enumerate(HISTORY_COLUMNS):
-            out[f"phys_{col}"] = h[:, i].copy()
+        for key in PHYS_COLUMNS:
+            out[key] = np.array(phys[key])
         return out
 
     def summary(self, arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
@@ -332,6 +369,7 @@ class DroneSimulatorNode:
             "bad_commands": self.bad_commands,
             "physics_overruns": self.physics_overruns,
             "camera_errors": self.camera_errors,
+            "log_errors": self.log_errors,
             "duration_s": float(m.time),
             "wall_duration_s": self.node.now() - self._start_wall,
             "success": m.success,
@@ -343,6 +381,9 @@ class DroneSimulatorNode:
             "timed_out": m.timed_out,
             "mode": m.mode,
             "final_altitude_m": m.altitude,
+            "land_received_wall_s": self.land_wall,
+            "hover_speed_mps": self.hover_speed_mps,
+            "touchdown_wall_s": self.touchdown_wall,
             "distance_flown_m": float(
                 np.sum(
                     np.sqrt(
@@ -376,10 +417,33 @@ class DroneSimulatorNode:
         np.savez(p, **arrays)  # type: ignore[arg-type]
         summ = self.summary(arrays)
         p.with_suffix(".json").write_text(json.dumps(summ, indent=2) + "\n")
+        if p.with_suffix(".parts") == self._log.folder:  # the .npz holds it all now
+            self._log.restart()
         return summ
 
+    @property
+    def log_errors(self) -> int:
+        """Run-log writes that failed (the first is logged)."""
+        return self._log.errors
+
+    @property
+    def log_dir(self) -> Path:
+        """The folder the run log's columns stream to (``<log>.parts`` after :meth:`open_log`)."""
+        return self._log.folder
+
+    def open_log(self, path: str | Path) -> None:
+        """Stream the run log to ``<path without suffix>.parts/`` from now on (rows already
+        recorded move with it), so a killed simulator leaves its flight there.
+
+        Raises:
+            OSError: the folder cannot be created.
+        """
+        self._log.move_to(Path(path).with_suffix(".parts"))
+
     def close(self) -> None:
-        """Cancel timers and free the renderer."""
+        """Cancel timers, free the renderer, close the run log (a temporary one is removed;
+        ``<log>.parts`` stays unless :meth:`write_log` turned it into the ``.npz``)."""
         for t in self._timers:
             t.cancel()
         self.sim.close()
+        self._log.close()
