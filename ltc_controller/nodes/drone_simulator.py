@@ -22,7 +22,7 @@ last tick (the drone's 500 Hz physics and 100 Hz velocity loop run inside), capp
 
 Run log: streamed to disk as the car's (:class:`~.run_log.RunLog`: one ``.npy`` per column in
 ``<log>.parts/`` after :meth:`DroneSimulatorNode.open_log`, flushed every
-:data:`~.simulator.LOG_FLUSH_S`), so a long flight keeps memory flat and a killed simulator
+:data:`~.run_log.LOG_FLUSH_S`), so a long flight keeps memory flat and a killed simulator
 loses at most the last second; :meth:`DroneSimulatorNode.write_log` turns it into the ``.npz``
 and ``.json``.
 """
@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 
 from ltc_controller.nodes.run_log import RunLog
-from ltc_controller.nodes.simulator import LOG_FLUSH_S, flush_log
 from ltc_controller.sim.drone.drone_sim import HISTORY_COLUMNS, DroneMetrics, DroneSim, FlightMode
 from ltc_controller.sim.drone.plot import world_arrays
 from ltc_controller.transport import port
@@ -104,7 +103,6 @@ class DroneSimulatorNode:
                 "phys": PHYS_COLUMNS,
             }
         )
-        self._last_flush = node.steady()
         self.bad_commands = 0
         self.physics_overruns = 0
         self.camera_errors = 0
@@ -159,6 +157,9 @@ class DroneSimulatorNode:
             return
         self._log["cmds"].append((recv, *v))
 
+    def _log_error(self, text: str) -> None:
+        self.node.logger.error(f"simulator: {text}")
+
     def _bad_command(self, why: str) -> None:
         self.bad_commands += 1
         if self.bad_commands == 1:
@@ -193,9 +194,7 @@ class DroneSimulatorNode:
             dt = self.params["max_catchup_s"]
         self.sim.step(max(0.0, dt))
         self._flush_history()
-        if now - self._last_flush >= LOG_FLUSH_S:
-            self._last_flush = now
-            flush_log(self.node, self._log)
+        self._log.flush_every(now, self._log_error)
         m = self.sim.metrics
         if self.touchdown_wall is None and m.mode == FlightMode.LANDED:
             self.touchdown_wall = self.node.now()

@@ -19,15 +19,18 @@ import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ColumnLog", "RunLog", "read_columns"]
+__all__ = ["LOG_FLUSH_S", "ColumnLog", "RunLog", "read_columns"]
 
 _MAGIC = b"\x93NUMPY\x01\x00"
+#: How often a :class:`RunLog`'s buffered rows go to disk (s, steady clock): what a SIGKILL of
+#: its node can lose.
+LOG_FLUSH_S = 1.0
 #: Fixed header size (magic + length + dict, padded), so it can be rewritten in place.
 _HEADER_BYTES = 128
 
@@ -197,6 +200,7 @@ class RunLog:
         self.is_temp = True
         #: flushes that failed (a full disk must not stop the node: the owner logs the first)
         self.errors = 0
+        self._last_flush: float | None = None
         self._open()
 
     def _open(self) -> None:
@@ -214,6 +218,19 @@ class RunLog:
             self.errors += 1
             return e
         return None
+
+    def flush_every(self, now: float, report: Callable[[str], None]) -> None:
+        """Flush when :data:`LOG_FLUSH_S` has passed since the last flush (``now``: steady
+        clock, s; the first call only starts the count). A failed write (full disk) is counted
+        and the first one passed to ``report``: it must never stop the node."""
+        if self._last_flush is None:
+            self._last_flush = now
+        if now - self._last_flush < LOG_FLUSH_S:
+            return
+        self._last_flush = now
+        e = self.flush()
+        if e is not None and self.errors == 1:
+            report(f"run log write failed: {e}")
 
     def read(self, group: str) -> dict[str, np.ndarray]:
         """The columns of ``group`` (memory maps, see :meth:`ColumnLog.read`)."""

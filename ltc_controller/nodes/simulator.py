@@ -20,12 +20,13 @@ pipeline copies that stamp into the command header, so ``receive time - stamp`` 
 command carrying a frame's stamp is that frame's image-to-command latency.
 
 Run log: streamed to disk while the node runs (:mod:`.run_log`: one ``.npy`` per column in the
-folder ``<log>.parts/``, flushed every :data:`LOG_FLUSH_S`), so memory stays flat however long the
-run and a killed simulator loses at most the last second. :meth:`SimulatorNode.open_log` (called
-by ``ltc-controller node simulator --log FILE`` before spinning) puts that folder next to the log;
-without it the columns go to a temporary folder. :meth:`SimulatorNode.write_log` after
-``node.spin()`` returns writes the ``.npz`` (same keys as ever, see
-:meth:`SimulatorNode.log_arrays`) and the ``.json`` summary, then removes the folder.
+folder ``<log>.parts/``, flushed every :data:`~.run_log.LOG_FLUSH_S`), so memory stays flat
+however long the run and a killed simulator loses at most the last second.
+:meth:`SimulatorNode.open_log` (called by ``ltc-controller node simulator --log FILE`` before
+spinning) puts that folder next to the log; without it the columns go to a temporary folder.
+:meth:`SimulatorNode.write_log` after ``node.spin()`` returns writes the ``.npz`` (same keys as
+ever, see :meth:`SimulatorNode.log_arrays`) and the ``.json`` summary, then removes the folder.
+The drone scenario streams its own log the same way (:class:`~.run_log.RunLog`).
 """
 
 from __future__ import annotations
@@ -90,8 +91,6 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
 )
 
-#: How often the run log's buffered rows go to disk (s, steady clock): what a SIGKILL can lose.
-LOG_FLUSH_S = 1.0
 #: Columns of the run log by row kind (``.npz`` keys; ``phys_*`` from HISTORY_COLUMNS).
 FRAME_COLUMNS = {"frame_stamp_ns": np.int64, "frame_wall": np.float64, "frame_render_s": np.float64}
 CMD_COLUMNS = {
@@ -178,7 +177,6 @@ class SimulatorNode:
         self.sim = sim
         # Run log: streamed to column files (a temporary folder until open_log names one).
         self._log = RunLog({"frames": FRAME_COLUMNS, "cmds": CMD_COLUMNS, "phys": PHYS_COLUMNS})
-        self._last_flush = node.steady()
         self.bad_commands = 0
         self.physics_overruns = 0
         self.camera_errors = 0
@@ -220,6 +218,9 @@ class SimulatorNode:
             return
         self._log["cmds"].append((recv, stamp_ns, steer, speed))
 
+    def _log_error(self, text: str) -> None:
+        self.node.logger.error(f"simulator: {text}")
+
     def _bad_command(self, why: str) -> None:
         self.bad_commands += 1
         if self.bad_commands == 1:
@@ -238,9 +239,7 @@ class SimulatorNode:
             dt = self.params["max_catchup_s"]
         self.sim.step(max(0.0, dt))
         self._flush_history()
-        if now - self._last_flush >= LOG_FLUSH_S:
-            self._last_flush = now
-            flush_log(self.node, self._log)
+        self._log.flush_every(now, self._log_error)
         dur = self.params["duration_s"]
         if dur > 0.0 and self.sim.time >= dur and not self._stopped:
             self._stopped = True
@@ -472,14 +471,6 @@ class SimulatorNode:
             t.cancel()
         self.sim.close()
         self._log.close()
-
-
-def flush_log(node: port.Node, log: RunLog) -> None:
-    """Flush a node's run log; a failed write (full disk) is counted and the first logged, so
-    it never stops the simulation."""
-    e = log.flush()
-    if e is not None and log.errors == 1:
-        node.logger.error(f"simulator: run log write failed: {e}")
 
 
 def _latencies(frame_ns: np.ndarray, cmd_ns: np.ndarray, cmd_recv: np.ndarray) -> np.ndarray:
