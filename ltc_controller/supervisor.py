@@ -207,7 +207,8 @@ class Stack:
     ``scenario`` picks what the monitor reads of the final command: ``car``
     (``ackermann_cmd``, :attr:`Monitor.last_cmd`) or ``drone`` (``cmd_vel`` Twist,
     :attr:`Monitor.last_twist`, and the simulator's ``ground_truth/task``, :attr:`Monitor.task`);
-    the node arguments (``scenario:=drone``, the drone profile) are the caller's.
+    the node arguments (``scenario:=drone``, the drone profile) are the caller's;
+    ``twist_type``: the drone's ``cmd_vel`` type (Twist or TwistStamped).
     """
 
     KINDS = ("simulator", "safety_fallback", "ltc_policy")
@@ -219,12 +220,14 @@ class Stack:
         domain_id: int | None = None,
         kinds: tuple[str, ...] = KINDS,
         scenario: str = "car",
+        twist_type: str = "geometry_msgs/msg/Twist",
     ) -> None:
         from ltc_controller.transport.dds import loopback_env
 
         if scenario not in ("car", "drone"):
             raise ValueError(f"scenario {scenario!r}: expected 'car' or 'drone'")
         self.scenario = scenario
+        self.twist_type = twist_type
 
         self.output = output
         output.mkdir(parents=True, exist_ok=True)
@@ -297,7 +300,8 @@ class Stack:
 
         def on_twist(msg: Any) -> None:
             m.final_cmds += 1
-            lin, ang = msg.linear, msg.angular
+            tw = getattr(msg, "twist", msg)  # TwistStamped or Twist
+            lin, ang = tw.linear, tw.angular
             m.last_twist = (time.monotonic(), lin.x, lin.y, lin.z, ang.z)
 
         def on_task(msg: Any) -> None:
@@ -311,7 +315,7 @@ class Stack:
             "ltc_controller/msg/PolicyStatus", "policy_status", on_policy, RELIABLE
         )
         if self.scenario == "drone":
-            mon.create_subscription("geometry_msgs/msg/Twist", "cmd_vel", on_twist, RELIABLE)
+            mon.create_subscription(self.twist_type, "cmd_vel", on_twist, RELIABLE)
             mon.create_subscription(
                 "diagnostic_msgs/msg/DiagnosticArray", "ground_truth/task", on_task, RELIABLE
             )

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ltc_controller.extras import MissingExtra, require
+from ltc_controller.interfaces.command_axes import TWIST, TWIST_STAMPED
 from ltc_controller.supervisor import (
     Interrupted,
     Monitor,
@@ -105,6 +106,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="drone: scene condition (training scene or a named shift; default clean)",
     )
     p.add_argument(
+        "--stamped",
+        action="store_true",
+        help="drone: TwistStamped instead of Twist from the policy through safety_fallback to "
+        "the simulator, so each setpoint carries its camera frame's stamp and the camera->safety "
+        "output latency is measured (a plain Twist has no stamp)",
+    )
+    p.add_argument(
         "--kill-policy-at",
         type=float,
         default=None,
@@ -143,6 +151,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         world_seed=args.world_seed,
         condition=args.condition,
         kill_policy_at_s=args.kill_policy_at,
+        stamped=args.stamped,
     )
 
 
@@ -242,8 +251,10 @@ def _node_args(
     world_seed: int,
     condition: str,
     profile: Path | None,
+    twist_type: str = TWIST,
 ) -> dict[str, list[str]]:
-    """``--ros-args`` of each node for the scenario."""
+    """``--ros-args`` of each node for the scenario (the drone's command type ``twist_type``
+    overrides the profile's Twist)."""
     # The demo's own e-stop latch: a latch left by a vehicle on this machine is not the demo's,
     # and the demo's nodes run on their own domain where no reset could reach.
     estop = ["-p", f"estop_state_file:={Path(output).resolve() / 'estop.json'}"]
@@ -254,11 +265,11 @@ def _node_args(
             "ltc_policy": pol,
             "safety_fallback": estop,
         }
-    prof = ["--params-file", str(profile)]
+    prof = ["--params-file", str(profile), "-p", f"command_type:={twist_type}"]
     return {
         "simulator": [
             *("-p", "scenario:=drone", "-p", f"world_seed:={world_seed}"),
-            *("-p", f"drone_condition:={condition}"),
+            *("-p", f"drone_condition:={condition}", "-p", f"twist_type:={twist_type}"),
         ],
         "ltc_policy": prof + pol,
         "safety_fallback": prof + estop,
@@ -288,13 +299,16 @@ def run_demo(
     world_seed: int = DRONE_DEMO_WORLD_SEED,
     condition: str = "clean",
     kill_policy_at_s: float | None = None,
+    stamped: bool = False,
 ) -> int:
     """Run the closed-loop demo. Returns the exit status: 0 after a full drive, 1 when a node
     died or the drive could not start, 2 for invalid arguments, 130 when interrupted (SIGINT,
     SIGTERM, SIGHUP); every node process is stopped in every case.
 
     ``duration_s`` None: 20 s for the car; the drone flies until its task ends (within the
-    world's time limit), or, after ``kill_policy_at_s``, until it has landed.
+    world's time limit), or, after ``kill_policy_at_s``, until it has landed. ``stamped``
+    (drone): TwistStamped between the nodes and to the simulator, so the camera -> safety
+    output latency can be matched by stamp.
     """
     problem = check_demo_args(duration_s, output, policy, domain_id, scenario)
     if not problem and track_seed < 0:
@@ -325,14 +339,17 @@ def run_demo(
     if problem:
         print(f"demo: {problem}", file=sys.stderr)
         return 2
-    node_args = _node_args(scenario, output, policy, track_seed, world_seed, condition, profile)
+    twist_type = TWIST_STAMPED if stamped else TWIST
+    node_args = _node_args(
+        scenario, output, policy, track_seed, world_seed, condition, profile, twist_type
+    )
 
     def on_signal(signum: int, frame: Any) -> None:
         raise Interrupted(signal.Signals(signum).name)
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     source = policy_source(policy, scenario)
-    stack = Stack(output, node_args, domain_id, scenario=scenario)
+    stack = Stack(output, node_args, domain_id, scenario=scenario, twist_type=twist_type)
     died: str | None = None
     interrupted = ""
     t_drive = float("nan")
@@ -355,6 +372,9 @@ def run_demo(
             lambda m: m.policy_status is not None and m.policy_status.frames_used > 0,
         ):
             raise ProcessDied(f"the policy processed no frame within {startup_timeout_s} s")
+        # The drone flies from the safety node's first ACTIVE tick, when the policy commands.
+        if scenario == "drone" and not stack.spin_for(startup_timeout_s, _active):
+            raise ProcessDied(f"the safety node never went ACTIVE within {startup_timeout_s} s")
         ticks0 = ticks_kill = int(stack.monitor.policy_status.ticks)
         t0 = time.monotonic()
         what = "driving" if scenario == "car" else "flying"
@@ -618,7 +638,7 @@ def _ms_text(v: float | None) -> str:
 def print_summary(s: dict[str, Any]) -> None:
     states = " -> ".join(f"{x['state']}@{x['t_s']:.1f}s" for x in s["safety_states"]) or "none"
     if math.isnan(s["latency_p50_ms"]):
-        cam = "n/a (a plain Twist carries no frame stamp)"
+        cam = "n/a (a plain Twist carries no frame stamp; --stamped measures it)"
     else:
         cam = f"p50 {s['latency_p50_ms']:.1f} ms, p99 {s['latency_p99_ms']:.1f} ms (simulator)"
     lines = [

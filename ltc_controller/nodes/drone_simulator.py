@@ -5,9 +5,12 @@ Topics (names resolve under the node's namespace unless absolute; parameters of
 
 - ``/camera/image_raw`` sensor_msgs/msg/Image (rgb8, the forward camera with the condition's
   camera noise), SENSOR_DATA QoS, at ``camera_rate_hz``;
-- ``cmd_vel`` (``twist_topic``) geometry_msgs/msg/Twist, subscribed: body-frame velocity setpoint
-  (REP 103: ``linear.x`` forward, ``linear.y`` left, ``linear.z`` up, m/s; ``angular.z`` yaw
-  rate, rad/s), as ``safety_fallback`` publishes it with the drone profile; held until the next;
+- ``cmd_vel`` (``twist_topic``) geometry_msgs/msg/Twist (or TwistStamped, ``twist_type``),
+  subscribed: body-frame velocity setpoint (REP 103: ``linear.x`` forward, ``linear.y`` left,
+  ``linear.z`` up, m/s; ``angular.z`` yaw rate, rad/s), as ``safety_fallback`` publishes it with
+  the drone profile; held until the next. A TwistStamped carries its camera frame's stamp
+  through both nodes, so the log has each frame's camera-to-setpoint latency (as the car's);
+  a plain Twist has no stamp to match;
 - ``land`` (``land_topic``) std_msgs/msg/Empty, subscribed: descend and disarm on touchdown
   (``safety_fallback``'s landing request);
 - ``odom`` nav_msgs/msg/Odometry, true state (``odom`` -> ``base_link`` = centre of mass; twist in
@@ -38,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from ltc_controller.nodes.run_log import RunLog
+from ltc_controller.nodes.commands import read_command
+from ltc_controller.nodes.run_log import RunLog, frame_latencies
 from ltc_controller.sim.drone.drone_sim import HISTORY_COLUMNS, DroneMetrics, DroneSim, FlightMode
 from ltc_controller.sim.drone.plot import world_arrays
 from ltc_controller.transport import port
@@ -49,6 +53,7 @@ __all__ = ["CMD_COLUMNS", "FRAME_COLUMNS", "LAND_COLUMNS", "PHYS_COLUMNS", "Dron
 FRAME_COLUMNS = {"frame_stamp_ns": np.int64, "frame_render_s": np.float64}
 CMD_COLUMNS = {
     "cmd_recv": np.float64,
+    "cmd_stamp_ns": np.int64,
     "cmd_vx": np.float64,
     "cmd_vy": np.float64,
     "cmd_vz": np.float64,
@@ -122,7 +127,8 @@ class DroneSimulatorNode:
         self._task_pub = node.create_publisher(
             "diagnostic_msgs/msg/DiagnosticArray", p["task_topic"]
         )
-        node.create_subscription("geometry_msgs/msg/Twist", p["twist_topic"], self.on_command)
+        self._twist_type = p["twist_type"]
+        node.create_subscription(p["twist_type"], p["twist_topic"], self.on_command)
         node.create_subscription("std_msgs/msg/Empty", p["land_topic"], self.on_land)
         self._timers = [
             node.create_timer(1.0 / p["physics_rate_hz"], self.on_physics),
@@ -140,22 +146,19 @@ class DroneSimulatorNode:
     # -- callbacks -----------------------------------------------------------------------------
 
     def on_command(self, msg: Any) -> None:
-        """Hold a Twist setpoint; a malformed or non-finite one is counted and ignored."""
+        """Hold a Twist (TwistStamped) setpoint; a malformed or non-finite one is counted and
+        ignored."""
         recv = self.node.now()
         try:
-            v = (
-                float(msg.linear.x),
-                float(msg.linear.y),
-                float(msg.linear.z),
-                float(msg.angular.z),
-            )
+            values, stamp_ns = read_command(self._twist_type, msg)
+            vx, vy, vz, wz = (float(x) for x in values)
         except (AttributeError, TypeError, ValueError) as e:
             self._bad_command(f"malformed Twist ({e})")
             return
-        if not self.sim.set_command(*v):
-            self._bad_command(f"non-finite Twist {v}")
+        if not self.sim.set_command(vx, vy, vz, wz):
+            self._bad_command(f"non-finite Twist {(vx, vy, vz, wz)}")
             return
-        self._log["cmds"].append((recv, *v))
+        self._log["cmds"].append((recv, stamp_ns, vx, vy, vz, wz))
 
     def _log_error(self, text: str) -> None:
         self.node.logger.error(f"simulator: {text}")
@@ -329,8 +332,11 @@ class DroneSimulatorNode:
     def log_arrays(self) -> dict[str, np.ndarray]:
         """The run log as arrays (the ``.npz`` contents).
 
-        Keys: ``frame_stamp_ns`` int64 / ``frame_stamp`` s / ``frame_render_s``, each ``(F,)``;
-        ``cmd_recv`` s ``(C,)`` and ``cmd_twist`` ``(C, 4)`` (vx, vy, vz m/s, yaw rate rad/s);
+        Keys: ``frame_stamp_ns`` int64 / ``frame_stamp`` s / ``frame_render_s`` /
+        ``frame_latency_s`` (receive time of the first setpoint carrying the frame's stamp minus
+        the stamp; NaN = unmatched, always with a plain Twist), each ``(F,)``; ``cmd_recv`` s and
+        ``cmd_stamp_ns`` (0 for a plain Twist) ``(C,)``, ``cmd_twist`` ``(C, 4)`` (vx, vy, vz
+        m/s, yaw rate rad/s);
         ``land_recv`` s ``(L,)``; ``phys_<col>`` for col in the drone's ``HISTORY_COLUMNS``
         (100 Hz rows, sim time since reset); ``start_wall`` (``node.now()`` at sim time 0, s);
         the world (:func:`~ltc_controller.sim.drone.plot.world_arrays`: ``target``,
@@ -339,13 +345,15 @@ class DroneSimulatorNode:
         """
         self._flush_history()
         frames, cmds, land, phys = (self._log.read(g) for g in ("frames", "cmds", "land", "phys"))
-        fs = np.array(frames["frame_stamp_ns"])
+        fs, cs = np.array(frames["frame_stamp_ns"]), np.array(cmds["cmd_stamp_ns"])
         twist = [cmds[c] for c in ("cmd_vx", "cmd_vy", "cmd_vz", "cmd_yaw_rate")]
         out: dict[str, np.ndarray] = {
             "frame_stamp_ns": fs,
             "frame_stamp": fs.astype(np.float64) * 1e-9,
             "frame_render_s": np.array(frames["frame_render_s"]),
+            "frame_latency_s": frame_latencies(fs, cs, cmds["cmd_recv"]),
             "cmd_recv": np.array(cmds["cmd_recv"]),
+            "cmd_stamp_ns": cs,
             "cmd_twist": np.stack(twist, axis=1) if twist[0].size else np.zeros((0, 4)),
             "land_recv": np.array(land["land_recv"]),
             "start_wall": np.asarray(self._start_wall),
@@ -360,6 +368,8 @@ class DroneSimulatorNode:
         a = arrays if arrays is not None else self.log_arrays()
         m = self.sim.metrics
         rs = a["frame_render_s"]
+        lat = a["frame_latency_s"]
+        lat = lat[np.isfinite(lat)]
         return {
             "scenario": "drone",
             "frames_published": int(a["frame_stamp_ns"].size),
@@ -396,6 +406,10 @@ class DroneSimulatorNode:
             if a["phys_t"].size > 1
             else 0.0,
             "render_mean_s": float(rs.mean()) if rs.size else None,
+            "twist_type": self._twist_type,
+            "latency_matched_frames": int(lat.size),
+            "latency_p50_s": float(np.percentile(lat, 50.0)) if lat.size else None,
+            "latency_p99_s": float(np.percentile(lat, 99.0)) if lat.size else None,
             "world_seed": int(self.sim.world.seed),
             "condition": self.condition.name,
             "params": self.params,

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LOG_FLUSH_S", "ColumnLog", "RunLog", "read_columns"]
+__all__ = ["LOG_FLUSH_S", "ColumnLog", "RunLog", "frame_latencies", "read_columns"]
 
 _MAGIC = b"\x93NUMPY\x01\x00"
 #: How often a :class:`RunLog`'s buffered rows go to disk (s, steady clock): what a SIGKILL of
@@ -273,3 +273,16 @@ class RunLog:
             log.close()
         if self.is_temp:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def frame_latencies(frame_ns: np.ndarray, cmd_ns: np.ndarray, cmd_recv: np.ndarray) -> np.ndarray:
+    """Per frame: receive time of the first command carrying its stamp minus the stamp (s),
+    NaN where none did. Shapes ``(F,)``, ``(C,)``, ``(C,)`` → ``(F,)``."""
+    out = np.full(frame_ns.shape[0], np.nan)
+    if cmd_ns.size == 0 or frame_ns.size == 0:
+        return out
+    stamps, first = np.unique(cmd_ns, return_index=True)  # index of each stamp's first command
+    pos = np.minimum(np.searchsorted(stamps, frame_ns), stamps.size - 1)
+    hit = stamps[pos] == frame_ns
+    out[hit] = cmd_recv[first[pos[hit]]] - frame_ns[hit] * 1e-9
+    return out

@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from ltc_controller.nodes.run_log import RunLog
+from ltc_controller.interfaces.command_axes import TWIST, TWIST_STAMPED
+from ltc_controller.nodes.run_log import RunLog, frame_latencies
 from ltc_controller.params import COMMON, ParamSpec, resolve
 from ltc_controller.sim.drone.conditions import DRONE_CONDITIONS
 from ltc_controller.sim.lane_sim import HISTORY_COLUMNS, LaneKeepingSim
@@ -85,6 +86,14 @@ PARAMS: tuple[ParamSpec, ...] = (
         read_only=True,
     ),
     ParamSpec("twist_topic", str, "cmd_vel", "drone: velocity setpoint topic (Twist, body frame)"),
+    ParamSpec(
+        "twist_type",
+        str,
+        TWIST,
+        "drone: type on twist_topic; TwistStamped carries the camera stamp (latency measured)",
+        choices=(TWIST, TWIST_STAMPED),
+        read_only=True,
+    ),
     ParamSpec("land_topic", str, "land", "drone: landing request topic (std_msgs/Empty)"),
     ParamSpec(
         "task_topic", str, "ground_truth/task", "drone: task metrics topic (DiagnosticArray)"
@@ -355,7 +364,7 @@ class SimulatorNode:
         """Image-to-command latency per published frame (s), NaN where no command carried its
         stamp (the first command carrying it counts). Shape ``(frames,)``."""
         frames, cmds = self._log.read("frames"), self._log.read("cmds")
-        return _latencies(frames["frame_stamp_ns"], cmds["cmd_stamp_ns"], cmds["cmd_recv"])
+        return frame_latencies(frames["frame_stamp_ns"], cmds["cmd_stamp_ns"], cmds["cmd_recv"])
 
     def log_arrays(self) -> dict[str, np.ndarray]:
         """The run log as arrays (the ``.npz`` contents).
@@ -380,7 +389,7 @@ class SimulatorNode:
             "frame_stamp": fs.astype(np.float64) * 1e-9,
             "frame_wall": np.array(frames["frame_wall"]),
             "frame_render_s": np.array(frames["frame_render_s"]),
-            "frame_latency_s": _latencies(fs, cs, cmds["cmd_recv"]),
+            "frame_latency_s": frame_latencies(fs, cs, cmds["cmd_recv"]),
             "cmd_recv": np.array(cmds["cmd_recv"]),
             "cmd_stamp_ns": np.array(cs),
             "cmd_stamp": cs.astype(np.float64) * 1e-9,
@@ -471,16 +480,3 @@ class SimulatorNode:
             t.cancel()
         self.sim.close()
         self._log.close()
-
-
-def _latencies(frame_ns: np.ndarray, cmd_ns: np.ndarray, cmd_recv: np.ndarray) -> np.ndarray:
-    """Per frame: receive time of the first command carrying its stamp minus the stamp (s),
-    NaN where none did. Shapes ``(F,)``, ``(C,)``, ``(C,)`` → ``(F,)``."""
-    out = np.full(frame_ns.shape[0], np.nan)
-    if cmd_ns.size == 0 or frame_ns.size == 0:
-        return out
-    stamps, first = np.unique(cmd_ns, return_index=True)  # index of each stamp's first command
-    pos = np.minimum(np.searchsorted(stamps, frame_ns), stamps.size - 1)
-    hit = stamps[pos] == frame_ns
-    out[hit] = cmd_recv[first[pos[hit]]] - frame_ns[hit] * 1e-9
-    return out

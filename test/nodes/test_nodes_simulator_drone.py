@@ -139,6 +139,31 @@ def test_drone_run_log_streams_to_parts_so_a_killed_simulator_leaves_its_flight(
     assert summ["hover_speed_mps"] is not None and summ["log_errors"] == 0
 
 
+def test_twist_stamped_setpoints_carry_the_frame_stamp_so_latency_is_logged(tmp_path):
+    node = FakeNode()
+    sn = SimulatorNode(
+        node, {"scenario": "drone", "world_seed": 2, "twist_type": "geometry_msgs/msg/TwistStamped"}
+    )
+    v = SimpleNamespace
+    try:
+        for _ in range(4):
+            sn.drone.on_camera()
+            stamp = node.published["camera/image_raw"][-1].header.stamp
+            node.t += 0.03  # the setpoint arrives 30 ms after the frame's stamp
+            node.subs["cmd_vel"](v(header=v(stamp=stamp), twist=twist(0.4, 0.0, 0.0, 0.0)))
+            advance(node, sn, 0.05)
+        sn.drone.on_camera()  # a frame no setpoint answered
+        summ = sn.write_log(tmp_path / "run.npz")
+        with np.load(tmp_path / "run.npz") as z:
+            lat = z["frame_latency_s"]
+        assert lat.shape == (5,) and np.isnan(lat[-1])
+        assert lat[:4] == pytest.approx([0.03] * 4, abs=1e-6)
+        assert summ["latency_matched_frames"] == 4 and summ["latency_p50_s"] == pytest.approx(0.03)
+        assert sn.drone.sim.command == (0.4, 0.0, 0.0, 0.0)
+    finally:
+        sn.close()
+
+
 def test_unknown_drone_condition_is_rejected_with_its_name():
     with pytest.raises(ParameterError, match="drone_condition"):
         SimulatorNode(FakeNode(), {"scenario": "drone", "drone_condition": "mars"})
