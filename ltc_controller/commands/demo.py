@@ -315,6 +315,8 @@ def run_demo(
         problem = f"--track-seed must be >= 0, got {track_seed}"
     if not problem and world_seed < 0:
         problem = f"--world-seed must be >= 0, got {world_seed}"
+    if not problem and stamped and scenario != "drone":
+        problem = "--stamped applies to --scenario drone (the car's Ackermann command is stamped)"
     if not problem and kill_policy_at_s is not None and not kill_policy_at_s >= 0.0:
         problem = f"--kill-policy-at must be >= 0 s, got {kill_policy_at_s}"
     profile: Path | None = None

@@ -118,3 +118,22 @@ def test_drone_demo_rejects_a_car_policy_naming_its_outputs(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "unknown: ['steering_angle']" in err and "--scenario drone" in err
     assert not (tmp_path / "ltc_policy.log").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"scenario": "car", "stamped": True}, "--stamped applies to --scenario drone"),
+        ({"scenario": "drone", "world_seed": -1}, "--world-seed must be >= 0"),
+        ({"scenario": "drone", "kill_policy_at_s": -2.0}, "--kill-policy-at must be >= 0"),
+        ({"scenario": "drone", "duration_s": 3.0, "kill_policy_at_s": 5.0}, "not within the drive"),
+    ],
+)
+def test_demo_rejects_drone_arguments_that_cannot_work_in_one_line(
+    tmp_path, capsys, drone_policy, kwargs, says
+):
+    policy = str(drone_policy) if kwargs["scenario"] == "drone" else ""
+    rc = demo.run_demo(output=tmp_path, policy=policy, **kwargs)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("demo: ") and says in err, err
+    assert not (tmp_path / "ltc_policy.log").exists()
