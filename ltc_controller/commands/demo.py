@@ -342,8 +342,11 @@ def run_demo(
         print(f"demo: {problem}", file=sys.stderr)
         return 2
     twist_type = TWIST_STAMPED if stamped else TWIST
+    # The drone's default is named explicitly: ltc_policy without a file runs an untrained
+    # placeholder for a direct Twist mapping (the bundled file it knows is the car's).
+    node_policy = policy or (str(DRONE_POLICY) if scenario == "drone" else "")
     node_args = _node_args(
-        scenario, output, policy, track_seed, world_seed, condition, profile, twist_type
+        scenario, output, node_policy, track_seed, world_seed, condition, profile, twist_type
     )
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -435,6 +438,7 @@ def run_demo(
     sim = json.loads((output / "sim_log.json").read_text())
     summary = pipeline_summary(sim, m, t_drive)
     summary["policy"] = source
+    summary["policy_file_loaded"] = str(m.policy_status.policy_file) if m.policy_status else ""
     summary["policy_control_rate_hz"] = ticks / t_pol if t_pol > 0 else 0.0
     if scenario == "drone":
         summary.update(drone_summary(output, sim))

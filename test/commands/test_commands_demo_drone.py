@@ -103,6 +103,18 @@ def test_drone_demo_policy_sigkill_hovers_then_lands_without_collision(tmp_path,
     assert s["land_requests"] >= 1
 
 
+def test_drone_demo_runs_its_bundled_policy_file_by_default(tmp_path, monkeypatch, drone_policy):
+    # The bundled file's place, filled with the test's policy: the node must load that file (not
+    # its untrained placeholder for a direct Twist mapping).
+    monkeypatch.setattr(demo, "DRONE_POLICY", drone_policy)
+    monkeypatch.setenv("MUJOCO_GL", os.environ.get("MUJOCO_GL", "osmesa"))
+    rc = demo.run_demo(output=tmp_path, scenario="drone", duration_s=2.0)
+    assert rc == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["policy"] == f"bundled {drone_policy.name}"
+    assert s["policy_file_loaded"] == str(drone_policy)
+
+
 def test_drone_demo_without_its_policy_names_the_file_and_the_recipe(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "DRONE_POLICY", tmp_path / "ncp_drone_fly_to_target.safetensors")
     rc = demo.run_demo(output=tmp_path / "out", scenario="drone")
