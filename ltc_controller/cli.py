@@ -1,6 +1,7 @@
 """``ltc-controller``: the command-line entry point, and the node executables.
 
-ltc-controller demo [--duration S] [--output DIR] [--policy FILE]
+ltc-controller demo [--scenario {car,drone}] [--duration S] [--output DIR] [--policy FILE]
+                    [--kill-policy-at S] [--stamped]
 ltc-controller node {ltc_policy,safety_fallback,simulator} [--log FILE] [--ros-args ...]
 ltc_policy [--ros-args ...]          # same as `ltc-controller node ltc_policy`
 safety_fallback [--ros-args ...]

@@ -31,6 +31,7 @@ __all__ = [
     "Launcher",
     "Monitor",
     "ProcessDied",
+    "SafetyTick",
     "Stack",
     "log_tail",
 ]
@@ -65,6 +66,22 @@ def log_tail(path: Path, lines: int = 8) -> str:
     return "\n".join("    " + line for line in text)
 
 
+@dataclass(frozen=True)
+class SafetyTick:
+    """One ``SafetyStatus`` as the safety node stamped it: ``stamp_s`` (its tick's ROS time, s),
+    ``state`` name, ``fault`` (the active fault, ``""`` if none), ``land_requested``, the
+    command it sent on that tick, ``command`` per ``axes`` (SI units), and its count of policy
+    commands received so far."""
+
+    stamp_s: float
+    state: str
+    fault: str
+    land_requested: bool
+    axes: tuple[str, ...]
+    command: tuple[float, ...]
+    commands_received: int
+
+
 @dataclass
 class Monitor:
     """What an in-process DDS participant sees of the running stack."""
@@ -77,6 +94,13 @@ class Monitor:
     #: the policy's own frame -> policy_cmd latencies (s), ``PolicyStatus.frame_to_command_s``
     #: of every status that carried one (bounded: the newest 200,000, 2.8 h at 20 Hz)
     policy_latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+    #: every safety tick, on the safety node's stamps (bounded: the newest 200,000, 66 min at
+    #: 50 Hz)
+    safety_ticks: deque[SafetyTick] = field(default_factory=lambda: deque(maxlen=200_000))
+    #: drone: the last Twist on ``cmd_vel`` (receive time, vx, vy, vz m/s, yaw rate rad/s)
+    last_twist: tuple[float, float, float, float, float] | None = None
+    #: drone: the simulator's last task status (``ground_truth/task`` key -> value)
+    task: dict[str, str] = field(default_factory=dict)
 
 
 class Launcher:
@@ -180,6 +204,11 @@ class Stack:
 
     ``node_args`` maps a node kind to extra ``--ros-args`` items (e.g. ``["-p", "x:=1"]``).
     Processes share one DDS domain on loopback; their stderr goes to ``<output>/<kind>.log``.
+    ``scenario`` picks what the monitor reads of the final command: ``car``
+    (``ackermann_cmd``, :attr:`Monitor.last_cmd`) or ``drone`` (``cmd_vel`` Twist,
+    :attr:`Monitor.last_twist`, and the simulator's ``ground_truth/task``, :attr:`Monitor.task`);
+    the node arguments (``scenario:=drone``, the drone profile) are the caller's;
+    ``twist_type``: the drone's ``cmd_vel`` type (Twist or TwistStamped).
     """
 
     KINDS = ("simulator", "safety_fallback", "ltc_policy")
@@ -190,8 +219,15 @@ class Stack:
         node_args: dict[str, list[str]] | None = None,
         domain_id: int | None = None,
         kinds: tuple[str, ...] = KINDS,
+        scenario: str = "car",
+        twist_type: str = "geometry_msgs/msg/Twist",
     ) -> None:
         from ltc_controller.transport.dds import loopback_env
+
+        if scenario not in ("car", "drone"):
+            raise ValueError(f"scenario {scenario!r}: expected 'car' or 'drone'")
+        self.scenario = scenario
+        self.twist_type = twist_type
 
         self.output = output
         output.mkdir(parents=True, exist_ok=True)
@@ -216,13 +252,22 @@ class Stack:
     def killed(self) -> dict[str, int]:
         return self.launcher.killed
 
-    def start(self) -> None:
-        for kind in self.kinds:
+    def start(self, kinds: tuple[str, ...] | None = None) -> None:
+        """Start the processes ``kinds`` (default: all of :attr:`kinds` not started yet); the
+        first call also starts the monitor. The drone demo starts the simulator last, once the
+        policy runs, so the task's clock does not tick through the policy's start-up."""
+        for kind in kinds if kinds is not None else self.kinds:
+            if kind in self.launcher.procs:
+                continue
             extra = ["--log", str(self.output / "sim_log.npz")] if kind == "simulator" else []
             self.launcher.start(kind, self.node_args.get(kind, []), extra)
+        if self._mon_node is not None:
+            return
         os.environ.update({k: v for k, v in self.env.items() if k.startswith(("CYCLONE", "ROS"))})
         from ltc_controller.transport.dds import DdsNode
-        from ltc_controller.transport.port import RELIABLE
+        from ltc_controller.transport.port import RELIABLE, QoS
+
+        DEEP = QoS("reliable", "volatile", 1000)  # noqa: N806 - a constant of this method
 
         self._mon_node = mon = DdsNode("demo_monitor")
         m = self.monitor
@@ -231,6 +276,18 @@ class Stack:
             m.safety_status = msg
             if not m.safety_states or m.safety_states[-1][1] != msg.state_name:
                 m.safety_states.append((time.monotonic(), str(msg.state_name)))
+            st = msg.header.stamp
+            m.safety_ticks.append(
+                SafetyTick(
+                    int(st.sec) + int(st.nanosec) * 1e-9,
+                    str(msg.state_name),
+                    str(msg.active_fault),
+                    bool(msg.land_requested),
+                    tuple(str(a) for a in msg.axes),
+                    tuple(float(v) for v in msg.command),
+                    int(msg.commands_received),
+                )
+            )
 
         def on_policy(msg: Any) -> None:
             m.policy_status = msg
@@ -241,15 +298,31 @@ class Stack:
             m.final_cmds += 1
             m.last_cmd = (time.monotonic(), msg.drive.steering_angle, msg.drive.speed)
 
-        mon.create_subscription(
-            "ltc_controller/msg/SafetyStatus", "safety_status", on_safety, RELIABLE
-        )
+        def on_twist(msg: Any) -> None:
+            m.final_cmds += 1
+            tw = getattr(msg, "twist", msg)  # TwistStamped or Twist
+            lin, ang = tw.linear, tw.angular
+            m.last_twist = (time.monotonic(), lin.x, lin.y, lin.z, ang.z)
+
+        def on_task(msg: Any) -> None:
+            for s in msg.status:
+                if s.name == "drone_task":
+                    m.task = {kv.key: kv.value for kv in s.values}
+
+        # Deep enough for seconds of a late spin: the safety ticks are all kept.
+        mon.create_subscription("ltc_controller/msg/SafetyStatus", "safety_status", on_safety, DEEP)
         mon.create_subscription(
             "ltc_controller/msg/PolicyStatus", "policy_status", on_policy, RELIABLE
         )
-        mon.create_subscription(
-            "ackermann_msgs/msg/AckermannDriveStamped", "ackermann_cmd", on_cmd, RELIABLE
-        )
+        if self.scenario == "drone":
+            mon.create_subscription(self.twist_type, "cmd_vel", on_twist, RELIABLE)
+            mon.create_subscription(
+                "diagnostic_msgs/msg/DiagnosticArray", "ground_truth/task", on_task, RELIABLE
+            )
+        else:
+            mon.create_subscription(
+                "ackermann_msgs/msg/AckermannDriveStamped", "ackermann_cmd", on_cmd, RELIABLE
+            )
 
     def check_alive(self) -> None:
         """Raises :class:`ProcessDied` naming the first process that has exited."""

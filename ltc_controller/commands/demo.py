@@ -4,12 +4,25 @@ simulator → ltc_policy → safety_fallback → simulator, as three processes t
 protocol over Cyclone DDS on loopback. :class:`~ltc_controller.supervisor.Stack` starts and
 watches the processes; :func:`run_demo` drives, stops everything cleanly, prints a summary
 (:func:`print_summary`) and writes ``summary.json`` and a plot.
+
+Scenarios: ``car`` (lane keeping on track :data:`DEMO_TRACK_SEED`, Ackermann commands, the
+nodes' vehicle defaults) and ``drone`` (fly to the target of world :data:`DRONE_DEMO_WORLD_SEED`
+under a named condition; both nodes with the drone profile ``config/drone.yaml``: Twist velocity
+setpoints straight from the policy's four outputs, hover then land on a fault) until the task
+ends (reached, collision, time limit).
+
+Fault injection: ``--kill-policy-at S`` SIGKILLs ``ltc_policy`` S seconds into the drive and the
+demo goes on without it; the summary's ``fault`` section measures the safety node's answer on
+its own stamps (last ACTIVE tick, FALLBACK tick, the tick whose output reached zero, the landing
+request) and, for the drone, the simulator's log (setpoints received, landing, touchdown,
+collisions).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -18,21 +31,54 @@ from pathlib import Path
 from typing import Any
 
 from ltc_controller.extras import MissingExtra, require
-from ltc_controller.supervisor import Interrupted, Monitor, ProcessDied, Stack, log_tail
+from ltc_controller.interfaces.command_axes import TWIST, TWIST_STAMPED
+from ltc_controller.supervisor import (
+    Interrupted,
+    Monitor,
+    ProcessDied,
+    SafetyTick,
+    Stack,
+    log_tail,
+)
 
 NAME = "demo"
 HELP = (
-    "closed-loop demo: simulator, ltc_policy and safety_fallback as processes over DDS on "
-    "loopback; prints a summary and writes a plot"
+    "closed-loop demo (car or drone): simulator, ltc_policy and safety_fallback as processes "
+    "over DDS on loopback; prints a summary and writes a plot"
 )
 
 #: Track of the demo: unseen in training (those start at seed 1000), with a left curve within
 #: the first 20 s at the demo's speed.
 DEMO_TRACK_SEED = 43
+#: World of the drone demo: unseen in training (seeds from 1000) and evaluation (from 5000).
+DRONE_DEMO_WORLD_SEED = 7
+#: The drone demo's default policy (``train --preset drone`` writes it).
+DRONE_POLICY = (
+    Path(__file__).resolve().parents[1] / "policies" / "ncp_drone_fly_to_target.safetensors"
+)
+#: Drone: flying time after the task ended, so its last messages and the log are complete.
+_SETTLE_S = 0.5
+#: Drone with ``--kill-policy-at``: time allowed after the kill for ``land_after_s`` (5 s) and
+#: the descent (a few m at 0.3 m/s), with room for a loaded machine; the demo ends at touchdown.
+_LAND_MARGIN_S = 30.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--duration", type=float, default=20.0, help="driving time in s (default 20)")
+    from ltc_controller.sim.drone.conditions import DRONE_CONDITIONS
+
+    p.add_argument(
+        "--scenario",
+        choices=("car", "drone"),
+        default="car",
+        help="car: lane keeping (Ackermann); drone: fly to a target (Twist setpoints, the drone "
+        "profile of config/drone.yaml) (default car)",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="driving time in s (car default 20; drone default: until the task ends)",
+    )
     p.add_argument(
         "--output",
         type=Path,
@@ -40,7 +86,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="folder for the logs, run log, summary and plot (default ./demo_out)",
     )
     p.add_argument(
-        "--policy", type=str, default="", help="policy file (.safetensors); default: bundled"
+        "--policy",
+        type=str,
+        default="",
+        help="policy file (.safetensors); default: bundled (car: ncp19_lane_keeping, drone: "
+        f"{DRONE_POLICY.name})",
+    )
+    p.add_argument(
+        "--world-seed",
+        type=int,
+        default=DRONE_DEMO_WORLD_SEED,
+        help=f"drone: seed of the generated world (default {DRONE_DEMO_WORLD_SEED}: unseen in "
+        "training and evaluation)",
+    )
+    p.add_argument(
+        "--condition",
+        choices=tuple(DRONE_CONDITIONS),
+        default="clean",
+        help="drone: scene condition (training scene or a named shift; default clean)",
+    )
+    p.add_argument(
+        "--stamped",
+        action="store_true",
+        help="drone: TwistStamped instead of Twist from the policy through safety_fallback to "
+        "the simulator, so each setpoint carries its camera frame's stamp and the camera->safety "
+        "output latency is measured (a plain Twist has no stamp)",
+    )
+    p.add_argument(
+        "--kill-policy-at",
+        type=float,
+        default=None,
+        metavar="S",
+        help="fault injection: SIGKILL ltc_policy S seconds into the drive and go on without "
+        "it (car: ramp to a stop; drone: hover, then land after land_after_s); the summary "
+        "measures it",
     )
     p.add_argument(
         "--track-seed",
@@ -68,6 +147,11 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         policy=args.policy,
         track_seed=args.track_seed,
         domain_id=args.domain_id,
+        scenario=args.scenario,
+        world_seed=args.world_seed,
+        condition=args.condition,
+        kill_policy_at_s=args.kill_policy_at,
+        stamped=args.stamped,
     )
 
 
@@ -84,10 +168,15 @@ def _ms(seconds: float | None) -> float:
 
 
 def check_demo_args(
-    duration_s: float, output: Path, policy: str, domain_id: int | None
+    duration_s: float | None,
+    output: Path,
+    policy: str,
+    domain_id: int | None,
+    scenario: str = "car",
 ) -> str | None:
-    """Why the demo cannot start with these arguments (a one-line message), or ``None``."""
-    if not (duration_s > 0 and duration_s < 24 * 3600):
+    """Why the demo cannot start with these arguments (a one-line message), or ``None``.
+    A given policy must load and its outputs fit the scenario's command mapping."""
+    if duration_s is not None and not (duration_s > 0 and duration_s < 24 * 3600):
         return f"--duration must be > 0 s, got {duration_s}"
     if domain_id is None and os.environ.get("ROS_DOMAIN_ID"):
         try:
@@ -107,73 +196,219 @@ def check_demo_args(
         return f"{output / 'demo_run.png'} is a folder; the plot cannot be written"
     if policy:
         from ltc_controller.models.policy_file import PolicyFileError, load_policy
+        from ltc_controller.nodes.commands import TWIST
+        from ltc_controller.nodes.policy_logic import CommandMapping, check_outputs
+        from ltc_controller.params import ParameterError
 
+        mapping = (
+            CommandMapping(command_type=TWIST, twist_mapping="direct")
+            if scenario == "drone"
+            else CommandMapping()
+        )
         try:
-            load_policy(Path(policy))
-        except PolicyFileError as e:
+            names = load_policy(Path(policy)).config.output_names
+            check_outputs(mapping, names, f"{policy} for --scenario {scenario}")
+        except (PolicyFileError, ParameterError) as e:
             return str(e)
     return None
 
 
-def policy_source(policy: str) -> str:
+def policy_source(policy: str, scenario: str = "car") -> str:
     """What the demo's policy node will run, in words."""
     from ltc_controller.models.policy_file import BUNDLED_POLICY
 
     if policy:
         return policy
+    if scenario == "drone":
+        return f"bundled {DRONE_POLICY.name}"
     if BUNDLED_POLICY.exists():
         return f"bundled {BUNDLED_POLICY.name}"
     return "UNTRAINED NCP-19 (seed 0; no bundled policy in this checkout)"
 
 
+def drone_profile() -> Path:
+    """``config/drone.yaml`` as installed (or in the source tree).
+
+    Raises:
+        FileNotFoundError: neither has it.
+    """
+    from ltc_controller.interfaces import share_dir
+
+    folder = share_dir("config")
+    path = folder / "drone.yaml" if folder is not None else Path("config/drone.yaml")
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the drone profile {path} is missing (share/ltc_controller/config of the install)"
+        )
+    return path
+
+
+def _node_args(
+    scenario: str,
+    output: Path,
+    policy: str,
+    track_seed: int,
+    world_seed: int,
+    condition: str,
+    profile: Path | None,
+    twist_type: str = TWIST,
+) -> dict[str, list[str]]:
+    """``--ros-args`` of each node for the scenario (the drone's command type ``twist_type``
+    overrides the profile's Twist)."""
+    # The demo's own e-stop latch: a latch left by a vehicle on this machine is not the demo's,
+    # and the demo's nodes run on their own domain where no reset could reach.
+    estop = ["-p", f"estop_state_file:={Path(output).resolve() / 'estop.json'}"]
+    pol = ["-p", f"policy_file:={policy}"] if policy else []
+    if scenario == "car":
+        return {
+            "simulator": ["-p", f"track_seed:={track_seed}"],
+            "ltc_policy": pol,
+            "safety_fallback": estop,
+        }
+    prof = ["--params-file", str(profile), "-p", f"command_type:={twist_type}"]
+    return {
+        "simulator": [
+            *("-p", "scenario:=drone", "-p", f"world_seed:={world_seed}"),
+            *("-p", f"drone_condition:={condition}", "-p", f"twist_type:={twist_type}"),
+        ],
+        "ltc_policy": prof + pol,
+        "safety_fallback": prof + estop,
+    }
+
+
+def _active(m: Monitor) -> bool:
+    return m.safety_status is not None and m.safety_status.state_name == "ACTIVE"
+
+
+def _drone_done(kill_at: float | None) -> Any:
+    """When the drone demo may stop: the task ended (no fault injected) or the drone has landed
+    (after a kill)."""
+    if kill_at is None:
+        return lambda m: m.task.get("done") == "true"
+    return lambda m: m.task.get("mode") == "landed"
+
+
 def run_demo(
-    duration_s: float = 20.0,
+    duration_s: float | None = None,
     output: Path = Path("demo_out"),
     policy: str = "",
     track_seed: int = DEMO_TRACK_SEED,
     domain_id: int | None = None,
     startup_timeout_s: float = 90.0,
+    scenario: str = "car",
+    world_seed: int = DRONE_DEMO_WORLD_SEED,
+    condition: str = "clean",
+    kill_policy_at_s: float | None = None,
+    stamped: bool = False,
 ) -> int:
     """Run the closed-loop demo. Returns the exit status: 0 after a full drive, 1 when a node
     died or the drive could not start, 2 for invalid arguments, 130 when interrupted (SIGINT,
-    SIGTERM, SIGHUP); every node process is stopped in every case."""
-    problem = check_demo_args(duration_s, output, policy, domain_id)
+    SIGTERM, SIGHUP); every node process is stopped in every case.
+
+    ``duration_s`` None: 20 s for the car; the drone flies until its task ends (within the
+    world's time limit), or, after ``kill_policy_at_s``, until it has landed. ``stamped``
+    (drone): TwistStamped between the nodes and to the simulator, so the camera -> safety
+    output latency can be matched by stamp.
+    """
+    problem = check_demo_args(duration_s, output, policy, domain_id, scenario)
     if not problem and track_seed < 0:
         problem = f"--track-seed must be >= 0, got {track_seed}"
+    if not problem and world_seed < 0:
+        problem = f"--world-seed must be >= 0, got {world_seed}"
+    if not problem and stamped and scenario != "drone":
+        problem = "--stamped applies to --scenario drone (the car's Ackermann command is stamped)"
+    if not problem and kill_policy_at_s is not None and not kill_policy_at_s >= 0.0:
+        problem = f"--kill-policy-at must be >= 0 s, got {kill_policy_at_s}"
+    profile: Path | None = None
+    limit_s = 20.0 if duration_s is None else duration_s
+    if not problem and scenario == "drone":
+        from ltc_controller.sim.drone.conditions import get_drone_condition
+
+        if not policy and not DRONE_POLICY.exists():
+            problem = (
+                f"no drone policy: the bundled {DRONE_POLICY} is not in this checkout; train one "
+                "with `ltc-controller train --preset drone --output FILE` and pass --policy FILE"
+            )
+        try:
+            profile = drone_profile()
+        except FileNotFoundError as e:
+            problem = problem or str(e)
+        if duration_s is None:
+            task_s = get_drone_condition(condition).world.time_limit_s + _SETTLE_S
+            limit_s = task_s if kill_policy_at_s is None else kill_policy_at_s + _LAND_MARGIN_S
+    if not problem and kill_policy_at_s is not None and kill_policy_at_s >= limit_s:
+        problem = f"--kill-policy-at {kill_policy_at_s} s is not within the drive ({limit_s} s)"
     if problem:
         print(f"demo: {problem}", file=sys.stderr)
         return 2
-    node_args = {
-        "simulator": ["-p", f"track_seed:={track_seed}"],
-        "ltc_policy": ["-p", f"policy_file:={policy}"] if policy else [],
-        # The demo's own e-stop latch: a latch left by a vehicle on this machine is not the
-        # demo's, and the demo's nodes run on their own domain where no reset could reach.
-        "safety_fallback": ["-p", f"estop_state_file:={Path(output).resolve() / 'estop.json'}"],
-    }
+    twist_type = TWIST_STAMPED if stamped else TWIST
+    # The drone's default is named explicitly: ltc_policy without a file runs an untrained
+    # placeholder for a direct Twist mapping (the bundled file it knows is the car's).
+    node_policy = policy or (str(DRONE_POLICY) if scenario == "drone" else "")
+    node_args = _node_args(
+        scenario, output, node_policy, track_seed, world_seed, condition, profile, twist_type
+    )
 
     def on_signal(signum: int, frame: Any) -> None:
         raise Interrupted(signal.Signals(signum).name)
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    source = policy_source(policy)
-    stack = Stack(output, node_args, domain_id)
+    source = policy_source(policy, scenario)
+    stack = Stack(output, node_args, domain_id, scenario=scenario, twist_type=twist_type)
     died: str | None = None
     interrupted = ""
     t_drive = float("nan")
+    t_kill = float("nan")  # wall clock (s), comparable with the nodes' stamps
+    t_pol = float("nan")  # how long the policy ran in the drive (s)
     ticks0 = 0
+    ticks_kill = 0
+    done = _drone_done(kill_policy_at_s) if scenario == "drone" else None
     try:
         print(f"demo: policy: {source}")
         print(f"demo: starting simulator, safety_fallback, ltc_policy (logs in {output}/)")
+        if scenario == "drone":
+            # The simulator last: the task's clock starts when the policy is up, not before.
+            stack.start(("safety_fallback", "ltc_policy"))
+            if not stack.spin_for(startup_timeout_s, lambda m: m.policy_status is not None):
+                raise ProcessDied(f"the policy reported no status within {startup_timeout_s} s")
         stack.start()
         if not stack.spin_for(
             startup_timeout_s,
             lambda m: m.policy_status is not None and m.policy_status.frames_used > 0,
         ):
             raise ProcessDied(f"the policy processed no frame within {startup_timeout_s} s")
-        ticks0 = int(stack.monitor.policy_status.ticks)
+        # The drone flies from the safety node's first ACTIVE tick, when the policy commands.
+        if scenario == "drone" and not stack.spin_for(startup_timeout_s, _active):
+            raise ProcessDied(f"the safety node never went ACTIVE within {startup_timeout_s} s")
+        ticks0 = ticks_kill = int(stack.monitor.policy_status.ticks)
         t0 = time.monotonic()
-        print(f"demo: driving for {duration_s:g} s ...")
-        stack.spin_for(duration_s)
+        what = "driving" if scenario == "car" else "flying"
+        if duration_s is None and scenario == "drone":
+            until = (
+                "until the drone has landed"
+                if kill_policy_at_s is not None
+                else "until the task ends"
+            )
+            print(f"demo: {what} {until} (at most {limit_s:g} s) ...")
+        else:
+            print(f"demo: {what} for {limit_s:g} s ...")
+        if kill_policy_at_s is not None:
+            # Counted from the safety node's first ACTIVE tick: a kill must meet a policy in
+            # command, not one still starting up.
+            if not stack.spin_for(limit_s, _active):
+                raise ProcessDied(f"the safety node never went ACTIVE within {limit_s:g} s")
+            t_active = time.monotonic()
+            stack.spin_for(kill_policy_at_s, done)
+            ticks_kill = int(stack.monitor.policy_status.ticks)
+            t_pol = time.monotonic() - t0
+            t_kill = time.time()
+            stack.kill("ltc_policy")
+            print(
+                f"demo: killed ltc_policy (SIGKILL) {time.monotonic() - t_active:.2f} s after "
+                "the safety node went ACTIVE"
+            )
+        if stack.spin_for(max(0.0, limit_s - (time.monotonic() - t0)), done):
+            stack.spin_for(_SETTLE_S)
         t_drive = time.monotonic() - t0
     except ProcessDied as e:
         died = str(e)
@@ -197,30 +432,37 @@ def run_demo(
         return 1
 
     m = stack.monitor
-    rate = (int(m.policy_status.ticks) - ticks0) / t_drive if m.policy_status else 0.0
-    summary = summarize(output, m, t_drive, track_seed)
+    # Control rate while the policy ran (up to the kill when there was one).
+    t_pol = t_drive if kill_policy_at_s is None else t_pol
+    ticks = (int(m.policy_status.ticks) if kill_policy_at_s is None else ticks_kill) - ticks0
+    sim = json.loads((output / "sim_log.json").read_text())
+    summary = pipeline_summary(sim, m, t_drive)
     summary["policy"] = source
-    summary["policy_control_rate_hz"] = rate
+    summary["policy_file_loaded"] = str(m.policy_status.policy_file) if m.policy_status else ""
+    summary["policy_control_rate_hz"] = ticks / t_pol if t_pol > 0 else 0.0
+    if scenario == "drone":
+        summary.update(drone_summary(output, sim))
+    else:
+        summary.update(car_summary(output, sim, track_seed))
+    if kill_policy_at_s is not None:
+        summary["fault"] = fault_summary(
+            m, t_kill, kill_policy_at_s, sim, profile if scenario == "drone" else None
+        )
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary)
     return 0
 
 
-def summarize(output: Path, m: Monitor, t_drive: float, track_seed: int) -> dict[str, Any]:
-    """Numbers for the summary, from the simulator's log and the last status messages."""
+def pipeline_summary(sim: dict[str, Any], m: Monitor, t_drive: float) -> dict[str, Any]:
+    """What every scenario reports of the pipeline: frames, policy counters and latencies, the
+    final commands at the simulator, deadline misses, safety states and fallbacks."""
     import numpy as np
 
-    from ltc_controller.sim.plot import plot_run
-    from ltc_controller.sim.track import make_track
-
-    sim = json.loads((output / "sim_log.json").read_text())
     ps = m.policy_status
     transitions = []
     t_first = m.safety_states[0][0] if m.safety_states else 0.0
     for t, name in m.safety_states:
         transitions.append({"t_s": round(t - t_first, 3), "state": name})
-    png = output / "demo_run.png"
-    plot_run(output / "sim_log.npz", png, make_track(track_seed))
     lat = np.asarray(m.policy_latencies_s, dtype=np.float64)
 
     def count(name: str) -> int:
@@ -240,12 +482,25 @@ def summarize(output: Path, m: Monitor, t_drive: float, track_seed: int) -> dict
         "policy_latency_p99_ms": _ms(_pct(lat, 99.0)),
         "policy_latency_frames": int(lat.size),
         "commands_received_by_sim": sim["commands_received"],
-        "policy_ticks": int(ps.ticks) if ps is not None else 0,
+        "policy_ticks": count("ticks"),
         "safety_output_rate_hz": sim["commands_received"] / max(sim["duration_s"], 1e-9),
-        "latency_p50_ms": _ms(sim["latency_p50_s"]),
-        "latency_p99_ms": _ms(sim["latency_p99_s"]),
-        "deadline_misses": int(ps.deadline_misses) if ps is not None else 0,
+        "latency_p50_ms": _ms(sim.get("latency_p50_s")),
+        "latency_p99_ms": _ms(sim.get("latency_p99_s")),
+        "deadline_misses": count("deadline_misses"),
         "safety_states": transitions,
+        "fallbacks": sum(1 for x in transitions if x["state"] == "FALLBACK"),
+    }
+
+
+def car_summary(output: Path, sim: dict[str, Any], track_seed: int) -> dict[str, Any]:
+    """The car's task numbers (lane keeping) and its plot ``demo_run.png``."""
+    from ltc_controller.sim.plot import plot_run
+    from ltc_controller.sim.track import make_track
+
+    png = output / "demo_run.png"
+    plot_run(output / "sim_log.npz", png, make_track(track_seed))
+    return {
+        "scenario": "car",
         "mean_abs_lateral_error_m": sim["mean_abs_lateral_error_m"],
         "max_abs_lateral_error_m": sim["max_abs_lateral_error_m"],
         "lane_departures": sim["lane_departures"],
@@ -255,8 +510,143 @@ def summarize(output: Path, m: Monitor, t_drive: float, track_seed: int) -> dict
     }
 
 
+def drone_summary(output: Path, sim: dict[str, Any]) -> dict[str, Any]:
+    """The drone's task numbers (from the simulator's log) and its plot ``demo_run.png``."""
+    from ltc_controller.sim.drone.plot import plot_drone_run
+
+    png = output / "demo_run.png"
+    plot_drone_run(output / "sim_log.npz", png)
+    keys = (
+        "world_seed",
+        "condition",
+        "success",
+        "reached",
+        "time_to_target_s",
+        "final_distance_m",
+        "min_distance_m",
+        "collisions",
+        "timed_out",
+        "mode",
+        "final_altitude_m",
+        "distance_flown_m",
+        "land_requests",
+    )
+    return {"scenario": "drone", **{k: sim[k] for k in keys}, "plot": str(png)}
+
+
+def fault_summary(
+    m: Monitor,
+    t_kill: float,
+    kill_at_s: float,
+    sim: dict[str, Any],
+    profile: Path | None,
+) -> dict[str, Any]:
+    """The safety node's answer to the policy's SIGKILL, on its own stamps (ROS time of each
+    tick; every ``*_ms``/``*_s`` is a difference of two of them unless named ``kill_*``).
+
+    Keys: ``fault_name`` of the FALLBACK tick; ``fallback_after_last_command_ms`` (from the
+    tick that counted the last command) and ``last_active_after_last_command_ms`` (the latest
+    ACTIVE tick; ``command_timeout_s`` bounds it); ``zero_bound_ms`` (one tick plus
+    ``|command| / decel`` of the slowest axis that falls back to zero — stop, hover — from the
+    last ACTIVE output), ``zero_after_fallback_ms`` (first tick with every such axis at 0) and
+    ``last_nonzero_after_fallback_ms`` (the last FALLBACK tick that was not; the claim is that it
+    is within the bound, ``zero_within_bound``), ``commands_after_zero_all_zero``; with a
+    ``land_after_s``: ``land_request_after_fallback_s`` (first tick requesting it) and
+    ``no_land_request_until_s`` (the last tick that did not). For the drone, from the
+    simulator's log: landing received, ``hover_speed_mps`` then, touchdown, collisions, mode.
+    ``kill_to_fallback_ms`` crosses two processes' clocks and the OS's scheduling: a
+    measurement only. ``profile``: the safety node's parameter file (None: the node's
+    defaults, the vehicle)."""
+    from ltc_controller.nodes.safety_node import PARAMS
+    from ltc_controller.nodes.safety_profile import gate_config_from_params
+    from ltc_controller.params import resolve
+    from ltc_controller.transport.ros_args import load_params_file
+
+    given = load_params_file(profile, "/safety_fallback") if profile is not None else {}
+    p = resolve(PARAMS, given)
+    gate = gate_config_from_params(p)
+    period = 1.0 / float(p["rate_hz"])
+    ticks = list(m.safety_ticks)
+    out: dict[str, Any] = {"kill_at_s": kill_at_s, "kill_wall_s": t_kill}
+    fb = next((k for k, t in enumerate(ticks) if t.state == "FALLBACK"), None)
+    if fb is None:
+        out["fallback"] = False
+        return out
+    f = ticks[fb]
+    after = [t for t in ticks[fb:] if t.state == "FALLBACK"]
+    out.update(fallback=True, fault_name=f.fault, fallback_stamp_s=f.stamp_s)
+    out["kill_to_fallback_ms"] = 1e3 * (f.stamp_s - t_kill)
+
+    def rel_ms(t: SafetyTick | None, t0: SafetyTick) -> float | None:
+        return None if t is None else 1e3 * (t.stamp_s - t0.stamp_s)
+
+    # The tick that counted the last command (callbacks run before the tick that counts them).
+    counted = next(
+        (
+            b
+            for a, b in zip(reversed(ticks[:fb]), reversed(ticks[1 : fb + 1]), strict=True)
+            if b.commands_received > a.commands_received
+        ),
+        None,
+    )
+    out["command_timeout_s"] = gate.command_timeout_s
+    if counted is not None:
+        out["fallback_after_last_command_ms"] = rel_ms(f, counted)
+        active = [t for t in ticks[ticks.index(counted) : fb] if t.state == "ACTIVE"]
+        out["last_active_after_last_command_ms"] = rel_ms(active[-1] if active else None, counted)
+    last_active = next((t for t in reversed(ticks[:fb]) if t.state == "ACTIVE"), f)
+    zero_axes = [
+        (k, lim)
+        for k, (lim, mode) in enumerate(zip(gate.axes, gate.fallback, strict=True))
+        if mode == "zero"
+    ]
+    bound = period + max(
+        (abs(last_active.command[k]) / lim.decel for k, lim in zero_axes), default=0.0
+    )
+
+    def at_zero(t: SafetyTick) -> bool:
+        return all(t.command[k] == 0.0 for k, _ in zero_axes)
+
+    zero = next((t for t in after if at_zero(t)), None)
+    moving = [t for t in after if not at_zero(t)]
+    out["zero_bound_ms"] = 1e3 * bound
+    out["zero_after_fallback_ms"] = rel_ms(zero, f)
+    out["last_nonzero_after_fallback_ms"] = rel_ms(moving[-1], f) if moving else 0.0
+    out["zero_within_bound"] = zero is not None and (
+        not moving or moving[-1].stamp_s - f.stamp_s <= bound
+    )
+    out["commands_after_zero_all_zero"] = zero is not None and all(
+        at_zero(t) for t in after[after.index(zero) :]
+    )
+    if gate.land_after_s > 0.0:
+        land = next((k for k, t in enumerate(after) if t.land_requested), None)
+        out["land_after_s"] = gate.land_after_s
+        out["land_request_after_fallback_s"] = (
+            None if land is None else after[land].stamp_s - f.stamp_s
+        )
+        before = after[land - 1] if land else (after[-1] if land is None else None)
+        out["no_land_request_until_s"] = None if before is None else before.stamp_s - f.stamp_s
+    if "touchdown_wall_s" in sim:
+        td = sim["touchdown_wall_s"]
+        out["touchdown_after_fallback_s"] = None if td is None else td - f.stamp_s
+        lr = sim.get("land_received_wall_s")
+        out["land_received_after_fallback_s"] = None if lr is None else lr - f.stamp_s
+        out["hover_speed_mps"] = sim.get("hover_speed_mps")
+        out["collisions"] = sim["collisions"]
+        out["mode"] = sim["mode"]
+    return out
+
+
+def _ms_text(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0f} ms"
+
+
 def print_summary(s: dict[str, Any]) -> None:
     states = " -> ".join(f"{x['state']}@{x['t_s']:.1f}s" for x in s["safety_states"]) or "none"
+    if math.isnan(s["latency_p50_ms"]):
+        cam = "n/a (a plain Twist carries no frame stamp; --stamped measures it)"
+    else:
+        cam = f"p50 {s['latency_p50_ms']:.1f} ms, p99 {s['latency_p99_ms']:.1f} ms (simulator)"
     lines = [
         ("policy", s["policy"]),
         ("drive time", f"{s['drive_time_s']:.1f} s"),
@@ -275,24 +665,92 @@ def print_summary(s: dict[str, Any]) -> None:
         ("policy control rate", f"{s['policy_control_rate_hz']:.1f} Hz"),
         ("final commands at simulator", f"{s['safety_output_rate_hz']:.1f} Hz (safety output)"),
         ("policy ticks / deadline misses", f"{s['policy_ticks']} / {s['deadline_misses']}"),
-        (
-            "camera stamp->safety output",
-            f"p50 {s['latency_p50_ms']:.1f} ms, p99 {s['latency_p99_ms']:.1f} ms (simulator)",
-        ),
+        ("camera stamp->safety output", cam),
         (
             "frame->policy_cmd (policy)",
             f"p50 {s['policy_latency_p50_ms']:.1f} ms, p99 {s['policy_latency_p99_ms']:.1f} ms "
             f"({s['policy_latency_frames']} frames; stamp to publish, policy's clock)",
         ),
         ("safety states", states),
-        (
-            "lateral error",
-            f"mean {s['mean_abs_lateral_error_m']:.2f} m, max {s['max_abs_lateral_error_m']:.2f} m",
-        ),
-        ("lane departures", f"{s['lane_departures']}"),
-        ("distance driven", f"{s['distance_m']:.1f} m ({s['progress_m']:.1f} m along the track)"),
-        ("plot", s["plot"]),
+        ("fallbacks", f"{s['fallbacks']}"),
     ]
+    if s["scenario"] == "car":
+        lines += [
+            (
+                "lateral error",
+                f"mean {s['mean_abs_lateral_error_m']:.2f} m, "
+                f"max {s['max_abs_lateral_error_m']:.2f} m",
+            ),
+            ("lane departures", f"{s['lane_departures']}"),
+            (
+                "distance driven",
+                f"{s['distance_m']:.1f} m ({s['progress_m']:.1f} m along the track)",
+            ),
+        ]
+    else:
+        ttt = s["time_to_target_s"]
+        lines += [
+            ("world / condition", f"seed {s['world_seed']} / {s['condition']}"),
+            (
+                "success",
+                f"{'yes' if s['success'] else 'no'} (reached {'yes' if s['reached'] else 'no'}"
+                f"{', time limit' if s['timed_out'] else ''})",
+            ),
+            ("time to target", "n/a" if ttt is None else f"{ttt:.2f} s"),
+            (
+                "final distance",
+                f"{s['final_distance_m']:.2f} m (closest {s['min_distance_m']:.2f} m)",
+            ),
+            ("collisions", f"{s['collisions']}"),
+            (
+                "flight",
+                f"{s['distance_flown_m']:.1f} m flown, ends {s['mode']} at "
+                f"{s['final_altitude_m']:.2f} m",
+            ),
+        ]
+    f = s.get("fault")
+    if f is not None:
+        if not f["fallback"]:
+            lines.append(("policy SIGKILL", "no FALLBACK seen (!)"))
+        else:
+            lines += [
+                (
+                    "policy SIGKILL -> FALLBACK",
+                    f"{f['fault_name']}: last command -> FALLBACK tick "
+                    f"{_ms_text(f.get('fallback_after_last_command_ms'))} (command_timeout_s "
+                    f"{1e3 * f['command_timeout_s']:.0f} ms; safety stamps); kill -> FALLBACK "
+                    f"tick {f['kill_to_fallback_ms']:.0f} ms",
+                ),
+                (
+                    "output at zero",
+                    f"{_ms_text(f['zero_after_fallback_ms'])} after FALLBACK, last non-zero "
+                    f"tick {f['last_nonzero_after_fallback_ms']:.0f} ms (bound "
+                    f"{f['zero_bound_ms']:.0f} ms from the ramps: "
+                    f"{'within' if f['zero_within_bound'] else 'EXCEEDED'})",
+                ),
+            ]
+            if "land_after_s" in f:
+                lr = f["land_request_after_fallback_s"]
+                lines.append(
+                    (
+                        "landing request",
+                        ("none" if lr is None else f"{lr:.2f} s after FALLBACK")
+                        + f" (land_after_s {f['land_after_s']:g})",
+                    )
+                )
+            if "touchdown_after_fallback_s" in f:
+                td = f["touchdown_after_fallback_s"]
+                hs = f["hover_speed_mps"]
+                lines.append(
+                    (
+                        "hover, landing",
+                        ("hover speed n/a" if hs is None else f"hover speed {hs:.3f} m/s")
+                        + ", touchdown "
+                        + ("none" if td is None else f"{td:.2f} s after FALLBACK")
+                        + f", mode {f['mode']}, collisions {f['collisions']} (simulator)",
+                    )
+                )
+    lines.append(("plot", s["plot"]))
     w = max(len(k) for k, _ in lines)
     print("\nltc-controller demo summary")
     for k, v in lines:

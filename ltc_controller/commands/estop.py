@@ -47,6 +47,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def status_line(node: str, m: Any) -> str:
+    """One line for ``status`` from a ``SafetyStatus`` message ``m`` of the node named ``node``."""
+    fault = m.active_fault or "none"
+    if m.state_name == "FALLBACK" and m.active_fault == "estop":
+        # FALLBACK keeps the e-stop as its cause only after an accepted reset.
+        fault = "estop (reset accepted; re-engages after healthy policy heartbeats)"
+    return (
+        f"{node}: state {m.state_name}, e-stop "
+        f"{'ASSERTED' if m.estop_asserted else 'released'}, active fault {fault}, "
+        f"resets refused {m.resets_refused}"
+    )
+
+
 def _topic(ns: str, name: str) -> str:
     return ns.rstrip("/") + "/" + name if ns.strip("/") else "/" + name
 
@@ -81,12 +94,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             print(f"estop: no safety_status on {_topic(ns, 'safety_status')}", file=sys.stderr)
             return 2
         if args.action == "status":
-            m = last[0]
-            print(
-                f"{_topic(ns, 'safety_fallback')}: state {m.state_name}, e-stop "
-                f"{'ASSERTED' if m.estop_asserted else 'released'}, active fault "
-                f"{m.active_fault or 'none'}, resets refused {m.resets_refused}"
-            )
+            print(status_line(_topic(ns, "safety_fallback"), last[0]))
             return 0
         if args.action in ("assert", "release"):
             data = args.action == "assert"

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["attention_stats", "dilate", "marking_like_mask", "mass_fraction"]
+__all__ = ["attention_stats", "dilate", "marking_like_mask", "mass_fraction", "target_like_mask"]
 
 
 def mass_fraction(saliency: NDArray[Any], mask: NDArray[np.bool_]) -> NDArray[np.float64]:
@@ -72,6 +72,23 @@ def marking_like_mask(rgb: NDArray[np.uint8], horizon: float = 1.0 / 3.0) -> NDA
     return mask
 
 
+def target_like_mask(rgb: NDArray[np.uint8], grow_px: int = 1) -> NDArray[np.bool_]:
+    """Pixels that look like the drone scenario's target, a saturated red chair (its white front
+    panel is reached by growing the red pixels ``grow_px``): R >= 110, R >= 2 G and R >= 2 B.
+    A colour threshold, approximate: red distractors and red bark pass it too.
+
+    Args:
+        rgb: ``(..., H, W, 3)`` uint8.
+        grow_px: dilation radius (pixels).
+
+    Returns:
+        ``(..., H, W)`` boolean.
+    """
+    x = np.asarray(rgb, dtype=np.int16)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    return dilate((r >= 110) & (r >= 2 * g) & (r >= 2 * b), grow_px)
+
+
 def attention_stats(saliency: NDArray[Any], rgb: NDArray[np.uint8]) -> dict[str, float]:
     """Where saliency maps ``(N, H, W)`` put their mass, averaged over frames.
 
@@ -81,7 +98,9 @@ def attention_stats(saliency: NDArray[Any], rgb: NDArray[np.uint8]) -> dict[str,
         ``centroid_y``: 0 = top, 1 = bottom; ``area_half_mass``: smallest share of pixels that
         holds half the mass (small = focused); ``marking_like_share``,
         ``marking_like_mass``, ``marking_like_enrichment``: the :func:`marking_like_mask`
-        pixels' share of the image, the mass fraction on them, and the ratio.
+        pixels' share of the image, the mass fraction on them, and the ratio (lane markings,
+        the car); ``target_like_*``: the same for :func:`target_like_mask` (the drone's target).
+        Shares and masses are means over frames with saliency mass.
     """
     s = np.asarray(saliency, dtype=np.float64)
     n, h, w = s.shape
@@ -96,21 +115,23 @@ def attention_stats(saliency: NDArray[Any], rgb: NDArray[np.uint8]) -> dict[str,
     flat = np.sort(s.reshape(n, -1), axis=1)[:, ::-1]
     cum = np.cumsum(flat, axis=1) / weights[:, None]
     area = (np.argmax(cum >= 0.5, axis=1) + 1) / float(h * w)
-    mask = marking_like_mask(rgb)
-    share = mask.mean(axis=(1, 2))
-    mass = mass_fraction(s, mask)
-    mean_share = float(share[ok].mean()) if ok.any() else 0.0
-    mean_mass = float(mass[ok].mean()) if ok.any() else 0.0
 
     def avg(v: NDArray[Any]) -> float:
         return float(v[ok].mean()) if ok.any() else float("nan")
 
-    return {
+    out = {
         "top_third": avg(top),
         "centroid_x": avg(cx),
         "centroid_y": avg(cy),
         "area_half_mass": avg(area),
-        "marking_like_share": mean_share,
-        "marking_like_mass": mean_mass,
-        "marking_like_enrichment": mean_mass / mean_share if mean_share > 0 else float("nan"),
     }
+    for name, mask in (
+        ("marking_like", marking_like_mask(rgb)),
+        ("target_like", target_like_mask(rgb)),
+    ):
+        share = float(mask.mean(axis=(1, 2))[ok].mean()) if ok.any() else 0.0
+        mass = float(mass_fraction(s, mask)[ok].mean()) if ok.any() else 0.0
+        out[f"{name}_share"] = share
+        out[f"{name}_mass"] = mass
+        out[f"{name}_enrichment"] = mass / share if share > 0 else float("nan")
+    return out

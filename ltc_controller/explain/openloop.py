@@ -218,12 +218,20 @@ def _features(run: OpenLoopRun, batch_size: int = 64) -> NDArray[np.float32]:
     return torch.cat(out).numpy().astype(np.float32)
 
 
+def _label(group: str, j: int, outputs: Sequence[str]) -> str:
+    """``i3``, ``c0``; a motor neuron with the output it drives: ``m1 linear_y``."""
+    if group == "motor" and j < len(outputs):
+        return f"m{j} {outputs[j]}"
+    return f"{group[0]}{j}"
+
+
 def neuron_activity(run: OpenLoopRun) -> list[NeuronGroup]:
     """Every neuron's activity over the run, grouped.
 
     NCP (``ncp_ltc``; also ``ltc_fc``, ``ncp_cfc``): ``sensory`` (the head's features, which the
     wiring's sensory synapses read), ``inter``, ``command``, ``motor`` (state entries by the
-    wiring's groups; ``ncp_cfc`` keeps its state in layer order ``[inter | command | motor]``).
+    wiring's groups; ``ncp_cfc`` keeps its state in layer order ``[inter | command | motor]``);
+    motor neuron ``j`` is labelled with the output it drives (``m0 linear_x``, as the wiring).
     LSTM: ``features``, ``hidden h``, ``cell c``. GRU, CT-RNN, CfC: ``features``, ``hidden``.
     CNN (no state): ``features``, ``hidden`` (ReLU of its hidden layer).
     """
@@ -243,14 +251,16 @@ def neuron_activity(run: OpenLoopRun) -> list[NeuronGroup]:
                 size = len(named[name])
                 if size:
                     idx = list(range(offset, offset + size))
-                    labels = tuple(f"{name[0]}{j}" for j in range(size))
+                    labels = tuple(_label(name, j, cfg.output_names) for j in range(size))
                     groups.append(NeuronGroup(name, labels, states[:, idx]))
                 offset += size
             return groups
         for name in ("inter", "command", "motor"):
             ids = list(named[name])
             if ids:
-                labels = tuple(f"{name[0]}{j} [{i}]" for j, i in enumerate(ids))
+                labels = tuple(
+                    f"{_label(name, j, cfg.output_names)} [{i}]" for j, i in enumerate(ids)
+                )
                 groups.append(NeuronGroup(name, labels, states[:, ids]))
         return groups
     if arch == "lstm":

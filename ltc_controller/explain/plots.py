@@ -4,7 +4,7 @@ Pillow for video frames)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -279,10 +279,10 @@ def plot_wiring(policy: Policy, path: str | Path) -> Path:
 def plot_commands(
     runs: Sequence[OpenLoopRun],
     path: str | Path,
-    recorded: tuple[NDArray[np.int64], NDArray[np.float64], str] | None = None,
+    recorded: Mapping[str, tuple[NDArray[np.int64], NDArray[np.float64], str]] | None = None,
 ) -> Path:
-    """Each output of each policy over time (open loop), one panel per output name; the
-    recorded command (``(stamps_ns, values, label)``) on the first panel when given."""
+    """Each output of each policy over time (open loop), one panel per output name; a recorded
+    command (``{output name: (stamps_ns, values, label)}``) dashed on its output's panel."""
     plt = _pyplot()
     names: list[str] = []
     for r in runs:
@@ -300,8 +300,8 @@ def plot_commands(
             t = (r.stamps_ns - t0) * 1e-9
             ax.step(t, r.outputs[:, k], where="post", lw=1.2, label=r.label)
             ax.set_ylabel(f"{name} ({cfg.output_units[k]})")
-        if recorded is not None and name == names[0]:
-            rs, rv, label = recorded
+        if recorded is not None and name in recorded:
+            rs, rv, label = recorded[name]
             t1 = max(int(r.stamps_ns[-1]) for r in runs if r.stamps_ns.size)
             keep = (rs >= t0) & (rs <= t1)  # the frames' time span only
             ax.plot((rs[keep] - t0) * 1e-9, rv[keep], "k--", lw=1.0, label=label)

@@ -156,10 +156,7 @@ def explain(
     loaded = [(label, load_policy(Path(path)), str(path)) for label, path in policies]
     labels = _labels(loaded)
     result = ExplainResult(out_dir, out_dir / "report.md")
-    recorded = None
-    if command_topic:
-        stamps, values, fname = read_commands(bag, command_topic)
-        recorded = (stamps, values, f"recorded {command_topic} ({fname})")
+    recorded = _recorded_commands(bag, command_topic, loaded) if command_topic else None
 
     saliency: list[NDArray[np.float32]] = []
     overlays: list[NDArray[np.uint8]] = []
@@ -258,6 +255,33 @@ def explain(
     return result
 
 
+def _recorded_commands(
+    bag: str | Path, topic: str, loaded: Sequence[tuple[str | None, Policy, str]]
+) -> dict[str, tuple[NDArray[np.int64], NDArray[np.float64], str]]:
+    """The recorded command of ``topic`` per policy output it carries (a drone's Twist: each of
+    ``linear_x`` … ``angular_z`` on its own panel), keyed by output name; when it carries none
+    of them, its default field (the steering-like one) on the first output's panel.
+
+    Raises:
+        ExplainError: unreadable bag, missing topic or field.
+    """
+    from ltc_controller.explain.frames import bag_topics
+    from ltc_controller.interfaces.command_axes import FIELDS
+
+    msgtype = bag_topics(bag).get(topic, "")
+    fields = FIELDS.get(msgtype, {})
+    names = list(dict.fromkeys(n for _, p, _ in loaded for n in p.config.output_names))
+    out = {}
+    for name in names:
+        if name in fields:
+            stamps, values, fname = read_commands(bag, topic, fields[name])
+            out[name] = (stamps, values, f"recorded {topic} ({fname})")
+    if not out:
+        stamps, values, fname = read_commands(bag, topic)
+        out[names[0]] = (stamps, values, f"recorded {topic} ({fname})")
+    return out
+
+
 def _markdown(result: ExplainResult, labels: list[str], title: str, notes: str, rec: bool) -> str:
     s = result.summary
     crop = s["crop"]
@@ -323,20 +347,24 @@ def _markdown(result: ExplainResult, labels: list[str], title: str, notes: str, 
         "**Where the saliency lies** (VisualBackProp, mean over frames): mass in the top third "
         "of the image (sky, horizon), mass centroid (x: −1 left … +1 right; y: 0 top … 1 "
         "bottom), the smallest share of pixels holding half the mass (small = focused), and the "
-        "mass on marking-like pixels (bright-unsaturated or yellow below the top third: a "
-        "colour threshold, approximate) against their share of the image.",
+        "mass on marking-like pixels (bright-unsaturated or yellow below the top third: lane "
+        "paint) and on target-like pixels (saturated red, grown by a pixel: the drone's red "
+        "chair) against their share of the image (enrichment: mass / share, 1 = no "
+        "preference). Both are colour thresholds, approximate.",
         "",
         "| policy | top third | centroid x | centroid y | area of half the mass | "
-        "marking-like: share / mass / enrichment |",
-        "|---|---:|---:|---:|---:|---:|",
+        "marking-like: share / mass / enrichment | target-like: share / mass / enrichment |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label in labels:
         a = s["policies"][label]["attention"]
+        cells = [
+            f"{a[f'{m}_share']:.3f} / {a[f'{m}_mass']:.3f} / {_fmt(a[f'{m}_enrichment'], '.2f')}×"
+            for m in ("marking_like", "target_like")
+        ]
         lines.append(
             f"| {label} | {a['top_third']:.2f} | {a['centroid_x']:+.2f} | "
-            f"{a['centroid_y']:.2f} | {a['area_half_mass']:.2f} | "
-            f"{a['marking_like_share']:.3f} / {a['marking_like_mass']:.3f} / "
-            f"{_fmt(a['marking_like_enrichment'], '.2f')}× |"
+            f"{a['centroid_y']:.2f} | {a['area_half_mass']:.2f} | {cells[0]} | {cells[1]} |"
         )
     f = result.files
     lines += ["", "## Figures", ""]

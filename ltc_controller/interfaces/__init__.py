@@ -25,7 +25,7 @@ from typing import Any
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-__all__ = ["PACKAGE", "msg_dir", "typestore"]
+__all__ = ["PACKAGE", "msg_dir", "share_dir", "typestore"]
 
 #: This package's name, the ROS package of the messages in ``msg/``.
 PACKAGE = "ltc_controller"
@@ -34,20 +34,26 @@ PACKAGE = "ltc_controller"
 _SHIPPED = Path(__file__).resolve().parent
 
 
-def msg_dir() -> Path | None:
-    """The directory holding this package's ``.msg`` files, or ``None`` when there is none.
+def share_dir(name: str) -> Path | None:
+    """The installed data folder ``name`` of this package (``msg``, ``config``, ``launch``), or
+    ``None`` when there is none.
 
-    ``<prefix>/share/ltc_controller/msg`` for ``sys.prefix`` (pip data files) and each prefix of
-    ``AMENT_PREFIX_PATH`` (colcon install), else the repository's ``msg/`` next to the package
-    directory (editable install / source tree).
+    ``<prefix>/share/ltc_controller/<name>`` for ``sys.prefix`` (pip data files) and each prefix
+    of ``AMENT_PREFIX_PATH`` (colcon install), else the repository's ``<name>/`` next to the
+    package directory (editable install / source tree).
     """
     prefixes = [sys.prefix, *os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)]
     for prefix in filter(None, prefixes):
-        installed = Path(prefix) / "share" / PACKAGE / "msg"
+        installed = Path(prefix) / "share" / PACKAGE / name
         if installed.is_dir():
             return installed
-    source = Path(__file__).resolve().parents[2] / "msg"
+    source = Path(__file__).resolve().parents[2] / name
     return source if source.is_dir() else None
+
+
+def msg_dir() -> Path | None:
+    """The directory holding this package's ``.msg`` files (:func:`share_dir`), or ``None``."""
+    return share_dir("msg")
 
 
 def _msg_files() -> list[tuple[str, Path]]:

@@ -41,7 +41,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -52,6 +52,9 @@ from .cores import Core, CTRNNCore, GRUCore, LSTMCore, MLPCore, as_compute_dtype
 from .heads import HEADS, NORMALIZATIONS, ConvHead, DroneTrunk, build_head, head_feature_dim
 from .ltc import LTCCell
 from .wiring import NCP, FullyConnected, Wiring
+
+if TYPE_CHECKING:
+    from ltc_controller.models.ood import FeatureStats
 
 __all__ = [
     "ARCHITECTURES",
@@ -461,6 +464,9 @@ class Policy(nn.Module):
         self.register_buffer(
             "output_scale", torch.tensor(cfg.output_scale, dtype=torch.float32), persistent=False
         )
+        #: Training-feature statistics of the out-of-distribution monitor
+        #: (:class:`~ltc_controller.models.ood.FeatureStats`), None when the file has none.
+        self.feature_stats: FeatureStats | None = None
 
     @classmethod
     def from_config(cls, config: PolicyConfig | None = None, seed: int = 0) -> Policy:

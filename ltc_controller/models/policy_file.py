@@ -8,6 +8,10 @@ Format (version 2): a standard safetensors file whose header metadata holds
 
 and one float32 tensor per entry of ``Policy.state_dict()`` (``head.*`` and the core's, e.g.
 ``ltc.*``, an ncps ``LTCCell`` state_dict, masks included; ``cfc.*``, an ncps ``CfC`` state_dict).
+Optional: the out-of-distribution monitor's statistics (``Policy.feature_stats``,
+:class:`~ltc_controller.models.ood.FeatureStats`) as tensors ``ood.mean`` ``(F,)`` and
+``ood.precision`` ``(F, F)`` (float64) plus metadata ``"ood"`` (JSON: window, thresholds,
+calibration); a file without them loads with ``feature_stats = None``.
 Version 1 files (NCP-LTC only, before ``units``, ``core_options`` and ``head`` existed) still load:
 those keys take their defaults. A single file keeps weights and config from drifting
 apart. Loading parses the header itself (8-byte little-endian length + JSON) and the tensors with
@@ -26,6 +30,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
+from .heads import head_feature_dim
 from .policy import Policy, PolicyConfig
 
 __all__ = [
@@ -42,6 +47,7 @@ FORMAT_VERSION = "2"
 # Config keys added in version 2, and what a version 1 file means by their absence.
 _V1_DEFAULTS: dict[str, Any] = {"units": None, "core_options": {}, "head": "ncp_conv"}
 _MAX_HEADER = 100 * 1024 * 1024
+_OOD_MEAN, _OOD_PRECISION = "ood.mean", "ood.precision"
 #: The NCP-19 lane-keeping policy shipped with the package (``policies/README.md`` says how it
 #: was trained and what it scored); the policy node runs it when no file is given.
 BUNDLED_POLICY = (
@@ -82,6 +88,11 @@ def save_policy(policy: Policy, path: str | os.PathLike[str]) -> Path:
         "format_version": FORMAT_VERSION,
         "config": policy.config.to_json(),
     }
+    stats = getattr(policy, "feature_stats", None)
+    if stats is not None:
+        tensors[_OOD_MEAN] = torch.from_numpy(stats.mean.astype("float64"))
+        tensors[_OOD_PRECISION] = torch.from_numpy(stats.precision.astype("float64"))
+        metadata["ood"] = json.dumps(stats.to_metadata())
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -210,8 +221,15 @@ def load_policy(path: str | os.PathLike[str], device: torch.device | str = "cpu"
     except Exception as exc:  # safetensors raises its own error types
         raise PolicyFileError(f"{path}: not a valid safetensors file: {exc}") from exc
 
+    stats = _feature_stats(path, header.get("__metadata__"), tensors)
     with torch.random.fork_rng(devices=[]):
         policy = Policy(config)
+    if stats is not None and stats.features != head_feature_dim(config.head):
+        raise PolicyFileError(
+            f"{path}: out-of-distribution statistics have {stats.features} features; the "
+            f"{config.head} head gives {head_feature_dim(config.head)}"
+        )
+    policy.feature_stats = stats
     expected = policy.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -243,3 +261,22 @@ def load_policy(path: str | os.PathLike[str], device: torch.device | str = "cpu"
             )
     policy.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()}, strict=True)
     return policy.to(device).eval()
+
+
+def _feature_stats(path: Path, metadata: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Pop the monitor's tensors from ``tensors`` and build its FeatureStats (or None)."""
+    from ltc_controller.models.ood import FeatureStats
+
+    mean, precision = tensors.pop(_OOD_MEAN, None), tensors.pop(_OOD_PRECISION, None)
+    text = metadata.get("ood") if isinstance(metadata, dict) else None
+    if mean is None and precision is None and text is None:
+        return None
+    if mean is None or precision is None or text is None:
+        raise PolicyFileError(
+            f"{path}: incomplete out-of-distribution statistics (need tensors {_OOD_MEAN}, "
+            f"{_OOD_PRECISION} and metadata 'ood')"
+        )
+    try:
+        return FeatureStats.from_parts(mean.numpy(), precision.numpy(), json.loads(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PolicyFileError(f"{path}: invalid out-of-distribution statistics: {exc}") from exc

@@ -5,9 +5,12 @@ Topics (names resolve under the node's namespace unless absolute; parameters of
 
 - ``/camera/image_raw`` sensor_msgs/msg/Image (rgb8, the forward camera with the condition's
   camera noise), SENSOR_DATA QoS, at ``camera_rate_hz``;
-- ``cmd_vel`` (``twist_topic``) geometry_msgs/msg/Twist, subscribed: body-frame velocity setpoint
-  (REP 103: ``linear.x`` forward, ``linear.y`` left, ``linear.z`` up, m/s; ``angular.z`` yaw
-  rate, rad/s), as ``safety_fallback`` publishes it with the drone profile; held until the next;
+- ``cmd_vel`` (``twist_topic``) geometry_msgs/msg/Twist (or TwistStamped, ``twist_type``),
+  subscribed: body-frame velocity setpoint (REP 103: ``linear.x`` forward, ``linear.y`` left,
+  ``linear.z`` up, m/s; ``angular.z`` yaw rate, rad/s), as ``safety_fallback`` publishes it with
+  the drone profile; held until the next. A TwistStamped carries its camera frame's stamp
+  through both nodes, so the log has each frame's camera-to-setpoint latency (as the car's);
+  a plain Twist has no stamp to match;
 - ``land`` (``land_topic``) std_msgs/msg/Empty, subscribed: descend and disarm on touchdown
   (``safety_fallback``'s landing request);
 - ``odom`` nav_msgs/msg/Odometry, true state (``odom`` -> ``base_link`` = centre of mass; twist in
@@ -19,6 +22,12 @@ Topics (names resolve under the node's namespace unless absolute; parameters of
 Timing as the car's: the physics timer advances the simulation by the steady-clock time since its
 last tick (the drone's 500 Hz physics and 100 Hz velocity loop run inside), capped at
 ``max_catchup_s``.
+
+Run log: streamed to disk as the car's (:class:`~.run_log.RunLog`: one ``.npy`` per column in
+``<log>.parts/`` after :meth:`DroneSimulatorNode.open_log`, flushed every
+:data:`~.run_log.LOG_FLUSH_S`), so a long flight keeps memory flat and a killed simulator
+loses at most the last second; :meth:`DroneSimulatorNode.write_log` turns it into the ``.npz``
+and ``.json``.
 """
 
 from __future__ import annotations
@@ -32,11 +41,26 @@ from typing import Any
 
 import numpy as np
 
-from ltc_controller.sim.drone.drone_sim import HISTORY_COLUMNS, DroneMetrics, DroneSim
+from ltc_controller.nodes.commands import read_command
+from ltc_controller.nodes.run_log import RunLog, frame_latencies
+from ltc_controller.sim.drone.drone_sim import HISTORY_COLUMNS, DroneMetrics, DroneSim, FlightMode
 from ltc_controller.sim.drone.plot import world_arrays
 from ltc_controller.transport import port
 
-__all__ = ["DroneSimulatorNode"]
+__all__ = ["CMD_COLUMNS", "FRAME_COLUMNS", "LAND_COLUMNS", "PHYS_COLUMNS", "DroneSimulatorNode"]
+
+#: Columns of the run log by row kind (``phys_*`` from the drone's HISTORY_COLUMNS).
+FRAME_COLUMNS = {"frame_stamp_ns": np.int64, "frame_render_s": np.float64}
+CMD_COLUMNS = {
+    "cmd_recv": np.float64,
+    "cmd_stamp_ns": np.int64,
+    "cmd_vx": np.float64,
+    "cmd_vy": np.float64,
+    "cmd_vz": np.float64,
+    "cmd_yaw_rate": np.float64,
+}
+LAND_COLUMNS = {"land_recv": np.float64}
+PHYS_COLUMNS = {f"phys_{c}": np.float64 for c in HISTORY_COLUMNS}
 
 
 def _split_stamp(t: float) -> tuple[int, int]:
@@ -76,15 +100,22 @@ class DroneSimulatorNode:
         self._effects = ImageEffects(
             self.condition.image_condition, p["world_seed"], sim.image_height, sim.image_width
         )
-        self.frame_stamp_ns: list[int] = []
-        self.frame_render_s: list[float] = []
-        self.cmd_recv: list[float] = []
-        self.cmd_values: list[tuple[float, float, float, float]] = []
-        self.land_recv: list[float] = []
+        self._log = RunLog(
+            {
+                "frames": FRAME_COLUMNS,
+                "cmds": CMD_COLUMNS,
+                "land": LAND_COLUMNS,
+                "phys": PHYS_COLUMNS,
+            }
+        )
         self.bad_commands = 0
         self.physics_overruns = 0
         self.camera_errors = 0
-        self._history: list[np.ndarray] = []
+        #: the first landing request: ROS time (s) and horizontal speed then (m/s, the hover)
+        self.land_wall: float | None = None
+        self.hover_speed_mps: float | None = None
+        #: touchdown (mode ``landed``): ROS time (s)
+        self.touchdown_wall: float | None = None
         self._start_wall = node.now()
         self._last_steady: float | None = None
         self._stopped = False
@@ -96,7 +127,8 @@ class DroneSimulatorNode:
         self._task_pub = node.create_publisher(
             "diagnostic_msgs/msg/DiagnosticArray", p["task_topic"]
         )
-        node.create_subscription("geometry_msgs/msg/Twist", p["twist_topic"], self.on_command)
+        self._twist_type = p["twist_type"]
+        node.create_subscription(p["twist_type"], p["twist_topic"], self.on_command)
         node.create_subscription("std_msgs/msg/Empty", p["land_topic"], self.on_land)
         self._timers = [
             node.create_timer(1.0 / p["physics_rate_hz"], self.on_physics),
@@ -114,23 +146,22 @@ class DroneSimulatorNode:
     # -- callbacks -----------------------------------------------------------------------------
 
     def on_command(self, msg: Any) -> None:
-        """Hold a Twist setpoint; a malformed or non-finite one is counted and ignored."""
+        """Hold a Twist (TwistStamped) setpoint; a malformed or non-finite one is counted and
+        ignored."""
         recv = self.node.now()
         try:
-            v = (
-                float(msg.linear.x),
-                float(msg.linear.y),
-                float(msg.linear.z),
-                float(msg.angular.z),
-            )
+            values, stamp_ns = read_command(self._twist_type, msg)
+            vx, vy, vz, wz = (float(x) for x in values)
         except (AttributeError, TypeError, ValueError) as e:
             self._bad_command(f"malformed Twist ({e})")
             return
-        if not self.sim.set_command(*v):
-            self._bad_command(f"non-finite Twist {v}")
+        if not self.sim.set_command(vx, vy, vz, wz):
+            self._bad_command(f"non-finite Twist {(vx, vy, vz, wz)}")
             return
-        self.cmd_recv.append(recv)
-        self.cmd_values.append(v)
+        self._log["cmds"].append((recv, stamp_ns, vx, vy, vz, wz))
+
+    def _log_error(self, text: str) -> None:
+        self.node.logger.error(f"simulator: {text}")
 
     def _bad_command(self, why: str) -> None:
         self.bad_commands += 1
@@ -140,8 +171,12 @@ class DroneSimulatorNode:
     def on_land(self, msg: Any) -> None:
         """Start landing (repeated requests change nothing)."""
         del msg
-        self.land_recv.append(self.node.now())
-        if len(self.land_recv) == 1:
+        now = self.node.now()
+        self._log["land"].append((now,))
+        if self.land_wall is None:
+            self.land_wall = now
+            v = self.sim.velocity
+            self.hover_speed_mps = float(math.hypot(v[0], v[1]))
             self.node.logger.warning(
                 f"simulator: landing requested at sim time {self.sim.time:.2f} s, altitude "
                 f"{self.sim.altitude:.2f} m"
@@ -162,7 +197,11 @@ class DroneSimulatorNode:
             dt = self.params["max_catchup_s"]
         self.sim.step(max(0.0, dt))
         self._flush_history()
+        self._log.flush_every(now, self._log_error)
         m = self.sim.metrics
+        if self.touchdown_wall is None and m.mode == FlightMode.LANDED:
+            self.touchdown_wall = self.node.now()
+            self.node.logger.info(f"simulator: touchdown at sim time {m.time:.2f} s")
         if m.done and not self._reported_done:
             self._reported_done = True
             self.node.logger.info(f"simulator: task {self._outcome(m)} at {m.time:.2f} s")
@@ -185,7 +224,7 @@ class DroneSimulatorNode:
     def _flush_history(self) -> None:
         h = self.sim.history()
         if h.shape[0]:
-            self._history.append(h)
+            self._log["phys"].extend(h)
             self.sim.clear_history()
 
     def on_camera(self) -> None:
@@ -214,8 +253,7 @@ class DroneSimulatorNode:
             data=img.tobytes(),
         )
         self._image_pub.publish(msg)
-        self.frame_stamp_ns.append(sec * 1_000_000_000 + nsec)
-        self.frame_render_s.append(render_s)
+        self._log["frames"].append((sec * 1_000_000_000 + nsec, render_s))
 
     @staticmethod
     def _header(n: port.Node, sec: int, nsec: int, frame: str) -> Any:
@@ -294,8 +332,11 @@ class DroneSimulatorNode:
     def log_arrays(self) -> dict[str, np.ndarray]:
         """The run log as arrays (the ``.npz`` contents).
 
-        Keys: ``frame_stamp_ns`` int64 / ``frame_stamp`` s / ``frame_render_s``, each ``(F,)``;
-        ``cmd_recv`` s ``(C,)`` and ``cmd_twist`` ``(C, 4)`` (vx, vy, vz m/s, yaw rate rad/s);
+        Keys: ``frame_stamp_ns`` int64 / ``frame_stamp`` s / ``frame_render_s`` /
+        ``frame_latency_s`` (receive time of the first setpoint carrying the frame's stamp minus
+        the stamp; NaN = unmatched, always with a plain Twist), each ``(F,)``; ``cmd_recv`` s and
+        ``cmd_stamp_ns`` (0 for a plain Twist) ``(C,)``, ``cmd_twist`` ``(C, 4)`` (vx, vy, vz
+        m/s, yaw rate rad/s);
         ``land_recv`` s ``(L,)``; ``phys_<col>`` for col in the drone's ``HISTORY_COLUMNS``
         (100 Hz rows, sim time since reset); ``start_wall`` (``node.now()`` at sim time 0, s);
         the world (:func:`~ltc_controller.sim.drone.plot.world_arrays`: ``target``,
@@ -303,20 +344,23 @@ class DroneSimulatorNode:
         :func:`~ltc_controller.sim.drone.plot.plot_drone_run`.
         """
         self._flush_history()
-        h = np.concatenate(self._history) if self._history else np.zeros((0, len(HISTORY_COLUMNS)))
-        fs = np.asarray(self.frame_stamp_ns, dtype=np.int64)
+        frames, cmds, land, phys = (self._log.read(g) for g in ("frames", "cmds", "land", "phys"))
+        fs, cs = np.array(frames["frame_stamp_ns"]), np.array(cmds["cmd_stamp_ns"])
+        twist = [cmds[c] for c in ("cmd_vx", "cmd_vy", "cmd_vz", "cmd_yaw_rate")]
         out: dict[str, np.ndarray] = {
             "frame_stamp_ns": fs,
             "frame_stamp": fs.astype(np.float64) * 1e-9,
-            "frame_render_s": np.asarray(self.frame_render_s, dtype=np.float64),
-            "cmd_recv": np.asarray(self.cmd_recv, dtype=np.float64),
-            "cmd_twist": np.asarray(self.cmd_values, dtype=np.float64).reshape(-1, 4),
-            "land_recv": np.asarray(self.land_recv, dtype=np.float64),
+            "frame_render_s": np.array(frames["frame_render_s"]),
+            "frame_latency_s": frame_latencies(fs, cs, cmds["cmd_recv"]),
+            "cmd_recv": np.array(cmds["cmd_recv"]),
+            "cmd_stamp_ns": cs,
+            "cmd_twist": np.stack(twist, axis=1) if twist[0].size else np.zeros((0, 4)),
+            "land_recv": np.array(land["land_recv"]),
             "start_wall": np.asarray(self._start_wall),
             **world_arrays(self.sim.world),
         }
-        for i, col in enumerate(HISTORY_COLUMNS):
-            out[f"phys_{col}"] = h[:, i].copy()
+        for key in PHYS_COLUMNS:
+            out[key] = np.array(phys[key])
         return out
 
     def summary(self, arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
@@ -324,6 +368,8 @@ class DroneSimulatorNode:
         a = arrays if arrays is not None else self.log_arrays()
         m = self.sim.metrics
         rs = a["frame_render_s"]
+        lat = a["frame_latency_s"]
+        lat = lat[np.isfinite(lat)]
         return {
             "scenario": "drone",
             "frames_published": int(a["frame_stamp_ns"].size),
@@ -332,6 +378,7 @@ class DroneSimulatorNode:
             "bad_commands": self.bad_commands,
             "physics_overruns": self.physics_overruns,
             "camera_errors": self.camera_errors,
+            "log_errors": self.log_errors,
             "duration_s": float(m.time),
             "wall_duration_s": self.node.now() - self._start_wall,
             "success": m.success,
@@ -343,6 +390,9 @@ class DroneSimulatorNode:
             "timed_out": m.timed_out,
             "mode": m.mode,
             "final_altitude_m": m.altitude,
+            "land_received_wall_s": self.land_wall,
+            "hover_speed_mps": self.hover_speed_mps,
+            "touchdown_wall_s": self.touchdown_wall,
             "distance_flown_m": float(
                 np.sum(
                     np.sqrt(
@@ -356,6 +406,10 @@ class DroneSimulatorNode:
             if a["phys_t"].size > 1
             else 0.0,
             "render_mean_s": float(rs.mean()) if rs.size else None,
+            "twist_type": self._twist_type,
+            "latency_matched_frames": int(lat.size),
+            "latency_p50_s": float(np.percentile(lat, 50.0)) if lat.size else None,
+            "latency_p99_s": float(np.percentile(lat, 99.0)) if lat.size else None,
             "world_seed": int(self.sim.world.seed),
             "condition": self.condition.name,
             "params": self.params,
@@ -376,10 +430,33 @@ class DroneSimulatorNode:
         np.savez(p, **arrays)  # type: ignore[arg-type]
         summ = self.summary(arrays)
         p.with_suffix(".json").write_text(json.dumps(summ, indent=2) + "\n")
+        if p.with_suffix(".parts") == self._log.folder:  # the .npz holds it all now
+            self._log.restart()
         return summ
 
+    @property
+    def log_errors(self) -> int:
+        """Run-log writes that failed (the first is logged)."""
+        return self._log.errors
+
+    @property
+    def log_dir(self) -> Path:
+        """The folder the run log's columns stream to (``<log>.parts`` after :meth:`open_log`)."""
+        return self._log.folder
+
+    def open_log(self, path: str | Path) -> None:
+        """Stream the run log to ``<path without suffix>.parts/`` from now on (rows already
+        recorded move with it), so a killed simulator leaves its flight there.
+
+        Raises:
+            OSError: the folder cannot be created.
+        """
+        self._log.move_to(Path(path).with_suffix(".parts"))
+
     def close(self) -> None:
-        """Cancel timers and free the renderer."""
+        """Cancel timers, free the renderer, close the run log (a temporary one is removed;
+        ``<log>.parts`` stays unless :meth:`write_log` turned it into the ``.npz``)."""
         for t in self._timers:
             t.cancel()
         self.sim.close()
+        self._log.close()

@@ -24,6 +24,7 @@ from ltc_controller.params import ParameterError
 from ltc_controller.runtime.backend import StepModel
 from ltc_controller.runtime.factory import build_runtime
 from ltc_controller.runtime.loop import PolicyRuntime
+from ltc_controller.runtime.ood import FeatureMonitor
 
 __all__ = ["DRONE_OUTPUTS", "Engine", "StallableModel", "build_engine", "load_model"]
 
@@ -96,6 +97,8 @@ class Engine:
         load_s: seconds it took to load and build (warm-up included).
         head: a private CPU copy of the conv head for the saliency worker (None: the policy
             has none).
+        monitor: the out-of-distribution monitor on the policy file's feature statistics
+            (None: the file has none); attached to the runtime while ``ood.enabled``.
     """
 
     policy: Policy
@@ -106,6 +109,32 @@ class Engine:
     policy_file: str
     load_s: float
     head: Any = None
+    monitor: FeatureMonitor | None = None
+
+    def configure_monitor(self, p: Mapping[str, Any]) -> None:
+        """Apply ``ood.*``: thresholds (0 = the file's), attached to the runtime or not."""
+        mon = self.monitor
+        if mon is None:
+            return
+        mon.degraded = p["ood.degraded_threshold"] or mon.stats.degraded
+        mon.fault = max(p["ood.fault_threshold"] or mon.stats.fault, mon.degraded)
+        self.runtime.feature_monitor = mon if p["ood.enabled"] else None
+
+    def ood_level(self, p: Mapping[str, Any]) -> int:
+        """The monitor's level this tick (0 when detached or absent), capped at DEGRADED
+        unless ``ood.hand_over``."""
+        mon = self.runtime.feature_monitor
+        if mon is None:
+            return 0
+        return mon.level if p["ood.hand_over"] else min(mon.level, 1)
+
+    @property
+    def ood_state(self) -> str:
+        """``active``, ``disabled`` (``ood.enabled`` false) or ``unavailable`` (no statistics
+        in the policy file)."""
+        if self.monitor is None:
+            return "unavailable"
+        return "active" if self.runtime.feature_monitor is not None else "disabled"
 
 
 def build_engine(
@@ -149,6 +178,17 @@ def build_engine(
         )
     except ValueError as e:
         raise ParameterError(f"parameter 'device'/'backend': {e}") from None
-    return Engine(
-        policy, cfg, stallable[0], runtime, names, p["policy_file"], time.monotonic() - t0, head
+    stats = getattr(policy, "feature_stats", None)
+    engine = Engine(
+        policy,
+        cfg,
+        stallable[0],
+        runtime,
+        names,
+        p["policy_file"],
+        time.monotonic() - t0,
+        head,
+        FeatureMonitor(stats) if stats is not None else None,
     )
+    engine.configure_monitor(p)
+    return engine

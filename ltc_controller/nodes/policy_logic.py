@@ -197,7 +197,11 @@ class Decision:
 
 
 def decide(
-    r: TickResult, st: PolicyNodeState, m: CommandMapping, output_names: Sequence[str]
+    r: TickResult,
+    st: PolicyNodeState,
+    m: CommandMapping,
+    output_names: Sequence[str],
+    ood_level: int = 0,
 ) -> Decision:
     """One tick's command, heartbeat and health from the runtime's result (module docstring).
 
@@ -206,6 +210,8 @@ def decide(
         st: the node state before the tick.
         m: the command mapping.
         output_names: the policy's ``M`` output names.
+        ood_level: the out-of-distribution monitor's level (0 OK, 1 DEGRADED, 2 FAULT; reason
+            ``ood_features``), already capped by ``ood.hand_over``.
     """
     work_ok = st.work_ok
     if r.steps > 0 or r.overrun or not r.deadline_met:
@@ -230,6 +236,8 @@ def decide(
         health, reasons = Health.DEGRADED, ("reset",)
     if non_finite:
         health, reasons = Health.FAULT, (*reasons, "non_finite_output")
+    if ood_level > 0:
+        health, reasons = max(health, Health(ood_level)), (*reasons, "ood_features")
     return Decision(
         command=command,
         stamp_ns=r.frame_stamp_ns,

@@ -337,6 +337,10 @@ class PolicyNode:
                     eng.runtime.cfg = runtime_config(eng.config, runtime_overrides(p))
         if plan.saliency and self._engine is not None:
             self._configure_saliency()
+        if plan.ood:
+            for eng in (self._engine, self._pending):
+                if eng is not None:
+                    eng.configure_monitor(p)
 
     # -- callbacks: store and return -----------------------------------------------------------
     def _frame_time(self, stamp: Any) -> tuple[float, int]:
@@ -421,7 +425,7 @@ class PolicyNode:
             if e != "frame_skipped":
                 self._log_event(e)
         st = self.state
-        d = decide(r, st, self.mapping, eng.output_names)
+        d = decide(r, st, self.mapping, eng.output_names, eng.ood_level(self.p))
         if d.command is not None and not self.ticks.new_command(
             eng.runtime.state_time_ns, r.frame_stamp_ns
         ):
@@ -586,7 +590,15 @@ class PolicyNode:
             commands_sent=self.commands_sent,
             frames_commanded=self.frames_commanded,
             frame_to_command_s=latency_s,
+            ood_monitor=eng.ood_state,
+            ood_score=self._ood_score(eng),
+            ood_alarms=eng.monitor.alarms if eng.monitor is not None else 0,
         )
+
+    @staticmethod
+    def _ood_score(eng: Engine) -> float:
+        mon = eng.runtime.feature_monitor
+        return mon.score if mon is not None and math.isfinite(mon.score) else -1.0
 
     def _publish_diagnostics(self) -> None:
         if not self.active:
@@ -635,6 +647,9 @@ class PolicyNode:
             ("non_finite_outputs", str(self.state.non_finite_outputs)),
             ("health_transitions", str(self.health_log.transitions)),
             ("health_faults", str(self.health_log.faults)),
+            ("ood_monitor", eng.ood_state),
+            ("ood_score", f"{self._ood_score(eng):.3f}"),
+            ("ood_alarms", str(eng.monitor.alarms if eng.monitor is not None else 0)),
         ]
         values.append(("lifecycle", self.lifecycle.state))
         values += [(f"rejected.{k}", str(v)) for k, v in sorted(c.rejections.items())]

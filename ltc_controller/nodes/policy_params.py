@@ -12,8 +12,8 @@ validate on set, apply after). Which sets reset the policy's state:
   read again) and swapped in the same way: state reset;
 - ``deadline_s``, ``max_frame_age_s``, ``max_lag_s``, ``clock_stop_s``: applied to the running
   runtime in place, state kept;
-- the command mapping (``speed_mps``, ``steering_scale``, ...) and ``saliency.*``: applied at
-  the next tick, state kept.
+- the command mapping (``speed_mps``, ``steering_scale``, ...), ``saliency.*`` and ``ood.*``:
+  applied at the next tick, state kept.
 """
 
 from __future__ import annotations
@@ -270,6 +270,39 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
         30.0,
     ),
     ParamSpec(
+        "ood.enabled",
+        bool,
+        True,
+        "Out-of-distribution monitor on the head's features (needs statistics in the policy "
+        "file: `ltc-controller monitor fit`); health reason ood_features",
+    ),
+    ParamSpec(
+        "ood.hand_over",
+        bool,
+        True,
+        "Above the fault threshold the policy reports FAULT (the safety node falls back, "
+        "policy_fault); false: never worse than DEGRADED",
+    ),
+    ParamSpec(
+        "ood.degraded_threshold",
+        float,
+        0.0,
+        "Score (EMA of the squared Mahalanobis distance per feature) above which health is "
+        "DEGRADED; 0 = the file's calibrated value",
+        "",
+        0.0,
+        1.0e6,
+    ),
+    ParamSpec(
+        "ood.fault_threshold",
+        float,
+        0.0,
+        "Score above which health is FAULT; 0 = the file's calibrated value",
+        "",
+        0.0,
+        1.0e6,
+    ),
+    ParamSpec(
         "debug.step_delay_s",
         float,
         0.0,
@@ -330,6 +363,7 @@ class SetPlan:
             from the policy already loaded.
         runtime: the running runtime's settings change in place.
         saliency: the saliency worker's settings change.
+        ood: the out-of-distribution monitor's settings change.
     """
 
     params: dict[str, Any]
@@ -337,6 +371,7 @@ class SetPlan:
     reload: bool
     runtime: bool
     saliency: bool
+    ood: bool = False
 
 
 def plan_set(current: Mapping[str, Any], changes: Mapping[str, Any]) -> SetPlan:
@@ -360,4 +395,5 @@ def plan_set(current: Mapping[str, Any], changes: Mapping[str, Any]) -> SetPlan:
         reload="policy_file" in changed,
         runtime=bool(changed & RUNTIME_PARAMS),
         saliency=any(k.startswith("saliency.") for k in changed),
+        ood=any(k.startswith("ood.") for k in changed),
     )

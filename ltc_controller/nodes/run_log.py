@@ -8,23 +8,29 @@ is rewritten with the new row count, so at any moment every file is a valid ``.n
 rows flushed so far: a process killed with SIGKILL loses at most the rows since the last flush,
 and ``np.load(folder / "name.npy")`` (or :func:`read_columns`) reads the rest.
 
-Memory stays flat however long the run: the buffers are all the log holds.
+Memory stays flat however long the run: the buffers are all the log holds. :class:`RunLog` is a
+node's whole run log (the car's and the drone's simulator): several such groups in one folder.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import shutil
 import struct
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ColumnLog", "read_columns"]
+__all__ = ["LOG_FLUSH_S", "ColumnLog", "RunLog", "frame_latencies", "read_columns"]
 
 _MAGIC = b"\x93NUMPY\x01\x00"
+#: How often a :class:`RunLog`'s buffered rows go to disk (s, steady clock): what a SIGKILL of
+#: its node can lose.
+LOG_FLUSH_S = 1.0
 #: Fixed header size (magic + length + dict, padded), so it can be rewritten in place.
 _HEADER_BYTES = 128
 
@@ -92,6 +98,7 @@ class ColumnLog:
             else:
                 f = open(path, "w+b")  # noqa: SIM115 - closed in close()
                 f.write(_header(dt, 0))
+                f.flush()  # a column that never gets a row is still a valid, empty .npy
             self._files.append(f)
         self._closed = False
 
@@ -173,4 +180,109 @@ def read_columns(folder: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
             if n
             else np.zeros(0, dtype=dt)
         )
+    return out
+
+
+class RunLog:
+    """A node's run log: groups of :class:`ColumnLog` (one per row kind, e.g. frames, commands,
+    physics rows) streamed to one folder, a temporary one until :meth:`move_to` names it.
+
+    Args:
+        groups: group name → its columns (name → dtype), as :class:`ColumnLog` takes them.
+
+    Raises:
+        OSError: the temporary folder or a file cannot be created.
+    """
+
+    def __init__(self, groups: Mapping[str, Mapping[str, Any]]) -> None:
+        self._groups = {g: dict(cols) for g, cols in groups.items()}
+        self.folder = Path(tempfile.mkdtemp(prefix="ltc_sim_log_"))
+        self.is_temp = True
+        #: flushes that failed (a full disk must not stop the node: the owner logs the first)
+        self.errors = 0
+        self._last_flush: float | None = None
+        self._open()
+
+    def _open(self) -> None:
+        self.logs = {g: ColumnLog(self.folder, cols) for g, cols in self._groups.items()}
+
+    def __getitem__(self, group: str) -> ColumnLog:
+        return self.logs[group]
+
+    def flush(self) -> OSError | None:
+        """Flush every group; returns the error (counted in :attr:`errors`) instead of raising."""
+        try:
+            for log in self.logs.values():
+                log.flush()
+        except OSError as e:
+            self.errors += 1
+            return e
+        return None
+
+    def flush_every(self, now: float, report: Callable[[str], None]) -> None:
+        """Flush when :data:`LOG_FLUSH_S` has passed since the last flush (``now``: steady
+        clock, s; the first call only starts the count). A failed write (full disk) is counted
+        and the first one passed to ``report``: it must never stop the node."""
+        if self._last_flush is None:
+            self._last_flush = now
+        if now - self._last_flush < LOG_FLUSH_S:
+            return
+        self._last_flush = now
+        e = self.flush()
+        if e is not None and self.errors == 1:
+            report(f"run log write failed: {e}")
+
+    def read(self, group: str) -> dict[str, np.ndarray]:
+        """The columns of ``group`` (memory maps, see :meth:`ColumnLog.read`)."""
+        return self.logs[group].read()
+
+    def move_to(self, folder: Path) -> None:
+        """Stream to ``folder`` from now on (rows already recorded move with it; an earlier
+        run's leftovers there are removed first).
+
+        Raises:
+            OSError: the folder cannot be created.
+        """
+        folder = Path(folder)
+        if folder == self.folder:
+            return
+        if folder.exists():
+            shutil.rmtree(folder)
+        old = self.folder
+        for log in self.logs.values():
+            log.close()
+        shutil.copytree(old, folder)
+        if self.is_temp:
+            shutil.rmtree(old, ignore_errors=True)
+        self.folder, self.is_temp = folder, False
+        self._open()
+
+    def restart(self) -> None:
+        """Drop the folder and go on in a new temporary one (after its rows went elsewhere,
+        e.g. into the ``.npz``)."""
+        for log in self.logs.values():
+            log.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="ltc_sim_log_"))
+        self.is_temp = True
+        self._open()
+
+    def close(self) -> None:
+        """Flush and close every group; a temporary folder is removed, a named one stays."""
+        for log in self.logs.values():
+            log.close()
+        if self.is_temp:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def frame_latencies(frame_ns: np.ndarray, cmd_ns: np.ndarray, cmd_recv: np.ndarray) -> np.ndarray:
+    """Per frame: receive time of the first command carrying its stamp minus the stamp (s),
+    NaN where none did. Shapes ``(F,)``, ``(C,)``, ``(C,)`` → ``(F,)``."""
+    out = np.full(frame_ns.shape[0], np.nan)
+    if cmd_ns.size == 0 or frame_ns.size == 0:
+        return out
+    stamps, first = np.unique(cmd_ns, return_index=True)  # index of each stamp's first command
+    pos = np.minimum(np.searchsorted(stamps, frame_ns), stamps.size - 1)
+    hit = stamps[pos] == frame_ns
+    out[hit] = cmd_recv[first[pos[hit]]] - frame_ns[hit] * 1e-9
     return out

@@ -20,20 +20,19 @@ pipeline copies that stamp into the command header, so ``receive time - stamp`` 
 command carrying a frame's stamp is that frame's image-to-command latency.
 
 Run log: streamed to disk while the node runs (:mod:`.run_log`: one ``.npy`` per column in the
-folder ``<log>.parts/``, flushed every :data:`LOG_FLUSH_S`), so memory stays flat however long the
-run and a killed simulator loses at most the last second. :meth:`SimulatorNode.open_log` (called
-by ``ltc-controller node simulator --log FILE`` before spinning) puts that folder next to the log;
-without it the columns go to a temporary folder. :meth:`SimulatorNode.write_log` after
-``node.spin()`` returns writes the ``.npz`` (same keys as ever, see
-:meth:`SimulatorNode.log_arrays`) and the ``.json`` summary, then removes the folder.
+folder ``<log>.parts/``, flushed every :data:`~.run_log.LOG_FLUSH_S`), so memory stays flat
+however long the run and a killed simulator loses at most the last second.
+:meth:`SimulatorNode.open_log` (called by ``ltc-controller node simulator --log FILE`` before
+spinning) puts that folder next to the log; without it the columns go to a temporary folder.
+:meth:`SimulatorNode.write_log` after ``node.spin()`` returns writes the ``.npz`` (same keys as
+ever, see :meth:`SimulatorNode.log_arrays`) and the ``.json`` summary, then removes the folder.
+The drone scenario streams its own log the same way (:class:`~.run_log.RunLog`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from ltc_controller.nodes.run_log import ColumnLog
+from ltc_controller.interfaces.command_axes import TWIST, TWIST_STAMPED
+from ltc_controller.nodes.run_log import RunLog, frame_latencies
 from ltc_controller.params import COMMON, ParamSpec, resolve
 from ltc_controller.sim.drone.conditions import DRONE_CONDITIONS
 from ltc_controller.sim.lane_sim import HISTORY_COLUMNS, LaneKeepingSim
@@ -86,14 +86,20 @@ PARAMS: tuple[ParamSpec, ...] = (
         read_only=True,
     ),
     ParamSpec("twist_topic", str, "cmd_vel", "drone: velocity setpoint topic (Twist, body frame)"),
+    ParamSpec(
+        "twist_type",
+        str,
+        TWIST,
+        "drone: type on twist_topic; TwistStamped carries the camera stamp (latency measured)",
+        choices=(TWIST, TWIST_STAMPED),
+        read_only=True,
+    ),
     ParamSpec("land_topic", str, "land", "drone: landing request topic (std_msgs/Empty)"),
     ParamSpec(
         "task_topic", str, "ground_truth/task", "drone: task metrics topic (DiagnosticArray)"
     ),
 )
 
-#: How often the run log's buffered rows go to disk (s, steady clock): what a SIGKILL can lose.
-LOG_FLUSH_S = 1.0
 #: Columns of the run log by row kind (``.npz`` keys; ``phys_*`` from HISTORY_COLUMNS).
 FRAME_COLUMNS = {"frame_stamp_ns": np.int64, "frame_wall": np.float64, "frame_render_s": np.float64}
 CMD_COLUMNS = {
@@ -179,14 +185,10 @@ class SimulatorNode:
             )
         self.sim = sim
         # Run log: streamed to column files (a temporary folder until open_log names one).
-        self._log_dir = Path(tempfile.mkdtemp(prefix="ltc_sim_log_"))
-        self._log_is_temp = True
-        self._open_columns(self._log_dir)
-        self._last_flush = node.steady()
+        self._log = RunLog({"frames": FRAME_COLUMNS, "cmds": CMD_COLUMNS, "phys": PHYS_COLUMNS})
         self.bad_commands = 0
         self.physics_overruns = 0
         self.camera_errors = 0
-        self.log_errors = 0
         self._start_wall = node.now()
         self._last_steady: float | None = None
         self._stopped = False
@@ -223,7 +225,10 @@ class SimulatorNode:
         if not self.sim.set_command(steer, speed):
             self._bad_command(f"non-finite command steering={steer} speed={speed}")
             return
-        self._cmds.append((recv, stamp_ns, steer, speed))
+        self._log["cmds"].append((recv, stamp_ns, steer, speed))
+
+    def _log_error(self, text: str) -> None:
+        self.node.logger.error(f"simulator: {text}")
 
     def _bad_command(self, why: str) -> None:
         self.bad_commands += 1
@@ -243,9 +248,7 @@ class SimulatorNode:
             dt = self.params["max_catchup_s"]
         self.sim.step(max(0.0, dt))
         self._flush_history()
-        if now - self._last_flush >= LOG_FLUSH_S:
-            self._last_flush = now
-            self._flush_log()
+        self._log.flush_every(now, self._log_error)
         dur = self.params["duration_s"]
         if dur > 0.0 and self.sim.time >= dur and not self._stopped:
             self._stopped = True
@@ -255,7 +258,7 @@ class SimulatorNode:
     def _flush_history(self) -> None:
         h = self.sim.history()
         if h.shape[0]:
-            self._phys.extend(h)
+            self._log["phys"].extend(h)
             self.sim.clear_history()
 
     def on_camera(self) -> None:
@@ -288,7 +291,7 @@ class SimulatorNode:
             data=img.tobytes(),
         )
         self._image_pub.publish(msg)
-        self._frames.append((sec * 1_000_000_000 + nsec, n.now(), render_s))
+        self._log["frames"].append((sec * 1_000_000_000 + nsec, n.now(), render_s))
 
     def publish_odom(self) -> None:
         """Publish the car's pose and velocity (frame ``odom``, child ``base_link`` = rear axle)."""
@@ -335,27 +338,15 @@ class SimulatorNode:
 
     # -- log -----------------------------------------------------------------------------------
 
-    def _open_columns(self, folder: Path) -> None:
-        self._frames = ColumnLog(folder, FRAME_COLUMNS)
-        self._cmds = ColumnLog(folder, CMD_COLUMNS)
-        self._phys = ColumnLog(folder, PHYS_COLUMNS)
-
-    def _logs(self) -> tuple[ColumnLog, ColumnLog, ColumnLog]:
-        return self._frames, self._cmds, self._phys
-
-    def _flush_log(self) -> None:
-        try:
-            for log in self._logs():
-                log.flush()
-        except OSError as e:  # a full disk must not stop the simulation
-            self.log_errors += 1
-            if self.log_errors == 1:
-                self.node.logger.error(f"simulator: run log write failed: {e}")
+    @property
+    def log_errors(self) -> int:
+        """Run-log writes that failed (the first is logged)."""
+        return int(self.drone.log_errors if self.drone is not None else self._log.errors)
 
     @property
     def log_dir(self) -> Path:
         """The folder the run log's columns stream to (``<log>.parts`` after :meth:`open_log`)."""
-        return self._log_dir
+        return Path(self.drone.log_dir if self.drone is not None else self._log.folder)
 
     def open_log(self, path: str | Path) -> None:
         """Stream the run log to ``<path without suffix>.parts/`` from now on (rows already
@@ -365,26 +356,15 @@ class SimulatorNode:
             OSError: the folder cannot be created.
         """
         if self.drone is not None:
-            return  # the drone scenario keeps its (short) run log in memory until write_log
-        folder = Path(path).with_suffix(".parts")
-        if folder == self._log_dir:
+            self.drone.open_log(path)
             return
-        if folder.exists():
-            shutil.rmtree(folder)  # an earlier run's leftovers: this run starts empty
-        old = self._log_dir
-        for log in self._logs():
-            log.close()
-        shutil.copytree(old, folder)
-        self._open_columns(folder)
-        if self._log_is_temp:
-            shutil.rmtree(old, ignore_errors=True)
-        self._log_dir, self._log_is_temp = folder, False
+        self._log.move_to(Path(path).with_suffix(".parts"))
 
     def frame_latencies(self) -> np.ndarray:
         """Image-to-command latency per published frame (s), NaN where no command carried its
         stamp (the first command carrying it counts). Shape ``(frames,)``."""
-        frames, cmds = self._frames.read(), self._cmds.read()
-        return _latencies(frames["frame_stamp_ns"], cmds["cmd_stamp_ns"], cmds["cmd_recv"])
+        frames, cmds = self._log.read("frames"), self._log.read("cmds")
+        return frame_latencies(frames["frame_stamp_ns"], cmds["cmd_stamp_ns"], cmds["cmd_recv"])
 
     def log_arrays(self) -> dict[str, np.ndarray]:
         """The run log as arrays (the ``.npz`` contents).
@@ -402,14 +382,14 @@ class SimulatorNode:
         if self.drone is not None:
             return dict(self.drone.log_arrays())
         self._flush_history()
-        frames, cmds, phys = (log.read() for log in self._logs())
+        frames, cmds, phys = (self._log.read(g) for g in ("frames", "cmds", "phys"))
         fs, cs = frames["frame_stamp_ns"], cmds["cmd_stamp_ns"]
         out: dict[str, np.ndarray] = {
             "frame_stamp_ns": np.array(fs),
             "frame_stamp": fs.astype(np.float64) * 1e-9,
             "frame_wall": np.array(frames["frame_wall"]),
             "frame_render_s": np.array(frames["frame_render_s"]),
-            "frame_latency_s": _latencies(fs, cs, cmds["cmd_recv"]),
+            "frame_latency_s": frame_latencies(fs, cs, cmds["cmd_recv"]),
             "cmd_recv": np.array(cmds["cmd_recv"]),
             "cmd_stamp_ns": np.array(cs),
             "cmd_stamp": cs.astype(np.float64) * 1e-9,
@@ -486,13 +466,8 @@ class SimulatorNode:
         np.savez(p, **arrays)  # type: ignore[arg-type]
         summ = self.summary(arrays)
         p.with_suffix(".json").write_text(json.dumps(summ, indent=2) + "\n")
-        if p.with_suffix(".parts") == self._log_dir:  # the .npz holds it all now
-            for log in self._logs():
-                log.close()
-            shutil.rmtree(self._log_dir, ignore_errors=True)
-            self._log_dir = Path(tempfile.mkdtemp(prefix="ltc_sim_log_"))
-            self._log_is_temp = True
-            self._open_columns(self._log_dir)
+        if p.with_suffix(".parts") == self._log.folder:  # the .npz holds it all now
+            self._log.restart()
         return summ
 
     def close(self) -> None:
@@ -504,20 +479,4 @@ class SimulatorNode:
         for t in self._timers:
             t.cancel()
         self.sim.close()
-        for log in self._logs():
-            log.close()
-        if self._log_is_temp:
-            shutil.rmtree(self._log_dir, ignore_errors=True)
-
-
-def _latencies(frame_ns: np.ndarray, cmd_ns: np.ndarray, cmd_recv: np.ndarray) -> np.ndarray:
-    """Per frame: receive time of the first command carrying its stamp minus the stamp (s),
-    NaN where none did. Shapes ``(F,)``, ``(C,)``, ``(C,)`` → ``(F,)``."""
-    out = np.full(frame_ns.shape[0], np.nan)
-    if cmd_ns.size == 0 or frame_ns.size == 0:
-        return out
-    stamps, first = np.unique(cmd_ns, return_index=True)  # index of each stamp's first command
-    pos = np.minimum(np.searchsorted(stamps, frame_ns), stamps.size - 1)
-    hit = stamps[pos] == frame_ns
-    out[hit] = cmd_recv[first[pos[hit]]] - frame_ns[hit] * 1e-9
-    return out
+        self._log.close()

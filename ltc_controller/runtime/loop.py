@@ -105,6 +105,7 @@ import torch
 from numpy.typing import NDArray
 
 from ltc_controller.runtime.backend import StepModel
+from ltc_controller.runtime.ood import FeatureMonitor
 from ltc_controller.runtime.preprocess import (
     FrameRejected,
     Preprocessor,
@@ -409,6 +410,9 @@ class PolicyRuntime:
         self._out_t = torch.from_numpy(self._out_np).view(1, -1)
         self._finite = np.zeros(out.shape[-1], dtype=bool)
         self._result = TickResult()
+        #: Out-of-distribution monitor (:class:`~ltc_controller.runtime.ood.FeatureMonitor`):
+        #: observes each taken frame's features, inside the frame's work and deadline.
+        self.feature_monitor: FeatureMonitor | None = None
 
     @property
     def cfg(self) -> RuntimeConfig:
@@ -727,6 +731,9 @@ class PolicyRuntime:
             return
         with torch.inference_mode():
             self._features = self.model.features(self._to_device())
+        if self.feature_monitor is not None:
+            feats = self._features if not self._cuda else self._features.cpu()
+            self.feature_monitor.observe(feats.numpy(), frame.stamp)
         self._frame_cost.add(self.clock() - t0)
         self._newest_stamp = frame.stamp
         self._frame_stamp = frame.stamp

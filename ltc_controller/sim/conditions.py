@@ -28,6 +28,7 @@ from ltc_controller.sim.track import TrackParams
 from ltc_controller.sim.world import WorldStyle
 
 __all__ = [
+    "UnknownCondition",
     "CONDITIONS",
     "Condition",
     "ImageEffects",
@@ -161,16 +162,25 @@ def _conditions() -> dict[str, Condition]:
 CONDITIONS: dict[str, Condition] = _conditions()
 
 
+class UnknownCondition(KeyError):
+    """An unknown condition name (a ``KeyError`` whose text is the message itself, unquoted)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def get_condition(name: str) -> Condition:
     """The condition called ``name``.
 
     Raises:
-        KeyError: unknown name; the message lists the known ones.
+        UnknownCondition: unknown name (a ``KeyError``); the message lists the known ones.
     """
     try:
         return CONDITIONS[name]
     except KeyError:
-        raise KeyError(f"unknown condition {name!r}; known: {', '.join(CONDITIONS)}") from None
+        raise UnknownCondition(
+            f"unknown condition {name!r}; known: {', '.join(CONDITIONS)}"
+        ) from None
 
 
 def parse_conditions(text: str) -> list[Condition]:

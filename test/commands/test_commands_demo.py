@@ -225,3 +225,23 @@ def test_sigterm_to_the_demo_stops_every_node(tmp_path):
     while any(_alive(pid) for pid in kids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in kids)
+
+
+def test_demo_kill_policy_at_measures_the_car_stopping_on_the_safety_stamps(tmp_path):
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "osmesa")}
+    r = subprocess.run(
+        [sys.executable, "-m", "ltc_controller", "demo", "--duration", "6"]
+        + ["--kill-policy-at", "1.5", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=280,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    f = json.loads((tmp_path / "summary.json").read_text())["fault"]
+    assert f["fallback"] and f["fault_name"] in ("command_timeout", "heartbeat_timeout")
+    # From the safety node's stamps: no ACTIVE tick command_timeout_s after the last command;
+    # the speed ramp (steering holds) at zero by the bound of limits.speed.decel and after it.
+    assert f["last_active_after_last_command_ms"] < 1e3 * (f["command_timeout_s"] + 0.05)
+    assert f["last_nonzero_after_fallback_ms"] <= f["zero_bound_ms"] + 50.0
+    assert f["commands_after_zero_all_zero"] and "land_after_s" not in f

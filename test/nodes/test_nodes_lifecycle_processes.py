@@ -139,6 +139,32 @@ def _no_cmd_from_frames_after(peer: Peer, t_ns: int) -> list[int]:
     return [s for s in peer.cmd_stamps if s > t_ns]
 
 
+def test_lifecycle_cli_names_a_running_node_that_is_not_managed(stack: Any) -> None:
+    """``ltc-controller lifecycle get`` on ``safety_fallback`` (running, not a managed node) says
+    so instead of asking whether the node runs; on ``ltc_policy`` it prints the state."""
+    import os
+    import subprocess
+    import sys
+
+    peer, _, _ = stack
+
+    def cli(target: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ltc_controller", "lifecycle", "get", target, "--timeout", "60"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=dict(os.environ),
+        )
+
+    policy = cli(f"{NS}/ltc_policy")  # first: waits until the stack is up
+    assert policy.returncode == 0, policy
+    assert policy.stdout.split()[0] == "unconfigured", policy.stdout  # autostart:=false
+    safety = cli(f"{NS}/safety_fallback")
+    assert safety.returncode == 2, safety
+    assert "is running but is not a managed (lifecycle) node" in safety.stderr
+
+
 def test_policy_commands_only_while_active_and_the_safety_node_falls_back(stack: Any) -> None:
     peer, launcher, tmp = stack
     peer.wait_services()

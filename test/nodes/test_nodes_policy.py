@@ -372,7 +372,8 @@ def test_start_errors_name_the_parameter(params, match, tmp_path):
 
 def test_frames_tick_the_node_and_the_timer_takes_over_when_the_camera_stops(rig_factory):
     rig = rig_factory()
-    assert rig.spin(15.0, lambda: len(rig.hbs) >= 5)
+    # Heartbeats also come from timer ticks on a held frame: wait on the node's own counters.
+    assert rig.spin(15.0, lambda: bool(rig.status) and rig.status[-1].frames_commanded >= 5)
     s = rig.status[-1]
     assert s.frame_ticks >= 5 and s.frames_commanded >= 5
     # Each frame's stamp is the stamp of at most one run of commands (no command repeats an
@@ -479,3 +480,39 @@ def test_zero_stamps_are_named_and_receive_stamps_replace_them(rig_factory):
     assert rig.spin(15.0, lambda: len(rig.hbs) >= 3)
     assert rig.status[-1].frames_rejected == 0
     assert all(stamp_ns(c.header) >= t0 for c in rig.cmds)  # stamped on arrival
+
+
+def test_ood_monitor_reports_and_hands_over_only_with_statistics_in_the_file(rig_factory, tmp_path):
+    """Without statistics the monitor is ``unavailable`` and health stays OK; with them (and a
+    threshold no frame can stay under) it is ``active`` and health is FAULT ``ood_features``;
+    ``ood.hand_over`` false caps it at DEGRADED; ``ood.enabled`` false detaches it."""
+    from ltc_controller.models.ood import fit_feature_stats
+
+    plain = rig_factory()
+    assert plain.spin(15.0, lambda: len(plain.hbs) >= 3)
+    assert plain.status[-1].ood_monitor == "unavailable" and plain.status[-1].ood_score == -1.0
+    assert "ood_features" not in plain.status[-1].reasons
+
+    policy = Policy.from_config(seed=0)
+    rng = np.random.default_rng(0)
+    policy.feature_stats = fit_feature_stats(
+        rng.normal(size=(100, 32)), [(rng.normal(size=(60, 32)), np.arange(60) * PERIOD)]
+    )
+    path = save_policy(policy, tmp_path / "ood.safetensors")
+    rig = rig_factory(
+        policy_file=str(path), **{"ood.degraded_threshold": 1e-9, "ood.fault_threshold": 2e-9}
+    )
+    assert rig.spin(15.0, lambda: bool(rig.status) and rig.status[-1].ood_alarms >= 1)
+    last = rig.status[-1]
+    assert last.ood_monitor == "active" and last.ood_score > 2e-9
+    assert last.health == 2 and "ood_features" in last.reasons
+    n = rig.dut_node
+    assert n.set_parameters({"ood.hand_over": False}) == ""
+    k = len(rig.status)
+    assert rig.spin(5.0, lambda: len(rig.status) > k + 3)
+    assert rig.status[-1].health == 1 and "ood_features" in rig.status[-1].reasons
+    assert n.set_parameters({"ood.enabled": False}) == ""
+    k = len(rig.status)
+    assert rig.spin(5.0, lambda: len(rig.status) > k + 3)
+    assert rig.status[-1].ood_monitor == "disabled"
+    assert "ood_features" not in rig.status[-1].reasons

@@ -86,6 +86,16 @@ def test_a_non_finite_output_is_never_sent_and_is_a_fault():
     assert d.state.non_finite_outputs == 1
 
 
+@pytest.mark.parametrize("level, health", [(1, Health.DEGRADED), (2, Health.FAULT)])
+def test_the_ood_monitor_level_names_its_reason_and_keeps_a_worse_health(level, health):
+    d = decide(result(), PolicyNodeState(), CAR, NAMES, ood_level=level)
+    assert d.health == health and d.reasons == ("ood_features",)
+    assert d.command == (0.1, 5.0)  # the command still goes out: the safety node decides
+    worse = result(health=Health.FAULT, reasons=("overruns",))
+    d = decide(worse, PolicyNodeState(), CAR, NAMES, ood_level=1)
+    assert d.health == Health.FAULT and d.reasons == ("overruns", "ood_features")
+
+
 def test_waiting_for_the_first_output_after_a_reset_is_degraded_reset_not_a_fault():
     waiting = result(outputs=None, health=Health.FAULT, reasons=("no_frame",))
     d = decide(waiting, PolicyNodeState(grace=True), CAR, NAMES)

@@ -106,6 +106,64 @@ def test_land_request_lands_and_the_log_says_so(drone, tmp_path):
     assert json.loads((tmp_path / "run.json").read_text())["mode"] == "landed"
 
 
+def test_drone_run_log_streams_to_parts_so_a_killed_simulator_leaves_its_flight(drone, tmp_path):
+    node, sn = drone
+    sn.open_log(tmp_path / "run.npz")
+    assert sn.log_dir == tmp_path / "run.parts"
+    for k in range(300):  # 3 s: a frame and a setpoint at 20 Hz, physics at 100 Hz
+        if k % 5 == 0:
+            sn.drone.on_camera()
+            node.subs["cmd_vel"](twist(0.5, 0.0, 0.0, 0.1))
+        advance(node, sn, 0.01)
+    node.subs["land"](SimpleNamespace())
+    advance(node, sn, 1.5)
+    # No write_log, no close: what a SIGKILL leaves. Every column is a valid .npy holding the
+    # rows up to the last flush (at most LOG_FLUSH_S = 1 s old); nothing is kept in memory.
+    parts = tmp_path / "run.parts"
+    t = np.load(parts / "phys_t.npy")
+    assert 300 <= t.size <= 451 and np.all(np.diff(t) > 0)
+    stamps = np.load(parts / "frame_stamp_ns.npy")
+    assert stamps.dtype == np.int64 and 40 <= stamps.size <= 60
+    vx = np.load(parts / "cmd_vx.npy")
+    assert 40 <= vx.size <= 60 and np.all(vx == 0.5)
+    assert np.load(parts / "land_recv.npy").size == 1  # flushed after the request, 1.5 s ago
+    summ = sn.write_log(tmp_path / "run.npz")  # the normal end: one .npz, the folder gone
+    assert not parts.exists()
+    with np.load(tmp_path / "run.npz") as z:
+        assert z["frame_stamp_ns"].size == 60 and z["cmd_twist"].shape == (60, 4)
+        assert np.array_equal(z["phys_t"][: t.size], t)
+        assert np.array_equal(z["cmd_twist"][0], [0.5, 0.0, 0.0, 0.1])
+        land_recv = float(z["land_recv"][0])
+    assert summ["frames_published"] == 60 and summ["land_requests"] == 1
+    assert summ["land_received_wall_s"] == pytest.approx(land_recv)
+    assert summ["hover_speed_mps"] is not None and summ["log_errors"] == 0
+
+
+def test_twist_stamped_setpoints_carry_the_frame_stamp_so_latency_is_logged(tmp_path):
+    node = FakeNode()
+    sn = SimulatorNode(
+        node, {"scenario": "drone", "world_seed": 2, "twist_type": "geometry_msgs/msg/TwistStamped"}
+    )
+    v = SimpleNamespace
+    try:
+        for _ in range(4):
+            sn.drone.on_camera()
+            stamp = node.published["camera/image_raw"][-1].header.stamp
+            node.t += 0.03  # the setpoint arrives 30 ms after the frame's stamp
+            node.subs["cmd_vel"](v(header=v(stamp=stamp), twist=twist(0.4, 0.0, 0.0, 0.0)))
+            advance(node, sn, 0.05)
+        sn.drone.on_camera()  # a frame no setpoint answered
+        summ = sn.write_log(tmp_path / "run.npz")
+        with np.load(tmp_path / "run.npz") as z:
+            lat = z["frame_latency_s"]
+        assert lat.shape == (5,) and np.isnan(lat[-1])
+        assert lat[:4] == pytest.approx([0.03] * 4, abs=1e-6)
+        assert summ["latency_matched_frames"] == 4 and summ["latency_p50_s"] == pytest.approx(0.03)
+        assert sn.drone.sim.command == (0.4, 0.0, 0.0, 0.0)
+    finally:
+        sn.close()
+
+
 def test_unknown_drone_condition_is_rejected_with_its_name():
     with pytest.raises(ParameterError, match="drone_condition"):
         SimulatorNode(FakeNode(), {"scenario": "drone", "drone_condition": "mars"})

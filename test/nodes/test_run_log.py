@@ -56,3 +56,10 @@ def test_a_reopen_with_another_dtype_is_refused(tmp_path):
     ColumnLog(tmp_path, COLS).close()
     with pytest.raises(ValueError, match="dtype"):
         ColumnLog(tmp_path, {"stamp_ns": np.float64})
+
+
+def test_a_column_without_rows_reads_as_empty(tmp_path):
+    log = ColumnLog(tmp_path, {"a": np.float64, "b": np.int64})
+    cols = read_columns(tmp_path, ["a", "b"])  # before any flush: headers are on disk
+    assert cols["a"].size == 0 and cols["b"].dtype == np.int64
+    log.close()

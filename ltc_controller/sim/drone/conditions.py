@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from ltc_controller.sim.conditions import Condition
+from ltc_controller.sim.conditions import Condition, UnknownCondition
 from ltc_controller.sim.drone.world import DroneWorldStyle, WorldParams
 
 __all__ = [
@@ -161,12 +161,12 @@ def get_drone_condition(name: str) -> DroneCondition:
     """The drone condition called ``name``.
 
     Raises:
-        KeyError: unknown name; the message lists the known ones.
+        UnknownCondition: unknown name (a ``KeyError``); the message lists the known ones.
     """
     try:
         return DRONE_CONDITIONS[name]
     except KeyError:
-        raise KeyError(
+        raise UnknownCondition(
             f"unknown drone condition {name!r}; known: {', '.join(DRONE_CONDITIONS)}"
         ) from None
 

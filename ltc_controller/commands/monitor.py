@@ -1,0 +1,242 @@
+"""``ltc-controller monitor fit|check``: the out-of-distribution monitor of a policy file.
+
+- ``fit``: read in-distribution bags (e.g. the training bags), compute the feature statistics
+  of the policy's head on part of their segments and calibrate the thresholds on the rest
+  (:func:`~ltc_controller.training.monitor.fit_monitor`), write the policy file with them
+  (``--output``; the input file is never changed in place unless ``--output`` names it).
+- ``evaluate``: drive the policy closed loop (car simulator) under conditions with the monitor
+  attached, and print per condition the AUROC, false alarms per 10 minutes, the departures
+  flagged at least 1 s ahead, and what a hand-over at FAULT would have done (departures avoided,
+  needless fallbacks): :mod:`ltc_controller.training.ood_evaluation`.
+- ``check``: score the frames of bags with a fitted policy: per bag the score quantiles, the share
+  of frames above each threshold, the alarm onsets per 10 minutes, and with ``--clean BAG`` the
+  AUROC of per-frame scores (each bag against the clean one: 0.5 = no separation, 1 = perfect).
+
+Exit status: 0 done; 2 bad arguments, unreadable bag or policy file, or no statistics to check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+NAME = "monitor"
+HELP = "fit or check a policy's out-of-distribution monitor (feature statistics) from bags"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="verb", required=True)
+    fit = sub.add_parser("fit", help="fit the statistics and thresholds, write the policy file")
+    chk = sub.add_parser("check", help="score bags with a fitted policy (AUROC with --clean)")
+    for sp in (fit, chk):
+        sp.add_argument("--policy", type=Path, default=None, help="policy file (default: bundled)")
+        sp.add_argument("--bag", type=Path, action="append", default=[], help="rosbag2 (repeat)")
+        sp.add_argument("--image-topic", default="/camera/image_raw")
+        sp.add_argument("--command-topic", default="/expert_cmd", help="pairs frames into segments")
+        sp.add_argument("--command-field", action="append", default=None)
+        sp.add_argument("--max-frames", type=int, default=None, help="frames per bag at most")
+    ev = sub.add_parser("evaluate", help="closed loop with the monitor: flagged failures, alarms")
+    ev.add_argument("--policy", type=Path, default=None, help="policy file with statistics")
+    ev.add_argument("--conditions", default="clean,noise_0.2,dim,road_texture,occlusion")
+    ev.add_argument("--episodes", type=int, default=2, help="episodes (tracks) per condition")
+    ev.add_argument("--distance", type=float, default=300.0, help="m per episode (default 300)")
+    ev.add_argument("--first-track-seed", type=int, default=5000)
+    ev.add_argument("--output", type=Path, default=None, help="also write the table here (.md)")
+    fit.add_argument("--output", "-o", type=Path, required=True, help="policy file to write")
+    fit.add_argument("--window-s", type=float, default=1.0, help="EMA time constant (s)")
+    fit.add_argument(
+        "--false-alarms-per-10min",
+        type=float,
+        default=1.0,
+        help="alarm onsets allowed on the held-out frames per 10 minutes (default 1)",
+    )
+    fit.add_argument("--margin", type=float, default=1.1, help="factor on the calibrated level")
+    fit.add_argument("--fault-factor", type=float, default=2.0, help="fault = this x degraded")
+    fit.add_argument(
+        "--calibration-bag",
+        type=Path,
+        action="append",
+        default=[],
+        help="in-distribution driving without perturbations (e.g. `record --no-perturb` on "
+        "unseen tracks) to calibrate the thresholds on; then every --bag frame goes into the "
+        "statistics (repeat)",
+    )
+    fit.add_argument(
+        "--heldout-fraction",
+        type=float,
+        default=0.3,
+        help="without --calibration-bag: share of the --bag frames (whole segments) to "
+        "calibrate on (default 0.3)",
+    )
+    chk.add_argument("--clean", type=Path, default=None, help="in-distribution bag for AUROC")
+
+
+def _read(args: argparse.Namespace, bag: Path, policy: Any) -> Any:
+    from ltc_controller.training.bag import read_demonstrations
+
+    cfg = policy.config
+    c = cfg.crop
+    return read_demonstrations(
+        bag,
+        args.image_topic,
+        args.command_topic,
+        command_fields=args.command_field,
+        height=cfg.image_height,
+        width=cfg.image_width,
+        crop=(c.top, c.bottom, c.left, c.right),
+        max_frames=args.max_frames,
+        estimate_lag=False,
+    )
+
+
+def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from ltc_controller.models.policy_file import BUNDLED_POLICY, PolicyFileError, load_policy
+    from ltc_controller.training.bag import BagError, Demonstrations
+
+    if args.verb == "evaluate":
+        return _evaluate(args)
+    if not args.bag:
+        print("monitor: give at least one --bag", file=sys.stderr)
+        return 2
+    try:
+        policy = load_policy(args.policy or BUNDLED_POLICY)
+        demos = [_read(args, b, policy) for b in args.bag]
+        clean = _read(args, args.clean, policy) if getattr(args, "clean", None) else None
+        calib = [_read(args, b, policy) for b in getattr(args, "calibration_bag", [])]
+    except (PolicyFileError, BagError, ValueError, KeyError, OSError) as e:
+        print(f"monitor: {e}", file=sys.stderr)
+        return 2
+    if args.verb == "fit":
+        cal = Demonstrations.concatenate(calib) if calib else None
+        return _fit(args, policy, Demonstrations.concatenate(demos), cal)
+    return _check(args, policy, demos, clean)
+
+
+def _fit(args: argparse.Namespace, policy: Any, demos: Any, calibration: Any) -> int:
+    from ltc_controller.models.policy_file import save_policy
+    from ltc_controller.training.monitor import fit_monitor
+
+    try:
+        stats = fit_monitor(
+            policy,
+            demos,
+            heldout_fraction=args.heldout_fraction,
+            calibration=calibration,
+            window_s=args.window_s,
+            false_alarms_per_10min=args.false_alarms_per_10min,
+            margin=args.margin,
+            fault_factor=args.fault_factor,
+        )
+    except ValueError as e:
+        print(f"monitor: {e}", file=sys.stderr)
+        return 2
+    policy.feature_stats = stats
+    save_policy(policy, args.output)
+    c = stats.calibration
+    print(
+        f"monitor: {stats.features} features; statistics from {c['train_frames']} frames, "
+        f"thresholds calibrated on {c['heldout_frames']} "
+        f"{'calibration' if calibration is not None else 'held-out'} frames "
+        f"({c['heldout_minutes']:.1f} min): degraded {stats.degraded:.3f}, fault "
+        f"{stats.fault:.3f} (EMA over {stats.window_s:g} s); held-out alarm onsets "
+        f"{c['heldout_onsets_degraded']} degraded, {c['heldout_onsets_fault']} fault; "
+        f"training score p50 {c['train_score_p50']:.3f} p99 {c['train_score_p99']:.3f}"
+    )
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _check(args: argparse.Namespace, policy: Any, demos: list[Any], clean: Any) -> int:
+    import numpy as np
+
+    from ltc_controller.models.ood import alarm_onsets, auroc, ema_scores
+    from ltc_controller.training.monitor import head_features
+
+    stats = policy.feature_stats
+    if stats is None:
+        print(
+            f"monitor: {args.policy or 'the bundled policy'} has no statistics "
+            "(run `ltc-controller monitor fit`)",
+            file=sys.stderr,
+        )
+        return 2
+
+    def scored(d: Any) -> tuple[Any, list[Any], float]:
+        s = stats.scores(head_features(policy, d.images))
+        t = d.stamps_ns.astype(np.float64) * 1e-9
+        emas, minutes = [], 0.0
+        for seg in np.unique(d.segment):
+            i = np.flatnonzero(d.segment == seg)
+            emas.append(ema_scores(s[i], t[i], stats.window_s))
+            minutes += float(t[i[-1]] - t[i[0]]) / 60.0
+        return s, emas, minutes
+
+    ref = scored(clean)[0] if clean is not None else None
+    print(
+        f"thresholds: degraded {stats.degraded:.3f}, fault {stats.fault:.3f} "
+        f"(EMA over {stats.window_s:g} s)"
+    )
+    print(
+        "| bag | frames | score p50 | p99 | EMA > degraded | EMA > fault | onsets/10 min |"
+        + (" AUROC vs clean |" if ref is not None else "")
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if ref is not None else ""))
+    for bag, d in zip(args.bag, demos, strict=True):
+        s, emas, minutes = scored(d)
+        e = np.concatenate(emas)
+        rate = alarm_onsets(emas, stats.degraded) / max(minutes, 1e-9) * 10.0
+        row = (
+            f"| {bag.name} | {len(s)} | {np.median(s):.2f} | {np.quantile(s, 0.99):.2f} | "
+            f"{np.mean(e > stats.degraded):.1%} | {np.mean(e > stats.fault):.1%} | {rate:.1f} |"
+        )
+        if ref is not None:
+            row += f" {auroc(ref, s):.3f} |"
+        print(row)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ltc_controller.extras import MissingExtra, require
+    from ltc_controller.models.policy_file import BUNDLED_POLICY, PolicyFileError, load_policy
+
+    try:
+        require("ltc-controller monitor evaluate", "sim")
+    except MissingExtra as e:
+        print(e, file=sys.stderr)
+        return 2
+    from ltc_controller.sim.conditions import parse_conditions
+    from ltc_controller.training.evaluation import EvalConfig
+    from ltc_controller.training.ood_evaluation import (
+        monitor_episodes,
+        monitor_table,
+        summarise_monitor,
+    )
+
+    try:
+        policy = load_policy(args.policy or BUNDLED_POLICY)
+        conds = tuple(c.name for c in parse_conditions(args.conditions))
+        cfg = EvalConfig(
+            conditions=conds,
+            episodes=args.episodes,
+            first_track_seed=args.first_track_seed,
+            distance_m=args.distance,
+        )
+    except (PolicyFileError, KeyError, ValueError) as e:
+        print(f"monitor: {e}", file=sys.stderr)
+        return 2
+    stats = policy.feature_stats
+    if stats is None:
+        print(
+            f"monitor: {args.policy or 'the bundled policy'} has no statistics "
+            "(run `ltc-controller monitor fit`)",
+            file=sys.stderr,
+        )
+        return 2
+    eps = monitor_episodes(policy, stats, cfg, progress=print)
+    table = monitor_table(summarise_monitor(eps))
+    print(table)
+    if args.output is not None:
+        args.output.write_text(table + "\n")
+    return 0

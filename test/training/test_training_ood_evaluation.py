@@ -1,0 +1,73 @@
+"""Closed-loop evaluation of the out-of-distribution monitor (training/ood_evaluation.py): the
+bookkeeping on constructed episodes, and a short real drive with the monitor attached."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ltc_controller.models.ood import auroc, fit_feature_stats
+from ltc_controller.training.ood_evaluation import (
+    MonitorEpisode,
+    monitor_table,
+    summarise_monitor,
+)
+
+
+def _ep(cond: str, levels: list[int], deps: list[float], scores: float = 1.0) -> MonitorEpisode:
+    n = len(levels)
+    t = np.arange(n) * 0.5
+    return MonitorEpisode(
+        cond, 0, 5000, t, np.full(n, scores), np.asarray(levels, np.int8), deps, n * 0.5
+    )
+
+
+def test_flagged_avoided_and_needless_fallbacks_are_counted_from_the_frames():
+    # Alarm from t = 2 s, FAULT at t = 3 s; departures at 3.5 s (within the 1.25 s stop) and 8 s.
+    lv = [0, 0, 0, 0, 1, 1, 2, 2] + [2] * 12
+    shifted = _ep("dim", lv, [3.5, 8.0], scores=5.0)
+    # A FAULT and no departure after it: a needless fallback. An unflagged departure at 4 s.
+    clean = _ep("clean", [0] * 6 + [2] * 2 + [0] * 12, [], scores=0.5)
+    quiet = _ep("clean", [0] * 20, [4.0], scores=0.4)
+    rows = {r["condition"]: r for r in summarise_monitor([clean, quiet, shifted])}
+    d = rows["dim"]
+    assert (d["departures"], d["flagged"], d["fell_back"], d["avoided"], d["needless"]) == (
+        2,
+        2,  # 3.5 s: alarm at 2.0-2.5 s (>= 1 s ahead); 8 s: alarm all along
+        1,
+        1,  # 8 s > 3 + 1.25; 3.5 s is not
+        0,
+    )
+    c = rows["clean"]
+    assert (c["departures"], c["flagged"], c["fell_back"], c["needless"]) == (1, 0, 1, 1)
+    assert c["alarms_per_10min"] == pytest.approx(30.0)  # one onset in 20 s of clean driving
+    assert d["auroc"] == 1.0 and np.isnan(c["auroc"])
+    assert "| dim | 0.2 | 5.00 | 1.000 |" in monitor_table([d])
+
+
+def test_auroc_counts_ties_half_and_rejects_empty_sides():
+    assert auroc(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == 1.0
+    assert auroc(np.array([1.0]), np.array([1.0])) == 0.5
+    assert auroc(np.array([3.0]), np.array([1.0, 2.0])) == 0.0
+    with pytest.raises(ValueError, match="both sides"):
+        auroc(np.array([]), np.array([1.0]))
+
+
+def test_a_short_drive_records_every_frame_with_the_monitor_attached():
+    pytest.importorskip("mujoco")
+    from ltc_controller.models.policy_file import BUNDLED_POLICY, load_policy
+    from ltc_controller.training.evaluation import EvalConfig
+    from ltc_controller.training.ood_evaluation import monitor_episodes
+
+    policy = load_policy(BUNDLED_POLICY)
+    rng = np.random.default_rng(0)
+    # Statistics that no camera frame can match: every frame alarms.
+    stats = fit_feature_stats(
+        rng.normal(100.0, 0.01, size=(100, 32)),
+        [(rng.normal(100.0, 0.01, size=(40, 32)), np.arange(40) * 0.05)],
+    )
+    cfg = EvalConfig(conditions=("clean",), episodes=1, distance_m=15.0)
+    (ep,) = monitor_episodes(policy, stats, cfg)
+    assert len(ep.times) == len(ep.scores) == len(ep.levels) >= 50  # 15 m at 5 m/s, 20 Hz
+    assert np.all(ep.levels[1:] == 2) and np.all(ep.scores > stats.fault)
+    assert np.all(np.diff(ep.times) > 0)
