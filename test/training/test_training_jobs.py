@@ -37,8 +37,15 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Ray head on loopback with 2 CPUs, as `ray start --head` makes one; its address."""
+    """A Ray head on loopback with 2 CPUs, as `ray start --head` makes one; its address.
+
+    Token authentication off for the head and this process's client: Ray 2.60 turns it on for
+    a head when ``~/.ray/auth_token`` exists (a local ``ray.init`` writes one), and then the
+    client here was refused (``InvalidAuthToken``) though it reads the same file.
+    """
     port = _free_port()
+    saved_mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     tmp = tmp_path_factory.mktemp("ray")
     subprocess.run(
@@ -63,6 +70,10 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(tmp, ignore_errors=True)
+        if saved_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved_mode
 
 
 def _job(payload: dict, label: str) -> Job:
