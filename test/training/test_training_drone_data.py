@@ -255,8 +255,8 @@ def test_reduced_drone_preset_records_trains_with_dagger_and_evaluates(tmp_path)
     }
     cfg = load_policy(out).config
     assert cfg.output_names == VELOCITY_AXES
-    # The drone NCP (34 neurons, 4 motor neurons) and one scale for every axis, from the recipe.
-    assert cfg.units == 34 and cfg.output_scale == (0.5, 0.5, 0.5, 0.5)
+    # The drone NCP (34 neurons, 4 motor neurons) and the per-axis scales of the recipe.
+    assert cfg.units == 34 and cfg.output_scale == (2.0, 0.5, 0.5, 0.5)
     rows = {r["model"]: r for r in s["evaluation"]["per_model"]}
     assert set(rows) == {"policy", EXPERT} and rows["policy"]["condition"] == "clean"
     assert Path(s["evaluation"]["report"]).is_file()
