@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ltc_controller.sim.drone.scenario import DronePerturbationConfig
 from ltc_controller.training.bag import Demonstrations, read_demonstrations
 from ltc_controller.training.drone_evaluation import (
@@ -187,6 +189,7 @@ def train_drone(
     )
     policy = res.policy
     for r in range(1, recipe.dagger_rounds + 1):
+        torch.set_num_threads(1)  # batch-1 inference while recording; train() sets its own
         bag = _bag(
             work / f"dagger{r}",
             DroneRecordConfig(
@@ -220,8 +223,6 @@ def train_drone(
         "rounds": rounds,
     }
     if recipe.evaluation is not None:
-        import torch
-
         torch.set_num_threads(1)  # batch-1 inference: a second thread only contends
         t1 = time.perf_counter()
         records, sizes = evaluate_drone(
