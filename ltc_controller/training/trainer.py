@@ -118,8 +118,11 @@ class TrainConfig:
         patience: epochs without validation improvement before stopping.
         seed: seed of weights, shuffling, augmentation.
         step_s: integration step of the policy (s).
-        output_scale: scale of every output (None = per output, twice the root mean square of
-            its targets, at least 1e-3).
+        output_scale: scale of every output (one float for all, a tuple with one per output,
+            or None = per output, twice the root mean square of its targets, at least 1e-3).
+        ncp: ``(inter, command, sensory_fanout, inter_fanout, recurrent_command_synapses,
+            motor_fanin)`` of the NCP wiring of ``ncp_*`` architectures (motor neurons = outputs,
+            seed 22222); None = ``(12, 6, 6, 4, 6, 6)`` for several outputs, the NCP-19 for one.
         augment: augmentation ranges.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         threads: CPU threads for torch (0 = leave torch's default).
@@ -143,7 +146,8 @@ class TrainConfig:
     patience: int = 3
     seed: int = 0
     step_s: float = 0.05
-    output_scale: float | None = None
+    output_scale: float | tuple[float, ...] | None = None
+    ncp: tuple[int, ...] | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     device: str = "auto"
     threads: int = 1
@@ -155,6 +159,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.val_fraction={self.val_fraction}: expected [0, 0.9)")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"TrainConfig.device={self.device!r}: expected auto, cpu or cuda")
+        if self.ncp is not None and len(self.ncp) != 6:
+            raise ValueError(f"TrainConfig.ncp={self.ncp}: expected 6 sizes (see the docstring)")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -167,6 +173,9 @@ class TrainConfig:
         aug = dict(d.pop("augment", {}))
         if "shadow_strength" in aug:
             aug["shadow_strength"] = tuple(aug["shadow_strength"])
+        for k in ("output_scale", "ncp"):  # JSON lists back to tuples
+            if isinstance(d.get(k), list):
+                d[k] = tuple(d[k])
         return cls(**d, augment=AugmentConfig(**aug))
 
 
@@ -205,8 +214,10 @@ def build_policy_config(
     output_scale: tuple[float, ...],
     step_s: float,
     per_step_time_constants: bool = True,
+    ncp: tuple[int, ...] | None = None,
 ) -> Any:
-    """A ``PolicyConfig`` for ``arch`` with the given outputs.
+    """A ``PolicyConfig`` for ``arch`` with the given outputs (``ncp``: see
+    :attr:`TrainConfig.ncp`).
 
     With ``per_step_time_constants`` the CT-RNN's fixed time constant is ``step_s`` (one step of
     ``step_s`` seconds then has the dynamics of a unit step, as for the LTC's capacitance, see
@@ -235,10 +246,13 @@ def build_policy_config(
     if arch == "ctrnn" and per_step_time_constants:
         kwargs["core_options"] = {"tau_s": step_s}
     m = len(output_names)
-    if m != 1 and arch.startswith("ncp"):
+    if (m != 1 or ncp is not None) and arch.startswith("ncp"):
         from ltc_controller.models.wiring import NCP
 
-        kwargs["wiring"] = NCP(12, 6, m, 6, 4, 6, 6, seed=22222, input_dim=32).get_config()
+        inter, command, s_fan, i_fan, rec, m_fan = ncp or (12, 6, 6, 4, 6, 6)
+        kwargs["wiring"] = NCP(
+            inter, command, m, s_fan, i_fan, rec, m_fan, seed=22222, input_dim=32
+        ).get_config()
     try:
         return PolicyConfig(**kwargs)
     except TypeError as exc:
@@ -555,13 +569,26 @@ def train(
     # Root mean square, not standard deviation: an output that is nearly constant but not
     # zero (a cruise speed, linear_x of a Twist) needs a scale of its size.
     rms = np.sqrt(np.mean(np.square(demos.targets, dtype=np.float64), axis=0))
-    scale = (
-        tuple(float(cfg.output_scale) for _ in names)
-        if cfg.output_scale
-        else tuple(float(max(1e-3, round(2.0 * s, 4))) for s in rms)
-    )
+    if isinstance(cfg.output_scale, tuple):
+        if len(cfg.output_scale) != len(names):
+            raise ValueError(
+                f"TrainConfig.output_scale has {len(cfg.output_scale)} values for the "
+                f"{len(names)} outputs {list(names)}"
+            )
+        scale = tuple(float(s) for s in cfg.output_scale)
+    elif cfg.output_scale:
+        scale = tuple(float(cfg.output_scale) for _ in names)
+    else:
+        scale = tuple(float(max(1e-3, round(2.0 * s, 4))) for s in rms)
     pcfg = build_policy_config(
-        cfg.arch, cfg.units, names, units, scale, cfg.step_s, cfg.per_step_time_constants
+        cfg.arch,
+        cfg.units,
+        names,
+        units,
+        scale,
+        cfg.step_s,
+        cfg.per_step_time_constants,
+        cfg.ncp,
     )
     policy = Policy.from_config(pcfg, seed=cfg.seed)
     if init_state is not None:

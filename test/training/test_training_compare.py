@@ -74,10 +74,10 @@ def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path:
     rc = main(["compare", "--scenario", "drone", "--reduced", "--quiet", "--work", str(tmp_path)])
     assert rc == 0
     out = capsys.readouterr().out
-    labels = {"NCP-22", "LSTM(64)", "LSTM(19)", "GRU(64)", "CT-RNN(64)", "CNN"}
+    labels = {"NCP-34", "LSTM(64)", "LSTM(19)", "GRU(64)", "CT-RNN(64)", "CNN"}
     for label in labels:
         assert f"| {label} |" in out
-    assert "| NCP-22 | 1 | 22 |" in out  # 12 inter + 6 command + 4 motor neurons
+    assert "| NCP-34 | 1 | 34 |" in out  # 18 inter + 12 command + 4 motor neurons
     summary = json.loads(out[out.index("\n{") :])
     assert summary["scenario"] == "drone"
     jobs = summary["jobs"]
@@ -87,10 +87,10 @@ def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path:
         assert len(rounds) == 1 and 0 < rounds[0]["dagger_frames"] <= 80, name
         policy = load_policy(tmp_path / "policies" / name)
         assert policy.config.output_names == ("linear_x", "linear_y", "linear_z", "angular_z")
-    # the statistics of the drone's metrics, per condition, with P(NCP-22 better)
+    # the statistics of the drone's metrics, per condition, with P(NCP-34 better)
     for metric in ("success", "time_to_target_s", "collisions"):
         assert f"Metric: {metric} (IQM" in out
-    assert "| fog | 6 |" in out and "P(NCP-22 better)" in out
+    assert "| fog | 6 |" in out and "P(NCP-34 better)" in out
     assert "**success rate**" in out and "**collisions per episode**" in out
     report = (tmp_path / "report" / "report.md").read_text()
     assert "DAgger: 1 round(s) of 1 on-policy episode(s)" in report

@@ -253,7 +253,10 @@ def test_reduced_drone_preset_records_trains_with_dagger_and_evaluates(tmp_path)
         "linear_z": "m/s",
         "angular_z": "rad/s",
     }
-    assert load_policy(out).config.output_names == VELOCITY_AXES
+    cfg = load_policy(out).config
+    assert cfg.output_names == VELOCITY_AXES
+    # The drone NCP (34 neurons, 4 motor neurons) and the per-axis scales of the recipe.
+    assert cfg.units == 34 and cfg.output_scale == (2.0, 0.5, 0.5, 0.5)
     rows = {r["model"]: r for r in s["evaluation"]["per_model"]}
     assert set(rows) == {"policy", EXPERT} and rows["policy"]["condition"] == "clean"
     assert Path(s["evaluation"]["report"]).is_file()
@@ -269,3 +272,29 @@ def test_bag_writer_velocity_setpoints_need_a_twist_type(tmp_path):
 
     with DemoBagWriter(tmp_path / "a") as w, pytest.raises(BagError, match="Twist command type"):
         w.write_velocity_commands(1, (0.1, 0.0, 0.0, 0.0), (0.1, 0.0, 0.0, 0.0))
+
+
+def test_train_config_takes_one_output_scale_per_output_and_the_ncp_sizes():
+    from ltc_controller.training.bag import Demonstrations
+    from ltc_controller.training.trainer import TrainConfig, build_policy_config, train
+
+    cfg = TrainConfig(output_scale=(0.5, 0.5, 0.2, 1.0), ncp=(18, 12, 6, 4, 4, 6))
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    pcfg = build_policy_config(
+        "ncp_ltc", None, VELOCITY_AXES, ("m/s",) * 3 + ("rad/s",), cfg.output_scale, 0.05,
+        ncp=cfg.ncp,
+    )  # fmt: skip
+    w = pcfg.build_wiring()
+    assert (pcfg.units, w.output_dim, pcfg.output_scale) == (34, 4, (0.5, 0.5, 0.2, 1.0))
+    with pytest.raises(ValueError, match="expected 6 sizes"):
+        TrainConfig(ncp=(18, 12, 4))
+    n = 40
+    demos = Demonstrations(
+        images=np.zeros((n, 78, 200, 3), np.uint8),
+        targets=np.zeros((n, 4), np.float32),
+        stamps_ns=np.arange(n, dtype=np.int64) * 50_000_000,
+        segment=np.zeros(n, np.int64),
+        output_names=VELOCITY_AXES,
+    )
+    with pytest.raises(ValueError, match="2 values for the 4 outputs"):
+        train(demos, TrainConfig(output_scale=(1.0, 1.0), seq_len=4, batch_size=2))
