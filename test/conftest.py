@@ -11,12 +11,14 @@ them) and restores both afterwards. Opt in with ``pytestmark = pytest.mark.usefi
 from __future__ import annotations
 
 import os
+import signal
 import zlib
 from collections.abc import Iterator
 
 import pytest
 
 _ENV_KEYS = ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def module_domain(module: str, pid: int | None = None) -> int:
@@ -56,3 +58,26 @@ def ros_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         os.environ.pop("ROS_HOME", None)
     else:
         os.environ["ROS_HOME"] = saved
+
+
+@pytest.fixture(autouse=True)
+def process_stop_state() -> Iterator[None]:
+    """A test that runs a node in this process (``run_node``, the CLI's ``main``) installs
+    :mod:`ltc_controller.stop`'s SIGINT/SIGTERM handlers here, and the node's exit path then
+    ignores both signals. A later SIGINT to this process (a test of a spin that returns on it)
+    would leave a stop request that every later spin obeys at once: under rclpy, the nodes and
+    the DDS-mode nodes of the rclpy tests stopped spinning before their first callback. Each test
+    gets the handlers it started with and no stop request."""
+    from ltc_controller import stop
+
+    handlers = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    yield
+    if stop.installed() or stop.requested():
+        for s, h in handlers.items():
+            if h is not None:  # None: set outside Python, left alone
+                signal.signal(s, h)
+        # The module keeps its state for the life of a one-node process; reset it by hand.
+        stop._installed = False
+        stop._event.clear()
+        stop._received.name = ""
+        stop._received.count = 0

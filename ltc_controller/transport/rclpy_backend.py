@@ -17,7 +17,8 @@ Thin by design: each port call maps to one rclpy call.
 
 Each :class:`RclpyNode` has its own rclpy ``Context``, initialised with the process's ROS
 arguments (``--ros-args …``: remaps, ``__ns``/``__node``, ``-p``, ``--params-file``), which rcl
-applies itself.
+applies itself; parameter overrides then follow the DDS backend's order (command-line order, the
+later wins; see :func:`_in_command_line_order`).
 """
 
 from __future__ import annotations
@@ -84,6 +85,25 @@ def descriptor(spec: ParamSpec) -> Any:
     return ParameterDescriptor(floating_point_range=fp, integer_range=ir, **fields)
 
 
+def _in_command_line_order(resolved: Mapping[str, Any]) -> list[Parameter]:
+    """``resolved`` (:func:`.ros_args.parse_ros_args`: ``-p`` and ``--params-file`` in
+    command-line order, the later wins) as rclpy ``parameter_overrides``, which rclpy applies
+    over rcl's own resolution. rcl lets a node key of a params file win over a wildcard one
+    whatever the order, and ``-p name:=v`` is a wildcard (``/**``): ``--params-file
+    vehicle.yaml -p speed_mps:=2.0`` would keep the file's ``/**/ltc_policy`` value, while the
+    DDS backend takes 2.0 (ros2/rclcpp#953 calls rcl's ordering unspecified). Values without one
+    rclpy type (an empty list, a mixed list) stay as rcl resolved them."""
+    out = []
+    for name, value in resolved.items():
+        if isinstance(value, list | tuple) and not value:
+            continue
+        try:
+            out.append(Parameter(name, value=value))
+        except TypeError:
+            continue
+    return out
+
+
 class MissingInterfaceError(ImportError):
     """A message type's generated package is not importable in this ROS 2 environment."""
 
@@ -131,11 +151,17 @@ class RclpyNode:
         rclpy.init(
             args=["ltc_controller", *argv], context=self._context, signal_handler_options=options
         )
+        resolved = parse_ros_args(argv, name, namespace).params
         cls = _ManagedRosNode if managed else _RosNode
-        self._node = cls(name, namespace=namespace, context=self._context)
+        self._node = cls(
+            name,
+            namespace=namespace,
+            context=self._context,
+            parameter_overrides=_in_command_line_order(resolved),
+        )
         # rclpy keeps overrides of undeclared names silently: check them against the
         # declarations (declare_parameters), as the DDS backend does.
-        self._overrides = tuple(parse_ros_args(argv, name, namespace).params)
+        self._overrides = tuple(resolved)
         self._own_params = tuple(self._node.get_parameters_by_prefix(""))  # rclpy's own
         self._logger = _Logger(self._node.get_logger())
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)

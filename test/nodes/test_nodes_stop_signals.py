@@ -9,6 +9,7 @@ moment the signal happened to land on a loaded machine: every moment must give t
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,13 +53,37 @@ def _signal_after(
     return p.returncode, err
 
 
+#: A frame of this package in a traceback: file stem and function.
+_OUR_FRAME = re.compile(r'File "[^"]*ltc_controller/(\w+)\.py", line \d+, in (\S+)')
+#: Where a SIGINT can land before ``__main__`` has installed the stop handler: the package's
+#: ``__init__``, ``__main__`` itself, ``stop``'s own imports (signal, threading) and ``install``.
+_BEFORE_HANDLER = {("__init__", "<module>"), ("__main__", "<module>"), ("stop", "<module>")}
+_BEFORE_HANDLER.add(("stop", "install"))
+
+
+def _before_the_handler(rc: int, err: str) -> bool:
+    """The process ended by a SIGINT that came before ``ltc_controller.__main__`` could install
+    its handler: Python's own handler (installed before ``site`` runs) raised
+    ``KeyboardInterrupt`` in the interpreter's start (``site``, ``runpy``) or in the few imports
+    ahead of ``stop.install()`` (about 40 ms measured with Jazzy sourced), with nothing of the
+    node started; no program can handle a signal there."""
+    if rc not in (1, -signal.SIGINT):
+        return False
+    if err == "":
+        return True  # the default action, before Python's handler
+    frames = _OUR_FRAME.findall(err)
+    return err.rstrip().endswith("KeyboardInterrupt") and set(frames) <= _BEFORE_HANDLER
+
+
 @pytest.mark.parametrize("kind", ["safety_fallback", "ltc_policy"])
 @pytest.mark.parametrize("delay_s", [0.0, 0.2, 0.6, 2.0, 5.0])
 def test_sigint_at_any_moment_is_a_clean_stop(kind: str, delay_s: float) -> None:
     rc, err = _signal_after(_start(kind), delay_s, signal.SIGINT)
-    # A signal before the interpreter runs any of our code meets the default action: the
-    # process ends by it having done nothing (and printed nothing); there is nothing to clean.
-    assert rc == 0 or (rc == -signal.SIGINT and err == ""), err[-3000:]
+    # On a loaded machine even 0.2 s can land in the interpreter's own start: see
+    # _before_the_handler. From the handler on, every moment is a clean stop with status 0.
+    if _before_the_handler(rc, err):
+        return
+    assert rc == 0, err[-3000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
 
 

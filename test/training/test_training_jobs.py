@@ -26,7 +26,9 @@ from ltc_controller.training.jobs import (
 pytest.importorskip("ray", reason="needs the [compare] extra (ray)")
 pytestmark = pytest.mark.timeout(600)
 
-RAY = Path(sys.executable).with_name("ray")
+# The `ray` console script's module, run with this interpreter: a venv that gets ray through a
+# .pth (a ROS 2 venv borrowing the project's packages) has no `ray` script next to its python.
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 
 
 def _free_port() -> int:
@@ -50,7 +52,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("ray")
     subprocess.run(
         [
-            str(RAY),
+            *RAY,
             "start",
             "--head",
             "--node-ip-address=127.0.0.1",
@@ -68,7 +70,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        subprocess.run([*RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(tmp, ignore_errors=True)
         if saved_mode is None:
             os.environ.pop("RAY_AUTH_MODE", None)

@@ -110,6 +110,32 @@ def test_a_misspelled_parameter_stops_the_node_naming_it_on_both_backends(
         node.shutdown()
 
 
+@pytest.mark.parametrize("backend", ["dds", pytest.param("rclpy", marks=needs_rclpy)])
+def test_overrides_apply_in_command_line_order_on_both_backends(
+    backend: str, tmp_path: Any
+) -> None:
+    # The shape of config/vehicle.yaml: a wildcard block first, then the node's own key. rcl
+    # alone lets the node key win over the later wildcard -p (rate_hz would stay 7.0).
+    from ltc_controller.transport import create_node
+
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "/**:\n  ros__parameters:\n    use_sim_time: false\n"
+        "/**/ordered:\n  ros__parameters:\n    rate_hz: 7.0\n    retries: 2\n    mode: center\n"
+    )
+    ns = "/" + "o" + uuid.uuid4().hex[:6]
+    argv = ["--ros-args", "-r", f"__ns:={ns}", "-p", "retries:=9", "--params-file", str(f)]
+    argv += ["-p", "rate_hz:=40.0", "-p", "ordered:mode:=hold", "-p", "other:retries:=5"]
+    node, _ = create_node("ordered", argv, backend=backend)
+    try:
+        values = node.declare_parameters(SPECS)
+    finally:
+        node.shutdown()
+    # -p after the file wins (also node-prefixed); the file wins over the -p before it; a rule
+    # for another node does not apply.
+    assert (values["rate_hz"], values["retries"], values["mode"]) == (40.0, 2, "hold")
+
+
 # -- rclpy backend -------------------------------------------------------------------------------
 
 
