@@ -120,6 +120,11 @@ class TrainConfig:
         step_s: integration step of the policy (s).
         output_scale: scale of every output (None = per output, twice the root mean square of
             its targets, at least 1e-3).
+        feature_norm: ``PolicyConfig.feature_norm``: ``"layer"`` standardises the head's
+            features per frame before the core (keeps an LTC's sigmoid sensory synapses out of
+            saturation as the head's gain grows in training; see
+            :func:`~ltc_controller.models.heads.normalize_features`), ``"none"`` feeds them
+            as they are.
         augment: augmentation ranges.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         threads: CPU threads for torch (0 = leave torch's default).
@@ -144,6 +149,7 @@ class TrainConfig:
     seed: int = 0
     step_s: float = 0.05
     output_scale: float | None = None
+    feature_norm: str = "none"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     device: str = "auto"
     threads: int = 1
@@ -205,8 +211,9 @@ def build_policy_config(
     output_scale: tuple[float, ...],
     step_s: float,
     per_step_time_constants: bool = True,
+    feature_norm: str = "none",
 ) -> Any:
-    """A ``PolicyConfig`` for ``arch`` with the given outputs.
+    """A ``PolicyConfig`` for ``arch`` with the given outputs and head feature normalisation.
 
     With ``per_step_time_constants`` the CT-RNN's fixed time constant is ``step_s`` (one step of
     ``step_s`` seconds then has the dynamics of a unit step, as for the LTC's capacitance, see
@@ -229,6 +236,7 @@ def build_policy_config(
         "output_units": output_units,
         "output_scale": output_scale,
         "step_s": step_s,
+        "feature_norm": feature_norm,
     }
     if units is not None:
         kwargs["units"] = units
@@ -561,7 +569,14 @@ def train(
         else tuple(float(max(1e-3, round(2.0 * s, 4))) for s in rms)
     )
     pcfg = build_policy_config(
-        cfg.arch, cfg.units, names, units, scale, cfg.step_s, cfg.per_step_time_constants
+        cfg.arch,
+        cfg.units,
+        names,
+        units,
+        scale,
+        cfg.step_s,
+        cfg.per_step_time_constants,
+        cfg.feature_norm,
     )
     policy = Policy.from_config(pcfg, seed=cfg.seed)
     if init_state is not None:
