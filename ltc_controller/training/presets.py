@@ -65,6 +65,7 @@ class BundledRecipe:
             lr_rnn=1e-2,
             loss_alpha=0.5,
             output_scale=0.1,
+            feature_norm="layer",  # unsaturated LTC sensory synapses (policies/README.md)
             patience=3,
             threads=2,
             seed=0,
