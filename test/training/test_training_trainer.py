@@ -256,6 +256,23 @@ def test_the_bundled_and_compare_recipes_normalise_the_head_features_for_every_m
     assert COMPARE_FULL.train.feature_norm == COMPARE_REDUCED.train.feature_norm == "layer"
 
 
+def test_an_interrupted_bundled_round_resumes_only_its_own_config(demos, tmp_path):
+    from ltc_controller.training.presets import _resumable
+
+    cfg = dataclasses.replace(SMALL, epochs=1, max_steps=1, feature_norm="layer")
+    ck = tmp_path / "ckpt_round0"
+    assert _resumable(ck, cfg, print) is None  # nothing there yet
+    first = train(demos, cfg, checkpoint_dir=ck, show_progress=False, log=lambda s: None)
+    assert _resumable(ck, dataclasses.replace(cfg, threads=2), print) == ck
+    lines: list[str] = []
+    assert _resumable(ck, dataclasses.replace(cfg, feature_norm="none"), lines.append) is None
+    assert "another training config" in lines[0]
+    again = train(demos, cfg, resume=ck, show_progress=False, log=lambda s: None)
+    assert again.steps == first.steps  # the finished round is not trained again
+    for k, v in first.policy.state_dict().items():
+        assert torch.equal(v, again.policy.state_dict()[k])
+
+
 def load_policy_from(result):
     return result.policy
 
