@@ -115,6 +115,7 @@ def test_train_command_on_raw_and_compressed_bags_writes_a_loadable_policy(bags,
     p = load_policy(out)
     assert p.config.architecture == "ncp_ltc" and p.config.output_names == ("steering_angle",)
     assert p.config.step_s == 0.05 and p.state_size == 19
+    assert p.config.feature_norm == "layer"  # the CLI default
 
 
 def test_training_changes_weights_and_keeps_best_validation(demos, tmp_path):
