@@ -336,7 +336,10 @@ def normalize_features(features: Tensor, mode: str) -> Tensor:
     if mode == "none":
         return features
     if mode == "layer":
-        return F.layer_norm(features, features.shape[-1:], eps=1e-5)
+        # Written out (not F.layer_norm) so that ONNX export sees no shape-dependent argument.
+        mean = features.mean(-1, keepdim=True)
+        var = features.var(-1, unbiased=False, keepdim=True)
+        return (features - mean) * torch.rsqrt(var + 1e-5)
     raise ValueError(f"unknown feature normalisation {mode!r}; known: {FEATURE_NORMS}")
 
 
