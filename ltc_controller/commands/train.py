@@ -80,6 +80,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=3, help="early stopping patience (epochs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--step-s", type=float, default=0.05, help="integration step (s)")
+    p.add_argument(
+        "--feature-norm",
+        choices=("layer", "none"),
+        default="layer",
+        help="normalise the head's features per frame before the core (layer, default: keeps "
+        "an LTC's sigmoid synapses out of saturation, whose staircase output oscillated in "
+        "closed loop) or feed them raw (none, the papers' heads)",
+    )
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (0 = torch default)")
@@ -164,6 +172,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             patience=args.patience,
             seed=args.seed,
             step_s=args.step_s,
+            feature_norm=args.feature_norm,
             augment=AugmentConfig.off() if args.no_augment else AugmentConfig(),
             device=args.device,
             threads=args.threads,

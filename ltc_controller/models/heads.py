@@ -41,10 +41,12 @@ __all__ = [
     "HEADS",
     "NORMALIZATIONS",
     "ConvHead",
+    "FEATURE_NORMS",
     "DroneTrunk",
     "build_head",
     "head_feature_dim",
     "normalize",
+    "normalize_features",
     "per_image_standardization",
     "same_padding",
     "same_output_size",
@@ -52,6 +54,8 @@ __all__ = [
 
 HEADS = ("ncp_conv", "drone_trunk")
 NORMALIZATIONS = ("per_image_standardization", "drone_channel_standardization")
+#: Normalisations of a head's feature vector (see :func:`normalize_features`).
+FEATURE_NORMS = ("none", "layer")
 # Keras Normalization layer of Chahine et al. 2023 (drone_causality, keras_models.py), RGB.
 DRONE_CHANNEL_MEAN = (0.41718618, 0.48529191, 0.38133072)
 DRONE_CHANNEL_VARIANCE = (0.057, 0.05, 0.061)
@@ -137,6 +141,8 @@ class ConvHead(nn.Module):
         in_channels: 3.
         dense_units: outputs per channel of the final per-channel dense layer (4).
         normalization: one of :data:`NORMALIZATIONS` (the paper: per-image standardization).
+        feature_norm: one of :data:`FEATURE_NORMS`, applied to the output
+            (:func:`normalize_features`; ``"none"``: the paper's head).
 
     Initialization: Glorot-uniform kernels (Keras default), conv biases 0.01, dense biases 0.
 
@@ -156,11 +162,15 @@ class ConvHead(nn.Module):
         in_channels: int = 3,
         dense_units: int = 4,
         normalization: str = "per_image_standardization",
+        feature_norm: str = "none",
     ) -> None:
         super().__init__()
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; known: {NORMALIZATIONS}")
+        if feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"unknown feature_norm {feature_norm!r}; known: {FEATURE_NORMS}")
         self.normalization = normalization
+        self.feature_norm = feature_norm
         self.image_height = int(image_height)
         self.image_width = int(image_width)
         self.in_channels = int(in_channels)
@@ -207,7 +217,7 @@ class ConvHead(nn.Module):
         """``(B, 3, H, W)`` float images -> ``(B, 32)`` features (channel-major)."""
         x = self.feature_maps(images)[-1].flatten(2)  # (B, 8, 250)
         y = torch.einsum("bcn,cnk->bck", x, self.dense_weight) + self.dense_bias
-        return F.relu(y).flatten(1)
+        return normalize_features(F.relu(y).flatten(1), self.feature_norm)
 
 
 # (out_channels, kernel, stride) of the drone paper's trunk, "valid" padding, ReLU.
@@ -236,6 +246,8 @@ class DroneTrunk(nn.Module):
         features: dense width (128).
         dropout: dropout rate after the dense layer (0.1 in the paper; inactive in eval mode).
         normalization: one of :data:`NORMALIZATIONS` (the paper: drone channel statistics).
+        feature_norm: one of :data:`FEATURE_NORMS`, applied to the output
+            (:func:`normalize_features`; ``"none"``: the paper's trunk).
 
     Input dtype: as :class:`ConvHead` (floating point cast, integer images refused).
 
@@ -252,11 +264,15 @@ class DroneTrunk(nn.Module):
         features: int = 128,
         dropout: float = 0.1,
         normalization: str = "drone_channel_standardization",
+        feature_norm: str = "none",
     ) -> None:
         super().__init__()
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; known: {NORMALIZATIONS}")
+        if feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"unknown feature_norm {feature_norm!r}; known: {FEATURE_NORMS}")
         self.normalization = normalization
+        self.feature_norm = feature_norm
         self.image_height, self.image_width = int(image_height), int(image_width)
         self.in_channels = 3
         self.convs = nn.ModuleList()
@@ -299,21 +315,56 @@ class DroneTrunk(nn.Module):
         """``(B, 3, H, W)`` float RGB images in [0, 1] -> ``(B, 128)`` features."""
         x = self.feature_maps(images)[-1].permute(0, 2, 3, 1).flatten(1)  # NHWC, as Keras
         result: Tensor = self.dropout(self.dense(x))
-        return result
+        return normalize_features(result, self.feature_norm)
+
+
+def normalize_features(features: Tensor, mode: str) -> Tensor:
+    """Normalise a head's ``(B, F)`` features: ``"none"`` leaves them, ``"layer"`` standardises
+    each sample's vector over its ``F`` features (layer normalisation without parameters, eps
+    1e-5; Ba et al. 2016).
+
+    Why: the head's ReLU features are unbounded, and training grows them (the bundled NCP-19's
+    went from a frame-to-frame spread of about 0.004 at initialisation to 10-60), while an LTC
+    sensory synapse is a sigmoid of width about 1/sigma (0.2); the synapses then act as switches
+    and the policy's output becomes a staircase of a few levels. Per-sample standardisation keeps
+    the features at unit scale whatever the head's gain (the core's input mapping, e.g. the
+    LTC's affine ``input_w``/``input_b``, still scales them per feature).
+
+    Raises:
+        ValueError: unknown ``mode``.
+    """
+    if mode == "none":
+        return features
+    if mode == "layer":
+        # Written out (not F.layer_norm) so that ONNX export sees no shape-dependent argument.
+        mean = features.mean(-1, keepdim=True)
+        var = features.var(-1, unbiased=False, keepdim=True)
+        return (features - mean) * torch.rsqrt(var + 1e-5)
+    raise ValueError(f"unknown feature normalisation {mode!r}; known: {FEATURE_NORMS}")
 
 
 def build_head(
-    head: str, image_height: int, image_width: int, normalization: str
+    head: str,
+    image_height: int,
+    image_width: int,
+    normalization: str,
+    feature_norm: str = "none",
 ) -> ConvHead | DroneTrunk:
-    """The head named ``head`` (one of :data:`HEADS`) for the given input size.
+    """The head named ``head`` (one of :data:`HEADS`) for the given input size, its features
+    normalised as ``feature_norm`` (one of :data:`FEATURE_NORMS`) says.
 
     Raises:
-        ValueError: unknown head, normalization, or an image too small for the head.
+        ValueError: unknown head, normalization, feature_norm, or an image too small for the
+            head.
     """
     if head == "ncp_conv":
-        return ConvHead(image_height, image_width, normalization=normalization)
+        return ConvHead(
+            image_height, image_width, normalization=normalization, feature_norm=feature_norm
+        )
     if head == "drone_trunk":
-        return DroneTrunk(image_height, image_width, normalization=normalization)
+        return DroneTrunk(
+            image_height, image_width, normalization=normalization, feature_norm=feature_norm
+        )
     raise ValueError(f"unknown head {head!r}; known: {HEADS}")
 
 

@@ -49,7 +49,15 @@ from torch import Tensor, nn
 from .. import __version__ as _package_version
 from .cfc import ACTIVATIONS, MODES, CfC
 from .cores import Core, CTRNNCore, GRUCore, LSTMCore, MLPCore, as_compute_dtype
-from .heads import HEADS, NORMALIZATIONS, ConvHead, DroneTrunk, build_head, head_feature_dim
+from .heads import (
+    FEATURE_NORMS,
+    HEADS,
+    NORMALIZATIONS,
+    ConvHead,
+    DroneTrunk,
+    build_head,
+    head_feature_dim,
+)
 from .ltc import LTCCell
 from .wiring import NCP, FullyConnected, Wiring
 
@@ -122,6 +130,11 @@ def _torch() -> str:
     return str(torch.__version__)
 
 
+#: Config fields added after policy files were first written: a strict load fills them with their
+#: defaults (which give the older behaviour) when a file lacks them.
+_ADDED_LATER = frozenset({"feature_norm"})
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
     """Self-describing policy configuration; JSON round trip via :meth:`to_json`/:meth:`from_json`.
@@ -147,6 +160,10 @@ class PolicyConfig:
         crop: pixels cropped from the camera image before resizing (runtime preprocessing).
         normalization: inside the head, on float inputs in [0, 1]:
             ``"per_image_standardization"`` or ``"drone_channel_standardization"``.
+        feature_norm: normalisation of the head's feature vector before the core, ``"none"``
+            (the papers' heads) or ``"layer"`` (per-sample standardisation,
+            :func:`~ltc_controller.models.heads.normalize_features`). Policy files written before
+            this field existed load as ``"none"``.
         output_names, output_units: one per output (motor neuron), e.g. ``("steering_angle",)``,
             ``("rad",)``.
         output_scale: output = core output x scale, one per output.
@@ -173,6 +190,7 @@ class PolicyConfig:
     color_order: str = "rgb"
     crop: Crop = field(default_factory=Crop)
     normalization: str = "per_image_standardization"
+    feature_norm: str = "none"
     output_names: tuple[str, ...] = ("steering_angle",)
     output_units: tuple[str, ...] = ("rad",)
     output_scale: tuple[float, ...] = (1.0,)
@@ -191,6 +209,8 @@ class PolicyConfig:
             raise bad("head", f"{self.head!r} is not one of {HEADS}")
         if self.normalization not in NORMALIZATIONS:
             raise bad("normalization", f"{self.normalization!r} is not one of {NORMALIZATIONS}")
+        if self.feature_norm not in FEATURE_NORMS:
+            raise bad("feature_norm", f"{self.feature_norm!r} is not one of {FEATURE_NORMS}")
         features = head_feature_dim(self.head)
         object.__setattr__(self, "output_names", tuple(self.output_names))
         object.__setattr__(self, "output_units", tuple(self.output_units))
@@ -342,7 +362,7 @@ class PolicyConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown config key(s) {unknown}")
-        missing = sorted(names - set(data))
+        missing = sorted(names - set(data) - _ADDED_LATER)
         if strict and missing:
             raise ValueError(f"missing config key(s) {missing}")
         kwargs = dict(data)
@@ -457,7 +477,7 @@ class Policy(nn.Module):
         self.config = PolicyConfig() if config is None else config
         cfg = self.config
         self.head: ConvHead | DroneTrunk = build_head(
-            cfg.head, cfg.image_height, cfg.image_width, cfg.normalization
+            cfg.head, cfg.image_height, cfg.image_width, cfg.normalization, cfg.feature_norm
         )
         self.core_name = CORE_MODULES[cfg.architecture]
         self.add_module(self.core_name, build_core(cfg))

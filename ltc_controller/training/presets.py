@@ -72,6 +72,7 @@ class BundledRecipe:
             lr_rnn=1e-2,
             loss_alpha=0.5,
             output_scale=0.1,
+            feature_norm="layer",  # unsaturated LTC sensory synapses (policies/README.md)
             patience=3,
             threads=2,
             seed=0,
@@ -134,7 +135,14 @@ def train_bundled(
     )
     demos = read_demonstrations(bag, IMAGE_TOPIC, LABEL_TOPIC)
     cfg = recipe.train
-    res = train(demos, cfg, checkpoint_dir=work / "ckpt_round0", show_progress=True, log=log)
+    res = train(
+        demos,
+        cfg,
+        checkpoint_dir=work / "ckpt_round0",
+        resume=_resumable(work / "ckpt_round0", cfg, log),
+        show_progress=True,
+        log=log,
+    )
     rounds.append(
         {"round": 0, "frames": len(demos), "val_loss": res.best_val_loss, "wall_s": res.wall_s}
     )
@@ -155,11 +163,13 @@ def train_bundled(
         demos = Demonstrations.concatenate(
             [demos, read_demonstrations(bag, IMAGE_TOPIC, LABEL_TOPIC)]
         )
+        round_cfg = replace(cfg, epochs=recipe.finetune_epochs, seed=cfg.seed + r)
         res = train(
             demos,
-            replace(cfg, epochs=recipe.finetune_epochs, seed=cfg.seed + r),
+            round_cfg,
             checkpoint_dir=work / f"ckpt_round{r}",
             init_state=policy.state_dict(),
+            resume=_resumable(work / f"ckpt_round{r}", round_cfg, log),
             log=log,
         )
         policy = res.policy
@@ -178,6 +188,22 @@ def train_bundled(
     (work / "summary.json").write_text(json.dumps(summary, indent=1))
     log(f"wrote {output} in {summary['wall_s']:.0f} s")
     return summary
+
+
+def _resumable(ckpt: Path, cfg: TrainConfig, log: Callable[[str], None]) -> Path | None:
+    """``ckpt`` if it holds a checkpoint of this very training config (threads and device
+    aside), so that an interrupted ``train --preset bundled`` continues its round where it
+    stopped (a finished round returns its best weights at once); None to train afresh."""
+    meta = ckpt / "state.json"
+    if not meta.is_file():
+        return None
+    ignore = ("threads", "device")
+    saved = json.loads(meta.read_text()).get("config", {})
+    wanted = json.loads(json.dumps(cfg.to_dict()))
+    if any(saved.get(k) != v for k, v in wanted.items() if k not in ignore):
+        log(f"{ckpt}: checkpoint of another training config; this round starts afresh")
+        return None
+    return ckpt
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,11 @@ class TrainConfig:
         ncp: ``(inter, command, sensory_fanout, inter_fanout, recurrent_command_synapses,
             motor_fanin)`` of the NCP wiring of ``ncp_*`` architectures (motor neurons = outputs,
             seed 22222); None = ``(12, 6, 6, 4, 6, 6)`` for several outputs, the NCP-19 for one.
+        feature_norm: ``PolicyConfig.feature_norm``: ``"layer"`` standardises the head's
+            features per frame before the core (keeps an LTC's sigmoid sensory synapses out of
+            saturation as the head's gain grows in training; see
+            :func:`~ltc_controller.models.heads.normalize_features`), ``"none"`` feeds them
+            as they are.
         augment: augmentation ranges.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         threads: CPU threads for torch (0 = leave torch's default).
@@ -148,6 +153,7 @@ class TrainConfig:
     step_s: float = 0.05
     output_scale: float | tuple[float, ...] | None = None
     ncp: tuple[int, ...] | None = None
+    feature_norm: str = "none"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     device: str = "auto"
     threads: int = 1
@@ -215,9 +221,10 @@ def build_policy_config(
     step_s: float,
     per_step_time_constants: bool = True,
     ncp: tuple[int, ...] | None = None,
+    feature_norm: str = "none",
 ) -> Any:
-    """A ``PolicyConfig`` for ``arch`` with the given outputs (``ncp``: see
-    :attr:`TrainConfig.ncp`).
+    """A ``PolicyConfig`` for ``arch`` with the given outputs and head feature normalisation
+    (``ncp``: see :attr:`TrainConfig.ncp`).
 
     With ``per_step_time_constants`` the CT-RNN's fixed time constant is ``step_s`` (one step of
     ``step_s`` seconds then has the dynamics of a unit step, as for the LTC's capacitance, see
@@ -240,6 +247,7 @@ def build_policy_config(
         "output_units": output_units,
         "output_scale": output_scale,
         "step_s": step_s,
+        "feature_norm": feature_norm,
     }
     if units is not None:
         kwargs["units"] = units
@@ -589,6 +597,7 @@ def train(
         cfg.step_s,
         cfg.per_step_time_constants,
         cfg.ncp,
+        cfg.feature_norm,
     )
     policy = Policy.from_config(pcfg, seed=cfg.seed)
     if init_state is not None:

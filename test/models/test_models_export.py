@@ -75,8 +75,9 @@ def test_fused_ltc_step_is_unrolled_with_constant_weights(tmp_path):
     assert read_config(model.SerializeToString()) == policy.config.to_dict()
 
 
-def test_image_step_and_head_graphs_equal_eager(tmp_path):
-    policy = _policy("ncp_ltc")
+@pytest.mark.parametrize("feature_norm", ["none", "layer"])
+def test_image_step_and_head_graphs_equal_eager(tmp_path, feature_norm):
+    policy = _policy("ncp_ltc", feature_norm=feature_norm)
     images = torch.rand(2, 3, 78, 200)
     feats, state, elapsed = _inputs(policy, 2)
     with torch.no_grad():

@@ -10,6 +10,7 @@ from ltc_controller.models.heads import (
     DRONE_CHANNEL_VARIANCE,
     ConvHead,
     DroneTrunk,
+    normalize_features,
     per_image_standardization,
     same_padding,
 )
@@ -106,3 +107,41 @@ def test_drone_trunk_flattens_in_keras_nhwc_order_and_normalizes_per_channel():
 def test_drone_trunk_rejects_images_too_small_for_its_convolutions():
     with pytest.raises(ValueError, match="too small"):
         DroneTrunk(60, 200)
+
+
+def test_layer_feature_norm_standardises_each_frame_and_ignores_the_head_gain():
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 78, 200)
+    head = ConvHead(feature_norm="layer")
+    with torch.no_grad():
+        head.dense_bias.uniform_(0.05, 0.1)  # every feature positive: nothing clipped by ReLU
+        f = head(images)
+        assert f.shape == (3, 32)
+        assert torch.allclose(f.mean(1), torch.zeros(3), atol=1e-5)
+        assert torch.allclose(f.var(1, unbiased=False), torch.ones(3), atol=1e-3)
+        # The gain that training grows (here the dense layer x 50) does not reach the core.
+        head.dense_weight.mul_(50.0)
+        head.dense_bias.mul_(50.0)
+        assert torch.allclose(head(images), f, atol=2e-3)  # eps 1e-5 of the variance
+        raw = ConvHead()
+        raw.load_state_dict(head.state_dict())
+        assert raw(images).std() > 5 * f.std()  # without it the features scale with the gain
+
+
+def test_feature_norm_none_is_identity_and_unknown_mode_raises():
+    x = torch.randn(2, 32) * 40
+    assert normalize_features(x, "none") is x
+    with pytest.raises(ValueError, match="unknown feature normalisation 'batch'"):
+        normalize_features(x, "batch")
+    with pytest.raises(ValueError, match="unknown feature_norm 'x'"):
+        ConvHead(feature_norm="x")
+    with pytest.raises(ValueError, match="unknown feature_norm 'x'"):
+        DroneTrunk(feature_norm="x")
+
+
+def test_drone_trunk_layer_feature_norm():
+    trunk = DroneTrunk(feature_norm="layer").eval()
+    with torch.no_grad():
+        f = trunk(torch.rand(2, 3, 144, 256))
+    assert f.shape == (2, 128)
+    assert torch.allclose(f.var(1, unbiased=False), torch.ones(2), atol=1e-3)

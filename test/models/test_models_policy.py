@@ -192,6 +192,29 @@ def test_missing_config_key(saved):
         load_policy(saved)
 
 
+def test_file_written_before_feature_norm_loads_as_none(saved, policy):
+    _edit_config(saved, lambda cfg: cfg.pop("feature_norm"))
+    loaded = load_policy(saved)
+    assert loaded.config.feature_norm == "none"
+    images = torch.rand(1, 3, 78, 200)
+    with torch.no_grad():
+        assert torch.equal(loaded.features(images), policy.features(images))
+
+
+def test_feature_norm_round_trips_and_is_applied(tmp_path):
+    cfg = PolicyConfig(output_scale=(0.5,), feature_norm="layer")
+    p = Policy.from_config(cfg, seed=3)
+    loaded = load_policy(save_policy(p, tmp_path / "ln.safetensors"))
+    assert loaded.config.feature_norm == "layer"
+    images = torch.rand(2, 3, 78, 200)
+    with torch.no_grad():
+        f = loaded.features(images)
+        assert torch.equal(f, p.features(images))
+        assert torch.allclose(f.mean(1), torch.zeros(2), atol=1e-5)
+    with pytest.raises(ValueError, match="config field 'feature_norm'"):
+        PolicyConfig(feature_norm="batch")
+
+
 def test_unknown_config_key(saved):
     _edit_config(saved, lambda cfg: cfg.update(gain=3))
     with pytest.raises(PolicyFileError, match=r"unknown config key\(s\) \['gain'\]"):

@@ -113,6 +113,7 @@ def test_train_command_on_raw_and_compressed_bags_writes_a_loadable_policy(bags,
     p = load_policy(out)
     assert p.config.architecture == "ncp_ltc" and p.config.output_names == ("steering_angle",)
     assert p.config.step_s == 0.05 and p.state_size == 19
+    assert p.config.feature_norm == "layer"  # the CLI default
 
 
 def test_training_changes_weights_and_keeps_best_validation(demos, tmp_path):
@@ -207,10 +208,13 @@ def test_too_little_data_is_a_clear_error(demos):
         train(demos, dataclasses.replace(SMALL, seq_len=40, batch_size=8), show_progress=False)
 
 
-def test_offline_forward_with_stamps_equals_the_runtime_driving_the_same_frames(demos):
+@pytest.mark.parametrize("feature_norm", ["none", "layer"])
+def test_offline_forward_with_stamps_equals_the_runtime_driving_the_same_frames(
+    demos, feature_norm
+):
     """Training sees what the runtime does: Policy.forward over a recorded window with the step
     counts training uses gives the outputs the runtime produces frame by frame (after the first
-    frame)."""
+    frame), with and without the head's feature normalisation."""
     from ltc_controller.runtime.schedule import seconds_to_ns
     from ltc_controller.training.closed_loop import PolicyDriver
     from ltc_controller.training.trainer import frame_periods_ns, window_steps
@@ -218,11 +222,12 @@ def test_offline_forward_with_stamps_equals_the_runtime_driving_the_same_frames(
     pol = load_policy_from(
         train(
             demos,
-            dataclasses.replace(SMALL, epochs=1, max_steps=1),
+            dataclasses.replace(SMALL, epochs=1, max_steps=1, feature_norm=feature_norm),
             show_progress=False,
             log=lambda s: None,
         )
     )
+    assert pol.config.feature_norm == feature_norm
     step_ns = seconds_to_ns(pol.config.step_s)
     periods = frame_periods_ns(demos)
     idx = np.arange(1, 9)
@@ -240,6 +245,31 @@ def test_offline_forward_with_stamps_equals_the_runtime_driving_the_same_frames(
     assert out[0] is None
     np.testing.assert_allclose(np.array(out[1:], dtype=np.float64), ref2, atol=1e-5)
     assert not np.allclose(ref[1:], ref2)  # the state really carries information
+
+
+def test_the_bundled_and_compare_recipes_normalise_the_head_features_for_every_model():
+    from ltc_controller.training.presets import BUNDLED, COMPARE_FULL, COMPARE_REDUCED
+
+    assert BUNDLED.train.feature_norm == "layer"
+    # compare sets only arch/units/seed (and searched rates) per model on this config
+    assert COMPARE_FULL.train.feature_norm == COMPARE_REDUCED.train.feature_norm == "layer"
+
+
+def test_an_interrupted_bundled_round_resumes_only_its_own_config(demos, tmp_path):
+    from ltc_controller.training.presets import _resumable
+
+    cfg = dataclasses.replace(SMALL, epochs=1, max_steps=1, feature_norm="layer")
+    ck = tmp_path / "ckpt_round0"
+    assert _resumable(ck, cfg, print) is None  # nothing there yet
+    first = train(demos, cfg, checkpoint_dir=ck, show_progress=False, log=lambda s: None)
+    assert _resumable(ck, dataclasses.replace(cfg, threads=2), print) == ck
+    lines: list[str] = []
+    assert _resumable(ck, dataclasses.replace(cfg, feature_norm="none"), lines.append) is None
+    assert "another training config" in lines[0]
+    again = train(demos, cfg, resume=ck, show_progress=False, log=lambda s: None)
+    assert again.steps == first.steps  # the finished round is not trained again
+    for k, v in first.policy.state_dict().items():
+        assert torch.equal(v, again.policy.state_dict()[k])
 
 
 def load_policy_from(result):
