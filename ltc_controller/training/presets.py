@@ -62,6 +62,9 @@ class BundledRecipe:
     dagger_episodes: int = 6
     finetune_epochs: int = 1
     speed_mps: float = 5.0
+    #: Episodes of unperturbed expert driving (tracks 2000..) to calibrate the out-of-distribution
+    #: monitor on; its statistics come from every training frame (0: no monitor in the file).
+    monitor_episodes: int = 20
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             arch="ncp_ltc",
@@ -178,10 +181,35 @@ def train_bundled(
         )
     from ltc_controller.models.policy_file import save_policy
 
+    monitor: dict[str, Any] = {}
+    if recipe.monitor_episodes > 0:
+        from ltc_controller.training.monitor import fit_monitor
+
+        calib = _bag(
+            work / "calibration",
+            RecordConfig(
+                episodes=recipe.monitor_episodes,
+                episode_s=recipe.episode_s,
+                first_track_seed=2000,
+                seed=7,
+                perturbation=PerturbationConfig.none(recipe.speed_mps),
+            ),
+            log,
+        )
+        policy.feature_stats = stats = fit_monitor(
+            policy, demos, calibration=read_demonstrations(calib, IMAGE_TOPIC, LABEL_TOPIC)
+        )
+        monitor = {"degraded": stats.degraded, "fault": stats.fault, **stats.calibration}
+        log(
+            f"out-of-distribution monitor: degraded {stats.degraded:.3f}, fault "
+            f"{stats.fault:.3f} ({stats.calibration['heldout_onsets_degraded']} alarm onsets in "
+            f"{stats.calibration['heldout_minutes']:.1f} min of calibration driving)"
+        )
     save_policy(policy, output)
     summary = {
         "output": str(output),
         "rounds": rounds,
+        "monitor": monitor,
         "wall_s": round(time.perf_counter() - t0, 1),
         "recipe": _jsonable(asdict(recipe)),
     }
