@@ -35,7 +35,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FeatureStats", "alarm_onsets", "auroc", "ema_scores", "fit_feature_stats"]
+__all__ = [
+    "CLEAR_RATIO",
+    "FeatureStats",
+    "alarm_onsets",
+    "auroc",
+    "ema_scores",
+    "fit_feature_stats",
+]
 
 
 @dataclass(frozen=True)
@@ -128,14 +135,27 @@ def ema_scores(
     return out
 
 
+#: An alarm raised above a threshold clears only below this fraction of it (hysteresis: a
+#: score hovering at the threshold is one alarm, not one per crossing).
+CLEAR_RATIO = 0.9
+
+
 def alarm_onsets(emas: list[NDArray[np.float64]], threshold: float) -> int:
-    """Alarm onsets over segments: each segment that starts above ``threshold`` and each rise
-    from at or below it to above it."""
+    """Alarm onsets over segments, as :class:`~ltc_controller.runtime.ood.FeatureMonitor` counts
+    them: the EMA rises above ``threshold`` while no alarm is raised (a segment starts with none);
+    a raised alarm clears when the EMA falls below ``CLEAR_RATIO * threshold``."""
     n = 0
+    clear = CLEAR_RATIO * threshold
     for e in emas:
-        above = e > threshold
-        if len(above):
-            n += int(above[0]) + int(np.count_nonzero(above[1:] & ~above[:-1]))
+        # Indices where the EMA is above the threshold or below the clearing level; between the
+        # two the alarm keeps its state, so only those points can change it.
+        hi = e > threshold
+        lo = e < clear
+        idx = np.flatnonzero(hi | lo)
+        if not len(idx):
+            continue
+        up = hi[idx]
+        n += int(up[0]) + int(np.count_nonzero(up[1:] & ~up[:-1]))
     return n
 
 

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from ltc_controller.models.ood import FeatureStats
+from ltc_controller.models.ood import CLEAR_RATIO, FeatureStats
 
 __all__ = ["FeatureMonitor", "OodLevel"]
 
@@ -29,7 +29,8 @@ class FeatureMonitor:
     Attributes:
         score: the EMA score (NaN before the first frame).
         last: the last frame's own score.
-        level: 0 OK, 1 DEGRADED (``score > degraded``), 2 FAULT (``score > fault``).
+        level: 0 OK, 1 DEGRADED (``score > degraded``), 2 FAULT (``score > fault``); a level
+            is left when the score falls below ``CLEAR_RATIO`` (0.9) of its threshold.
         frames, alarms, faults: frames observed; onsets of DEGRADED or worse, of FAULT.
     """
 
@@ -71,7 +72,15 @@ class FeatureMonitor:
         self.frames += 1
         prev = self.level
         sc = self.score
-        self.level = 2 if not sc <= self.fault else 1 if sc > self.degraded else 0
+        # Raise above a threshold, clear below CLEAR_RATIO of it (NaN: FAULT).
+        if not sc <= self.fault:
+            self.level = 2
+        elif prev == 2 and sc >= CLEAR_RATIO * self.fault:
+            self.level = 2
+        elif sc > self.degraded or (prev >= 1 and sc >= CLEAR_RATIO * self.degraded):
+            self.level = 1
+        else:
+            self.level = 0
         if self.level > 0 and prev == 0:
             self.alarms += 1
         if self.level == 2 and prev < 2:

@@ -76,6 +76,20 @@ def test_the_monitor_computes_the_same_ema_as_the_calibration():
         got.append(mon.score)
     np.testing.assert_allclose(got, want, rtol=1e-4)
     assert alarm_onsets([np.array([2.0, 0.5, 2.0, 2.0])], 1.0) == 2
+    # Hysteresis: hovering between 0.9x and the threshold keeps the alarm (one onset).
+    assert alarm_onsets([np.array([0.5, 1.1, 0.95, 1.05, 0.92, 1.2, 0.5, 1.1])], 1.0) == 2
+
+
+def test_the_monitor_clears_an_alarm_only_below_nine_tenths_of_its_threshold():
+    stats = FeatureStats(np.zeros(1), np.eye(1), 1e-6, 1.0, 4.0)  # EMA = the last score
+    mon = FeatureMonitor(stats)
+    levels = []
+    for k, x in enumerate([0.5, 1.1, 0.97, 1.02, 2.1, 1.95, 1.8, 0.9]):  # scores x^2
+        mon.observe(np.array([x], dtype=np.float32), float(k))
+        levels.append(mon.level)
+    # 0.25 OK; 1.21 DEGRADED; 0.94 and 1.04 stay; 4.41 FAULT; 3.8 stays (>= 3.6); 3.24 DEGRADED
+    assert levels == [0, 1, 1, 1, 2, 2, 1, 0]
+    assert (mon.alarms, mon.faults) == (1, 1)
 
 
 def test_non_finite_features_fault_and_thresholds_can_be_overridden():
