@@ -716,7 +716,7 @@ def print_summary(s: dict[str, Any]) -> None:
             lines += [
                 (
                     "policy SIGKILL -> FALLBACK",
-                    f"{f['fault_name']}: last command -> FALLBACK tick "
+                    f"{f['fault_name']}: tick that counted the last command -> FALLBACK tick "
                     f"{_ms_text(f.get('fallback_after_last_command_ms'))} (command_timeout_s "
                     f"{1e3 * f['command_timeout_s']:.0f} ms; safety stamps); kill -> FALLBACK "
                     f"tick {f['kill_to_fallback_ms']:.0f} ms",

@@ -113,6 +113,7 @@ from ltc_controller.nodes.policy_params import (
     PARAMS,
     SetPlan,
     check_deadline,
+    check_ood_thresholds,
     plan_set,
     runtime_overrides,
 )
@@ -150,6 +151,7 @@ class PolicyNode:
         # Parameters come from the node (command line, params files) unless given directly.
         self.p = p = node.declare_parameters(PARAMS) if params is None else resolve(PARAMS, params)
         check_deadline(p)
+        check_ood_thresholds(p)
         torch.set_num_threads(p["num_threads"])
         cv2.setNumThreads(p["num_threads"])  # the frame resize, on the same budget
         self.period_s = 1.0 / p["control_rate_hz"]
@@ -282,6 +284,13 @@ class PolicyNode:
             f"deadline {e.runtime.cfg.deadline_s * 1e3:.1f} ms, "
             f"camera {cam} on {CAMERA_TOPIC[cam]} ({p['camera_qos']}), command {self.cmd_type}; "
             f"loaded in {e.load_s:.2f} s"
+        )
+        mon = e.monitor
+        node.logger.info(
+            "out-of-distribution monitor: unavailable (no feature statistics in the policy file)"
+            if mon is None
+            else f"out-of-distribution monitor: {e.ood_state}, degraded above {mon.degraded:.3f}, "
+            f"fault above {mon.fault:.3f} (hand-over {'on' if p['ood.hand_over'] else 'off'})"
         )
 
     @property

@@ -332,6 +332,17 @@ def check_deadline(p: Mapping[str, Any]) -> None:
         )
 
 
+def check_ood_thresholds(p: Mapping[str, Any]) -> None:
+    """Raise :class:`~ltc_controller.params.ParameterError` if both OOD thresholds are set and
+    ``ood.fault_threshold`` is below ``ood.degraded_threshold``. (With one of them left at 0, the
+    file's value, a fault threshold below the degraded one is raised to it.)"""
+    d, f = p["ood.degraded_threshold"], p["ood.fault_threshold"]
+    if d > 0.0 and f > 0.0 and f < d:
+        raise ParameterError(
+            f"parameter 'ood.fault_threshold': {f} is below ood.degraded_threshold {d}"
+        )
+
+
 def runtime_overrides(p: Mapping[str, Any]) -> RuntimeOverrides:
     """The runtime settings the parameters set over the policy file's (``0``/``-1`` mean the
     file's; ``deadline_s`` 0 means half the control period). The tick period is the control
@@ -388,6 +399,7 @@ def plan_set(current: Mapping[str, Any], changes: Mapping[str, Any]) -> SetPlan:
     """
     merged = {**current, **changes}
     check_deadline(merged)
+    check_ood_thresholds(merged)
     changed = {k for k, v in changes.items() if current.get(k) != v}
     return SetPlan(
         params=merged,

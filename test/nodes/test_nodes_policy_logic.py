@@ -297,3 +297,10 @@ def test_health_details_measure_each_reason():
     assert "no_frame" not in d
     with pytest.raises(ValueError):
         HealthLog(-1.0)
+
+
+def test_an_ood_fault_threshold_below_the_degraded_one_is_refused():
+    current = resolve(PARAMS, {})
+    with pytest.raises(ParameterError, match="ood.fault_threshold.*below ood.degraded"):
+        plan_set(current, {"ood.degraded_threshold": 3.0, "ood.fault_threshold": 2.0})
+    assert plan_set(current, {"ood.fault_threshold": 2.0}).ood  # the file's degraded: clamped
