@@ -234,6 +234,8 @@ class Stack:
         if domain_id is None:
             env_dom = os.environ.get("ROS_DOMAIN_ID")
             domain_id = int(env_dom) if env_dom else 100 + os.getpid() % 100
+        #: The DDS domain of the stack's nodes.
+        self.domain_id = domain_id
         self.env = {**os.environ, **loopback_env(), "ROS_DOMAIN_ID": str(domain_id)}
         self.env.setdefault("MUJOCO_GL", "osmesa")
         # The monitor is a DDS participant; keep the nodes on DDS too in a ROS-sourced shell.

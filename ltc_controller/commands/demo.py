@@ -366,6 +366,13 @@ def run_demo(
     try:
         print(f"demo: policy: {source}")
         print(f"demo: starting simulator, safety_fallback, ltc_policy (logs in {output}/)")
+        # The nodes talk on loopback only: say how another shell (estop, lifecycle, param) joins.
+        xml = Path(output).resolve() / "cyclonedds.xml"
+        xml.write_text(stack.env["CYCLONEDDS_URI"])
+        print(
+            f"demo: nodes on ROS_DOMAIN_ID={stack.domain_id}, DDS on loopback; from another "
+            f"shell: export ROS_DOMAIN_ID={stack.domain_id} CYCLONEDDS_URI=file://{xml}"
+        )
         if scenario == "drone":
             # The simulator last: the task's clock starts when the policy is up, not before.
             stack.start(("safety_fallback", "ltc_policy"))
