@@ -120,6 +120,9 @@ def test_demo_cli_prints_summary_and_writes_plot(tmp_path):
     assert s["frames_published"] > 0 and s["commands_received_by_sim"] > 0
     assert s["latency_p50_ms"] > 0
     assert (tmp_path / "demo_run.png").stat().st_size > 10_000
+    # How another shell joins the nodes: their domain and the loopback configuration file.
+    xml = tmp_path.resolve() / "cyclonedds.xml"
+    assert f"CYCLONEDDS_URI=file://{xml}" in r.stdout and "127.0.0.1" in xml.read_text()
     assert time.monotonic() - t0 < 280
 
 
