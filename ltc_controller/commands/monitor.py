@@ -154,13 +154,8 @@ def _check(args: argparse.Namespace, policy: Any, demos: list[Any], clean: Any) 
     from ltc_controller.models.ood import alarm_onsets, auroc, ema_scores
     from ltc_controller.training.monitor import head_features
 
-    stats = policy.feature_stats
+    stats = _stats(args, policy)
     if stats is None:
-        print(
-            f"monitor: {args.policy or 'the bundled policy'} has no statistics "
-            "(run `ltc-controller monitor fit`)",
-            file=sys.stderr,
-        )
         return 2
 
     def scored(d: Any) -> tuple[Any, list[Any], float]:
@@ -226,13 +221,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     except (PolicyFileError, KeyError, ValueError) as e:
         print(f"monitor: {e}", file=sys.stderr)
         return 2
-    stats = policy.feature_stats
+    stats = _stats(args, policy)
     if stats is None:
-        print(
-            f"monitor: {args.policy or 'the bundled policy'} has no statistics "
-            "(run `ltc-controller monitor fit`)",
-            file=sys.stderr,
-        )
         return 2
     eps = monitor_episodes(policy, stats, cfg, progress=print)
     table = monitor_table(summarise_monitor(eps))
@@ -240,3 +230,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.output is not None:
         args.output.write_text(table + "\n")
     return 0
+
+
+def _stats(args: argparse.Namespace, policy: Any) -> Any:
+    """The policy's monitor statistics, or None after saying on stderr that it has none."""
+    if policy.feature_stats is None:
+        print(
+            f"monitor: {args.policy or 'the bundled policy'} has no statistics "
+            "(run `ltc-controller monitor fit`)",
+            file=sys.stderr,
+        )
+    return policy.feature_stats

@@ -195,6 +195,19 @@ def evaluate_episode(
     return _episode(driver, model.label, name, condition, episode, cfg)
 
 
+def episode_protocol(cfg: EvalConfig, k: int) -> dict[str, Any]:
+    """:func:`~.closed_loop.drive_episode` keywords of episode ``k`` under ``cfg`` (image
+    effects seed, distance, time limit, speed, latency): every closed-loop evaluation drives an
+    episode with these, so their episodes are the same."""
+    return {
+        "effects_seed": 10_000 + k,
+        "distance_m": cfg.distance_m,
+        "max_time_s": cfg.max_time_s,
+        "speed_mps": cfg.speed_mps,
+        "latency_s": cfg.latency_s,
+    }
+
+
 def _episode(
     driver: PolicyDriver | None, label: str, name: str, cname: str, k: int, cfg: EvalConfig
 ) -> EpisodeRecord:
@@ -208,13 +221,9 @@ def _episode(
             sim,
             driver.act if driver is not None else None,
             condition=cond,
-            effects_seed=10_000 + k,
-            distance_m=cfg.distance_m,
-            max_time_s=cfg.max_time_s,
-            speed_mps=cfg.speed_mps,
-            latency_s=cfg.latency_s,
             on_departure=driver.reset if driver is not None else None,
             render=driver is not None,
+            **episode_protocol(cfg, k),
         )
     finally:
         sim.close()

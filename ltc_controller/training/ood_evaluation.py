@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from ltc_controller.models.ood import FeatureStats, auroc
 from ltc_controller.runtime.ood import FeatureMonitor
 from ltc_controller.training.closed_loop import PolicyDriver, drive_episode
-from ltc_controller.training.evaluation import EvalConfig, _condition
+from ltc_controller.training.evaluation import EvalConfig, _condition, episode_protocol
 
 __all__ = ["MonitorEpisode", "monitor_episodes", "monitor_table", "summarise_monitor"]
 
@@ -119,13 +119,9 @@ def _episode(
             sim,
             driver.act,
             condition=cond,
-            effects_seed=10_000 + k,
-            distance_m=cfg.distance_m,
-            max_time_s=cfg.max_time_s,
-            speed_mps=cfg.speed_mps,
-            latency_s=cfg.latency_s,
             on_departure=on_departure,
             on_frame=on_frame,
+            **episode_protocol(cfg, k),
         )
     finally:
         sim.close()
