@@ -176,3 +176,16 @@ def test_the_runtime_feeds_every_taken_frame_to_the_monitor():
         x = torch.from_numpy(np.frombuffer(img, np.uint8).reshape(1, 78, 200, 3).copy())
         feats = policy.features(x.permute(0, 3, 1, 2).float() / 255.0).numpy()
     assert mon.last == pytest.approx(float(policy.feature_stats.scores(feats)[0]), rel=1e-3)
+
+
+def test_the_shipped_candidate_ncp19_carries_its_monitor():
+    from pathlib import Path
+
+    import ltc_controller
+
+    path = Path(ltc_controller.__file__).parent / "policies" / "ncp19_lane_keeping_ln.safetensors"
+    policy = load_policy(path)
+    stats = policy.feature_stats
+    assert policy.config.feature_norm == "layer" and stats is not None
+    assert stats.calibration["heldout_minutes"] == pytest.approx(10.0, abs=0.1)
+    assert stats.calibration["heldout_onsets_degraded"] == 0 and stats.fault > stats.degraded
