@@ -35,7 +35,13 @@ from ltc_controller.extras import needs_extra
 from ltc_controller.sim.drone.conditions import get_drone_condition
 from ltc_controller.sim.drone.scenario import make_drone_sim
 from ltc_controller.training.drone_closed_loop import DronePolicyDriver, fly_episode
-from ltc_controller.training.evaluation import EXPERT, ModelEntry, markdown_tables, model_sizes
+from ltc_controller.training.evaluation import (
+    EXPERT,
+    ModelEntry,
+    markdown_tables,
+    metric_charts,
+    model_sizes,
+)
 
 __all__ = [
     "DRONE_METRICS",
@@ -309,7 +315,6 @@ def write_drone_report(
         import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -337,35 +342,7 @@ def write_drone_report(
             indent=1,
         )
     )
-    models = list(dict.fromkeys(r["model"] for r in summary.per_model))
-    conds = list(dict.fromkeys(r["condition"] for r in summary.per_model))
-    pngs = []
-    for key, label, _ in (DRONE_METRICS[0], DRONE_METRICS[2]):
-        fig, ax = plt.subplots(
-            figsize=(max(6.0, 1.1 * len(conds) * max(1, len(models)) ** 0.5), 3.6)
-        )
-        width = 0.8 / max(1, len(models))
-        x = np.arange(len(conds))
-        for i, m in enumerate(models):
-            vals, sds = [], []
-            for c in conds:
-                row = next(
-                    (r for r in summary.per_model if r["model"] == m and r["condition"] == c), None
-                )
-                vals.append(np.nan if row is None else row[key])
-                sds.append(0.0 if row is None else row[key + "_sd"])
-            ax.bar(
-                x + (i - (len(models) - 1) / 2) * width, vals, width, yerr=sds, label=m, capsize=2
-            )
-        ax.set_xticks(x, conds, rotation=30, ha="right")
-        ax.set_ylabel(label)
-        ax.legend(fontsize=7, ncol=min(4, len(models)))
-        ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
-        png = out / f"{key}.png"
-        fig.savefig(png, dpi=110)
-        plt.close(fig)
-        pngs.append(png.name)
+    pngs = metric_charts(summary, (DRONE_METRICS[0], DRONE_METRICS[2]), out)
     text = [
         f"# {title}",
         "",

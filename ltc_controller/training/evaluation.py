@@ -368,7 +368,6 @@ def write_report(
         import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -393,10 +392,44 @@ def write_report(
             indent=1,
         )
     )
+    pngs = metric_charts(summary, METRICS[:3], out)
+    km = sum(r.distance_m for r in records) / 1000.0
+    text = [
+        f"# {title}",
+        "",
+        f"{len(records)} episodes, {km:.1f} km driven. Protocol: {cfg.episodes} episode(s) per "
+        f"policy and condition on unseen tracks (seeds {cfg.first_track_seed}–"
+        f"{cfg.first_track_seed + cfg.episodes - 1}), "
+        + (f"{cfg.distance_m:.0f} m each" if cfg.distance_m else "one lap each")
+        + f", {cfg.speed_mps} m/s, camera and control at 20 Hz through the runtime, "
+        f"{cfg.latency_s * 1e3:.0f} ms command latency. A departure is counted when the car "
+        "centre is further than half the lane minus half the car width from the centreline; the "
+        "car is then put back on the centreline and the policy state reset.",
+        "",
+    ]
+    if notes:
+        text += [notes, ""]
+    text += [markdown_tables(summary, by_model), ""]
+    text += [f"![{p}]({p})" for p in pngs]
+    text.append("")
+    report = out / "report.md"
+    report.write_text("\n".join(text))
+    return report
+
+
+def metric_charts(summary: Any, metrics: Sequence[tuple[str, str, str]], out: Path) -> list[str]:
+    """One bar chart per metric (``(key, label, fmt)``) of ``summary.per_model``: models side by
+    side per condition, error bars one sd over seeds; written as ``out/<key>.png``. Returns the
+    file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     models = list(dict.fromkeys(r["model"] for r in summary.per_model))
     conds = list(dict.fromkeys(r["condition"] for r in summary.per_model))
     pngs = []
-    for key, label, _ in METRICS[:3]:
+    for key, label, _ in metrics:
         fig, ax = plt.subplots(
             figsize=(max(6.0, 1.1 * len(conds) * max(1, len(models)) ** 0.5), 3.6)
         )
@@ -422,25 +455,4 @@ def write_report(
         fig.savefig(png, dpi=110)
         plt.close(fig)
         pngs.append(png.name)
-    km = sum(r.distance_m for r in records) / 1000.0
-    text = [
-        f"# {title}",
-        "",
-        f"{len(records)} episodes, {km:.1f} km driven. Protocol: {cfg.episodes} episode(s) per "
-        f"policy and condition on unseen tracks (seeds {cfg.first_track_seed}–"
-        f"{cfg.first_track_seed + cfg.episodes - 1}), "
-        + (f"{cfg.distance_m:.0f} m each" if cfg.distance_m else "one lap each")
-        + f", {cfg.speed_mps} m/s, camera and control at 20 Hz through the runtime, "
-        f"{cfg.latency_s * 1e3:.0f} ms command latency. A departure is counted when the car "
-        "centre is further than half the lane minus half the car width from the centreline; the "
-        "car is then put back on the centreline and the policy state reset.",
-        "",
-    ]
-    if notes:
-        text += [notes, ""]
-    text += [markdown_tables(summary, by_model), ""]
-    text += [f"![{p}]({p})" for p in pngs]
-    text.append("")
-    report = out / "report.md"
-    report.write_text("\n".join(text))
-    return report
+    return pngs
