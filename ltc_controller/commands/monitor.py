@@ -10,7 +10,12 @@
   needless fallbacks): :mod:`ltc_controller.training.ood_evaluation`.
 - ``check``: score the frames of bags with a fitted policy: per bag the score quantiles, the share
   of frames above each threshold, the alarm onsets per 10 minutes, and with ``--clean BAG`` the
-  AUROC of per-frame scores (each bag against the clean one: 0.5 = no separation, 1 = perfect).
+  AUROC of per-frame scores (each bag against the clean one: 0.5 = no separation, 1 = perfect);
+  the same for the attention monitor's pair scores when the file has its calibration.
+
+``fit`` also calibrates the attention monitor (saliency instability between consecutive frames,
+:class:`~ltc_controller.models.ood.AttentionStats`) on the same calibration frames, unless
+``--attention-every-n 0``.
 
 Exit status: 0 done; 2 bad arguments, unreadable bag or policy file, or no statistics to check.
 """
@@ -54,6 +59,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     fit.add_argument("--margin", type=float, default=1.1, help="factor on the calibrated level")
     fit.add_argument("--fault-factor", type=float, default=2.0, help="fault = this x degraded")
+    fit.add_argument(
+        "--attention-every-n",
+        type=int,
+        default=1,
+        help="attention monitor: one pair of consecutive frames scored every N frames (default "
+        "1: every frame); 0 = fit no attention monitor",
+    )
     fit.add_argument(
         "--calibration-bag",
         type=Path,
@@ -133,6 +145,26 @@ def _fit(args: argparse.Namespace, policy: Any, demos: Any, calibration: Any) ->
         print(f"monitor: {e}", file=sys.stderr)
         return 2
     policy.feature_stats = stats
+    attention = None
+    if args.attention_every_n > 0:
+        from ltc_controller.training.monitor import fit_attention
+
+        try:
+            attention = fit_attention(
+                policy,
+                demos,
+                heldout_fraction=args.heldout_fraction,
+                calibration=calibration,
+                every_n_frames=args.attention_every_n,
+                window_s=args.window_s,
+                false_alarms_per_10min=args.false_alarms_per_10min,
+                margin=args.margin,
+                fault_factor=args.fault_factor,
+            )
+        except ValueError as e:
+            print(f"monitor: attention: {e}", file=sys.stderr)
+            return 2
+    policy.attention_stats = attention
     save_policy(policy, args.output)
     c = stats.calibration
     print(
@@ -144,6 +176,16 @@ def _fit(args: argparse.Namespace, policy: Any, demos: Any, calibration: Any) ->
         f"{c['heldout_onsets_degraded']} degraded, {c['heldout_onsets_fault']} fault; "
         f"training score p50 {c['train_score_p50']:.3f} p99 {c['train_score_p99']:.3f}"
     )
+    if attention is not None:
+        a = attention.calibration
+        print(
+            f"attention: {a['heldout_frames']} pairs (one every {attention.every_n_frames} "
+            f"frame(s), at most {attention.pair_gap_s * 1e3:.0f} ms apart) over "
+            f"{a['heldout_minutes']:.1f} min: degraded {attention.degraded:.4f}, fault "
+            f"{attention.fault:.4f}; alarm onsets {a['heldout_onsets_degraded']} degraded, "
+            f"{a['heldout_onsets_fault']} fault; pair score p50 {a['heldout_score_p50']:.4f} "
+            f"p99 {a['heldout_score_p99']:.4f}"
+        )
     print(f"wrote {args.output}")
     return 0
 
@@ -189,7 +231,56 @@ def _check(args: argparse.Namespace, policy: Any, demos: list[Any], clean: Any) 
         if ref is not None:
             row += f" {auroc(ref, s):.3f} |"
         print(row)
+    if policy.attention_stats is not None:
+        _check_attention(args, policy, demos, clean)
     return 0
+
+
+def _check_attention(args: argparse.Namespace, policy: Any, demos: list[Any], clean: Any) -> None:
+    """The attention monitor's table: per bag its pair scores, EMA above the thresholds,
+    alarm onsets per 10 minutes and the AUROC of pair scores against the clean bag."""
+    import numpy as np
+
+    from ltc_controller.models.ood import alarm_onsets, auroc, ema_scores
+    from ltc_controller.training.monitor import attention_scores
+
+    st = policy.attention_stats
+
+    def scored(d: Any) -> tuple[Any, list[Any], float]:
+        s, ok = attention_scores(policy, d, st.every_n_frames, st.pair_gap_s)
+        t = d.stamps_ns.astype(np.float64) * 1e-9
+        emas, minutes = [], 0.0
+        for seg in np.unique(d.segment):
+            i = np.flatnonzero((d.segment == seg) & ok)
+            if len(i):
+                emas.append(ema_scores(s[i], t[i], st.window_s))
+                minutes += float(t[i[-1]] - t[i[0]]) / 60.0
+        return s[ok], emas, minutes
+
+    ref = scored(clean)[0] if clean is not None else None
+    print(
+        f"attention (saliency instability, one pair every {st.every_n_frames} frame(s)): "
+        f"degraded {st.degraded:.4f}, fault {st.fault:.4f} (EMA over {st.window_s:g} s)"
+    )
+    print(
+        "| bag | pairs | score p50 | p99 | EMA > degraded | EMA > fault | onsets/10 min |"
+        + (" AUROC vs clean |" if ref is not None else "")
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if ref is not None else ""))
+    for bag, d in zip(args.bag, demos, strict=True):
+        s, emas, minutes = scored(d)
+        if not len(s):
+            print(f"| {bag.name} | 0 | | | | | |" + (" |" if ref is not None else ""))
+            continue
+        e = np.concatenate(emas)
+        rate = alarm_onsets(emas, st.degraded) / max(minutes, 1e-9) * 10.0
+        row = (
+            f"| {bag.name} | {len(s)} | {np.median(s):.4f} | {np.quantile(s, 0.99):.4f} | "
+            f"{np.mean(e > st.degraded):.1%} | {np.mean(e > st.fault):.1%} | {rate:.1f} |"
+        )
+        if ref is not None and len(ref):
+            row += f" {auroc(ref, s):.3f} |"
+        print(row)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -226,6 +317,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     eps = monitor_episodes(policy, stats, cfg, progress=print)
     table = monitor_table(summarise_monitor(eps))
+    if policy.attention_stats is not None:
+        table += (
+            "\n\nattention monitor (saliency instability; score: pair scores):\n\n"
+            + monitor_table(summarise_monitor(eps, monitor="attention"), digits=4)
+        )
     print(table)
     if args.output is not None:
         args.output.write_text(table + "\n")

@@ -215,9 +215,15 @@ class ConvHead(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         """``(B, 3, H, W)`` float images -> ``(B, 32)`` features (channel-major)."""
-        x = self.feature_maps(images)[-1].flatten(2)  # (B, 8, 250)
+        return self.features_and_maps(images)[0]
+
+    def features_and_maps(self, images: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """One pass: the features ``(B, 32)`` (as :meth:`forward`) and the conv activations
+        (as :meth:`feature_maps`), for the attention monitor on the control path."""
+        maps = self.feature_maps(images)
+        x = maps[-1].flatten(2)  # (B, 8, 250)
         y = torch.einsum("bcn,cnk->bck", x, self.dense_weight) + self.dense_bias
-        return normalize_features(F.relu(y).flatten(1), self.feature_norm)
+        return normalize_features(F.relu(y).flatten(1), self.feature_norm), maps
 
 
 # (out_channels, kernel, stride) of the drone paper's trunk, "valid" padding, ReLU.
@@ -313,9 +319,15 @@ class DroneTrunk(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         """``(B, 3, H, W)`` float RGB images in [0, 1] -> ``(B, 128)`` features."""
-        x = self.feature_maps(images)[-1].permute(0, 2, 3, 1).flatten(1)  # NHWC, as Keras
+        return self.features_and_maps(images)[0]
+
+    def features_and_maps(self, images: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """One pass: the features ``(B, 128)`` and the conv activations (as
+        :meth:`feature_maps`), for the attention monitor on the control path."""
+        maps = self.feature_maps(images)
+        x = maps[-1].permute(0, 2, 3, 1).flatten(1)  # NHWC, as Keras
         result: Tensor = self.dropout(self.dense(x))
-        return normalize_features(result, self.feature_norm)
+        return normalize_features(result, self.feature_norm), maps
 
 
 def normalize_features(features: Tensor, mode: str) -> Tensor:

@@ -62,7 +62,7 @@ from .ltc import LTCCell
 from .wiring import NCP, FullyConnected, Wiring
 
 if TYPE_CHECKING:
-    from ltc_controller.models.ood import FeatureStats
+    from ltc_controller.models.ood import AttentionStats, FeatureStats
 
 __all__ = [
     "ARCHITECTURES",
@@ -487,6 +487,9 @@ class Policy(nn.Module):
         #: Training-feature statistics of the out-of-distribution monitor
         #: (:class:`~ltc_controller.models.ood.FeatureStats`), None when the file has none.
         self.feature_stats: FeatureStats | None = None
+        #: Calibration of the attention monitor (:class:`~ltc_controller.models.ood.
+        #: AttentionStats`), None when the file has none.
+        self.attention_stats: AttentionStats | None = None
 
     @classmethod
     def from_config(cls, config: PolicyConfig | None = None, seed: int = 0) -> Policy:

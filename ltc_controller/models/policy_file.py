@@ -11,7 +11,10 @@ and one float32 tensor per entry of ``Policy.state_dict()`` (``head.*`` and the 
 Optional: the out-of-distribution monitor's statistics (``Policy.feature_stats``,
 :class:`~ltc_controller.models.ood.FeatureStats`) as tensors ``ood.mean`` ``(F,)`` and
 ``ood.precision`` ``(F, F)`` (float64) plus metadata ``"ood"`` (JSON: window, thresholds,
-calibration); a file without them loads with ``feature_stats = None``.
+calibration); a file without them loads with ``feature_stats = None``. Likewise the attention
+monitor's calibration (``Policy.attention_stats``, :class:`~ltc_controller.models.ood.
+AttentionStats`) as metadata ``"attention"`` (JSON; no tensors); without it
+``attention_stats = None``.
 Version 1 files (NCP-LTC only, before ``units``, ``core_options`` and ``head`` existed) still load:
 those keys take their defaults. A single file keeps weights and config from drifting
 apart. Loading parses the header itself (8-byte little-endian length + JSON) and the tensors with
@@ -93,6 +96,9 @@ def save_policy(policy: Policy, path: str | os.PathLike[str]) -> Path:
         tensors[_OOD_MEAN] = torch.from_numpy(stats.mean.astype("float64"))
         tensors[_OOD_PRECISION] = torch.from_numpy(stats.precision.astype("float64"))
         metadata["ood"] = json.dumps(stats.to_metadata())
+    attention = getattr(policy, "attention_stats", None)
+    if attention is not None:
+        metadata["attention"] = json.dumps(attention.to_metadata())
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -230,6 +236,7 @@ def load_policy(path: str | os.PathLike[str], device: torch.device | str = "cpu"
             f"{config.head} head gives {head_feature_dim(config.head)}"
         )
     policy.feature_stats = stats
+    policy.attention_stats = _attention_stats(path, header.get("__metadata__"))
     expected = policy.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -280,3 +287,16 @@ def _feature_stats(path: Path, metadata: Any, tensors: dict[str, torch.Tensor]) 
         return FeatureStats.from_parts(mean.numpy(), precision.numpy(), json.loads(text))
     except (ValueError, KeyError, TypeError) as exc:
         raise PolicyFileError(f"{path}: invalid out-of-distribution statistics: {exc}") from exc
+
+
+def _attention_stats(path: Path, metadata: Any) -> Any:
+    """The attention monitor's AttentionStats from the metadata (or None)."""
+    from ltc_controller.models.ood import AttentionStats
+
+    text = metadata.get("attention") if isinstance(metadata, dict) else None
+    if text is None:
+        return None
+    try:
+        return AttentionStats.from_metadata(json.loads(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PolicyFileError(f"{path}: invalid attention monitor calibration: {exc}") from exc

@@ -24,7 +24,7 @@ from ltc_controller.params import ParameterError
 from ltc_controller.runtime.backend import StepModel
 from ltc_controller.runtime.factory import build_runtime
 from ltc_controller.runtime.loop import PolicyRuntime
-from ltc_controller.runtime.ood import FeatureMonitor
+from ltc_controller.runtime.ood import AttentionMonitor, FeatureMonitor
 
 __all__ = ["DRONE_OUTPUTS", "Engine", "StallableModel", "build_engine", "load_model"]
 
@@ -99,6 +99,9 @@ class Engine:
             has none).
         monitor: the out-of-distribution monitor on the policy file's feature statistics
             (None: the file has none); attached to the runtime while ``ood.enabled``.
+        attention: the attention monitor on the policy file's calibration (None: the file has
+            none); attached to the runtime while ``attention.enabled``. It runs the policy's
+            own head (one pass for features and saliency with the torch and numba backends).
     """
 
     policy: Policy
@@ -110,15 +113,38 @@ class Engine:
     load_s: float
     head: Any = None
     monitor: FeatureMonitor | None = None
+    attention: AttentionMonitor | None = None
 
     def configure_monitor(self, p: Mapping[str, Any]) -> None:
-        """Apply ``ood.*``: thresholds (0 = the file's), attached to the runtime or not."""
+        """Apply ``ood.*`` and ``attention.*``: thresholds (0 = the file's), every-N (0 = the
+        file's), attached to the runtime or not."""
         mon = self.monitor
-        if mon is None:
-            return
-        mon.degraded = p["ood.degraded_threshold"] or mon.stats.degraded
-        mon.fault = max(p["ood.fault_threshold"] or mon.stats.fault, mon.degraded)
-        self.runtime.feature_monitor = mon if p["ood.enabled"] else None
+        if mon is not None:
+            mon.degraded = p["ood.degraded_threshold"] or mon.stats.degraded
+            mon.fault = max(p["ood.fault_threshold"] or mon.stats.fault, mon.degraded)
+            self.runtime.feature_monitor = mon if p["ood.enabled"] else None
+        att = self.attention
+        if att is not None:
+            att.degraded = p["attention.degraded_threshold"] or att.stats.degraded
+            att.fault = max(p["attention.fault_threshold"] or att.stats.fault, att.degraded)
+            att.every_n = p["attention.every_n_frames"] or att.stats.every_n_frames
+            self.runtime.attention_monitor = att if p["attention.enabled"] else None
+
+    def attention_level(self, p: Mapping[str, Any]) -> int:
+        """The attention monitor's level this tick (0 when detached or absent), capped at
+        DEGRADED unless ``attention.hand_over``."""
+        att = self.runtime.attention_monitor
+        if att is None:
+            return 0
+        return att.level if p["attention.hand_over"] else min(att.level, 1)
+
+    @property
+    def attention_state(self) -> str:
+        """``active``, ``disabled`` (``attention.enabled`` false) or ``unavailable`` (no
+        calibration in the policy file)."""
+        if self.attention is None:
+            return "unavailable"
+        return "active" if self.runtime.attention_monitor is not None else "disabled"
 
     def ood_level(self, p: Mapping[str, Any]) -> int:
         """The monitor's level this tick (0 when detached or absent), capped at DEGRADED
@@ -190,5 +216,10 @@ def build_engine(
         head,
         FeatureMonitor(stats) if stats is not None else None,
     )
+    att = getattr(policy, "attention_stats", None)
+    if att is not None:
+        # After build_runtime: the head is where the backend put it. The torch and numba
+        # backends take their features from this head, so one pass gives both.
+        engine.attention = AttentionMonitor(att, policy.head, fused=p["backend"] != "onnx")
     engine.configure_monitor(p)
     return engine

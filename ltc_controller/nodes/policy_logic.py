@@ -202,6 +202,7 @@ def decide(
     m: CommandMapping,
     output_names: Sequence[str],
     ood_level: int = 0,
+    attention_level: int = 0,
 ) -> Decision:
     """One tick's command, heartbeat and health from the runtime's result (module docstring).
 
@@ -212,6 +213,8 @@ def decide(
         output_names: the policy's ``M`` output names.
         ood_level: the out-of-distribution monitor's level (0 OK, 1 DEGRADED, 2 FAULT; reason
             ``ood_features``), already capped by ``ood.hand_over``.
+        attention_level: the attention monitor's level (reason ``attention_off_task``), already
+            capped by ``attention.hand_over``.
     """
     work_ok = st.work_ok
     if r.steps > 0 or r.overrun or not r.deadline_met:
@@ -238,6 +241,9 @@ def decide(
         health, reasons = Health.FAULT, (*reasons, "non_finite_output")
     if ood_level > 0:
         health, reasons = max(health, Health(ood_level)), (*reasons, "ood_features")
+    if attention_level > 0:
+        health = max(health, Health(attention_level))
+        reasons = (*reasons, "attention_off_task")
     return Decision(
         command=command,
         stamp_ns=r.frame_stamp_ns,

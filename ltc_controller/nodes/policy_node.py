@@ -292,6 +292,14 @@ class PolicyNode:
             else f"out-of-distribution monitor: {e.ood_state}, degraded above {mon.degraded:.3f}, "
             f"fault above {mon.fault:.3f} (hand-over {'on' if p['ood.hand_over'] else 'off'})"
         )
+        att = e.attention
+        node.logger.info(
+            "attention monitor: unavailable (no attention calibration in the policy file)"
+            if att is None
+            else f"attention monitor: {e.attention_state}, degraded above {att.degraded:.4f}, "
+            f"fault above {att.fault:.4f}, one pair every {att.every_n} frame(s) "
+            f"(hand-over {'on' if p['attention.hand_over'] else 'off'})"
+        )
 
     @property
     def runtime(self) -> PolicyRuntime:
@@ -434,7 +442,14 @@ class PolicyNode:
             if e != "frame_skipped":
                 self._log_event(e)
         st = self.state
-        d = decide(r, st, self.mapping, eng.output_names, eng.ood_level(self.p))
+        d = decide(
+            r,
+            st,
+            self.mapping,
+            eng.output_names,
+            eng.ood_level(self.p),
+            eng.attention_level(self.p),
+        )
         if d.command is not None and not self.ticks.new_command(
             eng.runtime.state_time_ns, r.frame_stamp_ns
         ):
@@ -602,12 +617,20 @@ class PolicyNode:
             ood_monitor=eng.ood_state,
             ood_score=self._ood_score(eng),
             ood_alarms=eng.monitor.alarms if eng.monitor is not None else 0,
+            attention_monitor=eng.attention_state,
+            attention_score=self._attention_score(eng),
+            attention_alarms=eng.attention.alarms if eng.attention is not None else 0,
         )
 
     @staticmethod
     def _ood_score(eng: Engine) -> float:
         mon = eng.runtime.feature_monitor
         return mon.score if mon is not None and math.isfinite(mon.score) else -1.0
+
+    @staticmethod
+    def _attention_score(eng: Engine) -> float:
+        att = eng.runtime.attention_monitor
+        return att.score if att is not None and math.isfinite(att.score) else -1.0
 
     def _publish_diagnostics(self) -> None:
         if not self.active:
@@ -659,6 +682,10 @@ class PolicyNode:
             ("ood_monitor", eng.ood_state),
             ("ood_score", f"{self._ood_score(eng):.3f}"),
             ("ood_alarms", str(eng.monitor.alarms if eng.monitor is not None else 0)),
+            ("attention_monitor", eng.attention_state),
+            ("attention_score", f"{self._attention_score(eng):.4f}"),
+            ("attention_alarms", str(eng.attention.alarms if eng.attention is not None else 0)),
+            ("attention_pairs", str(eng.attention.pairs if eng.attention is not None else 0)),
         ]
         values.append(("lifecycle", self.lifecycle.state))
         values += [(f"rejected.{k}", str(v)) for k, v in sorted(c.rejections.items())]

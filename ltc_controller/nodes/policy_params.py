@@ -12,8 +12,8 @@ validate on set, apply after). Which sets reset the policy's state:
   read again) and swapped in the same way: state reset;
 - ``deadline_s``, ``max_frame_age_s``, ``max_lag_s``, ``clock_stop_s``: applied to the running
   runtime in place, state kept;
-- the command mapping (``speed_mps``, ``steering_scale``, ...), ``saliency.*`` and ``ood.*``:
-  applied at the next tick, state kept.
+- the command mapping (``speed_mps``, ``steering_scale``, ...), ``saliency.*``, ``ood.*`` and
+  ``attention.*``: applied at the next tick, state kept.
 """
 
 from __future__ import annotations
@@ -303,6 +303,50 @@ PARAMS: tuple[ParamSpec, ...] = COMMON + (
         1.0e6,
     ),
     ParamSpec(
+        "attention.enabled",
+        bool,
+        True,
+        "Attention monitor: saliency instability between consecutive frames (needs its "
+        "calibration in the policy file: `ltc-controller monitor fit`); health reason "
+        "attention_off_task",
+    ),
+    ParamSpec(
+        "attention.hand_over",
+        bool,
+        True,
+        "Above the attention fault threshold the policy reports FAULT (the safety node falls "
+        "back, policy_fault); false: never worse than DEGRADED",
+    ),
+    ParamSpec(
+        "attention.degraded_threshold",
+        float,
+        0.0,
+        "Attention score (EMA of 1 - correlation of consecutive saliency maps) above which "
+        "health is DEGRADED; 0 = the file's calibrated value",
+        "",
+        0.0,
+        2.0,
+    ),
+    ParamSpec(
+        "attention.fault_threshold",
+        float,
+        0.0,
+        "Attention score above which health is FAULT; 0 = the file's calibrated value",
+        "",
+        0.0,
+        2.0,
+    ),
+    ParamSpec(
+        "attention.every_n_frames",
+        int,
+        0,
+        "Score one pair of consecutive frames every N taken frames (saliency on 2 of N); 0 = "
+        "the file's (the N its thresholds were calibrated at)",
+        "",
+        0,
+        1000,
+    ),
+    ParamSpec(
         "debug.step_delay_s",
         float,
         0.0,
@@ -333,14 +377,16 @@ def check_deadline(p: Mapping[str, Any]) -> None:
 
 
 def check_ood_thresholds(p: Mapping[str, Any]) -> None:
-    """Raise :class:`~ltc_controller.params.ParameterError` if both OOD thresholds are set and
-    ``ood.fault_threshold`` is below ``ood.degraded_threshold``. (With one of them left at 0, the
-    file's value, a fault threshold below the degraded one is raised to it.)"""
-    d, f = p["ood.degraded_threshold"], p["ood.fault_threshold"]
-    if d > 0.0 and f > 0.0 and f < d:
-        raise ParameterError(
-            f"parameter 'ood.fault_threshold': {f} is below ood.degraded_threshold {d}"
-        )
+    """Raise :class:`~ltc_controller.params.ParameterError` if both thresholds of a monitor
+    (``ood.*``, ``attention.*``) are set and its fault threshold is below its degraded one.
+    (With one of them left at 0, the file's value, a fault threshold below the degraded one is
+    raised to it.)"""
+    for m in ("ood", "attention"):
+        d, f = p[f"{m}.degraded_threshold"], p[f"{m}.fault_threshold"]
+        if d > 0.0 and f > 0.0 and f < d:
+            raise ParameterError(
+                f"parameter '{m}.fault_threshold': {f} is below {m}.degraded_threshold {d}"
+            )
 
 
 def runtime_overrides(p: Mapping[str, Any]) -> RuntimeOverrides:
@@ -374,7 +420,7 @@ class SetPlan:
             from the policy already loaded.
         runtime: the running runtime's settings change in place.
         saliency: the saliency worker's settings change.
-        ood: the out-of-distribution monitor's settings change.
+        ood: the out-of-distribution monitors' settings change (``ood.*``, ``attention.*``).
     """
 
     params: dict[str, Any]
@@ -407,5 +453,5 @@ def plan_set(current: Mapping[str, Any], changes: Mapping[str, Any]) -> SetPlan:
         reload="policy_file" in changed,
         runtime=bool(changed & RUNTIME_PARAMS),
         saliency=any(k.startswith("saliency.") for k in changed),
-        ood=any(k.startswith("ood.") for k in changed),
+        ood=any(k.startswith(("ood.", "attention.")) for k in changed),
     )

@@ -105,7 +105,7 @@ import torch
 from numpy.typing import NDArray
 
 from ltc_controller.runtime.backend import StepModel
-from ltc_controller.runtime.ood import FeatureMonitor
+from ltc_controller.runtime.ood import AttentionMonitor, FeatureMonitor
 from ltc_controller.runtime.preprocess import (
     FrameRejected,
     Preprocessor,
@@ -413,6 +413,9 @@ class PolicyRuntime:
         #: Out-of-distribution monitor (:class:`~ltc_controller.runtime.ood.FeatureMonitor`):
         #: observes each taken frame's features, inside the frame's work and deadline.
         self.feature_monitor: FeatureMonitor | None = None
+        #: Attention monitor (:class:`~ltc_controller.runtime.ood.AttentionMonitor`): computes
+        #: the saliency of each frame it says is due, in the same head pass as the features.
+        self.attention_monitor: AttentionMonitor | None = None
 
     @property
     def cfg(self) -> RuntimeConfig:
@@ -729,8 +732,14 @@ class PolicyRuntime:
         except Exception:  # noqa: BLE001 - a library error on bad bytes must not end the tick
             self._rejected("decode")
             return
+        att = self.attention_monitor
         with torch.inference_mode():
-            self._features = self.model.features(self._to_device())
+            if att is not None and att.due():
+                self._features = att.take(self._to_device(), frame.stamp, self.model)
+            else:
+                self._features = self.model.features(self._to_device())
+                if att is not None:
+                    att.skip()
         if self.feature_monitor is not None:
             feats = self._features if not self._cuda else self._features.cpu()
             self.feature_monitor.observe(feats.numpy(), frame.stamp)

@@ -1,6 +1,6 @@
-"""Fit a policy's out-of-distribution monitor (:mod:`ltc_controller.runtime.ood`) on recorded
+"""Fit a policy's out-of-distribution monitors (:mod:`ltc_controller.runtime.ood`) on recorded
 in-distribution frames: the same for every architecture, since every policy has the same kind of
-perception head whose features the monitor reads.
+perception head whose features (feature monitor) and saliency (attention monitor) they read.
 
 The frames' segments (:class:`~ltc_controller.training.bag.Demonstrations`) are split like the
 trainer splits them (:func:`~ltc_controller.training.trainer.split_segments`, whole segments):
@@ -15,11 +15,19 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from ltc_controller.models.ood import FeatureStats, fit_feature_stats
+from ltc_controller.models.attention import visual_backprop
+from ltc_controller.models.ood import (
+    AttentionStats,
+    FeatureStats,
+    attention_pairs,
+    fit_attention_stats,
+    fit_feature_stats,
+    saliency_instability,
+)
 from ltc_controller.training.bag import Demonstrations
 from ltc_controller.training.trainer import split_segments
 
-__all__ = ["head_features", "fit_monitor"]
+__all__ = ["attention_scores", "fit_attention", "fit_monitor", "head_features"]
 
 
 def head_features(policy: Any, images: NDArray[np.uint8], batch: int = 256) -> NDArray[np.float32]:
@@ -95,3 +103,112 @@ def _segments(
         (feats[i], stamps[i])
         for i in (np.flatnonzero(demos.segment == s) for s in np.unique(demos.segment))
     ]
+
+
+def attention_scores(
+    policy: Any,
+    demos: Demonstrations,
+    every_n_frames: int = 1,
+    pair_gap_s: float = 0.075,
+    batch: int = 128,
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """The attention monitor's pair scores over recorded frames, as it takes them live
+    (:func:`~ltc_controller.models.ood.attention_pairs`: frame index from each segment's start).
+
+    Saliency is :func:`~ltc_controller.models.attention.visual_backprop` of the policy's head
+    (its min-max normalisation does not change the correlation), computed in batches of
+    ``batch`` frames (memory: one batch of maps).
+
+    Returns:
+        ``(scores (N,), scored (N,))``: each scored frame's ``1 - r`` against the frame before
+        (NaN where not scored).
+    """
+    stamps = demos.stamps_ns.astype(np.float64) * 1e-9
+    needs, scored = attention_pairs(stamps, demos.segment, every_n_frames, pair_gap_s)
+    out = np.full(len(demos), np.nan)
+    head = policy.head
+    policy.eval()
+    prev: NDArray[np.float32] | None = None  # the map of frame start - 1
+    for start in range(0, len(demos), batch):
+        idx = np.arange(start, min(start + batch, len(demos)))
+        maps = np.zeros((len(idx), *demos.images.shape[1:3]), dtype=np.float32)
+        want = idx[needs[idx]]
+        if len(want):
+            x = torch.from_numpy(demos.images[want]).permute(0, 3, 1, 2).float().div_(255.0)
+            maps[needs[idx]] = visual_backprop(head, x).float().numpy()
+        here = idx[scored[idx]]
+        if len(here):
+            cur = maps[here - start]
+            before = np.stack(
+                [maps[i - 1 - start] if i > start else prev for i in here]  # type: ignore[misc]
+            )
+            out[here] = saliency_instability(cur, before)
+        prev = maps[-1]
+    return out, scored
+
+
+def _frame_interval(demos: Demonstrations) -> float:
+    """Median interval (s) between consecutive frames of the same segment."""
+    t = demos.stamps_ns.astype(np.float64) * 1e-9
+    same = demos.segment[1:] == demos.segment[:-1]
+    gaps = np.diff(t)[same]
+    gaps = gaps[gaps > 0.0]
+    if not len(gaps):
+        raise ValueError("no consecutive frames to pair")
+    return float(np.median(gaps))
+
+
+def fit_attention(
+    policy: Any,
+    demos: Demonstrations,
+    heldout_fraction: float = 0.3,
+    seed: int = 0,
+    calibration: Demonstrations | None = None,
+    every_n_frames: int = 1,
+    pair_gap_s: float | None = None,
+    **settings: Any,
+) -> AttentionStats:
+    """Calibrate the attention monitor: on ``calibration`` (in-distribution driving), or
+    without it on the same held-out segments of ``demos`` as :func:`fit_monitor` uses.
+
+    Args:
+        every_n_frames: one scored pair every N frames (the monitor's default N).
+        pair_gap_s: the widest pair scored (s); default 1.5 x the median frame interval of the
+            calibration frames (a dropped frame makes a pair the calibration has not seen).
+        settings: :func:`~ltc_controller.models.ood.fit_attention_stats` keywords
+            (``window_s``, ``false_alarms_per_10min``, ``margin``, ``fault_factor``).
+
+    Raises:
+        ValueError: too few frames, no pairs, or bad settings.
+    """
+    if calibration is None:
+        if len(demos) < 4:
+            raise ValueError(f"{len(demos)} frames: too few to fit the monitor")
+        val, seg = split_segments(demos, heldout_fraction, seed)
+        calibration = _subset(demos, val, seg)
+    if len(calibration) < 2:
+        raise ValueError("the calibration frames are too few to pair")
+    gap = pair_gap_s if pair_gap_s is not None else 1.5 * _frame_interval(calibration)
+    scores, scored = attention_scores(policy, calibration, every_n_frames, gap)
+    stamps = calibration.stamps_ns.astype(np.float64) * 1e-9
+    heldout = []
+    for s in np.unique(calibration.segment):
+        i = np.flatnonzero((calibration.segment == s) & scored)
+        if len(i):
+            heldout.append((scores[i], stamps[i]))
+    return fit_attention_stats(heldout, gap, every_n_frames, **settings)
+
+
+def _subset(
+    demos: Demonstrations, mask: NDArray[np.bool_], segment: NDArray[np.int64]
+) -> Demonstrations:
+    """The frames of ``demos`` where ``mask``, in order, with segment ids ``segment[mask]``."""
+    from dataclasses import replace
+
+    return replace(
+        demos,
+        images=demos.images[mask],
+        targets=demos.targets[mask],
+        stamps_ns=demos.stamps_ns[mask],
+        segment=segment[mask],
+    )

@@ -19,6 +19,11 @@ effects):
 
 A departure is *flagged* when the monitor was DEGRADED or worse at some frame in the
 ``window_s`` (10 s) before it, ending ``lead_s`` (1 s) before it: time enough to hand over.
+
+With the attention monitor's calibration in the policy file
+(:class:`~ltc_controller.models.ood.AttentionStats`), it is attached in the same run and its
+pair scores and levels are recorded beside the feature monitor's; :func:`summarise_monitor`
+summarises either (``monitor="attention"``: AUROC over the scored pairs).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ltc_controller.models.ood import FeatureStats, auroc
-from ltc_controller.runtime.ood import FeatureMonitor
+from ltc_controller.runtime.ood import AttentionMonitor, FeatureMonitor
 from ltc_controller.training.closed_loop import PolicyDriver, drive_episode
 from ltc_controller.training.evaluation import EvalConfig, _condition, episode_protocol
 
@@ -50,6 +55,9 @@ class MonitorEpisode:
         levels: ``(N,)`` the monitor's level after each frame (0 OK, 1 DEGRADED, 2 FAULT).
         departures: departure times (s, same clock).
         duration_s: simulated time driven.
+        attention_scores: ``(N,)`` the attention monitor's pair score at each frame (NaN where
+            no pair was scored, or no attention monitor).
+        attention_levels: ``(N,)`` its level after each frame (0 without it).
     """
 
     condition: str
@@ -60,6 +68,8 @@ class MonitorEpisode:
     levels: NDArray[np.int8]
     departures: list[float] = field(default_factory=list)
     duration_s: float = 0.0
+    attention_scores: NDArray[np.float64] | None = None
+    attention_levels: NDArray[np.int8] | None = None
 
 
 def monitor_episodes(
@@ -85,6 +95,7 @@ def monitor_episodes(
                     )
     finally:
         driver.runtime.feature_monitor = None
+        driver.runtime.attention_monitor = None
     return out
 
 
@@ -97,6 +108,9 @@ def _episode(
     seed = cfg.first_track_seed + k
     mon = FeatureMonitor(stats)
     driver.runtime.feature_monitor = mon
+    att_stats = getattr(driver.policy, "attention_stats", None)
+    att = AttentionMonitor(att_stats, driver.policy.head) if att_stats is not None else None
+    driver.runtime.attention_monitor = att
     driver.reset()
     sim = make_sim(cond, seed, initial_speed=cfg.speed_mps, render_enabled=True)
     t0 = sim.time
@@ -104,11 +118,19 @@ def _episode(
     scores: list[float] = []
     levels: list[int] = []
     deps: list[float] = []
+    att_scores: list[float] = []
+    att_levels: list[int] = []
+    pairs = [0]
 
     def on_frame(s: Any, img: Any, stamp: float, steer: float) -> None:
         times.append(stamp - t0)
         scores.append(mon.last)
         levels.append(mon.level)
+        if att is not None:
+            new_pair = att.pairs > pairs[0]
+            pairs[0] = att.pairs
+            att_scores.append(att.last if new_pair else math.nan)
+            att_levels.append(att.level)
 
     def on_departure() -> None:
         deps.append(sim.time - t0)
@@ -134,6 +156,8 @@ def _episode(
         np.asarray(levels, dtype=np.int8),
         deps,
         r.duration_s,
+        np.asarray(att_scores) if att is not None else None,
+        np.asarray(att_levels, dtype=np.int8) if att is not None else None,
     )
 
 
@@ -142,30 +166,48 @@ def _onsets(levels: NDArray[np.int8], at_least: int) -> int:
     return int(above[0]) + int(np.count_nonzero(above[1:] & ~above[:-1])) if len(above) else 0
 
 
+def _arm(e: MonitorEpisode, monitor: str) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
+    """``(scores, levels)`` of one monitor in an episode (scores: scored frames only)."""
+    if monitor == "features":
+        return e.scores, e.levels
+    if monitor != "attention":
+        raise ValueError(f"monitor {monitor!r}: expected 'features' or 'attention'")
+    if e.attention_scores is None or e.attention_levels is None:
+        raise ValueError(f"{e.condition} episode {e.episode}: no attention monitor recorded")
+    s = e.attention_scores
+    return s[np.isfinite(s)], e.attention_levels
+
+
 def summarise_monitor(
     episodes: Sequence[MonitorEpisode],
     lead_s: float = 1.0,
     window_s: float = 10.0,
     stop_s: float = 1.25,
+    monitor: str = "features",
 ) -> list[dict[str, Any]]:
     """One row per condition (module docstring): frames, score p50, AUROC of per-frame scores
     against ``clean`` (when driven), alarm and fault onsets per 10 min, departures, flagged
     departures, and with the hand-over: episodes that fell back, departures avoided, needless
-    fallbacks."""
-    clean = [e.scores for e in episodes if e.condition == "clean"]
+    fallbacks. ``monitor``: ``"features"`` or ``"attention"`` (its scored pairs).
+
+    Raises:
+        ValueError: an unknown ``monitor``, or ``"attention"`` for episodes without it.
+    """
+    clean = [_arm(e, monitor)[0] for e in episodes if e.condition == "clean"]
     ref = np.concatenate(clean) if clean else None
     rows = []
     for cname in dict.fromkeys(e.condition for e in episodes):
         eps = [e for e in episodes if e.condition == cname]
-        scores = np.concatenate([e.scores for e in eps])
+        scores = np.concatenate([_arm(e, monitor)[0] for e in eps])
         minutes = sum(e.duration_s for e in eps) / 60.0
         deps = flagged = avoided = fell_back = needless = 0
         for e in eps:
+            levels = _arm(e, monitor)[1]
             for t in e.departures:
                 deps += 1
                 sel = (e.times >= t - window_s) & (e.times <= t - lead_s)
-                flagged += bool(np.any(e.levels[sel] >= 1))
-            faults = np.flatnonzero(e.levels >= 2)
+                flagged += bool(np.any(levels[sel] >= 1))
+            faults = np.flatnonzero(levels >= 2)
             if len(faults):
                 fell_back += 1
                 t_f = float(e.times[faults[0]])
@@ -177,10 +219,18 @@ def summarise_monitor(
                 "condition": cname,
                 "episodes": len(eps),
                 "minutes": minutes,
-                "score_p50": float(np.median(scores)),
-                "auroc": auroc(ref, scores) if ref is not None and cname != "clean" else math.nan,
-                "alarms_per_10min": sum(_onsets(e.levels, 1) for e in eps) / minutes * 10.0,
-                "faults_per_10min": sum(_onsets(e.levels, 2) for e in eps) / minutes * 10.0,
+                "score_p50": float(np.median(scores)) if len(scores) else math.nan,
+                "auroc": (
+                    auroc(ref, scores)
+                    if ref is not None and len(ref) and len(scores) and cname != "clean"
+                    else math.nan
+                ),
+                "alarms_per_10min": sum(_onsets(_arm(e, monitor)[1], 1) for e in eps)
+                / minutes
+                * 10.0,
+                "faults_per_10min": sum(_onsets(_arm(e, monitor)[1], 2) for e in eps)
+                / minutes
+                * 10.0,
                 "departures": deps,
                 "flagged": flagged,
                 "fell_back": fell_back,
@@ -191,8 +241,8 @@ def summarise_monitor(
     return rows
 
 
-def monitor_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of :func:`summarise_monitor` rows."""
+def monitor_table(rows: Sequence[dict[str, Any]], digits: int = 2) -> str:
+    """Markdown table of :func:`summarise_monitor` rows (``digits`` for the score)."""
     lines = [
         "| condition | min | score p50 | AUROC vs clean | alarms / 10 min | faults / 10 min | "
         "departures | flagged >= 1 s ahead | episodes fallen back | departures avoided | "
@@ -202,7 +252,7 @@ def monitor_table(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         auroc = "" if math.isnan(r["auroc"]) else f"{r['auroc']:.3f}"
         lines.append(
-            f"| {r['condition']} | {r['minutes']:.1f} | {r['score_p50']:.2f} | {auroc} | "
+            f"| {r['condition']} | {r['minutes']:.1f} | {r['score_p50']:.{digits}f} | {auroc} | "
             f"{r['alarms_per_10min']:.1f} | {r['faults_per_10min']:.1f} | {r['departures']} | "
             f"{r['flagged']}/{r['departures']} | {r['fell_back']}/{r['episodes']} | "
             f"{r['avoided']} | {r['needless']} |"

@@ -492,6 +492,8 @@ def test_ood_monitor_reports_and_hands_over_only_with_statistics_in_the_file(rig
     assert plain.spin(15.0, lambda: len(plain.hbs) >= 3)
     assert plain.status[-1].ood_monitor == "unavailable" and plain.status[-1].ood_score == -1.0
     assert "ood_features" not in plain.status[-1].reasons
+    assert plain.status[-1].attention_monitor == "unavailable"
+    assert plain.status[-1].attention_score == -1.0 and plain.status[-1].attention_alarms == 0
 
     policy = Policy.from_config(seed=0)
     rng = np.random.default_rng(0)
@@ -516,3 +518,46 @@ def test_ood_monitor_reports_and_hands_over_only_with_statistics_in_the_file(rig
     assert rig.spin(5.0, lambda: len(rig.status) > k + 3)
     assert rig.status[-1].ood_monitor == "disabled"
     assert "ood_features" not in rig.status[-1].reasons
+
+
+def test_attention_monitor_reports_and_hands_over_on_unstable_saliency(rig_factory, tmp_path):
+    """With an attention calibration in the file the monitor is ``active``; the rig's camera
+    sends independent random images, whose saliency maps do not correlate from frame to frame,
+    so above a low threshold health is FAULT ``attention_off_task``; ``attention.hand_over``
+    false caps it at DEGRADED; ``attention.enabled`` false detaches it. The node's own counters
+    say it: scored pairs in /diagnostics, alarm onsets in the status."""
+    from ltc_controller.models.ood import AttentionStats
+
+    policy = Policy.from_config(seed=0)
+    policy.attention_stats = AttentionStats(1.0, 0.2, 1, 0.05, 0.1)
+    path = save_policy(policy, tmp_path / "attention.safetensors")
+    rig = rig_factory(policy_file=str(path))
+    assert rig.spin(20.0, lambda: bool(rig.status) and rig.status[-1].attention_alarms >= 1)
+    assert rig.spin(10.0, lambda: rig.status[-1].health == 2)
+    last = rig.status[-1]
+    assert last.attention_monitor == "active" and last.attention_score > 0.1
+    assert "attention_off_task" in last.reasons and last.ood_monitor == "unavailable"
+    assert rig.spin(10.0, lambda: any(_diag_value(d, "attention_pairs") for d in rig.diag))
+    n = rig.dut_node
+    assert n.set_parameters({"attention.hand_over": False}) == ""
+    k = len(rig.status)
+    assert rig.spin(5.0, lambda: len(rig.status) > k + 3)
+    assert rig.status[-1].health == 1 and "attention_off_task" in rig.status[-1].reasons
+    reason = n.set_parameters(
+        {"attention.degraded_threshold": 0.5, "attention.fault_threshold": 0.2}
+    )
+    assert "below attention.degraded_threshold" in reason
+    assert n.set_parameters({"attention.enabled": False}) == ""
+    k = len(rig.status)
+    assert rig.spin(5.0, lambda: len(rig.status) > k + 3)
+    assert rig.status[-1].attention_monitor == "disabled"
+    assert "attention_off_task" not in rig.status[-1].reasons
+
+
+def _diag_value(array: Any, key: str) -> int:
+    """The integer value of ``key`` in the policy's entry of a DiagnosticArray (0 if absent)."""
+    for st in array.status:
+        for kv in st.values:
+            if kv.key == key:
+                return int(kv.value)
+    return 0
