@@ -1,6 +1,7 @@
 """``ltc-controller monitor fit|check`` on real recorded bags (MuJoCo, rosbag2 MCAP) with the
-bundled NCP-19: the fitted file loads with its statistics, clean frames score low, heavy camera
-noise scores high (AUROC near 1), and bad input is a clear error."""
+bundled NCP-19: the fitted file loads with its statistics and attention calibration, clean frames
+score low, heavy camera noise scores high (AUROC near 1) on both monitors, and bad input is a
+clear error."""
 
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ def test_fit_then_check_separates_noise_from_clean_frames(bags, tmp_path, capsys
     assert "32 features; statistics from 360 frames" in text and "240 calibration frames" in text
     stats = load_policy(out).feature_stats
     assert stats is not None and stats.calibration["heldout_onsets_fault"] == 0
+    # The attention monitor, calibrated on the same 2 x 6 s: pairs 50 ms apart (20 Hz camera).
+    att = load_policy(out).attention_stats
+    assert att is not None and att.every_n_frames == 1
+    assert att.pair_gap_s == pytest.approx(0.075) and att.calibration["heldout_frames"] == 238
+    assert "attention: 238 pairs" in text
     rc = main(
         [
             "monitor",
@@ -63,14 +69,16 @@ def test_fit_then_check_separates_noise_from_clean_frames(bags, tmp_path, capsys
         ]
     )
     assert rc == 0
-    rows = {
-        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-        for line in capsys.readouterr().out.splitlines()
-        if line.startswith("| ") and not line.startswith("| bag")
-    }
-    assert float(rows["clean"][-1]) == pytest.approx(0.5)
-    assert float(rows["noise"][-1]) > 0.95  # per-frame scores: noise above clean
-    assert float(rows["noise"][1]) > 2.0 * float(rows["clean"][1])  # median score
+    features, attention = capsys.readouterr().out.split("attention (saliency instability")
+    for table in (features, attention):
+        rows = {
+            line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| bag")
+        }
+        assert float(rows["clean"][-1]) == pytest.approx(0.5)
+        assert float(rows["noise"][-1]) > 0.9  # per-frame (pair) scores: noise above clean
+        assert float(rows["noise"][1]) > 2.0 * float(rows["clean"][1])  # median score
 
 
 def test_bad_input_is_a_clear_error(bags, tmp_path, capsys):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ltc_controller.models.ood import auroc, fit_feature_stats
+from ltc_controller.models.ood import AttentionStats, auroc, fit_feature_stats
 from ltc_controller.training.ood_evaluation import (
     MonitorEpisode,
     monitor_table,
@@ -66,8 +66,17 @@ def test_a_short_drive_records_every_frame_with_the_monitor_attached():
         rng.normal(100.0, 0.01, size=(100, 32)),
         [(rng.normal(100.0, 0.01, size=(40, 32)), np.arange(40) * 0.05)],
     )
+    # An attention threshold that consecutive real frames exceed: alarms from the first pair.
+    policy.attention_stats = AttentionStats(1.0, 0.075, 1, 1e-9, 2e-9)
     cfg = EvalConfig(conditions=("clean",), episodes=1, distance_m=15.0)
     (ep,) = monitor_episodes(policy, stats, cfg)
     assert len(ep.times) == len(ep.scores) == len(ep.levels) >= 50  # 15 m at 5 m/s, 20 Hz
     assert np.all(ep.levels[1:] == 2) and np.all(ep.scores > stats.fault)
     assert np.all(np.diff(ep.times) > 0)
+    # Every frame after the first closes a pair (20 Hz frames, 50 ms apart).
+    a = ep.attention_scores
+    assert a is not None and ep.attention_levels is not None and len(a) == len(ep.times)
+    assert np.isnan(a[0]) and np.all(np.isfinite(a[1:])) and np.all(ep.attention_levels[1:] == 2)
+    (row,) = summarise_monitor([ep], monitor="attention")
+    assert row["score_p50"] == pytest.approx(float(np.median(a[1:])))
+    assert row["alarms_per_10min"] == pytest.approx(10.0 / (ep.duration_s / 60.0))
