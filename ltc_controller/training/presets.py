@@ -183,7 +183,7 @@ def train_bundled(
 
     monitor: dict[str, Any] = {}
     if recipe.monitor_episodes > 0:
-        from ltc_controller.training.monitor import fit_monitor
+        from ltc_controller.training.monitor import fit_attention, fit_monitor
 
         calib = _bag(
             work / "calibration",
@@ -196,10 +196,11 @@ def train_bundled(
             ),
             log,
         )
-        policy.feature_stats = stats = fit_monitor(
-            policy, demos, calibration=read_demonstrations(calib, IMAGE_TOPIC, LABEL_TOPIC)
-        )
+        calibration = read_demonstrations(calib, IMAGE_TOPIC, LABEL_TOPIC)
+        policy.feature_stats = stats = fit_monitor(policy, demos, calibration=calibration)
         monitor = {"degraded": stats.degraded, "fault": stats.fault, **stats.calibration}
+        policy.attention_stats = att = fit_attention(policy, demos, calibration=calibration)
+        monitor["attention"] = {"degraded": att.degraded, "fault": att.fault, **att.calibration}
         log(
             f"out-of-distribution monitor: degraded {stats.degraded:.3f}, fault "
             f"{stats.fault:.3f} ({stats.calibration['heldout_onsets_degraded']} alarm onsets in "

@@ -33,6 +33,9 @@ def test_the_bundled_recipe_writes_its_monitor_into_the_policy_file(tmp_path):
     assert stats.calibration["train_frames"] == 120  # 2 x 3 s at 20 Hz
     assert stats.calibration["heldout_frames"] == 120  # the calibration bag
     assert summary["monitor"]["degraded"] == stats.degraded
+    att = load_policy(out).attention_stats
+    assert att is not None and att.calibration["heldout_frames"] == 118  # pairs in 2 x 60 frames
+    assert summary["monitor"]["attention"]["degraded"] == att.degraded
     assert any(line.startswith("out-of-distribution monitor:") for line in lines)
     lines.clear()
     train_bundled(tmp_path / "work", tmp_path / "again.safetensors", TINY, log=lines.append)
