@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 NAME = "monitor"
-HELP = "fit or check a policy's out-of-distribution monitor (feature statistics) from bags"
+HELP = "fit or check a policy's out-of-distribution monitors (features, attention) from bags"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -233,3 +233,18 @@ def test_the_runtime_computes_saliency_in_the_frames_own_work():
     x = torch.from_numpy(frames[3:5]).permute(0, 3, 1, 2).float() / 255.0
     m = visual_backprop(policy.head, x).numpy()
     assert mon.last == pytest.approx(float(saliency_instability(m[1:], m[:1])[0]), abs=1e-5)
+
+
+def test_a_float64_head_goes_through_the_copying_path_with_the_same_scores():
+    policy = Policy.from_config(seed=0).eval()
+    wide = Policy.from_config(seed=0).double().eval()
+    x = _road(4, shift_px=3.0)
+    a = AttentionMonitor(_stats(), policy.head)
+    b = AttentionMonitor(_stats(), wide.head)
+    assert not b._direct
+    with torch.inference_mode():
+        for i in range(4):
+            a.take(x[i : i + 1], i / RATE_HZ, policy)
+            b.take(x[i : i + 1], i / RATE_HZ, wide)
+            if i:
+                assert b.last == pytest.approx(a.last, abs=1e-4)
