@@ -96,6 +96,15 @@ def test_the_ood_monitor_level_names_its_reason_and_keeps_a_worse_health(level, 
     assert d.health == Health.FAULT and d.reasons == ("overruns", "ood_features")
 
 
+@pytest.mark.parametrize("level, health", [(1, Health.DEGRADED), (2, Health.FAULT)])
+def test_the_attention_monitor_level_names_its_own_reason_beside_the_features(level, health):
+    d = decide(result(), PolicyNodeState(), CAR, NAMES, attention_level=level)
+    assert d.health == health and d.reasons == ("attention_off_task",)
+    assert d.command == (0.1, 5.0)
+    d = decide(result(), PolicyNodeState(), CAR, NAMES, ood_level=2, attention_level=1)
+    assert d.health == Health.FAULT and d.reasons == ("ood_features", "attention_off_task")
+
+
 def test_waiting_for_the_first_output_after_a_reset_is_degraded_reset_not_a_fault():
     waiting = result(outputs=None, health=Health.FAULT, reasons=("no_frame",))
     d = decide(waiting, PolicyNodeState(grace=True), CAR, NAMES)
@@ -304,3 +313,6 @@ def test_an_ood_fault_threshold_below_the_degraded_one_is_refused():
     with pytest.raises(ParameterError, match="ood.fault_threshold.*below ood.degraded"):
         plan_set(current, {"ood.degraded_threshold": 3.0, "ood.fault_threshold": 2.0})
     assert plan_set(current, {"ood.fault_threshold": 2.0}).ood  # the file's degraded: clamped
+    with pytest.raises(ParameterError, match="attention.fault_threshold.*below attention"):
+        plan_set(current, {"attention.degraded_threshold": 0.3, "attention.fault_threshold": 0.2})
+    assert plan_set(current, {"attention.every_n_frames": 4}).ood  # applied like ood.*
