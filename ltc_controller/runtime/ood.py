@@ -17,6 +17,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
+from ltc_controller.models.heads import ConvHead, same_padding
 from ltc_controller.models.ood import CLEAR_RATIO, AttentionStats, FeatureStats
 
 __all__ = ["AttentionMonitor", "FeatureMonitor", "OodLevel", "next_level"]
@@ -143,8 +144,6 @@ class AttentionMonitor:
         Raises:
             ValueError: a head without conv layers.
         """
-        from ltc_controller.models.heads import ConvHead, same_padding
-
         self.stats = stats
         self.head = head
         self.fused = fused
@@ -161,7 +160,6 @@ class AttentionMonitor:
                 torch.zeros(1, 3, h, w, dtype=param.dtype, device=param.device)
             )
         sizes = [(h, w)] + [(int(m.shape[2]), int(m.shape[3])) for m in probe]
-        self._dtype = param.dtype
         self._cuda = param.device.type == "cuda"
         # Channel means A_l (host, float32), with torch views for out= (and device copies).
         self._means = [np.zeros(s, dtype=np.float32) for s in sizes[1:]]
