@@ -248,3 +248,31 @@ def test_a_float64_head_goes_through_the_copying_path_with_the_same_scores():
             b.take(x[i : i + 1], i / RATE_HZ, wide)
             if i:
                 assert b.last == pytest.approx(a.last, abs=1e-4)
+
+
+def test_the_engine_attaches_the_files_monitor_and_applies_the_parameters():
+    import time
+
+    from ltc_controller.nodes.policy_engine import build_engine
+    from ltc_controller.nodes.policy_params import PARAMS
+    from ltc_controller.params import resolve
+
+    policy = Policy.from_config(seed=0)
+    policy.attention_stats = _stats(every_n_frames=2)
+    p = dict(resolve(PARAMS, {}))
+    eng = build_engine(p, time.monotonic, policy)
+    att = eng.attention
+    assert att is not None and eng.runtime.attention_monitor is att and att.fused
+    assert (eng.attention_state, att.every_n, att.degraded, att.fault) == ("active", 2, 0.2, 0.4)
+    p.update({"attention.every_n_frames": 5, "attention.degraded_threshold": 0.3})
+    eng.configure_monitor(p)
+    assert (att.every_n, att.degraded, att.fault) == (5, 0.3, 0.4)
+    att.level = 2
+    assert eng.attention_level(p) == 2
+    p["attention.hand_over"] = False
+    assert eng.attention_level(p) == 1
+    p["attention.enabled"] = False
+    eng.configure_monitor(p)
+    assert eng.attention_state == "disabled" and eng.attention_level(p) == 0
+    plain = build_engine(dict(resolve(PARAMS, {})), time.monotonic, Policy.from_config(seed=0))
+    assert plain.attention is None and plain.attention_state == "unavailable"
