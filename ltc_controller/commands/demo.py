@@ -92,17 +92,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="policy file (.safetensors); default: bundled (car: ncp19_lane_keeping, drone: "
         f"{DRONE_POLICY.name})",
     )
+    # The scenario-specific options default to None ("not given"), so that run_demo can refuse
+    # one given with the other scenario instead of ignoring it (SCENARIO_OPTIONS).
     p.add_argument(
         "--world-seed",
         type=int,
-        default=DRONE_DEMO_WORLD_SEED,
+        default=None,
         help=f"drone: seed of the generated world (default {DRONE_DEMO_WORLD_SEED}: unseen in "
         "training and evaluation)",
     )
     p.add_argument(
         "--condition",
         choices=tuple(DRONE_CONDITIONS),
-        default="clean",
+        default=None,
         help="drone: scene condition (training scene or a named shift; default clean)",
     )
     p.add_argument(
@@ -124,8 +126,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--track-seed",
         type=int,
-        default=DEMO_TRACK_SEED,
-        help=f"seed of the generated track (default {DEMO_TRACK_SEED}: a curve within 20 s)",
+        default=None,
+        help=f"car: seed of the generated track (default {DEMO_TRACK_SEED}: a curve within 20 s)",
     )
     p.add_argument(
         "--domain-id",
@@ -165,6 +167,28 @@ def _pct(values: Any, q: float) -> float | None:
 def _ms(seconds: float | None) -> float:
     """Seconds → ms; NaN where the simulator matched no command to a frame."""
     return float("nan") if seconds is None else 1e3 * seconds
+
+
+#: The options that only one scenario reads: option -> (scenario, what it is for there).
+SCENARIO_OPTIONS: dict[str, tuple[str, str]] = {
+    "--track-seed": ("car", "the seed of the car's generated track"),
+    "--world-seed": ("drone", "the seed of the drone's generated world"),
+    "--condition": ("drone", "the drone's scene condition"),
+    "--stamped": ("drone", "the car's Ackermann command is stamped already"),
+}
+
+
+def scenario_option_problem(scenario: str, given: dict[str, bool]) -> str | None:
+    """Why these options do not fit ``scenario`` (one line naming the first misplaced option
+    and the scenario it belongs to), or ``None``. ``given``: option (a key of
+    :data:`SCENARIO_OPTIONS`) -> whether the user gave it."""
+    for option, (owner, why) in SCENARIO_OPTIONS.items():
+        if given.get(option) and owner != scenario:
+            return (
+                f"{option} applies to --scenario {owner} only ({why}); with --scenario "
+                f"{scenario} it would be ignored"
+            )
+    return None
 
 
 def check_demo_args(
@@ -292,12 +316,12 @@ def run_demo(
     duration_s: float | None = None,
     output: Path = Path("demo_out"),
     policy: str = "",
-    track_seed: int = DEMO_TRACK_SEED,
+    track_seed: int | None = None,
     domain_id: int | None = None,
     startup_timeout_s: float = 90.0,
     scenario: str = "car",
-    world_seed: int = DRONE_DEMO_WORLD_SEED,
-    condition: str = "clean",
+    world_seed: int | None = None,
+    condition: str | None = None,
     kill_policy_at_s: float | None = None,
     stamped: bool = False,
 ) -> int:
@@ -309,14 +333,26 @@ def run_demo(
     world's time limit), or, after ``kill_policy_at_s``, until it has landed. ``stamped``
     (drone): TwistStamped between the nodes and to the simulator, so the camera -> safety
     output latency can be matched by stamp.
+
+    The scenario's own options (:data:`SCENARIO_OPTIONS`) are ``None``/``False`` when not
+    given (then :data:`DEMO_TRACK_SEED`, :data:`DRONE_DEMO_WORLD_SEED`, ``clean``); one given
+    with the other scenario is refused (status 2) rather than ignored.
     """
-    problem = check_demo_args(duration_s, output, policy, domain_id, scenario)
+    given = {
+        "--track-seed": track_seed is not None,
+        "--world-seed": world_seed is not None,
+        "--condition": condition is not None,
+        "--stamped": stamped,
+    }
+    problem = scenario_option_problem(scenario, given)
+    track_seed = DEMO_TRACK_SEED if track_seed is None else track_seed
+    world_seed = DRONE_DEMO_WORLD_SEED if world_seed is None else world_seed
+    condition = "clean" if condition is None else condition
+    problem = problem or check_demo_args(duration_s, output, policy, domain_id, scenario)
     if not problem and track_seed < 0:
         problem = f"--track-seed must be >= 0, got {track_seed}"
     if not problem and world_seed < 0:
         problem = f"--world-seed must be >= 0, got {world_seed}"
-    if not problem and stamped and scenario != "drone":
-        problem = "--stamped applies to --scenario drone (the car's Ackermann command is stamped)"
     if not problem and kill_policy_at_s is not None and not kill_policy_at_s >= 0.0:
         problem = f"--kill-policy-at must be >= 0 s, got {kill_policy_at_s}"
     profile: Path | None = None
