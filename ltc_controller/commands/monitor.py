@@ -12,6 +12,9 @@
   of frames above each threshold, the alarm onsets per 10 minutes, and with ``--clean BAG`` the
   AUROC of per-frame scores (each bag against the clean one: 0.5 = no separation, 1 = perfect).
 
+Both read only the camera topic (``--image-topic``): the monitor scores frames, so a bag of
+camera footage without commands can be fitted on and checked.
+
 Exit status: 0 done; 2 bad arguments, unreadable bag or policy file, or no statistics to check.
 """
 
@@ -33,9 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for sp in (fit, chk):
         sp.add_argument("--policy", type=Path, default=None, help="policy file (default: bundled)")
         sp.add_argument("--bag", type=Path, action="append", default=[], help="rosbag2 (repeat)")
-        sp.add_argument("--image-topic", default="/camera/image_raw")
-        sp.add_argument("--command-topic", default="/expert_cmd", help="pairs frames into segments")
-        sp.add_argument("--command-field", action="append", default=None)
+        sp.add_argument(
+            "--image-topic",
+            default="/camera/image_raw",
+            help="Image or CompressedImage topic, the only one read (default /camera/image_raw)",
+        )
         sp.add_argument("--max-frames", type=int, default=None, help="frames per bag at most")
     ev = sub.add_parser("evaluate", help="closed loop with the monitor: flagged failures, alarms")
     ev.add_argument("--policy", type=Path, default=None, help="policy file with statistics")
@@ -74,26 +79,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _read(args: argparse.Namespace, bag: Path, policy: Any) -> Any:
-    from ltc_controller.training.bag import read_demonstrations
+    """The bag's frames at the policy's input (:class:`~ltc_controller.training.bag.Frames`)."""
+    from ltc_controller.training.bag import read_policy_frames
 
     cfg = policy.config
     c = cfg.crop
-    return read_demonstrations(
+    return read_policy_frames(
         bag,
         args.image_topic,
-        args.command_topic,
-        command_fields=args.command_field,
         height=cfg.image_height,
         width=cfg.image_width,
         crop=(c.top, c.bottom, c.left, c.right),
         max_frames=args.max_frames,
-        estimate_lag=False,
     )
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ltc_controller.models.policy_file import BUNDLED_POLICY, PolicyFileError, load_policy
-    from ltc_controller.training.bag import BagError, Demonstrations
+    from ltc_controller.training.bag import BagError, Frames
 
     if args.verb == "evaluate":
         return _evaluate(args)
@@ -109,8 +112,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         print(f"monitor: {e}", file=sys.stderr)
         return 2
     if args.verb == "fit":
-        cal = Demonstrations.concatenate(calib) if calib else None
-        return _fit(args, policy, Demonstrations.concatenate(demos), cal)
+        cal = Frames.concatenate(calib) if calib else None
+        return _fit(args, policy, Frames.concatenate(demos), cal)
     return _check(args, policy, demos, clean)
 
 

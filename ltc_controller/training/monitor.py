@@ -2,9 +2,10 @@
 in-distribution frames: the same for every architecture, since every policy has the same kind of
 perception head whose features the monitor reads.
 
-The frames' segments (:class:`~ltc_controller.training.bag.Demonstrations`) are split like the
-trainer splits them (:func:`~ltc_controller.training.trainer.split_segments`, whole segments):
-the statistics come from one part, the thresholds are calibrated on the other.
+Only the frames are read, never commands: :class:`~ltc_controller.training.bag.Frames` (camera
+footage) or :class:`~ltc_controller.training.bag.Demonstrations` (training data). Their segments
+are split like the trainer splits them (:func:`~ltc_controller.training.trainer.split_segments`,
+whole segments): the statistics come from one part, the thresholds are calibrated on the other.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from numpy.typing import NDArray
 
 from ltc_controller.models.ood import FeatureStats, fit_feature_stats
-from ltc_controller.training.bag import Demonstrations
+from ltc_controller.training.bag import Demonstrations, Frames
 from ltc_controller.training.trainer import split_segments
 
 __all__ = ["head_features", "fit_monitor"]
@@ -24,7 +25,8 @@ __all__ = ["head_features", "fit_monitor"]
 
 def head_features(policy: Any, images: NDArray[np.uint8], batch: int = 256) -> NDArray[np.float32]:
     """Features ``(N, F)`` float32 of ``images (N, H, W, 3)`` uint8 RGB at the policy's input size
-    (as :class:`Demonstrations` holds them), through ``policy.features`` in eval mode.
+    (as :class:`Frames` and :class:`Demonstrations` hold them), through ``policy.features`` in
+    eval mode.
 
     Raises:
         ValueError: no images.
@@ -42,10 +44,10 @@ def head_features(policy: Any, images: NDArray[np.uint8], batch: int = 256) -> N
 
 def fit_monitor(
     policy: Any,
-    demos: Demonstrations,
+    demos: Frames | Demonstrations,
     heldout_fraction: float = 0.3,
     seed: int = 0,
-    calibration: Demonstrations | None = None,
+    calibration: Frames | Demonstrations | None = None,
     **settings: Any,
 ) -> FeatureStats:
     """Statistics on ``1 - heldout_fraction`` of the segments, thresholds calibrated on the rest;
@@ -86,7 +88,7 @@ def fit_monitor(
 
 
 def _segments(
-    policy: Any, demos: Demonstrations
+    policy: Any, demos: Frames | Demonstrations
 ) -> list[tuple[NDArray[np.float32], NDArray[np.float64]]]:
     """``(features, stamps in s)`` per segment of ``demos``."""
     feats = head_features(policy, demos.images)

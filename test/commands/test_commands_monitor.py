@@ -80,3 +80,46 @@ def test_bad_input_is_a_clear_error(bags, tmp_path, capsys):
     assert "monitor:" in capsys.readouterr().err
     assert main(["monitor", "fit", "-o", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def _camera_only(src, dst, topic="/camera/image_raw"):
+    """A copy of the bag with its camera topic alone, as real camera footage has no commands."""
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+    from ltc_controller.interfaces import typestore
+
+    with Reader(src) as r, Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = [c for c in r.connections if c.topic == topic]
+        out = w.add_connection(topic, conns[0].msgtype, typestore=typestore())
+        for _, log_ns, raw in r.messages(connections=conns):
+            w.write(out, log_ns, raw)
+    return dst
+
+
+def _rows(text):
+    return {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith("| bag")
+    }
+
+
+def test_fit_and_check_need_only_the_camera_topic(bags, tmp_path, capsys):
+    from ltc_controller.training.bag import bag_topics
+
+    cam = {k: _camera_only(bags / k, tmp_path / k) for k in ("train", "calib", "clean", "noise")}
+    assert bag_topics(cam["noise"]) == {"/camera/image_raw": "sensor_msgs/msg/Image"}
+    out = tmp_path / "ood.safetensors"
+    fit = ["monitor", "fit", "--bag", str(cam["train"]), "--calibration-bag", str(cam["calib"])]
+    assert main([*fit, "--output", str(out)]) == 0
+    assert "statistics from 360 frames" in capsys.readouterr().out
+
+    def check(folder):
+        argv = ["monitor", "check", "--policy", str(out), "--clean", str(folder["clean"])]
+        assert main([*argv, "--bag", str(folder["clean"]), "--bag", str(folder["noise"])]) == 0
+        return _rows(capsys.readouterr().out)
+
+    rows = check(cam)
+    assert float(rows["noise"][-1]) > 0.95 and rows["noise"][0] == "120"  # AUROC, frames
+    # The same frames score the same with the commands in the bag: they are never read.
+    assert check({k: bags / k for k in ("clean", "noise")}) == rows
