@@ -31,7 +31,7 @@ def test_flagged_avoided_and_needless_fallbacks_are_counted_from_the_frames():
     quiet = _ep("clean", [0] * 20, [4.0], scores=0.4)
     rows = {r["condition"]: r for r in summarise_monitor([clean, quiet, shifted])}
     d = rows["dim"]
-    assert (d["departures"], d["flagged"], d["fell_back"], d["avoided"], d["needless"]) == (
+    assert (d["failures"], d["flagged"], d["fell_back"], d["avoided"], d["needless"]) == (
         2,
         2,  # 3.5 s: alarm at 2.0-2.5 s (>= 1 s ahead); 8 s: alarm all along
         1,
@@ -39,7 +39,7 @@ def test_flagged_avoided_and_needless_fallbacks_are_counted_from_the_frames():
         0,
     )
     c = rows["clean"]
-    assert (c["departures"], c["flagged"], c["fell_back"], c["needless"]) == (1, 0, 1, 1)
+    assert (c["failures"], c["flagged"], c["fell_back"], c["needless"]) == (1, 0, 1, 1)
     assert c["alarms_per_10min"] == pytest.approx(30.0)  # one onset in 20 s of clean driving
     assert d["auroc"] == 1.0 and np.isnan(c["auroc"])
     assert "| dim | 0.2 | 5.00 | 1.000 |" in monitor_table([d])
@@ -53,11 +53,12 @@ def test_auroc_counts_ties_half_and_rejects_empty_sides():
         auroc(np.array([]), np.array([1.0]))
 
 
-def test_a_short_drive_records_every_frame_with_the_monitor_attached():
+def test_a_short_drive_records_every_frame_with_the_monitor_attached(tmp_path):
     pytest.importorskip("mujoco")
     from ltc_controller.models.policy_file import BUNDLED_POLICY, load_policy
-    from ltc_controller.training.evaluation import EvalConfig
-    from ltc_controller.training.ood_evaluation import monitor_episodes
+    from ltc_controller.models.policy_file import save_policy
+    from ltc_controller.training.evaluation import EvalConfig, ModelEntry, evaluate
+    from ltc_controller.training.ood_evaluation import MonitorLog
 
     policy = load_policy(BUNDLED_POLICY)
     rng = np.random.default_rng(0)
@@ -66,8 +67,14 @@ def test_a_short_drive_records_every_frame_with_the_monitor_attached():
         rng.normal(100.0, 0.01, size=(100, 32)),
         [(rng.normal(100.0, 0.01, size=(40, 32)), np.arange(40) * 0.05)],
     )
+    policy.feature_stats = stats
+    path = save_policy(policy, tmp_path / "far.safetensors")
     cfg = EvalConfig(conditions=("clean",), episodes=1, distance_m=15.0)
-    (ep,) = monitor_episodes(policy, stats, cfg)
+    log = MonitorLog()
+    (rec,), _ = evaluate([ModelEntry("far", path)], cfg, monitor=log)
+    (ep,) = log.episodes
+    assert (ep.model, ep.policy, ep.condition) == ("far", str(path), "clean")
+    assert ep.duration_s == rec.duration_s and len(ep.failures) == rec.departures
     assert len(ep.times) == len(ep.scores) == len(ep.levels) >= 50  # 15 m at 5 m/s, 20 Hz
     assert np.all(ep.levels[1:] == 2) and np.all(ep.scores > stats.fault)
     assert np.all(np.diff(ep.times) > 0)
