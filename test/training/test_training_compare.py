@@ -8,6 +8,7 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 
+import csv
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -67,7 +68,7 @@ def test_configs_come_back_from_the_job_cache_json_unchanged():
         assert back == cfg
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path: Path, capsys):
     from ltc_controller.models.policy_file import load_policy
 
@@ -81,7 +82,13 @@ def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path:
     summary = json.loads(out[out.index("\n{") :])
     assert summary["scenario"] == "drone"
     jobs = summary["jobs"]
-    assert [jobs[k]["ran"] for k in ("search", "train", "dagger", "evaluate")] == [6, 6, 6, 12]
+    assert [jobs[k]["ran"] for k in ("search", "train", "dagger", "monitor", "evaluate")] == [
+        6,
+        6,
+        6,
+        6,
+        12,
+    ]
     for name, rounds in summary["dagger"]["per_policy"].items():
         # one on-policy episode of at most 4 s at 20 Hz, flown by this policy itself
         assert len(rounds) == 1 and 0 < rounds[0]["dagger_frames"] <= 80, name
@@ -94,10 +101,23 @@ def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path:
     assert "**success rate**" in out and "**collisions per episode**" in out
     report = (tmp_path / "report" / "report.md").read_text()
     assert "DAgger: 1 round(s) of 1 on-policy episode(s)" in report
+    # The monitor, fitted alike for every model, in the same episodes: a 2 s episode that did
+    # not reach the target is a time-out failure (a hover cannot avoid it).
+    mon = summary["monitor"]
+    assert mon["fitted"] and len(mon["fits"]) == 6
+    rows = {(r["model"], r["condition"]): r for r in mon["per_model"]}
+    for label in labels:
+        assert rows[(label, "clean")]["auroc"] is None
+        assert 0.0 <= rows[(label, "fog")]["auroc"] <= 1.0
+    assert "## Out-of-distribution monitor" in report and "| fog | 0.0 |" in report
+    assert "Metric: monitor_auroc (IQM" in out and "| fog | 1 |" in out.split("monitor_auroc")[1]
+    with open(tmp_path / "report" / "monitor_episodes.csv") as f:
+        mrows = list(csv.DictReader(f))
+    assert len(mrows) == 12
+    for m in mrows:
+        assert int(m["failures"]) in (0, 1) and 0 <= int(m["flagged"]) <= int(m["failures"])
     # Episodes are cut at 2 s; one that did not reach the target counts at that limit in the
     # time-to-target statistics.
-    import csv
-
     with open(tmp_path / "report" / "episodes.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 12 and {float(r["time_limit_s"]) for r in rows} == {2.0}
