@@ -576,8 +576,13 @@ def _run(
             ],
             monitor_stats,
         )
-        evaluated = [f["output"] for f in fits]
-        monitor_fits = {Path(f["output"]).name: f for f in fits}
+        for f in fits:
+            if f.get("error"):
+                name = Path(f["policy"]).name
+                log(f"monitor of {name} not fitted (evaluated without): {f['error']}")
+        # A policy whose fit failed is evaluated as trained; its report line says unavailable.
+        evaluated = [f["output"] or f["policy"] for f in fits]
+        monitor_fits = {Path(f["policy"]).name: f for f in fits}
 
     ev = recipe.evaluation
     eval_cfg = asdict(ev)
@@ -610,7 +615,9 @@ def _run(
     if recipe.monitor_episodes > 0:
         from ltc_controller.training.ood_evaluation import MonitorEpisode, MonitorLog
 
-        monitor_log = MonitorLog()
+        monitor_log = MonitorLog(
+            unavailable=[f["policy"] for f in monitor_fits.values() if not f.get("output")]
+        )
     for r in jobs(eval_jobs, eval_stats):
         r = dict(r)
         mon = r.pop("monitor", None)
@@ -829,23 +836,34 @@ def monitor_job(
     are part of the cache key only.
 
     Returns:
-        ``{"output", "degraded", "fault", **calibration}`` (the fit's calibration record:
-        frames, minutes, onsets on the calibration frames ...).
+        ``{"policy", "output", "degraded", "fault", **calibration}`` (the fit's calibration
+        record: frames, minutes, onsets on the calibration frames ...); when the fit is
+        impossible (e.g. non-finite features of a failed training), ``{"policy", "output":
+        None, "error"}``: the comparison goes on without that policy's monitor.
     """
     from ltc_controller.models.policy_file import load_policy, save_policy
     from ltc_controller.training.monitor import fit_monitor
 
     p = load_policy(policy)
     own = {"label_offset_s": 0.0, "max_pair_dt_s": pairing["max_pair_dt_s"]}  # our stamps
-    stats = fit_monitor(
-        p,
-        _read(bags, command_fields=command_fields, **pairing),
-        calibration=_read([calibration], command_fields=command_fields, **own),
-    )
+    try:
+        stats = fit_monitor(
+            p,
+            _read(bags, command_fields=command_fields, **pairing),
+            calibration=_read([calibration], command_fields=command_fields, **own),
+        )
+    except ValueError as e:
+        return {"policy": policy, "output": None, "error": str(e)}
     p.feature_stats = stats
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     save_policy(p, output)
-    return {"output": output, "degraded": stats.degraded, "fault": stats.fault, **stats.calibration}
+    return {
+        "policy": policy,
+        "output": output,
+        "degraded": stats.degraded,
+        "fault": stats.fault,
+        **stats.calibration,
+    }
 
 
 def evaluate_job(
@@ -920,15 +938,21 @@ def _monitor_md(episodes: int, fits: Mapping[str, Mapping[str, Any]]) -> str:
         from ltc_controller.training.ood_evaluation import UNAVAILABLE
 
         return f"Out-of-distribution {UNAVAILABLE} (the recipe fits none: monitor_episodes 0).\n\n"
-    minutes = {round(float(f["heldout_minutes"]), 1) for f in fits.values()}
-    onsets = [int(f["heldout_onsets_degraded"]) for f in fits.values()]
+    ok = [f for f in fits.values() if f.get("output")]
+    minutes = {round(float(f["heldout_minutes"]), 1) for f in ok}
+    onsets = [int(f["heldout_onsets_degraded"]) for f in ok]
+    failed = "".join(
+        f"- `{name}`: not fitted ({f['error']}); evaluated without its monitor\n"
+        for name, f in fits.items()
+        if not f.get("output")
+    )
     return (
         "Out-of-distribution monitor: fitted for every policy alike (statistics from the "
         f"expert frames, thresholds calibrated to 1 false alarm per 10 min on {episodes} "
         f"unperturbed expert episode(s) on unseen tracks/worlds 2000.., "
         f"{', '.join(f'{m:g}' for m in sorted(minutes))} min; calibration alarm onsets "
         f"{min(onsets, default=0)}-{max(onsets, default=0)} per policy); its tables are in the "
-        "report's last section, its intervals below.\n\n"
+        "report's last section, its intervals below.\n\n" + (failed + "\n" if failed else "")
     )
 
 

@@ -123,3 +123,35 @@ def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path:
     assert len(rows) == 12 and {float(r["time_limit_s"]) for r in rows} == {2.0}
     if not any(float(r["success"]) for r in rows):
         assert "| clean | 1 | CNN | 2.00 | [2.00, 2.00] |" in out
+
+
+def test_monitor_job_fits_a_copy_and_reports_a_fit_it_cannot_make(tmp_path: Path):
+    from ltc_controller.models.policy import Policy, PolicyConfig
+    from ltc_controller.models.policy_file import load_policy, save_policy
+    from ltc_controller.sim.scenario import PerturbationConfig
+    from ltc_controller.training.comparison import monitor_job
+    from ltc_controller.training.recording import RecordConfig, record
+
+    policy = save_policy(Policy.from_config(PolicyConfig(), seed=0), tmp_path / "p.safetensors")
+    bags = {}
+    for name, seconds in (("data", 1.0), ("calib", 1.0), ("tiny", 0.1)):
+        bags[name] = tmp_path / name
+        record(
+            bags[name],
+            RecordConfig(episodes=1, episode_s=seconds, perturbation=PerturbationConfig.none()),
+        )
+    pairing = {"label_offset_s": 0.0, "max_pair_dt_s": 0.05}
+
+    def fit(data: Path, out: str) -> dict:
+        return monitor_job(
+            [str(data)], "d", pairing, None, str(bags["calib"]), "c", str(policy), "p", out
+        )
+
+    res = fit(bags["data"], str(tmp_path / "monitored" / "p.safetensors"))
+    stats = load_policy(res["output"]).feature_stats
+    assert stats is not None and stats.degraded == res["degraded"] > 0.0
+    assert res["train_frames"] == 20 and res["heldout_frames"] == 20  # 1 s at 20 Hz each
+    assert load_policy(policy).feature_stats is None  # the trained file is left as it was
+    bad = fit(bags["tiny"], str(tmp_path / "monitored" / "q.safetensors"))
+    assert bad["output"] is None and "too few" in bad["error"]
+    assert not (tmp_path / "monitored" / "q.safetensors").exists()
