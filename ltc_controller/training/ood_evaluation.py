@@ -26,7 +26,10 @@ seeded effects):
   failure at all is a *needless fallback*.
 
 A failure is *flagged* when the monitor was DEGRADED or worse at some frame in the
-``window_s`` (10 s) before it, ending ``lead_s`` (1 s) before it: time enough to hand over.
+``window_s`` (10 s) before it, ending ``lead_s`` (1 s) before it: time enough to hand over. (For
+a time-out that window is the last 10 s before the limit; an alarm earlier in a lost flight does
+not count. The drone's stop, 0.67 s, is shorter than the lead: a FAULT 0.67-1 s before a
+collision avoids it without having flagged it.)
 
 The AUROC of a shifted condition compares its per-frame scores with the same policy's frames of
 the ``clean`` condition (0.5: no separation, 1: every shifted frame scores above every clean

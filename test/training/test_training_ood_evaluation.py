@@ -3,6 +3,8 @@ bookkeeping on constructed episodes, and a short real drive with the monitor att
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -154,3 +156,44 @@ def test_monitor_episode_comes_back_from_json_unchanged():
     assert back.events() == e.events() and (back.model, back.policy) == ("NCP", "p.safetensors")
     np.testing.assert_array_equal(back.scores, e.scores)
     assert back.levels.dtype == np.int8 and back.levels.tolist() == [0, 1, 2]
+
+
+def test_a_drone_time_out_is_recorded_as_a_failure_in_the_same_episode(tmp_path):
+    """The bundled drone policy with statistics no frame matches (FAULT from the first frame)
+    cannot reach a target 6-10 m away in 2 s: a time-out at the limit, flagged, not avoided."""
+    pytest.importorskip("mujoco")
+    from ltc_controller.models.policy_file import load_policy, save_policy
+    from ltc_controller.training.drone_evaluation import (
+        DroneEvalConfig,
+        evaluate_drone,
+        write_drone_report,
+    )
+    from ltc_controller.training.evaluation import ModelEntry
+    from ltc_controller.training.ood_evaluation import DRONE_STOP_S, MonitorLog
+
+    policy = load_policy(
+        Path(__file__).parents[2] / "ltc_controller/policies/ncp_drone_fly_to_target.safetensors"
+    )
+    rng = np.random.default_rng(0)
+    policy.feature_stats = fit_feature_stats(
+        rng.normal(100.0, 0.01, size=(100, 32)),
+        [(rng.normal(100.0, 0.01, size=(40, 32)), np.arange(40) * 0.05)],
+    )
+    path = save_policy(policy, tmp_path / "far.safetensors")
+    cfg = DroneEvalConfig(conditions=("clean",), episodes=1, max_time_s=2.0)
+    log = MonitorLog()
+    (rec,), sizes = evaluate_drone([ModelEntry("far", path)], cfg, monitor=log)
+    (ep,) = log.episodes
+    assert not rec.reached and rec.collisions == 0
+    assert ep.failures == [] and ep.timeout_s == pytest.approx(2.0) == rec.duration_s
+    assert len(ep.times) == 40 and np.all(ep.levels == 2)  # 2 s at 20 Hz, all FAULT
+    (row,) = summarise_monitor(log.episodes, stop_s=DRONE_STOP_S)
+    assert (row["failures"], row["flagged"], row["fell_back"], row["avoided"], row["needless"]) == (
+        1,
+        1,
+        1,
+        0,  # a hover does not reach the target either
+        0,
+    )
+    text = write_drone_report(tmp_path / "rep", [rec], sizes, cfg, monitor=log).read_text()
+    assert "| clean | 0.0 | " in text and "| 1 | 1/1 | 1/1 | 0 | 0 |" in text
