@@ -334,7 +334,9 @@ def run_comparison(
 
     Returns:
         ``{"scenario", "report", "table", "stats_table", "cost_table", "skipped",
-        "training_failures", "learning_rates", "dagger", "wall_s", "jobs", "train"}``.
+        "training_failures", "learning_rates", "dagger", "wall_s", "jobs", "train", "monitor"}``
+        (``monitor``: ``fitted``, each policy's fit, and per model x condition the monitor's
+        numbers).
 
     Raises:
         KeyError: an unknown scenario. JobsFailed: some jobs raised (the others are cached;
@@ -583,6 +585,7 @@ def _run(
         # A policy whose fit failed is evaluated as trained; its report line says unavailable.
         evaluated = [f["output"] or f["policy"] for f in fits]
         monitor_fits = {Path(f["policy"]).name: f for f in fits}
+    t_monitor = time.perf_counter() - t0 - t_data - t_train
 
     ev = recipe.evaluation
     eval_cfg = asdict(ev)
@@ -624,7 +627,7 @@ def _run(
         records.append(sc.episode_record(r))
         if monitor_log is not None and mon is not None:
             monitor_log.episodes.append(MonitorEpisode.from_dict(mon))
-    t_eval = time.perf_counter() - t0 - t_data - t_train
+    t_eval = time.perf_counter() - t0 - t_data - t_train - t_monitor
     reference = models[0][0] if models else recipe.models[0][0]
     stats_md = "\n\n".join(
         stats_markdown(
@@ -686,6 +689,7 @@ def _run(
         "wall_s": {
             "data": round(t_data, 1),
             "train": round(t_train, 1),
+            "monitor": round(t_monitor, 1),
             "evaluate": round(t_eval, 1),
             "total": round(time.perf_counter() - t0, 1),
         },
