@@ -954,8 +954,9 @@ def _monitor_md(episodes: int, fits: Mapping[str, Mapping[str, Any]]) -> str:
         "Out-of-distribution monitor: fitted for every policy alike (statistics from the "
         f"expert frames, thresholds calibrated to 1 false alarm per 10 min on {episodes} "
         f"unperturbed expert episode(s) on unseen tracks/worlds 2000.., "
-        f"{', '.join(f'{m:g}' for m in sorted(minutes))} min; calibration alarm onsets "
-        f"{min(onsets, default=0)}-{max(onsets, default=0)} per policy); its tables are in the "
+        f"{', '.join(f'{m:g}' for m in sorted(minutes))} min; alarm onsets there per policy: "
+        f"{'-'.join(str(v) for v in sorted({min(onsets, default=0), max(onsets, default=0)}))}"
+        "); its tables are in the "
         "report's last section, its intervals below.\n\n" + (failed + "\n" if failed else "")
     )
 
