@@ -5,7 +5,8 @@
   (:func:`~ltc_controller.training.monitor.fit_monitor`), write the policy file with them
   (``--output``; the input file is never changed in place unless ``--output`` names it).
 - ``evaluate``: drive the policy closed loop (car simulator) under conditions with the monitor
-  attached, and print per condition the AUROC, false alarms per 10 minutes, the departures
+  attached (the episodes of ``ltc-controller evaluate``, whose report carries the same
+  columns), and print per condition the AUROC, false alarms per 10 minutes, the departures
   flagged at least 1 s ahead, and what a hand-over at FAULT would have done (departures avoided,
   needless fallbacks): :mod:`ltc_controller.training.ood_evaluation`.
 - ``check``: score the frames of bags with a fitted policy: per bag the score quantiles, the share
@@ -205,12 +206,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(e, file=sys.stderr)
         return 2
     from ltc_controller.sim.conditions import parse_conditions
-    from ltc_controller.training.evaluation import EvalConfig
-    from ltc_controller.training.ood_evaluation import (
-        monitor_episodes,
-        monitor_table,
-        summarise_monitor,
-    )
+    from ltc_controller.training.evaluation import EvalConfig, ModelEntry, evaluate
+    from ltc_controller.training.ood_evaluation import MonitorLog, monitor_table, summarise_monitor
 
     try:
         policy = load_policy(args.policy or BUNDLED_POLICY)
@@ -227,8 +224,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     stats = _stats(args, policy)
     if stats is None:
         return 2
-    eps = monitor_episodes(policy, stats, cfg, progress=print)
-    table = monitor_table(summarise_monitor(eps))
+    log = MonitorLog()
+    path = args.policy or BUNDLED_POLICY
+    evaluate([ModelEntry("policy", Path(path))], cfg, progress=print, monitor=log)
+    table = monitor_table(summarise_monitor(log.episodes))
     print(table)
     if args.output is not None:
         args.output.write_text(table + "\n")

@@ -123,3 +123,32 @@ def test_fit_and_check_need_only_the_camera_topic(bags, tmp_path, capsys):
     assert float(rows["noise"][-1]) > 0.95 and rows["noise"][0] == "120"  # AUROC, frames
     # The same frames score the same with the commands in the bag: they are never read.
     assert check({k: bags / k for k in ("clean", "noise")}) == rows
+
+
+def test_monitor_evaluate_drives_through_evaluate_and_refuses_a_file_without_statistics(
+    tmp_path, capsys
+):
+    import numpy as np
+
+    from ltc_controller.models.ood import fit_feature_stats
+    from ltc_controller.models.policy_file import BUNDLED_POLICY, save_policy
+
+    policy = load_policy(BUNDLED_POLICY)
+    policy.feature_stats = None
+    plain = save_policy(policy, tmp_path / "plain.safetensors")
+    rng = np.random.default_rng(0)
+    policy.feature_stats = fit_feature_stats(
+        rng.normal(0.0, 1.0, size=(200, 32)),
+        [(rng.normal(0.0, 1.0, size=(40, 32)), np.arange(40) * 0.05)],
+    )
+    monitored = save_policy(policy, tmp_path / "monitored.safetensors")
+    table = tmp_path / "table.md"
+    args = ["--conditions", "clean,noise_0.3", "--episodes", "1", "--distance", "10"]
+    rc = main(["monitor", "evaluate", "--policy", str(monitored), *args, "--output", str(table)])
+    assert rc == 0
+    rows = [line.split("|") for line in table.read_text().splitlines()[2:]]
+    assert [r[1].strip() for r in rows] == ["clean", "noise_0.3"]
+    assert rows[0][4].strip() == "" and 0.0 <= float(rows[1][4]) <= 1.0  # AUROC vs clean
+    capsys.readouterr()
+    assert main(["monitor", "evaluate", "--policy", str(plain), *args]) == 2
+    assert "has no statistics" in capsys.readouterr().err
