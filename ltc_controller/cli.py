@@ -16,6 +16,8 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
 
 from ltc_controller import stop
 
@@ -53,10 +55,36 @@ def simulator_main(argv: Sequence[str] | None = None) -> int:
     return run_node("simulator", args[i:], own.log or None)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``ltc-controller SUBCOMMAND ...``; sub-commands live in :mod:`ltc_controller.commands`."""
+class SubcommandParser(argparse.ArgumentParser):
+    """The parser of a sub-command (and of its own sub-commands): an unknown argument is its
+    error, shown with its usage. Plain argparse hands a sub-parser's unrecognised arguments up
+    to the top-level parser, whose error shows ``ltc-controller``'s usage instead."""
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        namespace, extras = super().parse_known_args(*args, **kwargs)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    """``ltc-controller``'s parser and its command modules by ``NAME``."""
     from ltc_controller.commands import discover
 
+    ap = argparse.ArgumentParser(
+        prog="ltc-controller", description="Liquid time-constant policies as ROS 2 controllers."
+    )
+    # Nested sub-parsers (monitor check, param get, ...) inherit the class.
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=SubcommandParser)
+    commands = {}
+    for mod in discover():
+        mod.add_arguments(sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP))
+        commands[mod.NAME] = mod
+    return ap, commands
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``ltc-controller SUBCOMMAND ...``; sub-commands live in :mod:`ltc_controller.commands`."""
     args_in = list(sys.argv[1:] if argv is None else argv)
     if args_in[:1] in (["node"], ["launch"]):
         # Node processes and their launcher: a signal requests a stop from the very start
@@ -68,14 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         i = args_in.index("--ros-args")
         args_in, ros_tail = args_in[:i], args_in[i:]
 
-    ap = argparse.ArgumentParser(
-        prog="ltc-controller", description="Liquid time-constant policies as ROS 2 controllers."
-    )
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    commands = {}
-    for mod in discover():
-        mod.add_arguments(sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP))
-        commands[mod.NAME] = mod
+    ap, commands = build_parser()
     a = ap.parse_args(args_in)
     try:
         rc = int(commands[a.cmd].run(a, ros_tail))

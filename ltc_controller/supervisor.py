@@ -86,6 +86,8 @@ class SafetyTick:
 class Monitor:
     """What an in-process DDS participant sees of the running stack."""
 
+    #: each change of the safety node's state: (the stamp of the tick that first reported it,
+    #: ROS time s; the state name)
     safety_states: list[tuple[float, str]] = field(default_factory=list)
     policy_status: Any = None
     safety_status: Any = None
@@ -276,12 +278,14 @@ class Stack:
 
         def on_safety(msg: Any) -> None:
             m.safety_status = msg
-            if not m.safety_states or m.safety_states[-1][1] != msg.state_name:
-                m.safety_states.append((time.monotonic(), str(msg.state_name)))
             st = msg.header.stamp
+            stamp_s = int(st.sec) + int(st.nanosec) * 1e-9
+            # On the node's own stamps, not on when this process got to the message.
+            if not m.safety_states or m.safety_states[-1][1] != msg.state_name:
+                m.safety_states.append((stamp_s, str(msg.state_name)))
             m.safety_ticks.append(
                 SafetyTick(
-                    int(st.sec) + int(st.nanosec) * 1e-9,
+                    stamp_s,
                     str(msg.state_name),
                     str(msg.active_fault),
                     bool(msg.land_requested),

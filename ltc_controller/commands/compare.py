@@ -124,6 +124,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         "dagger",
         "wall_s",
         "jobs",
+        "monitor",
     )
     print(json.dumps({k: out[k] for k in keys}, indent=2))
     return 0

@@ -16,6 +16,11 @@ demo goes on without it; the summary's ``fault`` section measures the safety nod
 its own stamps (last ACTIVE tick, FALLBACK tick, the tick whose output reached zero, the landing
 request) and, for the drone, the simulator's log (setpoints received, landing, touchdown,
 collisions).
+
+Time base: every time of day the summary prints (safety state changes, the fault's events) is
+simulator time, s since the simulator started, the time axis of ``demo_run.png``
+(:func:`simulator_clock` maps the nodes' ROS-time stamps onto it through the simulator's frame
+log); durations stay differences of one node's own stamps.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,17 +98,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="policy file (.safetensors); default: bundled (car: ncp19_lane_keeping, drone: "
         f"{DRONE_POLICY.name})",
     )
+    # The scenario-specific options default to None ("not given"), so that run_demo can refuse
+    # one given with the other scenario instead of ignoring it (SCENARIO_OPTIONS).
     p.add_argument(
         "--world-seed",
         type=int,
-        default=DRONE_DEMO_WORLD_SEED,
+        default=None,
         help=f"drone: seed of the generated world (default {DRONE_DEMO_WORLD_SEED}: unseen in "
         "training and evaluation)",
     )
     p.add_argument(
         "--condition",
         choices=tuple(DRONE_CONDITIONS),
-        default="clean",
+        default=None,
         help="drone: scene condition (training scene or a named shift; default clean)",
     )
     p.add_argument(
@@ -124,8 +132,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--track-seed",
         type=int,
-        default=DEMO_TRACK_SEED,
-        help=f"seed of the generated track (default {DEMO_TRACK_SEED}: a curve within 20 s)",
+        default=None,
+        help=f"car: seed of the generated track (default {DEMO_TRACK_SEED}: a curve within 20 s)",
     )
     p.add_argument(
         "--domain-id",
@@ -155,6 +163,39 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     )
 
 
+#: The summary's time base, in words.
+TIME_BASE = "simulator time (s since the simulator started; the plot's time axis)"
+
+
+def simulator_clock(log: Mapping[str, Any]) -> Callable[[float], float]:
+    """ROS time (s, the nodes' stamps) -> simulator time (s since the simulator started: the
+    time axis of its plots), from its run log's frames: ``frame_stamp`` (ROS time a frame was
+    published) and ``frame_sim_t`` (the simulator's time then), linear between frames (the
+    simulator may fall behind the wall clock when a tick is capped at ``max_catchup_s``), and
+    at the rate of ROS time before the first frame and after the last (the safety node's
+    STARTUP before the simulator started is negative). Without frames: ``t - start_wall``.
+
+    Raises:
+        KeyError: the log has neither frames with ``frame_sim_t`` nor ``start_wall``.
+    """
+    import numpy as np
+
+    wall = np.asarray(log.get("frame_stamp", ()), dtype=np.float64)
+    sim = np.asarray(log.get("frame_sim_t", ()), dtype=np.float64)
+    if wall.size == 0 or sim.size != wall.size:
+        start = float(log["start_wall"])
+        return lambda t: t - start
+
+    def to_sim(t: float) -> float:
+        if t <= wall[0]:
+            return float(sim[0] + (t - wall[0]))
+        if t >= wall[-1]:
+            return float(sim[-1] + (t - wall[-1]))
+        return float(np.interp(t, wall, sim))
+
+    return to_sim
+
+
 def _pct(values: Any, q: float) -> float | None:
     """The ``q``-th percentile of a 1-D array, ``None`` when it is empty."""
     import numpy as np
@@ -165,6 +206,28 @@ def _pct(values: Any, q: float) -> float | None:
 def _ms(seconds: float | None) -> float:
     """Seconds → ms; NaN where the simulator matched no command to a frame."""
     return float("nan") if seconds is None else 1e3 * seconds
+
+
+#: The options that only one scenario reads: option -> (scenario, what it is for there).
+SCENARIO_OPTIONS: dict[str, tuple[str, str]] = {
+    "--track-seed": ("car", "the seed of the car's generated track"),
+    "--world-seed": ("drone", "the seed of the drone's generated world"),
+    "--condition": ("drone", "the drone's scene condition"),
+    "--stamped": ("drone", "the car's Ackermann command is stamped already"),
+}
+
+
+def scenario_option_problem(scenario: str, given: dict[str, bool]) -> str | None:
+    """Why these options do not fit ``scenario`` (one line naming the first misplaced option
+    and the scenario it belongs to), or ``None``. ``given``: option (a key of
+    :data:`SCENARIO_OPTIONS`) -> whether the user gave it."""
+    for option, (owner, why) in SCENARIO_OPTIONS.items():
+        if given.get(option) and owner != scenario:
+            return (
+                f"{option} applies to --scenario {owner} only ({why}); with --scenario "
+                f"{scenario} it would be ignored"
+            )
+    return None
 
 
 def check_demo_args(
@@ -292,12 +355,12 @@ def run_demo(
     duration_s: float | None = None,
     output: Path = Path("demo_out"),
     policy: str = "",
-    track_seed: int = DEMO_TRACK_SEED,
+    track_seed: int | None = None,
     domain_id: int | None = None,
     startup_timeout_s: float = 90.0,
     scenario: str = "car",
-    world_seed: int = DRONE_DEMO_WORLD_SEED,
-    condition: str = "clean",
+    world_seed: int | None = None,
+    condition: str | None = None,
     kill_policy_at_s: float | None = None,
     stamped: bool = False,
 ) -> int:
@@ -309,14 +372,26 @@ def run_demo(
     world's time limit), or, after ``kill_policy_at_s``, until it has landed. ``stamped``
     (drone): TwistStamped between the nodes and to the simulator, so the camera -> safety
     output latency can be matched by stamp.
+
+    The scenario's own options (:data:`SCENARIO_OPTIONS`) are ``None``/``False`` when not
+    given (then :data:`DEMO_TRACK_SEED`, :data:`DRONE_DEMO_WORLD_SEED`, ``clean``); one given
+    with the other scenario is refused (status 2) rather than ignored.
     """
-    problem = check_demo_args(duration_s, output, policy, domain_id, scenario)
+    given = {
+        "--track-seed": track_seed is not None,
+        "--world-seed": world_seed is not None,
+        "--condition": condition is not None,
+        "--stamped": stamped,
+    }
+    problem = scenario_option_problem(scenario, given)
+    track_seed = DEMO_TRACK_SEED if track_seed is None else track_seed
+    world_seed = DRONE_DEMO_WORLD_SEED if world_seed is None else world_seed
+    condition = "clean" if condition is None else condition
+    problem = problem or check_demo_args(duration_s, output, policy, domain_id, scenario)
     if not problem and track_seed < 0:
         problem = f"--track-seed must be >= 0, got {track_seed}"
     if not problem and world_seed < 0:
         problem = f"--world-seed must be >= 0, got {world_seed}"
-    if not problem and stamped and scenario != "drone":
-        problem = "--stamped applies to --scenario drone (the car's Ackermann command is stamped)"
     if not problem and kill_policy_at_s is not None and not kill_policy_at_s >= 0.0:
         problem = f"--kill-policy-at must be >= 0 s, got {kill_policy_at_s}"
     profile: Path | None = None
@@ -443,7 +518,11 @@ def run_demo(
     t_pol = t_drive if kill_policy_at_s is None else t_pol
     ticks = (int(m.policy_status.ticks) if kill_policy_at_s is None else ticks_kill) - ticks0
     sim = json.loads((output / "sim_log.json").read_text())
-    summary = pipeline_summary(sim, m, t_drive)
+    import numpy as np
+
+    with np.load(output / "sim_log.npz") as z:
+        to_sim = simulator_clock({k: z[k] for k in ("frame_stamp", "frame_sim_t", "start_wall")})
+    summary = pipeline_summary(sim, m, t_drive, to_sim)
     summary["policy"] = source
     summary["policy_file_loaded"] = str(m.policy_status.policy_file) if m.policy_status else ""
     summary["policy_control_rate_hz"] = ticks / t_pol if t_pol > 0 else 0.0
@@ -453,23 +532,23 @@ def run_demo(
         summary.update(car_summary(output, sim, track_seed))
     if kill_policy_at_s is not None:
         summary["fault"] = fault_summary(
-            m, t_kill, kill_policy_at_s, sim, profile if scenario == "drone" else None
+            m, t_kill, kill_policy_at_s, sim, profile if scenario == "drone" else None, to_sim
         )
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary)
     return 0
 
 
-def pipeline_summary(sim: dict[str, Any], m: Monitor, t_drive: float) -> dict[str, Any]:
+def pipeline_summary(
+    sim: dict[str, Any], m: Monitor, t_drive: float, to_sim: Callable[[float], float]
+) -> dict[str, Any]:
     """What every scenario reports of the pipeline: frames, policy counters and latencies, the
-    final commands at the simulator, deadline misses, safety states and fallbacks."""
+    final commands at the simulator, deadline misses, safety states (``t_s``: the safety
+    node's stamp of the change through ``to_sim``, :data:`TIME_BASE`) and fallbacks."""
     import numpy as np
 
     ps = m.policy_status
-    transitions = []
-    t_first = m.safety_states[0][0] if m.safety_states else 0.0
-    for t, name in m.safety_states:
-        transitions.append({"t_s": round(t - t_first, 3), "state": name})
+    transitions = [{"t_s": round(to_sim(t), 3), "state": name} for t, name in m.safety_states]
     lat = np.asarray(m.policy_latencies_s, dtype=np.float64)
 
     def count(name: str) -> int:
@@ -494,6 +573,7 @@ def pipeline_summary(sim: dict[str, Any], m: Monitor, t_drive: float) -> dict[st
         "latency_p50_ms": _ms(sim.get("latency_p50_s")),
         "latency_p99_ms": _ms(sim.get("latency_p99_s")),
         "deadline_misses": count("deadline_misses"),
+        "time_base": TIME_BASE,
         "safety_states": transitions,
         "fallbacks": sum(1 for x in transitions if x["state"] == "FALLBACK"),
     }
@@ -547,6 +627,7 @@ def fault_summary(
     kill_at_s: float,
     sim: dict[str, Any],
     profile: Path | None,
+    to_sim: Callable[[float], float] | None = None,
 ) -> dict[str, Any]:
     """The safety node's answer to the policy's SIGKILL, on its own stamps (ROS time of each
     tick; every ``*_ms``/``*_s`` is a difference of two of them unless named ``kill_*``).
@@ -563,7 +644,10 @@ def fault_summary(
     simulator's log: landing received, ``hover_speed_mps`` then, touchdown, collisions, mode.
     ``kill_to_fallback_ms`` crosses two processes' clocks and the OS's scheduling: a
     measurement only. ``profile``: the safety node's parameter file (None: the node's
-    defaults, the vehicle)."""
+    defaults, the vehicle). ``to_sim``: ROS time -> :data:`TIME_BASE` (:func:`simulator_clock`);
+    with it, ``*_sim_s`` give the events on the plot's time axis: ``kill_sim_s``,
+    ``fallback_sim_s``, ``land_request_sim_s``, and from the simulator's own clock
+    ``land_received_sim_s``, ``touchdown_sim_s``."""
     from ltc_controller.nodes.safety_node import PARAMS
     from ltc_controller.nodes.safety_profile import gate_config_from_params
     from ltc_controller.params import resolve
@@ -575,6 +659,8 @@ def fault_summary(
     period = 1.0 / float(p["rate_hz"])
     ticks = list(m.safety_ticks)
     out: dict[str, Any] = {"kill_at_s": kill_at_s, "kill_wall_s": t_kill}
+    if to_sim is not None:
+        out["kill_sim_s"] = to_sim(t_kill)
     fb = next((k for k, t in enumerate(ticks) if t.state == "FALLBACK"), None)
     if fb is None:
         out["fallback"] = False
@@ -582,6 +668,8 @@ def fault_summary(
     f = ticks[fb]
     after = [t for t in ticks[fb:] if t.state == "FALLBACK"]
     out.update(fallback=True, fault_name=f.fault, fallback_stamp_s=f.stamp_s)
+    if to_sim is not None:
+        out["fallback_sim_s"] = to_sim(f.stamp_s)
     out["kill_to_fallback_ms"] = 1e3 * (f.stamp_s - t_kill)
 
     def rel_ms(t: SafetyTick | None, t0: SafetyTick) -> float | None:
@@ -631,6 +719,8 @@ def fault_summary(
         out["land_request_after_fallback_s"] = (
             None if land is None else after[land].stamp_s - f.stamp_s
         )
+        if to_sim is not None:
+            out["land_request_sim_s"] = None if land is None else to_sim(after[land].stamp_s)
         before = after[land - 1] if land else (after[-1] if land is None else None)
         out["no_land_request_until_s"] = None if before is None else before.stamp_s - f.stamp_s
     if "touchdown_wall_s" in sim:
@@ -639,6 +729,8 @@ def fault_summary(
         lr = sim.get("land_received_wall_s")
         out["land_received_after_fallback_s"] = None if lr is None else lr - f.stamp_s
         out["hover_speed_mps"] = sim.get("hover_speed_mps")
+        out["land_received_sim_s"] = sim.get("land_received_sim_s")
+        out["touchdown_sim_s"] = sim.get("touchdown_sim_s")
         out["collisions"] = sim["collisions"]
         out["mode"] = sim["mode"]
     return out
@@ -646,6 +738,17 @@ def fault_summary(
 
 def _ms_text(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.0f} ms"
+
+
+def _fault_times(f: dict[str, Any]) -> str:
+    """The fault's events on the simulator's clock, e.g. ``kill 3.10 s, FALLBACK 3.36 s, ...``."""
+    names = (
+        ("kill_sim_s", "kill"),
+        ("fallback_sim_s", "FALLBACK"),
+        ("land_request_sim_s", "landing request"),
+        ("touchdown_sim_s", "touchdown"),
+    )
+    return ", ".join(f"{name} {f[k]:.2f} s" for k, name in names if f.get(k) is not None)
 
 
 def print_summary(s: dict[str, Any]) -> None:
@@ -678,7 +781,7 @@ def print_summary(s: dict[str, Any]) -> None:
             f"p50 {s['policy_latency_p50_ms']:.1f} ms, p99 {s['policy_latency_p99_ms']:.1f} ms "
             f"({s['policy_latency_frames']} frames; stamp to publish, policy's clock)",
         ),
-        ("safety states", states),
+        ("safety states", f"{states} (simulator time)"),
         ("fallbacks", f"{s['fallbacks']}"),
     ]
     if s["scenario"] == "car":
@@ -736,6 +839,8 @@ def print_summary(s: dict[str, Any]) -> None:
                     f"{'within' if f['zero_within_bound'] else 'EXCEEDED'})",
                 ),
             ]
+            if _fault_times(f):
+                lines.append(("fault on the plot's axis", f"{_fault_times(f)} (simulator time)"))
             if "land_after_s" in f:
                 lr = f["land_request_after_fallback_s"]
                 lines.append(
@@ -757,6 +862,7 @@ def print_summary(s: dict[str, Any]) -> None:
                         + f", mode {f['mode']}, collisions {f['collisions']} (simulator)",
                     )
                 )
+    lines.append(("times", s.get("time_base", TIME_BASE)))
     lines.append(("plot", s["plot"]))
     w = max(len(k) for k, _ in lines)
     print("\nltc-controller demo summary")

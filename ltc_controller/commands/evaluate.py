@@ -1,4 +1,9 @@
-"""``ltc-controller evaluate``: closed-loop episodes per policy and condition, and a report."""
+"""``ltc-controller evaluate``: closed-loop episodes per policy and condition, and a report.
+
+Policy files that carry the out-of-distribution monitor's statistics (``monitor fit``) have the
+monitor recorded in the same episodes; the report gains its section (AUROC per shift, false
+alarms, failures flagged ahead, with and without the hand-over), a file without them is listed
+as ``monitor: unavailable``."""
 
 from __future__ import annotations
 
@@ -84,6 +89,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         evaluate,
         write_report,
     )
+    from ltc_controller.training.ood_evaluation import MonitorLog
 
     if args.scenario == "drone":
         return _run_drone(args)
@@ -117,11 +123,14 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         if not models:
             print("evaluate: give --policy FILE (repeatable) and/or --expert", file=sys.stderr)
             return 2
-        records, sizes = evaluate(models, cfg, progress=lambda s: print(s, file=sys.stderr))
+        monitor = MonitorLog()
+        records, sizes = evaluate(
+            models, cfg, progress=lambda s: print(s, file=sys.stderr), monitor=monitor
+        )
     except (PolicyFileError, KeyError, ValueError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 2
-    report = write_report(args.output, records, sizes, cfg)
+    report = write_report(args.output, records, sizes, cfg, monitor=monitor)
     if args.attention:
         from ltc_controller.explain.robustness import attention_robustness_section
 
@@ -168,6 +177,7 @@ def _run_drone(args: argparse.Namespace) -> int:
         write_drone_report,
     )
     from ltc_controller.training.evaluation import EXPERT, ModelEntry
+    from ltc_controller.training.ood_evaluation import MonitorLog
 
     torch.set_num_threads(max(1, args.threads))
     try:
@@ -186,11 +196,14 @@ def _run_drone(args: argparse.Namespace) -> int:
         if not models:
             print("evaluate: give --policy FILE (repeatable) and/or --expert", file=sys.stderr)
             return 2
-        records, sizes = evaluate_drone(models, cfg, progress=lambda s: print(s, file=sys.stderr))
+        monitor = MonitorLog()
+        records, sizes = evaluate_drone(
+            models, cfg, progress=lambda s: print(s, file=sys.stderr), monitor=monitor
+        )
     except (PolicyFileError, KeyError, ValueError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 2
-    report = write_drone_report(args.output, records, sizes, cfg)
+    report = write_drone_report(args.output, records, sizes, cfg, monitor=monitor)
     print(report.read_text())
     print(f"report: {report}", file=sys.stderr)
     return 0

@@ -5,7 +5,8 @@
   (:func:`~ltc_controller.training.monitor.fit_monitor`), write the policy file with them
   (``--output``; the input file is never changed in place unless ``--output`` names it).
 - ``evaluate``: drive the policy closed loop (car simulator) under conditions with the monitor
-  attached, and print per condition the AUROC, false alarms per 10 minutes, the departures
+  attached (the episodes of ``ltc-controller evaluate``, whose report carries the same
+  columns), and print per condition the AUROC, false alarms per 10 minutes, the departures
   flagged at least 1 s ahead, and what a hand-over at FAULT would have done (departures avoided,
   needless fallbacks): :mod:`ltc_controller.training.ood_evaluation`.
 - ``check``: score the frames of bags with a fitted policy: per bag the score quantiles, the share
@@ -16,6 +17,9 @@
 ``fit`` also calibrates the attention monitor (saliency instability between consecutive frames,
 :class:`~ltc_controller.models.ood.AttentionStats`) on the same calibration frames, unless
 ``--attention-every-n 0``.
+
+Both read only the camera topic (``--image-topic``): the monitor scores frames, so a bag of
+camera footage without commands can be fitted on and checked.
 
 Exit status: 0 done; 2 bad arguments, unreadable bag or policy file, or no statistics to check.
 """
@@ -38,9 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for sp in (fit, chk):
         sp.add_argument("--policy", type=Path, default=None, help="policy file (default: bundled)")
         sp.add_argument("--bag", type=Path, action="append", default=[], help="rosbag2 (repeat)")
-        sp.add_argument("--image-topic", default="/camera/image_raw")
-        sp.add_argument("--command-topic", default="/expert_cmd", help="pairs frames into segments")
-        sp.add_argument("--command-field", action="append", default=None)
+        sp.add_argument(
+            "--image-topic",
+            default="/camera/image_raw",
+            help="Image or CompressedImage topic, the only one read (default /camera/image_raw)",
+        )
         sp.add_argument("--max-frames", type=int, default=None, help="frames per bag at most")
     ev = sub.add_parser("evaluate", help="closed loop with the monitor: flagged failures, alarms")
     ev.add_argument("--policy", type=Path, default=None, help="policy file with statistics")
@@ -86,26 +92,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _read(args: argparse.Namespace, bag: Path, policy: Any) -> Any:
-    from ltc_controller.training.bag import read_demonstrations
+    """The bag's frames at the policy's input (:class:`~ltc_controller.training.bag.Frames`)."""
+    from ltc_controller.training.bag import read_policy_frames
 
     cfg = policy.config
     c = cfg.crop
-    return read_demonstrations(
+    return read_policy_frames(
         bag,
         args.image_topic,
-        args.command_topic,
-        command_fields=args.command_field,
         height=cfg.image_height,
         width=cfg.image_width,
         crop=(c.top, c.bottom, c.left, c.right),
         max_frames=args.max_frames,
-        estimate_lag=False,
     )
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ltc_controller.models.policy_file import BUNDLED_POLICY, PolicyFileError, load_policy
-    from ltc_controller.training.bag import BagError, Demonstrations
+    from ltc_controller.training.bag import BagError, Frames
 
     if args.verb == "evaluate":
         return _evaluate(args)
@@ -121,8 +125,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         print(f"monitor: {e}", file=sys.stderr)
         return 2
     if args.verb == "fit":
-        cal = Demonstrations.concatenate(calib) if calib else None
-        return _fit(args, policy, Demonstrations.concatenate(demos), cal)
+        cal = Frames.concatenate(calib) if calib else None
+        return _fit(args, policy, Frames.concatenate(demos), cal)
     return _check(args, policy, demos, clean)
 
 
@@ -293,9 +297,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(e, file=sys.stderr)
         return 2
     from ltc_controller.sim.conditions import parse_conditions
-    from ltc_controller.training.evaluation import EvalConfig
+    from ltc_controller.training.evaluation import EvalConfig, ModelEntry, evaluate
     from ltc_controller.training.ood_evaluation import (
-        monitor_episodes,
+        MonitorLog,
+        attention_episodes,
         monitor_table,
         summarise_monitor,
     )
@@ -315,12 +320,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     stats = _stats(args, policy)
     if stats is None:
         return 2
-    eps = monitor_episodes(policy, stats, cfg, progress=print)
-    table = monitor_table(summarise_monitor(eps))
-    if policy.attention_stats is not None:
+    log = MonitorLog()
+    path = args.policy or BUNDLED_POLICY
+    evaluate([ModelEntry("policy", Path(path))], cfg, progress=print, monitor=log)
+    table = monitor_table(summarise_monitor(log.episodes))
+    att = attention_episodes(log.episodes)
+    if att:
         table += (
             "\n\nattention monitor (saliency instability; score: pair scores):\n\n"
-            + monitor_table(summarise_monitor(eps, monitor="attention"), digits=4)
+            + monitor_table(summarise_monitor(att), digits=4)
         )
     print(table)
     if args.output is not None:

@@ -1,9 +1,11 @@
 """Figures of ``explain``: neuron traces, the NCP wiring with synapse polarity, commands over
-time, a contact sheet of saliency overlays, and the frames of a saliency video (matplotlib, Agg;
-Pillow for video frames)."""
+time, a contact sheet of saliency overlays captioned with every output, and the frames of a
+saliency video with a trace per output under each policy (matplotlib, Agg; Pillow for video
+frames)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,9 @@ from ltc_controller.models.policy import Policy
 __all__ = [
     "EXCITATORY_COLOUR",
     "INHIBITORY_COLOUR",
+    "OutputTraces",
     "contact_sheet",
+    "output_caption",
     "plot_commands",
     "plot_neurons",
     "plot_wiring",
@@ -317,6 +321,91 @@ def plot_commands(
     return out
 
 
+def _value(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:+.3f}"
+
+
+def output_caption(names: Sequence[str], units: Sequence[str], values: Sequence[float]) -> str:
+    """Every output of one frame, one line each: ``name value unit`` (``n/a`` before the
+    first output), e.g. ``"linear_x +0.512 m/s\nangular_z -0.031 rad/s"``."""
+    return "\n".join(
+        f"{n} {_value(float(v))} {u}".rstrip() for n, u, v in zip(names, units, values, strict=True)
+    )
+
+
+class OutputTraces:
+    """A strip under a policy's video panel: one row per output with its name, the value at the
+    current frame and its unit, and the output's trace over the whole run (each on its own
+    scale, grey) with the current frame marked (a cursor and a dot).
+
+    Args:
+        values: ``(N, M)`` outputs per frame (NaN where there is none yet).
+        names, units: ``(M,)`` output names and units.
+        width: strip width in pixels (the panel's).
+
+    Raises:
+        ValueError: ``values`` is not ``(N, M)`` with ``M`` names and units, or the strip is
+            too narrow for the traces.
+    """
+
+    ROW_PX = 16
+    LABEL_PX = 150
+    DOT = (255, 90, 90)
+
+    def __init__(
+        self, values: NDArray[np.float64], names: Sequence[str], units: Sequence[str], width: int
+    ) -> None:
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim != 2 or v.shape[1] != len(names) or len(units) != len(names):
+            raise ValueError(
+                f"values {v.shape} need one column per output name {list(names)} and unit"
+            )
+        if width < self.LABEL_PX + 40:
+            raise ValueError(f"width {width} px: traces need at least {self.LABEL_PX + 40}")
+        self.values, self.names, self.units, self.width = v, list(names), list(units), width
+        n, m = v.shape
+        x0, x1 = self.LABEL_PX, width - 4
+        self._x = x0 + np.arange(n) * ((x1 - x0) / max(n - 1, 1))
+        self._y = np.full((n, m), math.nan)
+        background = PILImage.new("RGB", (width, m * self.ROW_PX), (0, 0, 0))
+        draw = ImageDraw.Draw(background)
+        for k in range(m):
+            col = v[:, k]
+            ok = np.isfinite(col)
+            if not ok.any():
+                continue
+            lo, hi = float(col[ok].min()), float(col[ok].max())
+            span = hi - lo if hi > lo else 1.0
+            top, usable = k * self.ROW_PX + 2, self.ROW_PX - 5
+            # Larger values higher up; a constant output runs along the middle of its row.
+            frac = (col - lo) / span if hi > lo else np.full(n, 0.5)
+            self._y[:, k] = top + usable * (1.0 - frac)
+            pts = [(float(x), float(y)) for x, y in zip(self._x[ok], self._y[ok, k], strict=True)]
+            if len(pts) > 1:
+                draw.line(pts, fill=(150, 150, 150), width=1)
+        self._background = background
+
+    def dot(self, k: int, i: int) -> tuple[int, int] | None:
+        """Pixel ``(x, y)`` of output ``k``'s dot at frame ``i`` (``None``: no output yet)."""
+        y = self._y[i, k]
+        return None if not math.isfinite(y) else (round(self._x[i]), round(y))
+
+    def render(self, i: int) -> NDArray[np.uint8]:
+        """``(M * ROW_PX, width, 3)`` uint8 RGB: the strip at frame ``i``."""
+        img = self._background.copy()
+        draw = ImageDraw.Draw(img)
+        x = round(self._x[i])
+        draw.line([(x, 0), (x, img.height - 1)], fill=(90, 90, 90), width=1)
+        for k, (name, unit) in enumerate(zip(self.names, self.units, strict=True)):
+            top = k * self.ROW_PX
+            text = f"{name} {_value(float(self.values[i, k]))} {unit}".rstrip()
+            draw.text((3, top + 2), text, fill=(255, 255, 255))
+            p = self.dot(k, i)
+            if p is not None:
+                draw.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=self.DOT)
+        return np.asarray(img)
+
+
 def contact_sheet(
     path: str | Path,
     frames: Sequence[int],
@@ -325,15 +414,18 @@ def contact_sheet(
     title: str = "",
 ) -> Path:
     """A grid of frames: the input, then one column per ``(title, overlays (N, H, W, 3),
-    captions per frame)``; row ``i`` shows frame ``frames[i]``."""
+    captions per frame)``; row ``i`` shows frame ``frames[i]``. Captions may have several
+    lines (one per output: :func:`output_caption`); the rows grow to fit them."""
     plt = _pyplot()
     n_rows, n_cols = len(frames), 1 + len(columns)
     h, w = inputs.shape[1:3]
     cell_w = 2.6
+    lines = max((c[f].count("\n") + 1 for _, _, c in columns for f in frames if c[f]), default=1)
+    row_in = cell_w * h / w + 0.13 * lines + 0.12
     fig, axes = plt.subplots(
         n_rows,
         n_cols,
-        figsize=(cell_w * n_cols, cell_w * h / w * n_rows * 1.25 + 0.8),
+        figsize=(cell_w * n_cols, row_in * n_rows + 0.8),
         squeeze=False,
     )
     for i, f in enumerate(frames):
@@ -360,19 +452,30 @@ def contact_sheet(
 
 
 def video_frame(
-    panels: Sequence[tuple[str, NDArray[np.uint8]]], scale: int = 2
+    panels: Sequence[tuple[str, NDArray[np.uint8]]],
+    scale: int = 2,
+    below: Sequence[NDArray[np.uint8] | None] = (),
 ) -> NDArray[np.uint8]:
     """One video frame: the panels (``(label, (H, W, 3) uint8)``) side by side, each enlarged
-    ``scale`` times (nearest) with its label in a strip above."""
+    ``scale`` times (nearest) with its label in a strip above and ``below[k]`` (an image
+    ``W * scale`` wide, e.g. :meth:`OutputTraces.render`) under panel ``k``; black fills the
+    rest. Returns ``(rows, columns, 3)`` uint8."""
     strip = 14
+    extra = list(below) + [None] * (len(panels) - len(below))
+    height = max(
+        img.shape[0] * scale + strip + (0 if b is None else b.shape[0])
+        for (_, img), b in zip(panels, extra, strict=True)
+    )
     tiles = []
-    for label, img in panels:
+    for (label, img), under in zip(panels, extra, strict=True):
         h, w = img.shape[:2]
         big = PILImage.fromarray(np.ascontiguousarray(img)).resize(
             (w * scale, h * scale), PILImage.Resampling.NEAREST
         )
-        tile = PILImage.new("RGB", (w * scale, h * scale + strip), (0, 0, 0))
+        tile = PILImage.new("RGB", (w * scale, height), (0, 0, 0))
         tile.paste(big, (0, strip))
+        if under is not None:
+            tile.paste(PILImage.fromarray(np.ascontiguousarray(under)), (0, strip + h * scale))
         ImageDraw.Draw(tile).text((3, 1), label, fill=(255, 255, 255))
         tiles.append(np.asarray(tile))
     return np.concatenate(tiles, axis=1)

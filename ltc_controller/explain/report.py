@@ -4,9 +4,10 @@ Output folder (``out``):
 
 =========================  ===============================================================
 ``report.md``              ties everything together: input, per-policy numbers, figures
-``saliency.mp4`` (.gif)    every frame: the input and each policy's VisualBackProp overlay
+``saliency.mp4`` (.gif)    every frame: the input and each policy's VisualBackProp overlay,
+                           under it a trace per output (name, value, unit)
 ``contact_sheet.png``      a few frames: input, VisualBackProp and integrated gradients per
-                           policy, with the command each policy gave
+                           policy, captioned with every output the policy gave
 ``neurons_<label>.png``    every neuron's activity over time, grouped (sensory / inter /
                            command / motor for an NCP; hidden units for baselines)
 ``wiring_<label>.png``     the NCP wiring, synapse polarity and strength (wired policies only)
@@ -33,7 +34,9 @@ from ltc_controller.explain.frames import read_commands, read_frames
 from ltc_controller.explain.metrics import attention_stats
 from ltc_controller.explain.openloop import OpenLoopRun, neuron_activity, run_open_loop
 from ltc_controller.explain.plots import (
+    OutputTraces,
     contact_sheet,
+    output_caption,
     plot_commands,
     plot_neurons,
     plot_wiring,
@@ -138,7 +141,8 @@ def explain(
         crop: crop before resizing, for every policy (default: each policy file's).
         max_frames, skip: frames to use.
         sheet_frames: rows of the contact sheet.
-        ig: add integrated gradients (of the first output) to the contact sheet.
+        ig: add integrated gradients (of the first output, named in the column title) to the
+            contact sheet.
         ig_steps: Riemann nodes of integrated gradients.
         video: ``"mp4"``, ``"gif"`` or ``""`` (none).
         title: report title; notes: a paragraph placed under it.
@@ -197,13 +201,14 @@ def explain(
     first = result.runs[0]
     rows = _pick_frames(first, sheet_frames)
     columns: list[tuple[str, NDArray[np.uint8], Sequence[str]]] = []
+    sheet_captions: dict[str, list[str]] = {}
     for run, ov in zip(result.runs, overlays, strict=True):
-        out_name = run.policy.config.output_names[0]
-        units = run.policy.config.output_units[0]
+        names, units = run.policy.config.output_names, run.policy.config.output_units
         captions = [
-            f"{out_name} {_fmt(float(run.outputs[i, 0]))} {units}" if i in rows else ""
+            output_caption(names, units, run.outputs[i]) if i in rows else ""
             for i in range(len(run.stamps_ns))
         ]
+        sheet_captions[run.label] = [captions[i] for i in rows]
         columns.append((f"{run.label}\nVisualBackProp", ov, captions))
         if ig:
             ig_img = np.zeros_like(ov)
@@ -215,7 +220,9 @@ def explain(
                     ig_img[i] = overlay(rgb[i], amap)
                 else:
                     ig_img[i] = rgb[i]
-            columns.append((f"{run.label}\nintegrated gradients", ig_img, ["" for _ in captions]))
+            columns.append(
+                (f"{run.label}\nintegrated gradients ({names[0]})", ig_img, [""] * len(captions))
+            )
     sheet_title = title or f"{Path(bag).name}: {frames.topic}"
     result.files["contact_sheet"] = contact_sheet(
         out_dir / "contact_sheet.png", rows, first.rgb(), columns, sheet_title
@@ -226,13 +233,22 @@ def explain(
     fps = float(1.0 / np.median(dt)) if dt.size and np.median(dt) > 0 else 10.0
     if video:
         inputs = first.rgb()
+        scale = 2  # video_frame's default
+        traces = [
+            OutputTraces(
+                run.outputs,
+                run.policy.config.output_names,
+                run.policy.config.output_units,
+                ov.shape[2] * scale,
+            )
+            for run, ov in zip(result.runs, overlays, strict=True)
+        ]
         vframes = []
         for i in range(len(stamps)):
             panels = [(f"input {i}", inputs[i])]
-            for run, ov in zip(result.runs, overlays, strict=True):
-                v = float(run.outputs[i, 0])
-                panels.append((f"{run.label}: {_fmt(v)}", ov[i]))
-            vframes.append(video_frame(panels))
+            panels += [(run.label, ov[i]) for run, ov in zip(result.runs, overlays, strict=True)]
+            below = [None, *(tr.render(i) for tr in traces)]
+            vframes.append(video_frame(panels, scale, below))
         result.files["video"] = write_video(
             out_dir / f"saliency.{video}", vframes, min(max(fps, 1.0), 60.0)
         )
@@ -247,6 +263,7 @@ def explain(
         "crop": None if crop is None else vars(crop),
         "integrated_gradients": ig,
         "ig_steps": ig_steps,
+        "contact_sheet": {"frames": rows, "captions": sheet_captions},
         "policies": per_policy,
     }
     result.summary = summary
@@ -369,11 +386,15 @@ def _markdown(result: ExplainResult, labels: list[str], title: str, notes: str, 
     f = result.files
     lines += ["", "## Figures", ""]
     if "video" in f:
-        lines += [f"Video, every frame: [{f['video'].name}]({f['video'].name})", ""]
+        lines += [
+            f"Video, every frame, under each policy a trace per output (name, value, unit): "
+            f"[{f['video'].name}]({f['video'].name})",
+            "",
+        ]
     lines += [
         "Contact sheet (input, then per policy VisualBackProp"
         + (" and integrated gradients" if s["integrated_gradients"] else "")
-        + "):",
+        + "; captioned with every output):",
         "",
         f"![contact sheet]({f['contact_sheet'].name})",
         "",

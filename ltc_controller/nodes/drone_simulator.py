@@ -50,7 +50,11 @@ from ltc_controller.transport import port
 __all__ = ["CMD_COLUMNS", "FRAME_COLUMNS", "LAND_COLUMNS", "PHYS_COLUMNS", "DroneSimulatorNode"]
 
 #: Columns of the run log by row kind (``phys_*`` from the drone's HISTORY_COLUMNS).
-FRAME_COLUMNS = {"frame_stamp_ns": np.int64, "frame_render_s": np.float64}
+FRAME_COLUMNS = {
+    "frame_stamp_ns": np.int64,
+    "frame_sim_t": np.float64,
+    "frame_render_s": np.float64,
+}
 CMD_COLUMNS = {
     "cmd_recv": np.float64,
     "cmd_stamp_ns": np.int64,
@@ -114,8 +118,11 @@ class DroneSimulatorNode:
         #: the first landing request: ROS time (s) and horizontal speed then (m/s, the hover)
         self.land_wall: float | None = None
         self.hover_speed_mps: float | None = None
-        #: touchdown (mode ``landed``): ROS time (s)
+        #: the same on the simulator's clock (sim time, s)
+        self.land_sim_t: float | None = None
+        #: touchdown (mode ``landed``): ROS time and sim time (s)
         self.touchdown_wall: float | None = None
+        self.touchdown_sim_t: float | None = None
         self._start_wall = node.now()
         self._last_steady: float | None = None
         self._stopped = False
@@ -175,6 +182,7 @@ class DroneSimulatorNode:
         self._log["land"].append((now,))
         if self.land_wall is None:
             self.land_wall = now
+            self.land_sim_t = self.sim.time
             v = self.sim.velocity
             self.hover_speed_mps = float(math.hypot(v[0], v[1]))
             self.node.logger.warning(
@@ -201,6 +209,7 @@ class DroneSimulatorNode:
         m = self.sim.metrics
         if self.touchdown_wall is None and m.mode == FlightMode.LANDED:
             self.touchdown_wall = self.node.now()
+            self.touchdown_sim_t = m.time
             self.node.logger.info(f"simulator: touchdown at sim time {m.time:.2f} s")
         if m.done and not self._reported_done:
             self._reported_done = True
@@ -253,7 +262,7 @@ class DroneSimulatorNode:
             data=img.tobytes(),
         )
         self._image_pub.publish(msg)
-        self._log["frames"].append((sec * 1_000_000_000 + nsec, render_s))
+        self._log["frames"].append((sec * 1_000_000_000 + nsec, self.sim.time, render_s))
 
     @staticmethod
     def _header(n: port.Node, sec: int, nsec: int, frame: str) -> Any:
@@ -332,7 +341,9 @@ class DroneSimulatorNode:
     def log_arrays(self) -> dict[str, np.ndarray]:
         """The run log as arrays (the ``.npz`` contents).
 
-        Keys: ``frame_stamp_ns`` int64 / ``frame_stamp`` s / ``frame_render_s`` /
+        Keys: ``frame_stamp_ns`` int64 / ``frame_stamp`` s / ``frame_sim_t`` (sim time of the
+        frame, s: with ``frame_stamp`` it maps ROS time to the simulator's clock) /
+        ``frame_render_s`` /
         ``frame_latency_s`` (receive time of the first setpoint carrying the frame's stamp minus
         the stamp; NaN = unmatched, always with a plain Twist), each ``(F,)``; ``cmd_recv`` s and
         ``cmd_stamp_ns`` (0 for a plain Twist) ``(C,)``, ``cmd_twist`` ``(C, 4)`` (vx, vy, vz
@@ -350,6 +361,7 @@ class DroneSimulatorNode:
         out: dict[str, np.ndarray] = {
             "frame_stamp_ns": fs,
             "frame_stamp": fs.astype(np.float64) * 1e-9,
+            "frame_sim_t": np.array(frames["frame_sim_t"]),
             "frame_render_s": np.array(frames["frame_render_s"]),
             "frame_latency_s": frame_latencies(fs, cs, cmds["cmd_recv"]),
             "cmd_recv": np.array(cmds["cmd_recv"]),
@@ -391,8 +403,10 @@ class DroneSimulatorNode:
             "mode": m.mode,
             "final_altitude_m": m.altitude,
             "land_received_wall_s": self.land_wall,
+            "land_received_sim_s": self.land_sim_t,
             "hover_speed_mps": self.hover_speed_mps,
             "touchdown_wall_s": self.touchdown_wall,
+            "touchdown_sim_s": self.touchdown_sim_t,
             "distance_flown_m": float(
                 np.sum(
                     np.sqrt(

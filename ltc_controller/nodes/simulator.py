@@ -101,7 +101,12 @@ PARAMS: tuple[ParamSpec, ...] = (
 )
 
 #: Columns of the run log by row kind (``.npz`` keys; ``phys_*`` from HISTORY_COLUMNS).
-FRAME_COLUMNS = {"frame_stamp_ns": np.int64, "frame_wall": np.float64, "frame_render_s": np.float64}
+FRAME_COLUMNS = {
+    "frame_stamp_ns": np.int64,
+    "frame_wall": np.float64,
+    "frame_sim_t": np.float64,
+    "frame_render_s": np.float64,
+}
 CMD_COLUMNS = {
     "cmd_recv": np.float64,
     "cmd_stamp_ns": np.int64,
@@ -291,7 +296,7 @@ class SimulatorNode:
             data=img.tobytes(),
         )
         self._image_pub.publish(msg)
-        self._log["frames"].append((sec * 1_000_000_000 + nsec, n.now(), render_s))
+        self._log["frames"].append((sec * 1_000_000_000 + nsec, n.now(), self.sim.time, render_s))
 
     def publish_odom(self) -> None:
         """Publish the car's pose and velocity (frame ``odom``, child ``base_link`` = rear axle)."""
@@ -370,7 +375,8 @@ class SimulatorNode:
         """The run log as arrays (the ``.npz`` contents).
 
         Keys: ``frame_stamp_ns`` int64 / ``frame_stamp`` s / ``frame_wall`` s (published) /
-        ``frame_render_s`` / ``frame_latency_s`` (NaN = unmatched), each ``(F,)``;
+        ``frame_sim_t`` (sim time of the frame, s) / ``frame_render_s`` / ``frame_latency_s``
+        (NaN = unmatched), each ``(F,)``;
         ``cmd_recv`` s / ``cmd_stamp_ns`` int64 / ``cmd_stamp`` s / ``cmd_steering`` rad /
         ``cmd_speed`` m/s, each ``(C,)``; ``phys_<col>`` for col in :data:`HISTORY_COLUMNS`,
         each ``(P,)`` (sim time ``t`` in s since reset, pose of the rear axle, lateral error at the
@@ -388,6 +394,7 @@ class SimulatorNode:
             "frame_stamp_ns": np.array(fs),
             "frame_stamp": fs.astype(np.float64) * 1e-9,
             "frame_wall": np.array(frames["frame_wall"]),
+            "frame_sim_t": np.array(frames["frame_sim_t"]),
             "frame_render_s": np.array(frames["frame_render_s"]),
             "frame_latency_s": frame_latencies(fs, cs, cmds["cmd_recv"]),
             "cmd_recv": np.array(cmds["cmd_recv"]),

@@ -87,6 +87,11 @@ class PerturbationConfig:
         """The clean expert (no perturbations)."""
         return cls(speed_mps, lookahead_m, burst_rate_hz=0.0, offset_rate_hz=0.0)
 
+    @property
+    def perturbs(self) -> bool:
+        """Whether any perturbation can happen (a burst or excursion rate above zero)."""
+        return self.burst_rate_hz > 0.0 or self.offset_rate_hz > 0.0
+
 
 @dataclass(frozen=True)
 class ExpertCommand:

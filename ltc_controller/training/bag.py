@@ -26,6 +26,8 @@ nearest to its own plus ``label_offset_s`` (within ``max_pair_dt_s``); the pairs
 segments where time jumps. The command–image lag of each bag is estimated on the way
 (:mod:`ltc_controller.training.lag`). Outputs are named after the command axes their fields carry
 (:mod:`ltc_controller.interfaces.command_axes`), the names ``ltc_policy`` maps.
+:func:`read_policy_frames` reads the frames alone (no command topic needed: camera footage), cut
+into segments the same way.
 
 Messages are read and written with the project's typestore
 (:func:`ltc_controller.interfaces.typestore`: ROS 2 Jazzy plus ackermann_msgs; no DDS import here).
@@ -69,6 +71,7 @@ __all__ = [
     "BagError",
     "Demonstrations",
     "DemoBagWriter",
+    "Frames",
     "RecordTopics",
     "TopicNotFoundError",
     "bag_topics",
@@ -77,6 +80,7 @@ __all__ = [
     "output_name",
     "output_unit",
     "read_demonstrations",
+    "read_policy_frames",
 ]
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -532,6 +536,172 @@ def output_unit(name: str) -> str:
     return UNITS.get(name, "")
 
 
+@dataclass
+class Frames:
+    """Camera frames of bags at the policy input size, without commands (what the
+    out-of-distribution monitor scores: :mod:`ltc_controller.training.monitor`).
+
+    Attributes:
+        images: ``(N, H, W, 3)`` uint8 RGB (after crop and resize), ordered by stamp.
+        stamps_ns: ``(N,)`` int64 ``header.stamp`` in ns, else the log time.
+        segment: ``(N,)`` int64 segment id, as :attr:`Demonstrations.segment`.
+        stats: counts (``images`` read, ``rejected`` by the runtime's decoding).
+    """
+
+    images: NDArray[np.uint8]
+    stamps_ns: NDArray[np.int64]
+    segment: NDArray[np.int64]
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @staticmethod
+    def concatenate(parts: Sequence[Frames]) -> Frames:
+        """Join frame sets; segment ids are renumbered so segments never merge.
+
+        Raises:
+            BagError: no parts.
+        """
+        if not parts:
+            raise BagError("no frames to join")
+        segs = []
+        base = 0
+        stats: dict[str, int] = {}
+        for p in parts:
+            segs.append(p.segment + base)
+            base += int(p.segment.max()) + 1 if len(p) else 0
+            for k, v in p.stats.items():
+                stats[k] = stats.get(k, 0) + v
+        return Frames(
+            images=np.concatenate([p.images for p in parts]),
+            stamps_ns=np.concatenate([p.stamps_ns for p in parts]),
+            segment=np.concatenate(segs),
+            stats=stats,
+        )
+
+
+def _segment_ids(stamps_ns: NDArray[np.int64], max_gap_s: float) -> NDArray[np.int64]:
+    """``(N,)`` segment ids of sorted stamps: a new segment where time steps by more than
+    ``max_gap_s`` or does not advance."""
+    gaps = np.diff(stamps_ns)
+    new_seg = np.concatenate([[True], (gaps > round(max_gap_s * 1e9)) | (gaps <= 0)])
+    ids: NDArray[np.int64] = np.cumsum(new_seg).astype(np.int64) - 1
+    return ids
+
+
+def _check_topics(bag: Path, topics: dict[str, str], wanted: dict[str, str]) -> None:
+    """``wanted`` (role -> topic) are in the bag and the ``image`` one carries images.
+
+    Raises:
+        TopicNotFoundError: a topic is missing (the message lists the bag's topics).
+        BagError: the image topic has another type.
+    """
+    listing = ", ".join(f"{t} ({ty})" for t, ty in sorted(topics.items())) or "none"
+    for role, topic in wanted.items():
+        if topic not in topics:
+            raise TopicNotFoundError(
+                f"{bag}: no {role} topic '{topic}' in the bag; its topics are: {listing}"
+            )
+    image_topic = wanted["image"]
+    if topics[image_topic] not in IMAGE_TYPES:
+        raise BagError(
+            f"{bag}: image topic '{image_topic}' has type {topics[image_topic]}; expected one of "
+            f"{IMAGE_TYPES}"
+        )
+
+
+def _read_images_and_commands(
+    bag: Path,
+    image_topic: str,
+    pre: Preprocessor,
+    max_frames: int | None,
+    command_topic: str | None = None,
+    fields: Sequence[str] = (),
+) -> tuple[list[int], list[NDArray[np.uint8]], int, list[int], list[list[float]]]:
+    """One pass over the bag: ``(image stamps, policy images, rejected images, command stamps,
+    command values)`` in bag order (no commands without ``command_topic``).
+
+    Raises:
+        BagError: unreadable bag or a missing command field.
+    """
+    store = typestore()
+    img_stamps: list[int] = []
+    images: list[NDArray[np.uint8]] = []
+    cmd_stamps: list[int] = []
+    cmds: list[list[float]] = []
+    rejected = 0
+    try:
+        with Reader(bag) as reader:
+            conns = [c for c in reader.connections if c.topic in (image_topic, command_topic)]
+            for conn, log_ns, raw in reader.messages(connections=conns):
+                msg = store.deserialize_cdr(raw, conn.msgtype)
+                if conn.topic == image_topic:
+                    if max_frames is not None and len(images) >= max_frames:
+                        continue
+                    try:
+                        images.append(_policy_image(pre, msg, conn.msgtype))
+                    except FrameRejected:
+                        rejected += 1
+                        continue
+                    img_stamps.append(_stamp(msg, log_ns))
+                else:
+                    cmd_stamps.append(_stamp(msg, log_ns))
+                    cmds.append([_field(msg, f, bag, conn.topic) for f in fields])
+    except BagError:
+        raise
+    except Exception as exc:  # rosbags raises its own error types
+        raise BagError(f"{bag}: cannot read: {exc}") from exc
+    return img_stamps, images, rejected, cmd_stamps, cmds
+
+
+def read_policy_frames(
+    path: str | Path,
+    image_topic: str,
+    *,
+    height: int = 78,
+    width: int = 200,
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0),
+    max_gap_s: float = 0.3,
+    max_frames: int | None = None,
+) -> Frames:
+    """The frames of a rosbag2's image topic at the policy input size; no other topic is read
+    (footage from a real camera has no commands).
+
+    Args:
+        path: bag directory.
+        image_topic: ``sensor_msgs/msg/Image`` or ``CompressedImage`` topic.
+        height, width, crop: as :func:`read_demonstrations` (the runtime's preprocessing).
+        max_gap_s: a larger step between consecutive frames starts a new segment (s).
+        max_frames: stop after this many images.
+
+    Returns:
+        :class:`Frames`, ordered by stamp.
+
+    Raises:
+        TopicNotFoundError: no such topic (the message lists the bag's topics).
+        BagError: unreadable bag, a non-image topic, or no usable frame.
+    """
+    bag = Path(path)
+    _check_topics(bag, bag_topics(bag), {"image": image_topic})
+    pre = Preprocessor(PreprocessConfig(height, width, *crop))
+    stamps, images, rejected, _, _ = _read_images_and_commands(bag, image_topic, pre, max_frames)
+    if not images:
+        raise BagError(f"{bag}: no usable image on {image_topic} ({rejected} rejected)")
+    istamp = np.asarray(stamps, dtype=np.int64)
+    order = np.argsort(istamp, kind="stable")
+    frames = np.stack(images)
+    del images[:]  # the stack holds them now
+    if not np.array_equal(order, np.arange(order.size)):
+        frames = frames[order]
+    return Frames(
+        images=frames,
+        stamps_ns=istamp[order],
+        segment=_segment_ids(istamp[order], max_gap_s),
+        stats={"images": int(order.size) + rejected, "rejected": rejected},
+    )
+
+
 def _stamp(msg: Any, log_ns: int) -> int:
     hdr = getattr(msg, "header", None)
     if hdr is not None:
@@ -620,47 +790,13 @@ def read_demonstrations(
     """
     bag = Path(path)
     topics = bag_topics(bag)
-    listing = ", ".join(f"{t} ({ty})" for t, ty in sorted(topics.items())) or "none"
-    for role, topic in (("image", image_topic), ("command", command_topic)):
-        if topic not in topics:
-            raise TopicNotFoundError(
-                f"{bag}: no {role} topic '{topic}' in the bag; its topics are: {listing}"
-            )
-    if topics[image_topic] not in IMAGE_TYPES:
-        raise BagError(
-            f"{bag}: image topic '{image_topic}' has type {topics[image_topic]}; expected one of "
-            f"{IMAGE_TYPES}"
-        )
+    _check_topics(bag, topics, {"image": image_topic, "command": command_topic})
     ctype = topics[command_topic]
     fields = command_fields_of(ctype, command_fields)
-    store = typestore()
     pre = Preprocessor(PreprocessConfig(height, width, *crop))
-    img_stamps: list[int] = []
-    images: list[NDArray[np.uint8]] = []
-    cmd_stamps: list[int] = []
-    cmds: list[list[float]] = []
-    rejected = 0
-    try:
-        with Reader(bag) as reader:
-            conns = [c for c in reader.connections if c.topic in (image_topic, command_topic)]
-            for conn, log_ns, raw in reader.messages(connections=conns):
-                msg = store.deserialize_cdr(raw, conn.msgtype)
-                if conn.topic == image_topic:
-                    if max_frames is not None and len(images) >= max_frames:
-                        continue
-                    try:
-                        images.append(_policy_image(pre, msg, conn.msgtype))
-                    except FrameRejected:
-                        rejected += 1
-                        continue
-                    img_stamps.append(_stamp(msg, log_ns))
-                else:
-                    cmd_stamps.append(_stamp(msg, log_ns))
-                    cmds.append([_field(msg, f, bag, command_topic) for f in fields])
-    except BagError:
-        raise
-    except Exception as exc:  # rosbags raises its own error types
-        raise BagError(f"{bag}: cannot read: {exc}") from exc
+    img_stamps, images, rejected, cmd_stamps, cmds = _read_images_and_commands(
+        bag, image_topic, pre, max_frames, command_topic, fields
+    )
     if not images or not cmds:
         raise BagError(
             f"{bag}: {len(images)} images on {image_topic} and {len(cmds)} messages on "
@@ -694,13 +830,11 @@ def read_demonstrations(
         except ValueError:
             lags = ()  # too few frames or commands to say anything
     stamps_ns = istamp[keep]
-    gaps = np.diff(stamps_ns)
-    new_seg = np.concatenate([[True], (gaps > round(max_gap_s * 1e9)) | (gaps <= 0)])
     return Demonstrations(
         images=frames if np.array_equal(keep, np.arange(len(frames))) else frames[keep],
         targets=cvals[nearest[keep]].astype(np.float32),
         stamps_ns=stamps_ns,
-        segment=np.cumsum(new_seg).astype(np.int64) - 1,
+        segment=_segment_ids(stamps_ns, max_gap_s),
         output_names=tuple(output_name(ctype, f) for f in fields),
         stats={
             "images": len(frames) + rejected,

@@ -12,7 +12,16 @@ inputs):
    :mod:`~ltc_controller.training.recording`, :mod:`~ltc_controller.training.drone_recording`),
    the bag is kept, and the policy is fine-tuned from its weights on the expert data plus all
    of its own DAgger bags so far;
-4. the last round's policy is evaluated per condition and episode on unseen tracks/worlds.
+4. with ``recipe.monitor_episodes`` > 0, the last round's policy gets its out-of-distribution
+   monitor fitted (:func:`~ltc_controller.training.monitor.fit_monitor`, the same for every
+   model: statistics from the shared expert frames, thresholds calibrated on one shared bag of
+   ``monitor_episodes`` unperturbed expert episodes on tracks/worlds 2000.., 1 false alarm per
+   10 min); the copy with the monitor goes to ``work/monitored``;
+5. that policy is evaluated per condition and episode on unseen tracks/worlds, the monitor
+   recorded in the same episodes (:mod:`~ltc_controller.training.ood_evaluation`); the report
+   gains its columns per model x condition (AUROC, alarm onsets per 10 min, failures flagged
+   >= 1 s ahead), with IQM intervals over seeds x tracks for the AUROC and the clean false
+   alarm rate.
 
 A scenario (:class:`Scenario`: :data:`CAR`, :data:`DRONE`) supplies what differs: the recorder,
 the label axes, the evaluation episode and its record, the report and the metrics the statistics
@@ -40,6 +49,7 @@ __all__ = [
     "Scenario",
     "dagger_job",
     "evaluate_job",
+    "monitor_job",
     "run_comparison",
     "search_job",
     "train_job",
@@ -105,8 +115,18 @@ class Scenario(ABC):
         raise NotImplementedError
 
     @abstractmethod
-    def evaluate_episode(self, label: str, policy: str, condition: str, k: int, cfg: Any) -> Any:
-        """Episode ``k`` of ``policy`` under ``condition``: the scenario's episode record."""
+    def calibration_record(self, cfg: Any, episodes: int) -> Any:
+        """The recording config of the monitor's calibration data: ``episodes`` episodes of the
+        unperturbed expert on unseen tracks/worlds (2000..), otherwise as ``cfg``."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def evaluate_episode(
+        self, label: str, policy: str, condition: str, k: int, cfg: Any
+    ) -> tuple[Any, Any]:
+        """Episode ``k`` of ``policy`` under ``condition``: the scenario's episode record and
+        the monitor's :class:`~ltc_controller.training.ood_evaluation.MonitorEpisode` (None
+        when the file has no statistics)."""
         raise NotImplementedError
 
     @abstractmethod
@@ -161,10 +181,24 @@ class _Car(Scenario):
             seed=cfg.seed + round_,
         )
 
-    def evaluate_episode(self, label: str, policy: str, condition: str, k: int, cfg: Any) -> Any:
-        from ltc_controller.training.evaluation import ModelEntry, evaluate_episode
+    def calibration_record(self, cfg: Any, episodes: int) -> Any:
+        from ltc_controller.sim.scenario import PerturbationConfig
 
-        return evaluate_episode(ModelEntry(label, Path(policy)), condition, k, cfg)
+        p = cfg.perturbation
+        return replace(
+            cfg,
+            episodes=episodes,
+            first_track_seed=2000,
+            seed=7,
+            perturbation=PerturbationConfig.none(p.speed_mps, p.lookahead_m),
+        )
+
+    def evaluate_episode(
+        self, label: str, policy: str, condition: str, k: int, cfg: Any
+    ) -> tuple[Any, Any]:
+        from ltc_controller.training.evaluation import ModelEntry, evaluate_episode_monitored
+
+        return evaluate_episode_monitored(ModelEntry(label, Path(policy)), condition, k, cfg)
 
     def episode_record(self, d: Mapping[str, Any]) -> Any:
         from ltc_controller.training.evaluation import EpisodeRecord
@@ -221,11 +255,24 @@ class _Drone(Scenario):
             seed=cfg.seed + round_,
         )
 
-    def evaluate_episode(self, label: str, policy: str, condition: str, k: int, cfg: Any) -> Any:
-        from ltc_controller.training.drone_evaluation import evaluate_drone_episode
+    def calibration_record(self, cfg: Any, episodes: int) -> Any:
+        from ltc_controller.sim.drone.scenario import DronePerturbationConfig
+
+        return replace(
+            cfg,
+            episodes=episodes,
+            first_world_seed=2000,
+            seed=7,
+            perturbation=DronePerturbationConfig.none(cfg.perturbation.speed_mps),
+        )
+
+    def evaluate_episode(
+        self, label: str, policy: str, condition: str, k: int, cfg: Any
+    ) -> tuple[Any, Any]:
+        from ltc_controller.training.drone_evaluation import evaluate_drone_episode_monitored
         from ltc_controller.training.evaluation import ModelEntry
 
-        return evaluate_drone_episode(ModelEntry(label, Path(policy)), condition, k, cfg)
+        return evaluate_drone_episode_monitored(ModelEntry(label, Path(policy)), condition, k, cfg)
 
     def episode_record(self, d: Mapping[str, Any]) -> Any:
         from ltc_controller.training.drone_evaluation import DroneEpisodeRecord
@@ -287,7 +334,9 @@ def run_comparison(
 
     Returns:
         ``{"scenario", "report", "table", "stats_table", "cost_table", "skipped",
-        "training_failures", "learning_rates", "dagger", "wall_s", "jobs", "train"}``.
+        "training_failures", "learning_rates", "dagger", "wall_s", "jobs", "train", "monitor"}``
+        (``monitor``: ``fitted``, each policy's fit, and per model x condition the monitor's
+        numbers).
 
     Raises:
         KeyError: an unknown scenario. JobsFailed: some jobs raised (the others are cached;
@@ -495,12 +544,54 @@ def _run(
         },
     }
 
+    # The out-of-distribution monitor of every trained policy: the same fit for every model.
+    evaluated = [res["output"] for res in trained]
+    monitor_stats = RunStats()
+    monitor_fits: dict[str, dict[str, Any]] = {}
+    if recipe.monitor_episodes > 0:
+        calib = _bag(
+            sc,
+            work / "calibration",
+            sc.calibration_record(recipe.record, recipe.monitor_episodes),
+            log,
+        )
+        calib_id = _files_id([str(calib)])
+        fits = jobs(
+            [
+                keep(
+                    Job(
+                        "monitor",
+                        f"{_JOBS}:monitor_job",
+                        {
+                            **data_kw,
+                            "calibration": str(calib.resolve()),
+                            "calibration_id": calib_id,
+                            "policy": str(policy),
+                            "policy_id": _files_id([str(policy)], content=True),
+                            "output": str(work / "monitored" / Path(policy).name),
+                        },
+                        label=f"monitor {Path(policy).stem}",
+                    ),
+                    work / "monitored" / Path(policy).name,
+                )
+                for policy in evaluated
+            ],
+            monitor_stats,
+        )
+        for f in fits:
+            if f.get("error"):
+                name = Path(f["policy"]).name
+                log(f"monitor of {name} not fitted (evaluated without): {f['error']}")
+        # A policy whose fit failed is evaluated as trained; its report line says unavailable.
+        evaluated = [f["output"] or f["policy"] for f in fits]
+        monitor_fits = {Path(f["policy"]).name: f for f in fits}
+    t_monitor = time.perf_counter() - t0 - t_data - t_train
+
     ev = recipe.evaluation
     eval_cfg = asdict(ev)
     eval_jobs: list[Job] = []
     sizes: dict[str, dict[str, int]] = {}
-    for (label, *_), res in zip(runs, trained, strict=True):
-        policy = res["output"]
+    for (label, *_), policy in zip(runs, evaluated, strict=True):
         sizes[policy] = model_sizes(load_policy(policy))
         digest = _files_id([policy], content=True)
         for cname in ev.conditions:
@@ -522,8 +613,21 @@ def _run(
                     )
                 )
     eval_stats = RunStats()
-    records = [sc.episode_record(r) for r in jobs(eval_jobs, eval_stats)]
-    t_eval = time.perf_counter() - t0 - t_data - t_train
+    records = []
+    monitor_log = None
+    if recipe.monitor_episodes > 0:
+        from ltc_controller.training.ood_evaluation import MonitorEpisode, MonitorLog
+
+        monitor_log = MonitorLog(
+            unavailable=[f["policy"] for f in monitor_fits.values() if not f.get("output")]
+        )
+    for r in jobs(eval_jobs, eval_stats):
+        r = dict(r)
+        mon = r.pop("monitor", None)
+        records.append(sc.episode_record(r))
+        if monitor_log is not None and mon is not None:
+            monitor_log.episodes.append(MonitorEpisode.from_dict(mon))
+    t_eval = time.perf_counter() - t0 - t_data - t_train - t_monitor
     reference = models[0][0] if models else recipe.models[0][0]
     stats_md = "\n\n".join(
         stats_markdown(
@@ -531,6 +635,8 @@ def _run(
         )
         for m in sc.stats_metrics
     )
+    if monitor_log is not None and monitor_log.episodes:
+        stats_md += "\n\n" + _monitor_stats_md(monitor_log, reference, recipe.stats_reps)
     rr = recipe.train
     report = sc.write_report(
         work / "report",
@@ -553,8 +659,10 @@ def _run(
             + _dagger_md(dagger, recipe.record)
             + "\n\n"
             + _failures_md(failures, len(trained), recipe.min_val_corr)
+            + _monitor_md(recipe.monitor_episodes, monitor_fits)
             + stats_md
         ),
+        monitor=monitor_log,
     )
     by_model: dict[str, dict[str, int]] = {}
     for r in records:
@@ -581,19 +689,26 @@ def _run(
         "wall_s": {
             "data": round(t_data, 1),
             "train": round(t_train, 1),
+            "monitor": round(t_monitor, 1),
             "evaluate": round(t_eval, 1),
             "total": round(time.perf_counter() - t0, 1),
         },
         "jobs": {
             "address": next(
-                (s.address for s in (train_stats, dagger_stats, eval_stats) if s.address),
+                (
+                    s.address
+                    for s in (train_stats, dagger_stats, monitor_stats, eval_stats)
+                    if s.address
+                ),
                 "none (all cached)",
             ),
             "search": {"ran": search_stats.ran, "cached": search_stats.cached},
             "train": {"ran": train_stats.ran, "cached": train_stats.cached},
             "dagger": {"ran": dagger_stats.ran, "cached": dagger_stats.cached},
+            "monitor": {"ran": monitor_stats.ran, "cached": monitor_stats.cached},
             "evaluate": {"ran": eval_stats.ran, "cached": eval_stats.cached},
         },
+        "monitor": _monitor_summary(monitor_log, monitor_fits, sc),
         "train": {Path(r["output"]).name: r for r in trained},
     }
 
@@ -707,6 +822,54 @@ def dagger_job(
     return out
 
 
+def monitor_job(
+    bags: list[str],
+    data_id: str,
+    pairing: dict[str, float],
+    command_fields: list[str] | None,
+    calibration: str,
+    calibration_id: str,
+    policy: str,
+    policy_id: str,
+    output: str,
+) -> dict[str, Any]:
+    """Ray job: fit the out-of-distribution monitor of the policy file ``policy``
+    (:func:`~ltc_controller.training.monitor.fit_monitor` with its defaults: statistics from
+    every frame of the expert ``bags``, thresholds calibrated on the ``calibration`` bag) and
+    write the policy with it to ``output``. ``data_id``, ``calibration_id`` and ``policy_id``
+    are part of the cache key only.
+
+    Returns:
+        ``{"policy", "output", "degraded", "fault", **calibration}`` (the fit's calibration
+        record: frames, minutes, onsets on the calibration frames ...); when the fit is
+        impossible (e.g. non-finite features of a failed training), ``{"policy", "output":
+        None, "error"}``: the comparison goes on without that policy's monitor.
+    """
+    from ltc_controller.models.policy_file import load_policy, save_policy
+    from ltc_controller.training.monitor import fit_monitor
+
+    p = load_policy(policy)
+    own = {"label_offset_s": 0.0, "max_pair_dt_s": pairing["max_pair_dt_s"]}  # our stamps
+    try:
+        stats = fit_monitor(
+            p,
+            _read(bags, command_fields=command_fields, **pairing),
+            calibration=_read([calibration], command_fields=command_fields, **own),
+        )
+    except ValueError as e:
+        return {"policy": policy, "output": None, "error": str(e)}
+    p.feature_stats = stats
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    save_policy(p, output)
+    return {
+        "policy": policy,
+        "output": output,
+        "degraded": stats.degraded,
+        "fault": stats.fault,
+        **stats.calibration,
+    }
+
+
 def evaluate_job(
     scenario: str,
     label: str,
@@ -717,10 +880,12 @@ def evaluate_job(
     eval_config: dict[str, Any],
 ) -> dict[str, Any]:
     """Ray job: one evaluation episode of ``scenario`` (``policy_id``, the policy file's hash, is
-    part of the cache key only). Returns the scenario's episode record as a dict."""
+    part of the cache key only). Returns the scenario's episode record as a dict, with the
+    monitor's episode under ``"monitor"`` (None when the file has no statistics)."""
     sc = SCENARIOS[scenario]
     cfg = _from_dict(sc.eval_config_type, eval_config)
-    return asdict(sc.evaluate_episode(label, policy, condition, episode, cfg))
+    rec, mon = sc.evaluate_episode(label, policy, condition, episode, cfg)
+    return {**asdict(rec), "monitor": None if mon is None else mon.to_dict()}
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -769,6 +934,85 @@ def _dagger_md(dagger: DaggerConfig, record: Any) -> str:
         "per policy, in the same new worlds/tracks for every model): each policy drives while the "
         "expert labels and takes over, then it is fine-tuned from its weights for "
         f"{dagger.finetune_epochs} epoch(s) on the expert data plus all its own DAgger data."
+    )
+
+
+def _monitor_md(episodes: int, fits: Mapping[str, Mapping[str, Any]]) -> str:
+    if episodes <= 0:
+        from ltc_controller.training.ood_evaluation import UNAVAILABLE
+
+        return f"Out-of-distribution {UNAVAILABLE} (the recipe fits none: monitor_episodes 0).\n\n"
+    ok = [f for f in fits.values() if f.get("output")]
+    minutes = {round(float(f["heldout_minutes"]), 1) for f in ok}
+    onsets = [int(f["heldout_onsets_degraded"]) for f in ok]
+    failed = "".join(
+        f"- `{name}`: not fitted ({f['error']}); evaluated without its monitor\n"
+        for name, f in fits.items()
+        if not f.get("output")
+    )
+    return (
+        "Out-of-distribution monitor: fitted for every policy alike (statistics from the "
+        f"expert frames, thresholds calibrated to 1 false alarm per 10 min on {episodes} "
+        f"unperturbed expert episode(s) on unseen tracks/worlds 2000.., "
+        f"{', '.join(f'{m:g}' for m in sorted(minutes))} min; alarm onsets there per policy: "
+        f"{'-'.join(str(v) for v in sorted({min(onsets, default=0), max(onsets, default=0)}))}"
+        "); its tables are in the "
+        "report's last section, its intervals below.\n\n" + (failed + "\n" if failed else "")
+    )
+
+
+def _monitor_stats_md(log: Any, reference: str, reps: int) -> str:
+    """IQM intervals over seeds x tracks (and P(reference better)) of the monitor's per-episode
+    AUROC (shifted conditions; each episode against the same policy's clean episode on the same
+    track) and of its alarm onsets per 10 min in the clean condition (false alarms). The share
+    of failures flagged ahead has no per-episode value where an episode has no failure: the
+    report gives it pooled (mean ± sd over seeds), without an interval."""
+    from ltc_controller.training.ood_evaluation import episode_records
+    from ltc_controller.training.stats import comparison_tables
+    from ltc_controller.training.stats import markdown as stats_markdown
+
+    recs = episode_records(log.episodes)
+    parts = []
+    shifted = [r for r in recs if r.condition != "clean" and math.isfinite(r.monitor_auroc)]
+    if shifted:
+        parts.append(
+            stats_markdown(
+                comparison_tables(shifted, metric="monitor_auroc", reference=reference, reps=reps),
+                "{:.3f}",
+            )
+        )
+    clean = [r for r in recs if r.condition == "clean"]
+    if clean:
+        parts.append(
+            stats_markdown(
+                comparison_tables(clean, metric="alarms_per_10min", reference=reference, reps=reps),
+                "{:.1f}",
+            )
+        )
+    return "\n\n".join(parts)
+
+
+def _monitor_summary(
+    log: Any, fits: Mapping[str, Mapping[str, Any]], sc: Scenario
+) -> dict[str, Any]:
+    """The output's ``monitor``: each fit, and per model x condition the monitor's numbers
+    (strict JSON)."""
+    from ltc_controller.training.ood_evaluation import (
+        CAR_STOP_S,
+        DRONE_STOP_S,
+        jsonable,
+        summarise_monitor_models,
+    )
+
+    if log is None:
+        return {"fitted": False}
+    stop = DRONE_STOP_S if sc.name == "drone" else CAR_STOP_S
+    return jsonable(
+        {
+            "fitted": True,
+            "fits": dict(fits),
+            "per_model": summarise_monitor_models(log.episodes, stop_s=stop).per_model,
+        }
     )
 
 

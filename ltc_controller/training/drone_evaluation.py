@@ -41,6 +41,14 @@ from ltc_controller.training.evaluation import (
     markdown_tables,
     metric_charts,
     model_sizes,
+    monitor_markdown,
+    write_monitor,
+)
+from ltc_controller.training.ood_evaluation import (
+    DRONE_STOP_S,
+    MonitorEpisode,
+    MonitorLog,
+    MonitorRecorder,
 )
 
 __all__ = [
@@ -50,6 +58,7 @@ __all__ = [
     "DroneSummary",
     "evaluate_drone",
     "evaluate_drone_episode",
+    "evaluate_drone_episode_monitored",
     "summarise_drone",
     "write_drone_report",
 ]
@@ -120,6 +129,7 @@ def evaluate_drone(
     cfg: DroneEvalConfig,
     *,
     progress: Callable[[str], None] | None = None,
+    monitor: MonitorLog | None = None,
 ) -> tuple[list[DroneEpisodeRecord], dict[str, dict[str, int]]]:
     """Fly every model under every condition, in this process.
 
@@ -127,6 +137,11 @@ def evaluate_drone(
         models: policies (``ModelEntry(EXPERT, None)`` = the privileged clean expert).
         cfg: the protocol.
         progress: called with one line per episode.
+        monitor: when given, the episodes of every policy whose file carries the
+            out-of-distribution monitor's statistics record it as they fly (the same episodes;
+            :mod:`~ltc_controller.training.ood_evaluation`: a collision is a failure at its
+            time, a time-out one at the limit) into ``monitor.episodes``; files without
+            statistics go to ``monitor.unavailable``.
 
     Returns:
         ``(episode records, sizes by policy name)``.
@@ -142,21 +157,32 @@ def evaluate_drone(
     for m in models:
         policy = load_policy(m.path) if m.path is not None else None
         name = str(m.path) if m.path is not None else EXPERT
+        stats = None
         if policy is not None:
             sizes[name] = model_sizes(policy)
+            if monitor is not None:
+                stats = policy.feature_stats
+                if stats is None:
+                    monitor.unavailable.append(name)
         driver = DronePolicyDriver(policy) if policy is not None else None
         for cname in cfg.conditions:
             for k in range(cfg.episodes):
                 t0 = time.perf_counter()
-                rec = _episode(driver, m.label, name, cname, k, cfg)
+                rec, mep = _episode(driver, m.label, name, cname, k, cfg, stats)
                 records.append(rec)
-                if progress is not None:
-                    progress(
-                        f"{m.label} {Path(name).name} {cname} ep {k}: "
-                        f"{'success' if rec.success else 'failure'}, final distance "
-                        f"{rec.final_distance_m:.2f} m, {rec.collisions} collision(s), "
-                        f"{time.perf_counter() - t0:.0f} s"
+                line = (
+                    f"{m.label} {Path(name).name} {cname} ep {k}: "
+                    f"{'success' if rec.success else 'failure'}, final distance "
+                    f"{rec.final_distance_m:.2f} m, {rec.collisions} collision(s)"
+                )
+                if mep is not None and monitor is not None:
+                    monitor.episodes.append(mep)
+                    line += (
+                        f", monitor alarm frames {np.mean(mep.levels >= 1):.0%}, fault frames "
+                        f"{np.mean(mep.levels >= 2):.0%}"
                     )
+                if progress is not None:
+                    progress(f"{line}, {time.perf_counter() - t0:.0f} s")
     return records, sizes
 
 
@@ -175,7 +201,25 @@ def evaluate_drone_episode(
     policy = load_policy(model.path) if model.path is not None else None
     driver = DronePolicyDriver(policy) if policy is not None else None
     name = str(model.path) if model.path is not None else EXPERT
-    return _episode(driver, model.label, name, condition, episode, cfg)
+    return _episode(driver, model.label, name, condition, episode, cfg)[0]
+
+
+def evaluate_drone_episode_monitored(
+    model: ModelEntry, condition: str, episode: int, cfg: DroneEvalConfig
+) -> tuple[DroneEpisodeRecord, MonitorEpisode | None]:
+    """:func:`evaluate_drone_episode` with the out-of-distribution monitor recorded in the same
+    episode when the policy file carries its statistics (else ``None``; the expert has none).
+
+    Raises:
+        PolicyFileError: the policy file cannot be loaded.
+    """
+    from ltc_controller.models.policy_file import load_policy
+
+    policy = load_policy(model.path) if model.path is not None else None
+    driver = DronePolicyDriver(policy) if policy is not None else None
+    name = str(model.path) if model.path is not None else EXPERT
+    stats = policy.feature_stats if policy is not None else None
+    return _episode(driver, model.label, name, condition, episode, cfg, stats)
 
 
 def _episode(
@@ -185,11 +229,21 @@ def _episode(
     cname: str,
     k: int,
     cfg: DroneEvalConfig,
-) -> DroneEpisodeRecord:
+    stats: Any = None,
+) -> tuple[DroneEpisodeRecord, MonitorEpisode | None]:
+    """One episode; with ``stats`` (and a policy) the monitor is recorded in it too."""
     cond = get_drone_condition(cname)
     seed = cfg.first_world_seed + k
     sim = make_drone_sim(cond, seed, render_enabled=driver is not None, record_history=False)
     limit = sim.params.time_limit_s if cfg.max_time_s is None else float(cfg.max_time_s)
+    rec = (
+        MonitorRecorder(driver.runtime, stats) if driver is not None and stats is not None else None
+    )
+
+    def on_frame(s: Any, img: Any, stamp: float, sp: Any) -> None:
+        if rec is not None:
+            rec.frame(stamp)  # the simulator's clock starts at 0 with the episode
+
     try:
         if driver is not None:
             driver.reset()
@@ -201,9 +255,19 @@ def _episode(
             camera_rate_hz=cfg.camera_rate_hz,
             latency_s=cfg.latency_s,
             max_time_s=cfg.max_time_s,
+            on_frame=on_frame if rec is not None else None,
         )
     finally:
         sim.close()
+        if rec is not None:
+            rec.detach()
+    mep = None
+    if rec is not None:
+        # A collision ends the episode (its time); not reaching the target, the time limit.
+        if r.collisions > 0:
+            rec.failure(r.duration_s)
+        timeout = r.duration_s if r.collisions == 0 and not r.reached else None
+        mep = rec.episode(cname, k, seed, r.duration_s, timeout_s=timeout, model=label, policy=name)
     return DroneEpisodeRecord(
         model=label,
         policy=name,
@@ -219,8 +283,15 @@ def _episode(
         collisions=r.collisions,
         duration_s=r.duration_s,
         time_limit_s=limit,
-    )
+    ), mep
 
+
+#: The drone's failures in the monitor's tables.
+DRONE_FAILURES = "failures"
+DRONE_FAILURE_KINDS = (
+    "a collision, or not reaching the target by the time limit: a time-out, at the limit, "
+    "which a hand-over cannot avoid"
+)
 
 #: ``(key, title, format)`` of the pooled metrics, in report order.
 DRONE_METRICS = (
@@ -299,9 +370,12 @@ def write_drone_report(
     *,
     title: str = "Closed-loop drone evaluation",
     notes: str = "",
+    monitor: MonitorLog | None = None,
 ) -> Path:
     """Write ``report.md``, ``episodes.csv``, ``summary.json`` and PNG bar plots (success rate,
-    final distance) into ``out_dir``.
+    final distance) into ``out_dir``; with ``monitor`` also the out-of-distribution monitor's
+    section (:func:`~ltc_controller.training.evaluation.monitor_markdown`: failures =
+    collisions and time-outs), ``monitor_episodes.csv`` and ``summary.json["monitor"]``.
 
     Returns:
         The path of ``report.md``.
@@ -337,6 +411,11 @@ def write_drone_report(
                     "per_model": summary.per_model,
                     "per_policy": summary.per_policy,
                     "sizes": sizes,
+                    **(
+                        {}
+                        if monitor is None
+                        else {"monitor": write_monitor(out, monitor, DRONE_STOP_S)}
+                    ),
                 }
             ),
             indent=1,
@@ -359,6 +438,13 @@ def write_drone_report(
     text += [drone_markdown_tables(summary, by_model), ""]
     text += [f"![{p}]({p})" for p in pngs]
     text.append("")
+    if monitor is not None:
+        text += [
+            monitor_markdown(
+                monitor, failures=DRONE_FAILURES, kinds=DRONE_FAILURE_KINDS, stop_s=DRONE_STOP_S
+            ),
+            "",
+        ]
     report = out / "report.md"
     report.write_text("\n".join(text))
     return report

@@ -45,6 +45,7 @@ from ltc_controller.sim.drone.scenario import (
     make_drone_sim,
 )
 from ltc_controller.training.bag import BagError, DemoBagWriter, RecordTopics
+from ltc_controller.training.recording import driver_name
 
 __all__ = ["DroneRecordConfig", "drone_topics", "record_drone"]
 
@@ -245,7 +246,7 @@ def record_drone(
         "wall_s": wall,
         "sim_s": sim_s,
         "real_time_factor": sim_s / wall if wall > 0 else math.inf,
-        "driver": "learner (DAgger)" if learner is not None else "perturbed expert",
+        "driver": driver_name(learner is not None, cfg.perturbation.perturbs),
         "command_type": command_type,
         "config": _jsonable(asdict(cfg)),
     }

@@ -33,6 +33,19 @@ from ltc_controller.extras import needs_extra
 from ltc_controller.sim.conditions import Condition, get_condition
 from ltc_controller.sim.scenario import make_sim
 from ltc_controller.training.closed_loop import PolicyDriver, drive_episode
+from ltc_controller.training.ood_evaluation import (
+    CAR_STOP_S,
+    MONITOR_METRICS,
+    UNAVAILABLE,
+    MonitorEpisode,
+    MonitorLog,
+    MonitorRecorder,
+    episode_records,
+    jsonable,
+    monitor_table,
+    summarise_monitor,
+    summarise_monitor_models,
+)
 
 __all__ = [
     "EpisodeRecord",
@@ -40,7 +53,9 @@ __all__ = [
     "ModelEntry",
     "evaluate",
     "evaluate_episode",
+    "evaluate_episode_monitored",
     "model_sizes",
+    "monitor_markdown",
     "summarise",
     "write_report",
 ]
@@ -144,9 +159,19 @@ def evaluate(
     cfg: EvalConfig,
     *,
     progress: Callable[[str], None] | None = None,
+    monitor: MonitorLog | None = None,
 ) -> tuple[list[EpisodeRecord], dict[str, dict[str, int]]]:
     """Drive every model under every condition (in this process; ``compare`` runs the same
-    episodes as Ray jobs through :func:`evaluate_episode`).
+    episodes as Ray jobs through :func:`evaluate_episode_monitored`).
+
+    Args:
+        models, cfg: what to drive and how.
+        progress: called with one line per episode.
+        monitor: when given, the episodes of every policy whose file carries the
+            out-of-distribution monitor's statistics record the monitor as they drive
+            (:mod:`~ltc_controller.training.ood_evaluation`; the same episodes, no second run)
+            into ``monitor.episodes``; the files without statistics go to
+            ``monitor.unavailable``.
 
     Returns:
         ``(episode records, sizes by policy name)``.
@@ -161,20 +186,31 @@ def evaluate(
     for m in models:
         policy = load_policy(m.path) if m.path is not None else None
         name = str(m.path) if m.path is not None else EXPERT
+        stats = None
         if policy is not None:
             sizes[name] = model_sizes(policy)
+            if monitor is not None:
+                stats = policy.feature_stats
+                if stats is None:
+                    monitor.unavailable.append(name)
         driver = PolicyDriver(policy, speed_mps=cfg.speed_mps) if policy is not None else None
         for cname in cfg.conditions:
             for k in range(cfg.episodes):
                 t0 = time.perf_counter()
-                rec = _episode(driver, m.label, name, cname, k, cfg)
+                rec, mep = _episode(driver, m.label, name, cname, k, cfg, stats)
                 records.append(rec)
-                if progress is not None:
-                    progress(
-                        f"{m.label} {Path(name).name} {cname} ep {k}: {rec.departures} "
-                        f"departures, |lat| {rec.mean_abs_lateral_error_m:.3f} m, "
-                        f"{time.perf_counter() - t0:.0f} s"
+                line = (
+                    f"{m.label} {Path(name).name} {cname} ep {k}: {rec.departures} "
+                    f"departures, |lat| {rec.mean_abs_lateral_error_m:.3f} m"
+                )
+                if mep is not None and monitor is not None:
+                    monitor.episodes.append(mep)
+                    line += (
+                        f", monitor alarm frames {np.mean(mep.levels >= 1):.0%}, fault frames "
+                        f"{np.mean(mep.levels >= 2):.0%}"
                     )
+                if progress is not None:
+                    progress(f"{line}, {time.perf_counter() - t0:.0f} s")
     return records, sizes
 
 
@@ -190,9 +226,27 @@ def evaluate_episode(
     from ltc_controller.models.policy_file import load_policy
 
     policy = load_policy(model.path) if model.path is not None else None
-    driver = PolicyDriver(policy) if policy is not None else None
+    driver = PolicyDriver(policy, speed_mps=cfg.speed_mps) if policy is not None else None
     name = str(model.path) if model.path is not None else EXPERT
-    return _episode(driver, model.label, name, condition, episode, cfg)
+    return _episode(driver, model.label, name, condition, episode, cfg)[0]
+
+
+def evaluate_episode_monitored(
+    model: ModelEntry, condition: str, episode: int, cfg: EvalConfig
+) -> tuple[EpisodeRecord, MonitorEpisode | None]:
+    """:func:`evaluate_episode` with the out-of-distribution monitor recorded in the same
+    episode when the policy file carries its statistics (else ``None``; the expert has none).
+
+    Raises:
+        PolicyFileError: the policy file cannot be loaded.
+    """
+    from ltc_controller.models.policy_file import load_policy
+
+    policy = load_policy(model.path) if model.path is not None else None
+    driver = PolicyDriver(policy, speed_mps=cfg.speed_mps) if policy is not None else None
+    name = str(model.path) if model.path is not None else EXPERT
+    stats = policy.feature_stats if policy is not None else None
+    return _episode(driver, model.label, name, condition, episode, cfg, stats)
 
 
 def episode_protocol(cfg: EvalConfig, k: int) -> dict[str, Any]:
@@ -209,11 +263,33 @@ def episode_protocol(cfg: EvalConfig, k: int) -> dict[str, Any]:
 
 
 def _episode(
-    driver: PolicyDriver | None, label: str, name: str, cname: str, k: int, cfg: EvalConfig
-) -> EpisodeRecord:
+    driver: PolicyDriver | None,
+    label: str,
+    name: str,
+    cname: str,
+    k: int,
+    cfg: EvalConfig,
+    stats: Any = None,
+) -> tuple[EpisodeRecord, MonitorEpisode | None]:
+    """One episode; with ``stats`` (and a policy) the monitor is recorded in it too."""
     cond = _condition(cfg, cname)
     seed = cfg.first_track_seed + k
     sim = make_sim(cond, seed, initial_speed=cfg.speed_mps, render_enabled=True)
+    rec = (
+        MonitorRecorder(driver.runtime, stats) if driver is not None and stats is not None else None
+    )
+    t0 = sim.time
+
+    def on_frame(s: Any, img: Any, stamp: float, steer: float) -> None:
+        if rec is not None:
+            rec.frame(stamp - t0)
+
+    def on_departure() -> None:
+        if rec is not None:
+            rec.failure(sim.time - t0)
+        if driver is not None:
+            driver.reset()
+
     try:
         if driver is not None:
             driver.reset()
@@ -221,12 +297,20 @@ def _episode(
             sim,
             driver.act if driver is not None else None,
             condition=cond,
-            on_departure=driver.reset if driver is not None else None,
+            on_departure=on_departure if driver is not None else None,
+            on_frame=on_frame if rec is not None else None,
             render=driver is not None,
             **episode_protocol(cfg, k),
         )
     finally:
         sim.close()
+        if rec is not None:
+            rec.detach()
+    mep = (
+        rec.episode(cname, k, seed, r.duration_s, model=label, policy=name)
+        if rec is not None
+        else None
+    )
     return EpisodeRecord(
         model=label,
         policy=name,
@@ -240,7 +324,7 @@ def _episode(
         completion=r.completion,
         steering_rate_rms=r.steering_rate_rms,
         duration_s=r.duration_s,
-    )
+    ), mep
 
 
 @dataclass
@@ -314,20 +398,24 @@ def _fmt(row: dict[str, Any], key: str, fmt: str) -> str:
 
 def markdown_tables(
     summary: Any,
-    sizes_by_model: dict[str, dict[str, int]],
+    sizes_by_model: dict[str, dict[str, int]] | None,
     metrics: Sequence[tuple[str, str, str]] = METRICS,
 ) -> str:
-    """The report's tables: sizes, then one table per metric (models x conditions).
+    """The report's tables: sizes (unless ``sizes_by_model`` is None), then one table per metric
+    (models x conditions).
 
-    ``summary``: anything with ``per_model`` rows (:class:`Summary`, the drone's summary);
-    ``metrics``: ``(key, title, format)`` per table (the car's :data:`METRICS` by default)."""
+    ``summary``: anything with ``per_model`` rows (:class:`Summary`, the drone's summary, the
+    monitor's :class:`~ltc_controller.training.ood_evaluation.MonitorModels`); ``metrics``:
+    ``(key, title, format)`` per table (the car's :data:`METRICS` by default)."""
     models = list(dict.fromkeys(r["model"] for r in summary.per_model))
     conds = list(dict.fromkeys(r["condition"] for r in summary.per_model))
-    lines = ["| model | seeds | neurons | RNN params | head params | trainable params |"]
-    lines.append("|---|---:|---:|---:|---:|---:|")
-    for m in models:
+    lines = []
+    if sizes_by_model is not None:
+        lines += ["| model | seeds | neurons | RNN params | head params | trainable params |"]
+        lines.append("|---|---:|---:|---:|---:|---:|")
+    for m in models if sizes_by_model is not None else ():
         seeds = max(r["seeds"] for r in summary.per_model if r["model"] == m)
-        s = sizes_by_model.get(m)
+        s = sizes_by_model.get(m) if sizes_by_model is not None else None
         if s is None:
             lines.append(f"| {m} | {seeds} | – | – | – | – |")
         else:
@@ -358,8 +446,11 @@ def write_report(
     *,
     title: str = "Closed-loop evaluation",
     notes: str = "",
+    monitor: MonitorLog | None = None,
 ) -> Path:
-    """Write ``report.md``, ``episodes.csv``, ``summary.json`` and PNG plots into ``out_dir``.
+    """Write ``report.md``, ``episodes.csv``, ``summary.json`` and PNG plots into ``out_dir``;
+    with ``monitor`` also the out-of-distribution monitor's section (:func:`monitor_markdown`),
+    its ``monitor_episodes.csv`` and ``summary.json["monitor"]``.
 
     Returns:
         The path of ``report.md``.
@@ -388,6 +479,7 @@ def write_report(
                 "per_model": summary.per_model,
                 "per_policy": summary.per_policy,
                 "sizes": sizes,
+                **({} if monitor is None else {"monitor": write_monitor(out, monitor, CAR_STOP_S)}),
             },
             indent=1,
         )
@@ -412,9 +504,85 @@ def write_report(
     text += [markdown_tables(summary, by_model), ""]
     text += [f"![{p}]({p})" for p in pngs]
     text.append("")
+    if monitor is not None:
+        text += [monitor_markdown(monitor), ""]
     report = out / "report.md"
     report.write_text("\n".join(text))
     return report
+
+
+def monitor_markdown(
+    log: MonitorLog,
+    *,
+    failures: str = "departures",
+    kinds: str = "a lane departure",
+    stop_s: float = CAR_STOP_S,
+) -> str:
+    """The report's out-of-distribution monitor section: a line per policy file without
+    statistics (:data:`~ltc_controller.training.ood_evaluation.UNAVAILABLE`), then for the
+    others the models x conditions tables of
+    :data:`~ltc_controller.training.ood_evaluation.MONITOR_METRICS` (mean ± sd over seeds) and
+    per model the with/without hand-over table
+    (:func:`~ltc_controller.training.ood_evaluation.monitor_table`). ``failures`` names the
+    scenario's failures in the tables, ``kinds`` says what one is; ``stop_s`` is the
+    fallback's stopping time (s)."""
+    lines = [
+        "## Out-of-distribution monitor",
+        "",
+        "Recorded in the same episodes as the tables above, for every policy file that carries "
+        "the monitor's feature statistics (`ltc-controller monitor fit`). AUROC: each shifted "
+        "condition's per-frame scores against the same policy's clean frames (0.5 = no "
+        "separation; none for clean). Alarm onsets per 10 min in the clean condition are false "
+        f"alarms. A failure ({kinds}) is flagged when the monitor was DEGRADED or worse in "
+        "the 10 s before it, at least 1 s before it. With the hand-over, the first FAULT "
+        f"falls back and the vehicle stops within {stop_s:.3g} s: later {failures} are "
+        "avoided; a fallback followed by none is needless.",
+        "",
+    ]
+    for name in log.unavailable:
+        lines.append(
+            f"- `{Path(name).name}`: {UNAVAILABLE} (the file carries no feature statistics; "
+            "`ltc-controller monitor fit` adds them)"
+        )
+    if log.unavailable:
+        lines.append("")
+    if log.episodes:
+        lines.append(
+            markdown_tables(
+                summarise_monitor_models(log.episodes, stop_s=stop_s), None, MONITOR_METRICS
+            )
+        )
+        for model in dict.fromkeys(e.model for e in log.episodes):
+            rows = summarise_monitor([e for e in log.episodes if e.model == model], stop_s=stop_s)
+            lines += [
+                "",
+                f"**{model}**: the monitor with and without the hand-over",
+                "",
+                monitor_table(rows, failures),
+            ]
+    return "\n".join(lines)
+
+
+def write_monitor(out: Path, log: MonitorLog, stop_s: float) -> dict[str, Any]:
+    """Write ``out/monitor_episodes.csv`` (one row per episode with the monitor,
+    :class:`~ltc_controller.training.ood_evaluation.MonitorRecord`) and return the monitor's
+    part of ``summary.json`` (strict JSON: NaN as null)."""
+    recs = episode_records(log.episodes)
+    if recs:
+        with open(out / "monitor_episodes.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(asdict(recs[0]).keys()))
+            w.writeheader()
+            for r in recs:
+                w.writerow(asdict(r))
+    models = summarise_monitor_models(log.episodes, stop_s=stop_s)
+    return jsonable(
+        {
+            "unavailable": log.unavailable,
+            "per_model": models.per_model,
+            "per_policy": models.per_policy,
+            "with_handover": summarise_monitor(log.episodes, stop_s=stop_s),
+        }
+    )
 
 
 def metric_charts(summary: Any, metrics: Sequence[tuple[str, str, str]], out: Path) -> list[str]:

@@ -2,9 +2,10 @@
 in-distribution frames: the same for every architecture, since every policy has the same kind of
 perception head whose features (feature monitor) and saliency (attention monitor) they read.
 
-The frames' segments (:class:`~ltc_controller.training.bag.Demonstrations`) are split like the
-trainer splits them (:func:`~ltc_controller.training.trainer.split_segments`, whole segments):
-the statistics come from one part, the thresholds are calibrated on the other.
+Only the frames are read, never commands: :class:`~ltc_controller.training.bag.Frames` (camera
+footage) or :class:`~ltc_controller.training.bag.Demonstrations` (training data). Their segments
+are split like the trainer splits them (:func:`~ltc_controller.training.trainer.split_segments`,
+whole segments): the statistics come from one part, the thresholds are calibrated on the other.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ltc_controller.models.ood import (
     fit_feature_stats,
     saliency_instability,
 )
-from ltc_controller.training.bag import Demonstrations
+from ltc_controller.training.bag import Demonstrations, Frames
 from ltc_controller.training.trainer import split_segments
 
 __all__ = ["attention_scores", "fit_attention", "fit_monitor", "head_features"]
@@ -32,7 +33,8 @@ __all__ = ["attention_scores", "fit_attention", "fit_monitor", "head_features"]
 
 def head_features(policy: Any, images: NDArray[np.uint8], batch: int = 256) -> NDArray[np.float32]:
     """Features ``(N, F)`` float32 of ``images (N, H, W, 3)`` uint8 RGB at the policy's input size
-    (as :class:`Demonstrations` holds them), through ``policy.features`` in eval mode.
+    (as :class:`Frames` and :class:`Demonstrations` hold them), through ``policy.features`` in
+    eval mode.
 
     Raises:
         ValueError: no images.
@@ -50,10 +52,10 @@ def head_features(policy: Any, images: NDArray[np.uint8], batch: int = 256) -> N
 
 def fit_monitor(
     policy: Any,
-    demos: Demonstrations,
+    demos: Frames | Demonstrations,
     heldout_fraction: float = 0.3,
     seed: int = 0,
-    calibration: Demonstrations | None = None,
+    calibration: Frames | Demonstrations | None = None,
     **settings: Any,
 ) -> FeatureStats:
     """Statistics on ``1 - heldout_fraction`` of the segments, thresholds calibrated on the rest;
@@ -94,7 +96,7 @@ def fit_monitor(
 
 
 def _segments(
-    policy: Any, demos: Demonstrations
+    policy: Any, demos: Frames | Demonstrations
 ) -> list[tuple[NDArray[np.float32], NDArray[np.float64]]]:
     """``(features, stamps in s)`` per segment of ``demos``."""
     feats = head_features(policy, demos.images)
@@ -107,7 +109,7 @@ def _segments(
 
 def attention_scores(
     policy: Any,
-    demos: Demonstrations,
+    demos: Frames | Demonstrations,
     every_n_frames: int = 1,
     pair_gap_s: float = 0.075,
     batch: int = 128,
@@ -147,7 +149,7 @@ def attention_scores(
     return out, scored
 
 
-def _frame_interval(demos: Demonstrations) -> float:
+def _frame_interval(demos: Frames | Demonstrations) -> float:
     """Median interval (s) between consecutive frames of the same segment."""
     t = demos.stamps_ns.astype(np.float64) * 1e-9
     same = demos.segment[1:] == demos.segment[:-1]
@@ -160,10 +162,10 @@ def _frame_interval(demos: Demonstrations) -> float:
 
 def fit_attention(
     policy: Any,
-    demos: Demonstrations,
+    demos: Frames | Demonstrations,
     heldout_fraction: float = 0.3,
     seed: int = 0,
-    calibration: Demonstrations | None = None,
+    calibration: Frames | Demonstrations | None = None,
     every_n_frames: int = 1,
     pair_gap_s: float | None = None,
     **settings: Any,
@@ -200,15 +202,7 @@ def fit_attention(
 
 
 def _subset(
-    demos: Demonstrations, mask: NDArray[np.bool_], segment: NDArray[np.int64]
-) -> Demonstrations:
+    demos: Frames | Demonstrations, mask: NDArray[np.bool_], segment: NDArray[np.int64]
+) -> Frames:
     """The frames of ``demos`` where ``mask``, in order, with segment ids ``segment[mask]``."""
-    from dataclasses import replace
-
-    return replace(
-        demos,
-        images=demos.images[mask],
-        targets=demos.targets[mask],
-        stamps_ns=demos.stamps_ns[mask],
-        segment=segment[mask],
-    )
+    return Frames(demos.images[mask], demos.stamps_ns[mask], segment[mask])

@@ -1,36 +1,52 @@
-"""Closed-loop usefulness of the out-of-distribution monitor (issue 16 §3), car scenario.
+"""Closed-loop usefulness of the out-of-distribution monitor (issue 16 §3), car and drone.
 
-The policy drives each episode as :func:`~ltc_controller.training.evaluation.evaluate` drives it
-(same tracks, conditions, image effects, latency, intervention after a departure) with the
-monitor attached to its runtime, exactly as ``ltc_policy`` runs it: every taken frame's features
-are scored. Recorded per frame: the time, the frame's own score and the monitor's level; per
-departure: its time.
+Every closed-loop evaluation episode of a policy whose file carries the monitor's statistics
+(``evaluate``, ``compare``, ``monitor evaluate``) records the monitor as it drives:
+:class:`MonitorRecorder` attaches a :class:`~ltc_controller.runtime.ood.FeatureMonitor` to the
+driver's runtime, exactly as ``ltc_policy`` runs it (every taken frame's features are scored;
+the monitor only reads them, so the driving is the same as without it), and notes per frame the
+time, the frame's own score and the monitor's level, and the failures' times. One episode run
+gives both the task metrics and the monitor's columns.
+
+Failures: the car's lane departures (each followed by an intervention; the episode goes on); the
+drone's collision (the episode ends there) or its not reaching the target by the time limit (a
+*time-out*, at the limit).
 
 From one run per episode both arms of the comparison follow, since everything up to the
-monitor's first FAULT is the same with and without a hand-over (deterministic simulator, seeded
-effects):
+monitor's first FAULT is the same with and without a hand-over (deterministic simulators,
+seeded effects):
 
-- **without** the hand-over: the departures as driven;
-- **with** it: at the first FAULT the safety node falls back and the car brakes to a stop at the
-  vehicle profile's deceleration (``stop_s = speed / decel``, 1.25 s from 5 m/s at 4 m/s²), and
-  waits there. Departures before the FAULT, or within ``stop_s`` after it, still happen; later
-  ones are *avoided*. An episode whose first FAULT is followed by no departure at all is a
-  *needless fallback*.
+- **without** the hand-over: the failures as they happened;
+- **with** it: at the first FAULT the safety node falls back and the vehicle stops within
+  ``stop_s`` (car: brake from 5 m/s at the vehicle profile's 4 m/s², :data:`CAR_STOP_S`; drone:
+  the setpoint ramps to a hover from at most 2 m/s at 3 m/s², :data:`DRONE_STOP_S`,
+  ``config/drone.yaml``) and waits there. Failures before the FAULT, or within ``stop_s`` after
+  it, still happen; later departures or collisions are *avoided* (a time-out is not: a hovering
+  drone does not reach its target either). An episode whose first FAULT is followed by no
+  failure at all is a *needless fallback*.
 
-A departure is *flagged* when the monitor was DEGRADED or worse at some frame in the
-``window_s`` (10 s) before it, ending ``lead_s`` (1 s) before it: time enough to hand over.
+A failure is *flagged* when the monitor was DEGRADED or worse at some frame in the
+``window_s`` (10 s) before it, ending ``lead_s`` (1 s) before it: time enough to hand over. (For
+a time-out that window is the last 10 s before the limit; an alarm earlier in a lost flight does
+not count. The drone's stop, 0.67 s, is shorter than the lead: a FAULT 0.67-1 s before a
+collision avoids it without having flagged it.)
 
-With the attention monitor's calibration in the policy file
-(:class:`~ltc_controller.models.ood.AttentionStats`), it is attached in the same run and its
-pair scores and levels are recorded beside the feature monitor's; :func:`summarise_monitor`
-summarises either (``monitor="attention"``: AUROC over the scored pairs).
+The AUROC of a shifted condition compares its per-frame scores with the same policy's frames of
+the ``clean`` condition (0.5: no separation, 1: every shifted frame scores above every clean
+one); it is undefined (NaN) for ``clean`` itself and when ``clean`` was not driven.
+
+When the driven policy carries the attention monitor's calibration
+(:class:`~ltc_controller.models.ood.AttentionStats`), the recorder attaches it too and notes its
+pair scores and levels per frame; :func:`attention_episodes` turns the episodes into ones whose
+scores and levels are the attention monitor's, for the same summaries and tables.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -38,10 +54,38 @@ from numpy.typing import NDArray
 
 from ltc_controller.models.ood import FeatureStats, auroc
 from ltc_controller.runtime.ood import AttentionMonitor, FeatureMonitor
-from ltc_controller.training.closed_loop import PolicyDriver, drive_episode
-from ltc_controller.training.evaluation import EvalConfig, _condition, episode_protocol
 
-__all__ = ["MonitorEpisode", "monitor_episodes", "monitor_table", "summarise_monitor"]
+__all__ = [
+    "CAR_STOP_S",
+    "DRONE_STOP_S",
+    "MONITOR_METRICS",
+    "UNAVAILABLE",
+    "attention_episodes",
+    "MonitorEpisode",
+    "MonitorLog",
+    "MonitorModels",
+    "MonitorRecord",
+    "MonitorRecorder",
+    "episode_records",
+    "jsonable",
+    "monitor_table",
+    "summarise_monitor",
+    "summarise_monitor_models",
+]
+
+#: Car: braking from 5 m/s at the vehicle profile's 4 m/s² deceleration (s).
+CAR_STOP_S = 1.25
+#: Drone: the fallback ramps the setpoint to a hover from at most 2 m/s at 3 m/s² (s).
+DRONE_STOP_S = 2.0 / 3.0
+#: What a report says for a policy file without the monitor's statistics.
+UNAVAILABLE = "monitor: unavailable"
+
+#: ``(key, title, format)`` of the per model x condition monitor tables (mean ± sd over seeds).
+MONITOR_METRICS = (
+    ("auroc", "monitor AUROC, shifted vs clean frames", "{:.3f}"),
+    ("alarms_per_10min", "monitor alarm onsets / 10 min (clean: false alarms)", "{:.1f}"),
+    ("flagged_share", "failures flagged >= 1 s ahead by the monitor", "{:.0%}"),
+)
 
 
 @dataclass
@@ -49,15 +93,19 @@ class MonitorEpisode:
     """One episode with the monitor attached.
 
     Attributes:
-        condition, episode, track_seed: what was driven.
+        condition, episode, track_seed: what was driven (``track_seed``: the drone's world seed).
         times: ``(N,)`` frame stamps (s, simulation time from the episode start).
         scores: ``(N,)`` each frame's own score.
         levels: ``(N,)`` the monitor's level after each frame (0 OK, 1 DEGRADED, 2 FAULT).
-        departures: departure times (s, same clock).
-        duration_s: simulated time driven.
+        failures: times (s, same clock) of the failures a hand-over can avoid: the car's
+            departures, the drone's collision.
+        duration_s: simulated time driven (s).
+        timeout_s: the drone's time limit when the episode ended there without reaching the
+            target (a failure a hand-over cannot avoid); None otherwise.
+        model, policy: the model label and the policy file.
         attention_scores: ``(N,)`` the attention monitor's pair score at each frame (NaN where
-            no pair was scored, or no attention monitor).
-        attention_levels: ``(N,)`` its level after each frame (0 without it).
+            no pair was scored); None without an attention monitor.
+        attention_levels: ``(N,)`` its level after each frame; None without it.
     """
 
     condition: str
@@ -66,99 +114,166 @@ class MonitorEpisode:
     times: NDArray[np.float64]
     scores: NDArray[np.float64]
     levels: NDArray[np.int8]
-    departures: list[float] = field(default_factory=list)
+    failures: list[float] = field(default_factory=list)
     duration_s: float = 0.0
+    timeout_s: float | None = None
+    model: str = ""
+    policy: str = ""
     attention_scores: NDArray[np.float64] | None = None
     attention_levels: NDArray[np.int8] | None = None
 
+    def events(self) -> list[float]:
+        """Every failure's time: :attr:`failures` and the time-out."""
+        return [*self.failures, *([] if self.timeout_s is None else [self.timeout_s])]
 
-def monitor_episodes(
-    policy: Any,
-    stats: FeatureStats,
-    cfg: EvalConfig,
-    progress: Callable[[str], None] | None = None,
-) -> list[MonitorEpisode]:
-    """Drive ``policy`` under every condition and episode of ``cfg`` with the monitor of
-    ``stats`` attached (module docstring)."""
-    driver = PolicyDriver(policy, speed_mps=cfg.speed_mps)
-    out: list[MonitorEpisode] = []
-    try:
-        for cname in cfg.conditions:
-            for k in range(cfg.episodes):
-                ep = _episode(driver, stats, cname, k, cfg)
-                out.append(ep)
-                if progress is not None:
-                    progress(
-                        f"{cname} ep {k}: {len(ep.departures)} departures, alarm frames "
-                        f"{np.mean(ep.levels >= 1):.0%}, fault frames "
-                        f"{np.mean(ep.levels >= 2):.0%}"
-                    )
-    finally:
-        driver.runtime.feature_monitor = None
-        driver.runtime.attention_monitor = None
-    return out
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (arrays as lists); :meth:`from_dict` inverts it."""
+        return {
+            "condition": self.condition,
+            "episode": self.episode,
+            "track_seed": self.track_seed,
+            "times": self.times.tolist(),
+            "scores": self.scores.tolist(),
+            "levels": self.levels.tolist(),
+            "failures": list(self.failures),
+            "duration_s": self.duration_s,
+            "timeout_s": self.timeout_s,
+            "model": self.model,
+            "policy": self.policy,
+            "attention_scores": None
+            if self.attention_scores is None
+            else [None if math.isnan(x) else x for x in self.attention_scores.tolist()],
+            "attention_levels": None
+            if self.attention_levels is None
+            else self.attention_levels.tolist(),
+        }
 
-
-def _episode(
-    driver: PolicyDriver, stats: FeatureStats, cname: str, k: int, cfg: EvalConfig
-) -> MonitorEpisode:
-    from ltc_controller.sim.scenario import make_sim
-
-    cond = _condition(cfg, cname)
-    seed = cfg.first_track_seed + k
-    mon = FeatureMonitor(stats)
-    driver.runtime.feature_monitor = mon
-    att_stats = getattr(driver.policy, "attention_stats", None)
-    att = AttentionMonitor(att_stats, driver.policy.head) if att_stats is not None else None
-    driver.runtime.attention_monitor = att
-    driver.reset()
-    sim = make_sim(cond, seed, initial_speed=cfg.speed_mps, render_enabled=True)
-    t0 = sim.time
-    times: list[float] = []
-    scores: list[float] = []
-    levels: list[int] = []
-    deps: list[float] = []
-    att_scores: list[float] = []
-    att_levels: list[int] = []
-    pairs = [0]
-
-    def on_frame(s: Any, img: Any, stamp: float, steer: float) -> None:
-        times.append(stamp - t0)
-        scores.append(mon.last)
-        levels.append(mon.level)
-        if att is not None:
-            new_pair = att.pairs > pairs[0]
-            pairs[0] = att.pairs
-            att_scores.append(att.last if new_pair else math.nan)
-            att_levels.append(att.level)
-
-    def on_departure() -> None:
-        deps.append(sim.time - t0)
-        driver.reset()
-
-    try:
-        r = drive_episode(
-            sim,
-            driver.act,
-            condition=cond,
-            on_departure=on_departure,
-            on_frame=on_frame,
-            **episode_protocol(cfg, k),
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MonitorEpisode:
+        """Inverse of :meth:`to_dict`. Raises ``KeyError`` on a missing field."""
+        return cls(
+            condition=d["condition"],
+            episode=int(d["episode"]),
+            track_seed=int(d["track_seed"]),
+            times=np.asarray(d["times"], dtype=np.float64),
+            scores=np.asarray(d["scores"], dtype=np.float64),
+            levels=np.asarray(d["levels"], dtype=np.int8),
+            failures=[float(t) for t in d["failures"]],
+            duration_s=float(d["duration_s"]),
+            timeout_s=None if d.get("timeout_s") is None else float(d["timeout_s"]),
+            model=d.get("model", ""),
+            policy=d.get("policy", ""),
+            attention_scores=None
+            if d.get("attention_scores") is None
+            else np.array([math.nan if x is None else x for x in d["attention_scores"]]),
+            attention_levels=None
+            if d.get("attention_levels") is None
+            else np.asarray(d["attention_levels"], dtype=np.int8),
         )
-    finally:
-        sim.close()
-    return MonitorEpisode(
-        cname,
-        k,
-        seed,
-        np.asarray(times),
-        np.asarray(scores),
-        np.asarray(levels, dtype=np.int8),
-        deps,
-        r.duration_s,
-        np.asarray(att_scores) if att is not None else None,
-        np.asarray(att_levels, dtype=np.int8) if att is not None else None,
-    )
+
+
+@dataclass
+class MonitorLog:
+    """What an evaluation collected about the monitor: the episodes of the policies with
+    statistics, and the policy files without them (their report says :data:`UNAVAILABLE`)."""
+
+    episodes: list[MonitorEpisode] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+
+
+class MonitorRecorder:
+    """Attach a fresh :class:`FeatureMonitor` of ``stats`` to ``runtime`` (a
+    :class:`~ltc_controller.runtime.loop.PolicyRuntime`) for one episode.
+
+    Call :meth:`frame` after each frame's tick, :meth:`failure` at each failure, then
+    :meth:`episode`, and :meth:`detach` in any case (a ``finally``).
+
+    The attention monitor is attached as well when the runtime's model is a policy whose file
+    carries its calibration (``attention_stats``; the torch backend, where the runtime's model
+    is the policy and its head gives the features).
+    """
+
+    def __init__(self, runtime: Any, stats: FeatureStats) -> None:
+        self.monitor = FeatureMonitor(stats)
+        self._runtime = runtime
+        runtime.feature_monitor = self.monitor
+        model = getattr(runtime, "model", None)
+        att = getattr(model, "attention_stats", None)
+        self.attention = (
+            AttentionMonitor(att, model.head) if att is not None and model is not None else None
+        )
+        runtime.attention_monitor = self.attention
+        self._att_scores: list[float] = []
+        self._att_levels: list[int] = []
+        self._att_pairs = 0
+        self._times: list[float] = []
+        self._scores: list[float] = []
+        self._levels: list[int] = []
+        self._failures: list[float] = []
+
+    def frame(self, t_s: float) -> None:
+        """The frame at ``t_s`` (s from the episode start) has been ticked."""
+        self._times.append(t_s)
+        self._scores.append(self.monitor.last)
+        self._levels.append(self.monitor.level)
+        att = self.attention
+        if att is not None:
+            new_pair = att.pairs > self._att_pairs
+            self._att_pairs = att.pairs
+            self._att_scores.append(att.last if new_pair else math.nan)
+            self._att_levels.append(att.level)
+
+    def failure(self, t_s: float) -> None:
+        """A departure or collision at ``t_s`` (s from the episode start)."""
+        self._failures.append(t_s)
+
+    def detach(self) -> None:
+        """Take the monitor off the runtime."""
+        if self._runtime.feature_monitor is self.monitor:
+            self._runtime.feature_monitor = None
+        if self.attention is not None and self._runtime.attention_monitor is self.attention:
+            self._runtime.attention_monitor = None
+
+    def episode(
+        self,
+        condition: str,
+        episode: int,
+        track_seed: int,
+        duration_s: float,
+        *,
+        timeout_s: float | None = None,
+        model: str = "",
+        policy: str = "",
+    ) -> MonitorEpisode:
+        """The recorded episode."""
+        return MonitorEpisode(
+            condition,
+            episode,
+            track_seed,
+            np.asarray(self._times, dtype=np.float64),
+            np.asarray(self._scores, dtype=np.float64),
+            np.asarray(self._levels, dtype=np.int8),
+            list(self._failures),
+            duration_s,
+            timeout_s,
+            model,
+            policy,
+            None if self.attention is None else np.asarray(self._att_scores, dtype=np.float64),
+            None if self.attention is None else np.asarray(self._att_levels, dtype=np.int8),
+        )
+
+
+def attention_episodes(episodes: Sequence[MonitorEpisode]) -> list[MonitorEpisode]:
+    """The episodes that recorded the attention monitor, with its scores (the scored pairs
+    only) and levels in place of the feature monitor's, for :func:`summarise_monitor` and
+    :func:`monitor_table`."""
+    out = []
+    for e in episodes:
+        if e.attention_scores is None or e.attention_levels is None:
+            continue
+        s = e.attention_scores
+        out.append(replace(e, scores=s[np.isfinite(s)], levels=e.attention_levels))
+    return out
 
 
 def _onsets(levels: NDArray[np.int8], at_least: int) -> int:
@@ -166,73 +281,63 @@ def _onsets(levels: NDArray[np.int8], at_least: int) -> int:
     return int(above[0]) + int(np.count_nonzero(above[1:] & ~above[:-1])) if len(above) else 0
 
 
-def _arm(e: MonitorEpisode, monitor: str) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
-    """``(scores, levels)`` of one monitor in an episode (scores: scored frames only)."""
-    if monitor == "features":
-        return e.scores, e.levels
-    if monitor != "attention":
-        raise ValueError(f"monitor {monitor!r}: expected 'features' or 'attention'")
-    if e.attention_scores is None or e.attention_levels is None:
-        raise ValueError(f"{e.condition} episode {e.episode}: no attention monitor recorded")
-    s = e.attention_scores
-    return s[np.isfinite(s)], e.attention_levels
+def _flagged(e: MonitorEpisode, t: float, lead_s: float, window_s: float) -> bool:
+    sel = (e.times >= t - window_s) & (e.times <= t - lead_s)
+    return bool(np.any(e.levels[sel] >= 1))
 
 
-def summarise_monitor(
-    episodes: Sequence[MonitorEpisode],
-    lead_s: float = 1.0,
-    window_s: float = 10.0,
-    stop_s: float = 1.25,
-    monitor: str = "features",
+def _auroc(clean: list[MonitorEpisode], shifted: list[MonitorEpisode]) -> float:
+    a = [e.scores for e in clean if len(e.scores)]
+    b = [e.scores for e in shifted if len(e.scores)]
+    if not a or not b:
+        return math.nan
+    return auroc(np.concatenate(a), np.concatenate(b))
+
+
+def _rows(
+    episodes: Sequence[MonitorEpisode], by: str, lead_s: float, window_s: float, stop_s: float
 ) -> list[dict[str, Any]]:
-    """One row per condition (module docstring): frames, score p50, AUROC of per-frame scores
-    against ``clean`` (when driven), alarm and fault onsets per 10 min, departures, flagged
-    departures, and with the hand-over: episodes that fell back, departures avoided, needless
-    fallbacks. ``monitor``: ``"features"`` or ``"attention"`` (its scored pairs).
-
-    Raises:
-        ValueError: an unknown ``monitor``, or ``"attention"`` for episodes without it.
-    """
-    clean = [_arm(e, monitor)[0] for e in episodes if e.condition == "clean"]
-    ref = np.concatenate(clean) if clean else None
     rows = []
-    for cname in dict.fromkeys(e.condition for e in episodes):
-        eps = [e for e in episodes if e.condition == cname]
-        scores = np.concatenate([_arm(e, monitor)[0] for e in eps])
+    keys = list(dict.fromkeys((getattr(e, by), e.condition) for e in episodes))
+    for group, cname in keys:
+        eps = [e for e in episodes if getattr(e, by) == group and e.condition == cname]
+        policies = list(dict.fromkeys(e.policy for e in eps))
+        # AUROC per policy against its own clean frames (score scales differ between
+        # policies), then the mean over the group's policies.
+        aucs = []
+        if cname != "clean":
+            for p in policies:
+                clean = [e for e in episodes if e.policy == p and e.condition == "clean"]
+                aucs.append(_auroc(clean, [e for e in eps if e.policy == p]))
+        finite = [a for a in aucs if math.isfinite(a)]
+        scores = np.concatenate([e.scores for e in eps]) if eps else np.zeros(0)
         minutes = sum(e.duration_s for e in eps) / 60.0
-        deps = flagged = avoided = fell_back = needless = 0
+        fails = flagged = avoided = fell_back = needless = 0
         for e in eps:
-            levels = _arm(e, monitor)[1]
-            for t in e.departures:
-                deps += 1
-                sel = (e.times >= t - window_s) & (e.times <= t - lead_s)
-                flagged += bool(np.any(levels[sel] >= 1))
-            faults = np.flatnonzero(levels >= 2)
+            for t in e.events():
+                fails += 1
+                flagged += _flagged(e, t, lead_s, window_s)
+            faults = np.flatnonzero(e.levels >= 2)
             if len(faults):
                 fell_back += 1
                 t_f = float(e.times[faults[0]])
-                later = [t for t in e.departures if t > t_f]
-                avoided += sum(t > t_f + stop_s for t in later)
-                needless += not later
+                avoided += sum(t > t_f + stop_s for t in e.failures)
+                needless += not any(t > t_f for t in e.events())
+        per_10 = 10.0 / minutes if minutes > 0 else math.nan
         rows.append(
             {
+                by: group,
                 "condition": cname,
+                "policies": len(policies),
                 "episodes": len(eps),
                 "minutes": minutes,
                 "score_p50": float(np.median(scores)) if len(scores) else math.nan,
-                "auroc": (
-                    auroc(ref, scores)
-                    if ref is not None and len(ref) and len(scores) and cname != "clean"
-                    else math.nan
-                ),
-                "alarms_per_10min": sum(_onsets(_arm(e, monitor)[1], 1) for e in eps)
-                / minutes
-                * 10.0,
-                "faults_per_10min": sum(_onsets(_arm(e, monitor)[1], 2) for e in eps)
-                / minutes
-                * 10.0,
-                "departures": deps,
+                "auroc": float(np.mean(finite)) if finite else math.nan,
+                "alarms_per_10min": sum(_onsets(e.levels, 1) for e in eps) * per_10,
+                "faults_per_10min": sum(_onsets(e.levels, 2) for e in eps) * per_10,
+                "failures": fails,
                 "flagged": flagged,
+                "flagged_share": flagged / fails if fails else math.nan,
                 "fell_back": fell_back,
                 "avoided": avoided,
                 "needless": needless,
@@ -241,20 +346,148 @@ def summarise_monitor(
     return rows
 
 
-def monitor_table(rows: Sequence[dict[str, Any]], digits: int = 2) -> str:
-    """Markdown table of :func:`summarise_monitor` rows (``digits`` for the score)."""
+def summarise_monitor(
+    episodes: Sequence[MonitorEpisode],
+    lead_s: float = 1.0,
+    window_s: float = 10.0,
+    stop_s: float = CAR_STOP_S,
+) -> list[dict[str, Any]]:
+    """One row per model and condition (module docstring), in the order first driven: episodes,
+    minutes, score p50, AUROC against ``clean`` (each policy against its own clean frames, mean
+    over the model's policies; NaN for ``clean``), alarm and fault onsets per 10 min, failures,
+    flagged failures and their share (NaN without failures), and with the hand-over: episodes
+    that fell back, failures avoided, needless fallbacks (counts summed over the model's
+    policies)."""
+    return _rows(episodes, "model", lead_s, window_s, stop_s)
+
+
+@dataclass
+class MonitorModels:
+    """Per model x condition: :data:`MONITOR_METRICS` as mean and sample sd (``<key>_sd``) over
+    the model's policies (training seeds), ``seeds`` = policies; the layout of the evaluation
+    summaries' ``per_model`` rows, for their tables. ``per_policy``: the per-policy rows."""
+
+    per_policy: list[dict[str, Any]] = field(default_factory=list)
+    per_model: list[dict[str, Any]] = field(default_factory=list)
+
+
+def summarise_monitor_models(
+    episodes: Sequence[MonitorEpisode],
+    lead_s: float = 1.0,
+    window_s: float = 10.0,
+    stop_s: float = CAR_STOP_S,
+) -> MonitorModels:
+    """Per policy and condition (:func:`summarise_monitor`'s rows per policy, with its
+    ``model``), then per model the mean ± sd of each of :data:`MONITOR_METRICS` over the
+    policies where it is defined (NaN where it is nowhere)."""
+    out = MonitorModels()
+    model_of = {e.policy: e.model for e in episodes}
+    for r in _rows(episodes, "policy", lead_s, window_s, stop_s):
+        out.per_policy.append({"model": model_of[r["policy"]], **r})
+    for model, cname in dict.fromkeys((r["model"], r["condition"]) for r in out.per_policy):
+        ps = [r for r in out.per_policy if (r["model"], r["condition"]) == (model, cname)]
+        row: dict[str, Any] = {"model": model, "condition": cname, "seeds": len(ps)}
+        for key, _, _ in MONITOR_METRICS:
+            vals = [float(p[key]) for p in ps if math.isfinite(p[key])]
+            row[key] = float(np.mean(vals)) if vals else math.nan
+            row[key + "_sd"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        row["failures"] = sum(p["failures"] for p in ps)
+        row["flagged"] = sum(p["flagged"] for p in ps)
+        out.per_model.append(row)
+    return out
+
+
+@dataclass(frozen=True)
+class MonitorRecord:
+    """The monitor's numbers of one episode, with the keys the comparison statistics read
+    (:func:`~ltc_controller.training.stats.score_matrix`: ``model``, ``policy``,
+    ``condition``, ``episode``, the metric).
+
+    Attributes:
+        monitor_auroc: AUROC of this episode's frames against the same policy's ``clean``
+            episode on the same track/world (NaN for ``clean``, or without it).
+        alarms_per_10min, faults_per_10min: onsets of DEGRADED-or-worse, of FAULT, per 10 min.
+        failures, flagged: failures, and those flagged >= ``lead_s`` ahead.
+        first_fault_s: time of the first FAULT (s; NaN: none).
+    """
+
+    model: str
+    policy: str
+    condition: str
+    episode: int
+    frames: int
+    duration_s: float
+    score_p50: float
+    monitor_auroc: float
+    alarms_per_10min: float
+    faults_per_10min: float
+    failures: int
+    flagged: int
+    first_fault_s: float
+
+
+def episode_records(
+    episodes: Sequence[MonitorEpisode], lead_s: float = 1.0, window_s: float = 10.0
+) -> list[MonitorRecord]:
+    """One :class:`MonitorRecord` per episode, in order."""
+    clean = {(e.policy, e.episode): e for e in episodes if e.condition == "clean"}
+    out = []
+    for e in episodes:
+        ref = clean.get((e.policy, e.episode))
+        auc = _auroc([ref], [e]) if ref is not None and e.condition != "clean" else math.nan
+        per_10 = 600.0 / e.duration_s if e.duration_s > 0 else math.nan
+        faults = np.flatnonzero(e.levels >= 2)
+        events = e.events()
+        out.append(
+            MonitorRecord(
+                model=e.model,
+                policy=e.policy,
+                condition=e.condition,
+                episode=e.episode,
+                frames=len(e.scores),
+                duration_s=e.duration_s,
+                score_p50=float(np.median(e.scores)) if len(e.scores) else math.nan,
+                monitor_auroc=auc,
+                alarms_per_10min=_onsets(e.levels, 1) * per_10,
+                faults_per_10min=_onsets(e.levels, 2) * per_10,
+                failures=len(events),
+                flagged=sum(_flagged(e, t, lead_s, window_s) for t in events),
+                first_fault_s=float(e.times[faults[0]]) if len(faults) else math.nan,
+            )
+        )
+    return out
+
+
+def monitor_table(
+    rows: Sequence[dict[str, Any]], failures: str = "departures", digits: int = 2
+) -> str:
+    """Markdown table of :func:`summarise_monitor` rows (one model's); ``failures`` names the
+    failures in the header (the car's departures, the drone's collisions and time-outs);
+    ``digits``: of the score (4 for the attention monitor's)."""
     lines = [
         "| condition | min | score p50 | AUROC vs clean | alarms / 10 min | faults / 10 min | "
-        "departures | flagged >= 1 s ahead | episodes fallen back | departures avoided | "
+        f"{failures} | flagged >= 1 s ahead | episodes fallen back | {failures} avoided | "
         "needless fallbacks |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        auroc = "" if math.isnan(r["auroc"]) else f"{r['auroc']:.3f}"
+        auc = "" if math.isnan(r["auroc"]) else f"{r['auroc']:.3f}"
+        p50 = "" if math.isnan(r["score_p50"]) else f"{r['score_p50']:.{digits}f}"
         lines.append(
-            f"| {r['condition']} | {r['minutes']:.1f} | {r['score_p50']:.{digits}f} | {auroc} | "
-            f"{r['alarms_per_10min']:.1f} | {r['faults_per_10min']:.1f} | {r['departures']} | "
-            f"{r['flagged']}/{r['departures']} | {r['fell_back']}/{r['episodes']} | "
+            f"| {r['condition']} | {r['minutes']:.1f} | {p50} | {auc} | "
+            f"{r['alarms_per_10min']:.1f} | {r['faults_per_10min']:.1f} | {r['failures']} | "
+            f"{r['flagged']}/{r['failures']} | {r['fell_back']}/{r['episodes']} | "
             f"{r['avoided']} | {r['needless']} |"
         )
     return "\n".join(lines)
+
+
+def jsonable(x: Any) -> Any:
+    """Dicts, lists and numbers for strict JSON: NaN and infinities as None."""
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

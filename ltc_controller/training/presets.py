@@ -257,6 +257,9 @@ class CompareRecipe:
             resample here).
         search: the learning-rate search every model gets with the same budget before its
             training runs (:mod:`~ltc_controller.training.search`); None = the ``train`` rates.
+        monitor_episodes: episodes of unperturbed expert driving (tracks/worlds 2000..) that
+            calibrate every trained policy's out-of-distribution monitor alike, as
+            ``train --preset bundled`` does (0: no monitor, the report says unavailable).
         min_val_corr: sanity check of every trained policy: the correlation of its outputs with
             the expert's labels on held-out frames (``TrainResult.val_corr``) must reach this;
             a policy below it is a *training failure*: counted, named in the report, and kept
@@ -309,6 +312,7 @@ class CompareRecipe:
     )
     scenario: str = "car"
     stats_reps: int = 2000
+    monitor_episodes: int = BUNDLED.monitor_episodes
 
 
 COMPARE_FULL = CompareRecipe()
@@ -329,6 +333,7 @@ COMPARE_REDUCED = CompareRecipe(
     search=SearchConfig(trials=2, steps=2),
     dagger=DaggerConfig(rounds=1, episodes=1, finetune_epochs=1),
     stats_reps=200,
+    monitor_episodes=1,
 )
 
 

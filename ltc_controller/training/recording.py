@@ -194,11 +194,19 @@ def record(
         "takeover_fraction": takeover_frames / max(1, frames),
         "wall_s": time.perf_counter() - wall0,
         "sim_s": cfg.episodes * cfg.episode_s,
-        "driver": "learner (DAgger)" if learner is not None else "perturbed expert",
+        "driver": driver_name(learner is not None, cfg.perturbation.perturbs),
         "command_type": command_type,
         "config": _jsonable(asdict(cfg)),
     }
     return summary
+
+
+def driver_name(learner: bool, perturbed: bool) -> str:
+    """Who drove a recording, for its summary: the DAgger learner, else the expert with or
+    without perturbations (``perturbed``: the configuration's ``perturbs``)."""
+    if learner:
+        return "learner (DAgger)"
+    return "perturbed expert" if perturbed else "expert (no perturbations)"
 
 
 def _jsonable(x: Any) -> Any:

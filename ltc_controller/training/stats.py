@@ -29,6 +29,9 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "success": True,
     "time_to_target_s": False,
     "collisions": False,
+    # The out-of-distribution monitor (training/ood_evaluation.py MonitorRecord).
+    "monitor_auroc": True,
+    "alarms_per_10min": False,
 }
 
 

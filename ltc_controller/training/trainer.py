@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from ltc_controller.extras import needs_extra
 from ltc_controller.runtime.schedule import seconds_to_ns, step_counts
-from ltc_controller.training.bag import Demonstrations
+from ltc_controller.training.bag import Demonstrations, Frames
 
 __all__ = [
     "AugmentConfig",
@@ -352,7 +352,7 @@ def make_windows(
 
 
 def split_segments(
-    demos: Demonstrations, val_fraction: float, seed: int
+    demos: Demonstrations | Frames, val_fraction: float, seed: int
 ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
     """Validation mask ``(N,)`` (whole segments, about ``val_fraction`` of frames) and the
     segment ids to use (a lone segment is cut in two at 1 - val_fraction)."""

@@ -70,3 +70,63 @@ def test_the_simulator_executable_refuses_an_unknown_option_before_ros_args():
         timeout=120,
     )
     assert done.returncode == 2 and "--lgo" in done.stderr
+
+
+def _command_paths() -> list[tuple[list[str], list[str]]]:
+    """Every leaf sub-command (``["monitor", "check"]``) with arguments that satisfy its required
+    positionals and options (a choice where there are choices, else ``"1"``)."""
+    import argparse
+
+    from ltc_controller.cli import build_parser
+
+    out = []
+
+    def walk(p: argparse.ArgumentParser, path: list[str]) -> None:
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        for s in subs:
+            for name, child in s.choices.items():
+                walk(child, [*path, name])
+        if subs:
+            return
+        given: list[str] = []
+        for a in p._actions:
+            value = str(next(iter(a.choices))) if a.choices else "1"
+            if not a.option_strings:
+                given.append(value)
+            elif a.required:
+                given += [a.option_strings[0], value]
+        out.append((path, given))
+
+    walk(build_parser()[0], [])
+    return out
+
+
+def test_every_subcommand_has_its_own_parse_errors_on_an_unknown_option(capsys):
+    import pytest
+
+    from ltc_controller import cli
+
+    paths = _command_paths()
+    assert ["demo"] in [p for p, _ in paths] and ["monitor", "check"] in [p for p, _ in paths]
+    for path, given in paths:
+        with pytest.raises(SystemExit) as stop:
+            cli.main([*path, *given, "--trak-seed", "3"])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2, (path, err)
+        # Its own usage, not the top-level one; the error names the mistyped option.
+        assert err.startswith(f"usage: ltc-controller {' '.join(path)} "), (path, err)
+        assert f"ltc-controller {' '.join(path)}: error: unrecognized arguments: --trak-seed 3" in (
+            err
+        ), (path, err)
+
+
+def test_an_unknown_option_before_a_nested_subcommand_is_its_parents_error(capsys):
+    import pytest
+
+    from ltc_controller import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["monitor", "--trak-seed", "check"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: ltc-controller monitor ")
+    assert "ltc-controller monitor: error: unrecognized arguments: --trak-seed" in err

@@ -161,6 +161,27 @@ def test_demo_rejects_invalid_arguments_with_one_line(tmp_path, bad):
     assert r.stderr.startswith("demo: ")
 
 
+@pytest.mark.parametrize(
+    ("given", "option", "owner"),
+    [
+        (["--world-seed", "3"], "--world-seed", "drone"),
+        (["--condition", "fog"], "--condition", "drone"),
+        (["--stamped"], "--stamped", "drone"),
+        (["--scenario", "drone", "--track-seed", "3"], "--track-seed", "car"),
+    ],
+)
+def test_demo_refuses_an_option_of_the_other_scenario_naming_both(
+    tmp_path, capsys, given, option, owner
+):
+    from ltc_controller import cli
+
+    rc = cli.main(["demo", "--output", str(tmp_path / "out"), *given])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("demo: "), err
+    assert f"{option} applies to --scenario {owner} only" in err, err
+    assert not (tmp_path / "out").exists()  # refused before anything was started or written
+
+
 def _children(pid: int) -> dict[int, str]:
     """Child pid -> command line, from /proc."""
     out = {}

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ltc_controller.commands import demo
@@ -101,6 +102,37 @@ def test_drone_demo_policy_sigkill_hovers_then_lands_without_collision(tmp_path,
     assert s["final_altitude_m"] < 0.15 and s["collisions"] == 0
     assert [x["state"] for x in s["safety_states"]][-1] == "FALLBACK"
     assert s["land_requests"] >= 1
+    # One time base for the summary and the plot: the simulator's clock (the plot's phys_t).
+    assert s["time_base"] == demo.TIME_BASE and "(simulator time)" in r.stdout
+    with np.load(tmp_path / "sim_log.npz") as z:
+        frame_sim_t, phys_t = z["frame_sim_t"], z["phys_t"]
+    states = {x["state"]: x["t_s"] for x in s["safety_states"]}
+    # The safety node started before the simulator and went ACTIVE on commands computed from
+    # its frames; the FALLBACK change is the fault's FALLBACK tick.
+    assert states["STARTUP"] < frame_sim_t[0] <= states["ACTIVE"] < states["FALLBACK"], states
+    assert states["FALLBACK"] == pytest.approx(f["fallback_sim_s"], abs=1e-3)
+    assert f["kill_sim_s"] < f["fallback_sim_s"] < f["land_request_sim_s"]
+    # The simulator's own times of the landing: the request arrived after the safety node sent
+    # it (up to the mapping's resolution: the largest sim-time step between two frames), and
+    # the touchdown is on the plot.
+    step = float(np.diff(frame_sim_t).max())
+    assert f["land_request_sim_s"] <= f["land_received_sim_s"] + step
+    assert f["land_received_sim_s"] < f["touchdown_sim_s"] <= phys_t[-1]
+
+
+def test_simulator_clock_maps_ros_time_through_the_frame_log():
+    # Frames at 20 Hz; the second interval lost 30 ms of sim time to a capped physics tick.
+    log = {
+        "frame_stamp": np.array([100.0, 100.05, 100.10]),
+        "frame_sim_t": np.array([0.0, 0.05, 0.07]),
+    }
+    to_sim = demo.simulator_clock(log)
+    assert to_sim(99.0) == pytest.approx(-1.0)  # before the simulator started: negative
+    assert to_sim(100.05) == pytest.approx(0.05)
+    assert to_sim(100.075) == pytest.approx(0.06)
+    assert to_sim(100.30) == pytest.approx(0.27)  # after the last frame at ROS time's rate
+    # A log without frames: since the simulator's start.
+    assert demo.simulator_clock({"start_wall": np.asarray(50.0)})(52.5) == pytest.approx(2.5)
 
 
 def test_drone_demo_runs_its_bundled_policy_file_by_default(tmp_path, monkeypatch, drone_policy):

@@ -88,3 +88,77 @@ def test_bad_input_is_a_clear_error(bags, tmp_path, capsys):
     assert "monitor:" in capsys.readouterr().err
     assert main(["monitor", "fit", "-o", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def _camera_only(src, dst, topic="/camera/image_raw"):
+    """A copy of the bag with its camera topic alone, as real camera footage has no commands."""
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+    from ltc_controller.interfaces import typestore
+
+    with Reader(src) as r, Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = [c for c in r.connections if c.topic == topic]
+        out = w.add_connection(topic, conns[0].msgtype, typestore=typestore())
+        for _, log_ns, raw in r.messages(connections=conns):
+            w.write(out, log_ns, raw)
+    return dst
+
+
+def _rows(text):
+    """The feature monitor's table (the attention monitor's follows it)."""
+    text = text.split("attention (saliency instability")[0]
+    return {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith("| bag")
+    }
+
+
+def test_fit_and_check_need_only_the_camera_topic(bags, tmp_path, capsys):
+    from ltc_controller.training.bag import bag_topics
+
+    cam = {k: _camera_only(bags / k, tmp_path / k) for k in ("train", "calib", "clean", "noise")}
+    assert bag_topics(cam["noise"]) == {"/camera/image_raw": "sensor_msgs/msg/Image"}
+    out = tmp_path / "ood.safetensors"
+    fit = ["monitor", "fit", "--bag", str(cam["train"]), "--calibration-bag", str(cam["calib"])]
+    assert main([*fit, "--output", str(out)]) == 0
+    assert "statistics from 360 frames" in capsys.readouterr().out
+
+    def check(folder):
+        argv = ["monitor", "check", "--policy", str(out), "--clean", str(folder["clean"])]
+        assert main([*argv, "--bag", str(folder["clean"]), "--bag", str(folder["noise"])]) == 0
+        return _rows(capsys.readouterr().out)
+
+    rows = check(cam)
+    assert float(rows["noise"][-1]) > 0.95 and rows["noise"][0] == "120"  # AUROC, frames
+    # The same frames score the same with the commands in the bag: they are never read.
+    assert check({k: bags / k for k in ("clean", "noise")}) == rows
+
+
+def test_monitor_evaluate_drives_through_evaluate_and_refuses_a_file_without_statistics(
+    tmp_path, capsys
+):
+    import numpy as np
+
+    from ltc_controller.models.ood import fit_feature_stats
+    from ltc_controller.models.policy_file import BUNDLED_POLICY, save_policy
+
+    policy = load_policy(BUNDLED_POLICY)
+    policy.feature_stats = None
+    plain = save_policy(policy, tmp_path / "plain.safetensors")
+    rng = np.random.default_rng(0)
+    policy.feature_stats = fit_feature_stats(
+        rng.normal(0.0, 1.0, size=(200, 32)),
+        [(rng.normal(0.0, 1.0, size=(40, 32)), np.arange(40) * 0.05)],
+    )
+    monitored = save_policy(policy, tmp_path / "monitored.safetensors")
+    table = tmp_path / "table.md"
+    args = ["--conditions", "clean,noise_0.3", "--episodes", "1", "--distance", "10"]
+    rc = main(["monitor", "evaluate", "--policy", str(monitored), *args, "--output", str(table)])
+    assert rc == 0
+    rows = [line.split("|") for line in table.read_text().splitlines()[2:]]
+    assert [r[1].strip() for r in rows] == ["clean", "noise_0.3"]
+    assert rows[0][4].strip() == "" and 0.0 <= float(rows[1][4]) <= 1.0  # AUROC vs clean
+    capsys.readouterr()
+    assert main(["monitor", "evaluate", "--policy", str(plain), *args]) == 2
+    assert "has no statistics" in capsys.readouterr().err

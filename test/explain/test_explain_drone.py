@@ -88,3 +88,58 @@ def test_explain_runs_a_drone_policy_with_four_named_motor_neurons(
     assert [lab.split(" [")[0] for lab in motor.labels] == [
         f"m{j} {n}" for j, n in enumerate(DRONE_OUTPUTS)
     ]
+
+
+BUNDLED_DRONE = (
+    Path(__file__).resolve().parents[2]
+    / "ltc_controller/policies/ncp_drone_fly_to_target.safetensors"
+)
+
+
+@pytest.mark.skipif(not BUNDLED_DRONE.exists(), reason="no bundled drone policy in this checkout")
+def test_contact_sheet_and_video_show_every_output_of_the_bundled_drone_policy(tmp_path, drone_bag):
+    from PIL import Image as PILImage
+
+    from ltc_controller.explain.plots import OutputTraces
+
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "explain", "--policy", f"drone={BUNDLED_DRONE}", "--bag", str(drone_bag),
+            "--out", str(out), "--max-frames", "12", "--video", "gif", "--sheet-frames", "3",
+            "--no-ig",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    policy = load_policy(BUNDLED_DRONE)  # read only
+    names, units = policy.config.output_names, policy.config.output_units
+    assert names == ("linear_x", "linear_y", "linear_z", "angular_z")
+    frames = read_frames(drone_bag, "/camera/image_raw", max_frames=12)
+    run = run_open_loop(policy, frames.frames, label="drone")
+
+    # The contact sheet: under each frame, every output with its name, value and unit.
+    sheet = json.loads((out / "summary.json").read_text())["contact_sheet"]
+    assert len(sheet["frames"]) == 3
+    for i, caption in zip(sheet["frames"], sheet["captions"]["drone"], strict=True):
+        lines = [line.split(" ") for line in caption.splitlines()]
+        assert [(n, u) for n, _, u in lines] == list(zip(names, units, strict=True))
+        values = [float(v) for _, v, _ in lines]
+        assert values == pytest.approx(run.outputs[i].tolist(), abs=6e-4)
+
+    # The video: under the policy's panel one trace row per output, each with a dot at the
+    # frame's value on that output's own scale (larger values higher up).
+    traces = OutputTraces(run.outputs, names, units, 2 * 200)
+    with PILImage.open(out / "saliency.gif") as gif:
+        assert gif.n_frames == 12
+        gif.seek(11)
+        last = np.asarray(gif.convert("RGB"))
+    top = 14 + 2 * 78  # label strip + the enlarged panel
+    assert last.shape == (top + 4 * OutputTraces.ROW_PX, 2 * 2 * 200, 3)
+    for k in range(4):
+        x, y = traces.dot(k, 11)
+        r, g, b = (int(c) for c in last[top + y, 2 * 200 + x])
+        assert r > 150 and r - max(g, b) > 60, (names[k], (r, g, b))  # the red dot (GIF palette)
+        col = run.outputs[1:, k]
+        hi, lo = 1 + int(np.argmax(col)), 1 + int(np.argmin(col))
+        if col.max() > col.min():
+            assert traces.dot(k, hi)[1] < traces.dot(k, lo)[1]

@@ -40,8 +40,9 @@ class Rig:
         self.launcher = Launcher(dict(os.environ), tmp)
         self.node = DdsNode("latch_rig", parameter_services=False)
         self.status: list[Any] = []
+        self.since = 0.0  # stamps before this (ROS time = system time here) are a killed node's
         self.node.create_subscription(
-            "ltc_controller/msg/SafetyStatus", f"{NS}/safety_status", self.status.append
+            "ltc_controller/msg/SafetyStatus", f"{NS}/safety_status", self._on_status
         )
         n = self.node
         self.cmd = n.create_publisher(ACKERMANN, f"{NS}/policy_cmd", RELIABLE)
@@ -103,8 +104,14 @@ class Rig:
     def latched_on_disk(self) -> bool:
         return bool(json.loads(self.state_file.read_text())["estop_latched"])
 
+    def _on_status(self, m: Any) -> None:
+        if m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 >= self.since:
+            self.status.append(m)
+
     def kill_safety(self) -> None:
+        """Kill the node; its statuses still queued for this process are then ignored."""
         self.launcher.kill("safety_fallback")
+        self.since = time.time()
         self.status.clear()
 
     def close(self) -> None:

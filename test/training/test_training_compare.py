@@ -8,6 +8,7 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 
+import csv
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -67,7 +68,7 @@ def test_configs_come_back_from_the_job_cache_json_unchanged():
         assert back == cfg
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path: Path, capsys):
     from ltc_controller.models.policy_file import load_policy
 
@@ -81,7 +82,13 @@ def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path:
     summary = json.loads(out[out.index("\n{") :])
     assert summary["scenario"] == "drone"
     jobs = summary["jobs"]
-    assert [jobs[k]["ran"] for k in ("search", "train", "dagger", "evaluate")] == [6, 6, 6, 12]
+    assert [jobs[k]["ran"] for k in ("search", "train", "dagger", "monitor", "evaluate")] == [
+        6,
+        6,
+        6,
+        6,
+        12,
+    ]
     for name, rounds in summary["dagger"]["per_policy"].items():
         # one on-policy episode of at most 4 s at 20 Hz, flown by this policy itself
         assert len(rounds) == 1 and 0 < rounds[0]["dagger_frames"] <= 80, name
@@ -94,12 +101,57 @@ def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path:
     assert "**success rate**" in out and "**collisions per episode**" in out
     report = (tmp_path / "report" / "report.md").read_text()
     assert "DAgger: 1 round(s) of 1 on-policy episode(s)" in report
+    # The monitor, fitted alike for every model, in the same episodes: a 2 s episode that did
+    # not reach the target is a time-out failure (a hover cannot avoid it).
+    mon = summary["monitor"]
+    assert mon["fitted"] and len(mon["fits"]) == 6
+    rows = {(r["model"], r["condition"]): r for r in mon["per_model"]}
+    for label in labels:
+        assert rows[(label, "clean")]["auroc"] is None
+        assert 0.0 <= rows[(label, "fog")]["auroc"] <= 1.0
+    assert "## Out-of-distribution monitor" in report and "| fog | 0.0 |" in report
+    assert "Metric: monitor_auroc (IQM" in out and "| fog | 1 |" in out.split("monitor_auroc")[1]
+    with open(tmp_path / "report" / "monitor_episodes.csv") as f:
+        mrows = list(csv.DictReader(f))
+    assert len(mrows) == 12
+    for m in mrows:
+        assert int(m["failures"]) in (0, 1) and 0 <= int(m["flagged"]) <= int(m["failures"])
     # Episodes are cut at 2 s; one that did not reach the target counts at that limit in the
     # time-to-target statistics.
-    import csv
-
     with open(tmp_path / "report" / "episodes.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 12 and {float(r["time_limit_s"]) for r in rows} == {2.0}
     if not any(float(r["success"]) for r in rows):
         assert "| clean | 1 | CNN | 2.00 | [2.00, 2.00] |" in out
+
+
+def test_monitor_job_fits_a_copy_and_reports_a_fit_it_cannot_make(tmp_path: Path):
+    from ltc_controller.models.policy import Policy, PolicyConfig
+    from ltc_controller.models.policy_file import load_policy, save_policy
+    from ltc_controller.sim.scenario import PerturbationConfig
+    from ltc_controller.training.comparison import monitor_job
+    from ltc_controller.training.recording import RecordConfig, record
+
+    policy = save_policy(Policy.from_config(PolicyConfig(), seed=0), tmp_path / "p.safetensors")
+    bags = {}
+    for name, seconds in (("data", 1.0), ("calib", 1.0), ("tiny", 0.1)):
+        bags[name] = tmp_path / name
+        record(
+            bags[name],
+            RecordConfig(episodes=1, episode_s=seconds, perturbation=PerturbationConfig.none()),
+        )
+    pairing = {"label_offset_s": 0.0, "max_pair_dt_s": 0.05}
+
+    def fit(data: Path, out: str) -> dict:
+        return monitor_job(
+            [str(data)], "d", pairing, None, str(bags["calib"]), "c", str(policy), "p", out
+        )
+
+    res = fit(bags["data"], str(tmp_path / "monitored" / "p.safetensors"))
+    stats = load_policy(res["output"]).feature_stats
+    assert stats is not None and stats.degraded == res["degraded"] > 0.0
+    assert res["train_frames"] == 20 and res["heldout_frames"] == 20  # 1 s at 20 Hz each
+    assert load_policy(policy).feature_stats is None  # the trained file is left as it was
+    bad = fit(bags["tiny"], str(tmp_path / "monitored" / "q.safetensors"))
+    assert bad["output"] is None and "too few" in bad["error"]
+    assert not (tmp_path / "monitored" / "q.safetensors").exists()

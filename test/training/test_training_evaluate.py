@@ -96,6 +96,52 @@ def test_evaluate_command_writes_markdown_png_csv_and_json(circling_policy, tmp_
     assert len(rows) == 3 * 2  # (2 policies + expert) x 2 conditions
     summ = json.loads((out / "summary.json").read_text())
     assert {r["condition"] for r in summ["per_model"]} == {"clean", "noise_0.2"}
+    # Neither file carries the monitor's statistics: the report says so for each.
+    report = (out / "report.md").read_text()
+    assert report.count("monitor: unavailable") == 2
+    assert summ["monitor"]["unavailable"] == [str(circling_policy), str(second)]
+
+
+def test_evaluate_reports_the_monitor_from_the_same_episodes(circling_policy, tmp_path, capsys):
+    """A policy file whose statistics no camera frame matches: FAULT from the first frame, so
+    every departure after the first second is flagged and the hand-over stops the car."""
+    import numpy as np
+
+    from ltc_controller.models.ood import fit_feature_stats
+    from ltc_controller.models.policy_file import load_policy
+
+    p = load_policy(circling_policy)
+    rng = np.random.default_rng(0)
+    p.feature_stats = fit_feature_stats(
+        rng.normal(100.0, 0.01, size=(100, 32)),
+        [(rng.normal(100.0, 0.01, size=(40, 32)), np.arange(40) * 0.05)],
+    )
+    monitored = save_policy(p, tmp_path / "monitored.safetensors")
+    out = tmp_path / "rep"
+    args = ["--conditions", "clean,noise_0.2", "--episodes", "1", "--distance", "20"]
+    rc = main(["evaluate", "--policy", f"circle={monitored}", *args, "--output", str(out)])
+    assert rc == 0
+    with open(out / "episodes.csv") as f:
+        episodes = {r["condition"]: r for r in csv.DictReader(f)}
+    with open(out / "monitor_episodes.csv") as f:
+        monitor = {r["condition"]: r for r in csv.DictReader(f)}
+    summ = json.loads((out / "summary.json").read_text())  # strict JSON: NaN written as null
+    rows = {r["condition"]: r for r in summ["monitor"]["with_handover"]}
+    for cond in ("clean", "noise_0.2"):
+        deps = int(episodes[cond]["departures"])
+        assert deps >= 2 and int(monitor[cond]["failures"]) == deps  # the same episode
+        assert float(monitor[cond]["duration_s"]) == float(episodes[cond]["duration_s"])
+        assert float(monitor[cond]["first_fault_s"]) == 0.0
+        r = rows[cond]
+        assert (r["fell_back"], r["needless"]) == (1, 0)
+        # only a departure within the first second can go unflagged, or unavoided (1.25 s)
+        assert deps - 1 <= r["flagged"] <= deps and deps - 1 <= r["avoided"] <= deps
+        assert r["flagged_share"] == pytest.approx(r["flagged"] / deps)
+    assert rows["clean"]["auroc"] is None and 0.0 <= rows["noise_0.2"]["auroc"] <= 1.0
+    assert float(monitor["noise_0.2"]["monitor_auroc"]) == pytest.approx(rows["noise_0.2"]["auroc"])
+    report = (out / "report.md").read_text()
+    assert "monitor: unavailable" not in report
+    assert "**circle**: the monitor with and without the hand-over" in report
 
 
 def test_evaluate_rejects_a_bad_policy_file_and_an_unknown_condition(tmp_path, capsys):
@@ -114,7 +160,7 @@ def test_report_of_a_single_run(circling_policy, tmp_path):
     assert "one lap" not in report.read_text() and "10 m each" in report.read_text()
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(tmp_path, capsys):
     rc = main(["compare", "--reduced", "--quiet", "--work", str(tmp_path)])
     assert rc == 0
@@ -150,6 +196,28 @@ def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(t
     assert len(expert_frames) == 1 and expert_frames.pop() > 80
     assert "DAgger: 1 round(s) of 1 on-policy episode(s)" in report.read_text()
     assert summary["jobs"]["evaluate"] == {"ran": 12, "cached": 0}
+    # Every policy got its out-of-distribution monitor fitted alike (one Ray job each) on the
+    # shared calibration bag, and was evaluated with it.
+    from ltc_controller.models.policy_file import load_policy
+
+    assert summary["jobs"]["monitor"] == {"ran": 6, "cached": 0}
+    mon = summary["monitor"]
+    assert mon["fitted"] and len(mon["fits"]) == 6
+    assert {f["heldout_frames"] for f in mon["fits"].values()} == {80}  # one 4 s episode
+    for name, fit in mon["fits"].items():
+        stats = load_policy(tmp_path / "monitored" / name).feature_stats
+        assert stats is not None and stats.degraded == fit["degraded"] > 0.0
+    rows = {(r["model"], r["condition"]): r for r in mon["per_model"]}
+    assert len(rows) == 12
+    for label in labels:
+        assert rows[(label, "clean")]["auroc"] is None  # clean against itself: undefined
+        assert 0.0 <= rows[(label, "noise_0.1")]["auroc"] <= 1.0
+        assert rows[(label, "clean")]["alarms_per_10min"] >= 0.0
+    text = report.read_text()
+    assert "## Out-of-distribution monitor" in text and "monitor: unavailable" not in text
+    assert "**monitor AUROC, shifted vs clean frames**" in text
+    assert "Metric: monitor_auroc (IQM" in out and "Metric: alarms_per_10min (IQM" in out
+    assert "| noise_0.1 | 1 |" in out.split("Metric: monitor_auroc")[1]  # ranked per shift
     # Two training steps cannot make a policy that follows the image: the sanity check says so
     # per policy, and the tables still hold all six models.
     failed = {f["model"] for f in summary["training_failures"]}
@@ -165,6 +233,7 @@ def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(t
     jobs = json.loads((o := capsys.readouterr().out)[o.index("\n{") :])["jobs"]
     assert [jobs[k]["ran"] for k in ("search", "train", "dagger")] == [0, 0, 1]
     assert [jobs[k]["cached"] for k in ("search", "train", "dagger")] == [6, 6, 5]
+    assert jobs["monitor"]["ran"] <= 1 and jobs["monitor"]["cached"] >= 5
     assert jobs["evaluate"]["ran"] <= 2 and jobs["evaluate"]["cached"] >= 10
     assert (tmp_path / "policies" / "cnn_seed0.safetensors").is_file()
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +39,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _stop_group(pgid: int, grace_s: float = 20.0) -> None:
+    """SIGTERM the process group ``pgid``, then SIGKILL what is left after ``grace_s``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Ray head on loopback with 2 CPUs, as `ray start --head` makes one; its address.
@@ -50,7 +68,9 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     tmp = tmp_path_factory.mktemp("ray")
-    subprocess.run(
+    # Its own session, so that teardown stops this head's processes (they stay in the process
+    # group of `ray start`) and no other Ray instance of this user (`ray stop` stops them all).
+    head = subprocess.Popen(
         [
             *RAY,
             "start",
@@ -62,15 +82,19 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--disable-usage-stats",
             f"--temp-dir={tmp}",
         ],
-        check=True,
         env=env,
-        capture_output=True,
-        timeout=180,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
+    out, _ = head.communicate(timeout=180)
+    if head.returncode != 0:
+        _stop_group(head.pid)
+        raise RuntimeError(f"ray start --head failed:\n{out.decode(errors='replace')}")
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([*RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_group(head.pid)
         shutil.rmtree(tmp, ignore_errors=True)
         if saved_mode is None:
             os.environ.pop("RAY_AUTH_MODE", None)

@@ -3,12 +3,15 @@ bookkeeping on constructed episodes, and a short real drive with the monitor att
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from ltc_controller.models.ood import AttentionStats, auroc, fit_feature_stats
 from ltc_controller.training.ood_evaluation import (
     MonitorEpisode,
+    attention_episodes,
     monitor_table,
     summarise_monitor,
 )
@@ -31,7 +34,7 @@ def test_flagged_avoided_and_needless_fallbacks_are_counted_from_the_frames():
     quiet = _ep("clean", [0] * 20, [4.0], scores=0.4)
     rows = {r["condition"]: r for r in summarise_monitor([clean, quiet, shifted])}
     d = rows["dim"]
-    assert (d["departures"], d["flagged"], d["fell_back"], d["avoided"], d["needless"]) == (
+    assert (d["failures"], d["flagged"], d["fell_back"], d["avoided"], d["needless"]) == (
         2,
         2,  # 3.5 s: alarm at 2.0-2.5 s (>= 1 s ahead); 8 s: alarm all along
         1,
@@ -39,7 +42,7 @@ def test_flagged_avoided_and_needless_fallbacks_are_counted_from_the_frames():
         0,
     )
     c = rows["clean"]
-    assert (c["departures"], c["flagged"], c["fell_back"], c["needless"]) == (1, 0, 1, 1)
+    assert (c["failures"], c["flagged"], c["fell_back"], c["needless"]) == (1, 0, 1, 1)
     assert c["alarms_per_10min"] == pytest.approx(30.0)  # one onset in 20 s of clean driving
     assert d["auroc"] == 1.0 and np.isnan(c["auroc"])
     assert "| dim | 0.2 | 5.00 | 1.000 |" in monitor_table([d])
@@ -53,11 +56,11 @@ def test_auroc_counts_ties_half_and_rejects_empty_sides():
         auroc(np.array([]), np.array([1.0]))
 
 
-def test_a_short_drive_records_every_frame_with_the_monitor_attached():
+def test_a_short_drive_records_every_frame_with_the_monitor_attached(tmp_path):
     pytest.importorskip("mujoco")
-    from ltc_controller.models.policy_file import BUNDLED_POLICY, load_policy
-    from ltc_controller.training.evaluation import EvalConfig
-    from ltc_controller.training.ood_evaluation import monitor_episodes
+    from ltc_controller.models.policy_file import BUNDLED_POLICY, load_policy, save_policy
+    from ltc_controller.training.evaluation import EvalConfig, ModelEntry, evaluate
+    from ltc_controller.training.ood_evaluation import MonitorLog
 
     policy = load_policy(BUNDLED_POLICY)
     rng = np.random.default_rng(0)
@@ -66,17 +69,148 @@ def test_a_short_drive_records_every_frame_with_the_monitor_attached():
         rng.normal(100.0, 0.01, size=(100, 32)),
         [(rng.normal(100.0, 0.01, size=(40, 32)), np.arange(40) * 0.05)],
     )
+    policy.feature_stats = stats
     # An attention threshold that consecutive real frames exceed: alarms from the first pair.
     policy.attention_stats = AttentionStats(1.0, 0.075, 1, 1e-9, 2e-9)
+    path = save_policy(policy, tmp_path / "far.safetensors")
     cfg = EvalConfig(conditions=("clean",), episodes=1, distance_m=15.0)
-    (ep,) = monitor_episodes(policy, stats, cfg)
+    log = MonitorLog()
+    (rec,), _ = evaluate([ModelEntry("far", path)], cfg, monitor=log)
+    (ep,) = log.episodes
+    assert (ep.model, ep.policy, ep.condition) == ("far", str(path), "clean")
+    assert ep.duration_s == rec.duration_s and len(ep.failures) == rec.departures
     assert len(ep.times) == len(ep.scores) == len(ep.levels) >= 50  # 15 m at 5 m/s, 20 Hz
     assert np.all(ep.levels[1:] == 2) and np.all(ep.scores > stats.fault)
     assert np.all(np.diff(ep.times) > 0)
-    # Every frame after the first closes a pair (20 Hz frames, 50 ms apart).
+    # The attention monitor in the same run: every frame after the first closes a pair.
     a = ep.attention_scores
     assert a is not None and ep.attention_levels is not None and len(a) == len(ep.times)
     assert np.isnan(a[0]) and np.all(np.isfinite(a[1:])) and np.all(ep.attention_levels[1:] == 2)
-    (row,) = summarise_monitor([ep], monitor="attention")
+    (att,) = attention_episodes(log.episodes)
+    (row,) = summarise_monitor([att])
     assert row["score_p50"] == pytest.approx(float(np.median(a[1:])))
     assert row["alarms_per_10min"] == pytest.approx(10.0 / (ep.duration_s / 60.0))
+
+
+def test_drone_time_out_is_flagged_but_not_avoided_and_a_collision_is_avoided():
+    from ltc_controller.training.ood_evaluation import DRONE_STOP_S
+
+    # 40 frames: 20 s at 2 Hz
+    fault_from_5s = [0] * 10 + [2] * 30
+    # Lost: FAULT from 5 s, flew on to the 20 s limit (time-out): flagged, not avoidable.
+    lost = _ep("winter", fault_from_5s, [])
+    lost.timeout_s = 20.0
+    # FAULT from 5 s, collision at 8 s: flagged and avoided (8 > 5 + 0.67).
+    crash = _ep("winter", fault_from_5s, [8.0])
+    # FAULT at 5 s, then reached the target: a needless fallback.
+    reached = _ep("winter", fault_from_5s, [])
+    rows = summarise_monitor([lost, crash, reached], stop_s=DRONE_STOP_S)
+    (w,) = rows
+    assert (w["failures"], w["flagged"], w["fell_back"], w["avoided"], w["needless"]) == (
+        2,
+        2,
+        3,
+        1,
+        1,
+    )
+    assert w["flagged_share"] == 1.0 and np.isnan(w["auroc"])  # no clean frames driven
+    assert lost.events() == [20.0] and crash.events() == [8.0]
+
+
+def test_per_model_rows_average_the_seeds_and_episode_auroc_pairs_the_same_track():
+    from ltc_controller.training.ood_evaluation import (
+        episode_records,
+        summarise_monitor_models,
+    )
+
+    def ep(policy: str, cond: str, k: int, scores: float, deps: list[float]) -> MonitorEpisode:
+        e = _ep(cond, [1] * 20, deps, scores=scores)
+        e.episode, e.model, e.policy = k, "NCP", policy
+        return e
+
+    eps = [
+        ep("a", "clean", 0, 1.0, []),
+        ep("a", "clean", 1, 3.0, []),
+        ep("a", "dim", 0, 2.0, [5.0]),  # above track 0's clean frames: AUROC 1
+        ep("a", "dim", 1, 2.0, []),  # below track 1's clean frames: AUROC 0
+        ep("b", "clean", 0, 1.0, []),
+        ep("b", "dim", 0, 0.5, [0.5]),  # departure at 0.5 s: nothing 1 s ahead to flag
+    ]
+    recs = {(r.policy, r.condition, r.episode): r for r in episode_records(eps)}
+    assert recs[("a", "dim", 0)].monitor_auroc == 1.0
+    assert recs[("a", "dim", 1)].monitor_auroc == 0.0
+    assert np.isnan(recs[("a", "clean", 0)].monitor_auroc)
+    assert (recs[("a", "dim", 0)].failures, recs[("a", "dim", 0)].flagged) == (1, 1)
+    assert (recs[("b", "dim", 0)].failures, recs[("b", "dim", 0)].flagged) == (1, 0)
+    assert recs[("a", "clean", 0)].alarms_per_10min == pytest.approx(60.0)  # 1 onset in 10 s
+    m = summarise_monitor_models(eps)
+    dim = next(r for r in m.per_model if r["condition"] == "dim")
+    # policy a pools its dim frames (all 2.0) against its clean frames (1.0 and 3.0): 0.5;
+    # policy b: 0.0. Flagged: a 1/1, b 0/1.
+    assert dim["seeds"] == 2
+    assert dim["auroc"] == pytest.approx(0.25) and dim["auroc_sd"] == pytest.approx(0.5**0.5 / 2)
+    assert dim["flagged_share"] == pytest.approx(0.5) and (dim["failures"], dim["flagged"]) == (
+        2,
+        1,
+    )
+    clean = next(r for r in m.per_model if r["condition"] == "clean")
+    assert np.isnan(clean["auroc"]) and np.isnan(clean["flagged_share"])
+
+
+def test_monitor_episode_comes_back_from_json_unchanged():
+    import json
+
+    e = _ep("fog", [0, 1, 2], [0.5])
+    e.scores[1] = np.nan
+    e.timeout_s, e.model, e.policy = 20.0, "NCP", "p.safetensors"
+    back = MonitorEpisode.from_dict(json.loads(json.dumps(e.to_dict())))
+    assert back.events() == e.events() and (back.model, back.policy) == ("NCP", "p.safetensors")
+    np.testing.assert_array_equal(back.scores, e.scores)
+    assert back.levels.dtype == np.int8 and back.levels.tolist() == [0, 1, 2]
+    assert back.attention_scores is None and attention_episodes([back]) == []
+    e.attention_scores, e.attention_levels = np.array([np.nan, 0.01, 0.2]), np.array([0, 0, 1])
+    back = MonitorEpisode.from_dict(json.loads(json.dumps(e.to_dict())))
+    np.testing.assert_array_equal(back.attention_scores, e.attention_scores)
+    (att,) = attention_episodes([back])
+    assert att.scores.tolist() == [0.01, 0.2] and att.levels.tolist() == [0, 0, 1]
+
+
+def test_a_drone_time_out_is_recorded_as_a_failure_in_the_same_episode(tmp_path):
+    """The bundled drone policy with statistics no frame matches (FAULT from the first frame)
+    cannot reach a target 6-10 m away in 2 s: a time-out at the limit, flagged, not avoided."""
+    pytest.importorskip("mujoco")
+    from ltc_controller.models.policy_file import load_policy, save_policy
+    from ltc_controller.training.drone_evaluation import (
+        DroneEvalConfig,
+        evaluate_drone,
+        write_drone_report,
+    )
+    from ltc_controller.training.evaluation import ModelEntry
+    from ltc_controller.training.ood_evaluation import DRONE_STOP_S, MonitorLog
+
+    policy = load_policy(
+        Path(__file__).parents[2] / "ltc_controller/policies/ncp_drone_fly_to_target.safetensors"
+    )
+    rng = np.random.default_rng(0)
+    policy.feature_stats = fit_feature_stats(
+        rng.normal(100.0, 0.01, size=(100, 32)),
+        [(rng.normal(100.0, 0.01, size=(40, 32)), np.arange(40) * 0.05)],
+    )
+    path = save_policy(policy, tmp_path / "far.safetensors")
+    cfg = DroneEvalConfig(conditions=("clean",), episodes=1, max_time_s=2.0)
+    log = MonitorLog()
+    (rec,), sizes = evaluate_drone([ModelEntry("far", path)], cfg, monitor=log)
+    (ep,) = log.episodes
+    assert not rec.reached and rec.collisions == 0
+    assert ep.failures == [] and ep.timeout_s == pytest.approx(2.0) == rec.duration_s
+    assert len(ep.times) == 40 and np.all(ep.levels == 2)  # 2 s at 20 Hz, all FAULT
+    (row,) = summarise_monitor(log.episodes, stop_s=DRONE_STOP_S)
+    assert (row["failures"], row["flagged"], row["fell_back"], row["avoided"], row["needless"]) == (
+        1,
+        1,
+        1,
+        0,  # a hover does not reach the target either
+        0,
+    )
+    text = write_drone_report(tmp_path / "rep", [rec], sizes, cfg, monitor=log).read_text()
+    assert "| clean | 0.0 | " in text and "| 1 | 1/1 | 1/1 | 0 | 0 |" in text

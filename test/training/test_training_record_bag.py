@@ -157,3 +157,16 @@ def test_record_twist_commands_carry_the_ackermann_expert_as_a_body_velocity(
             )
             assert (tw.linear.y, tw.linear.z, tw.angular.x, tw.angular.y) == (0, 0, 0, 0)
     # (Ackermann fields are float32, hence rel=1e-6 above.)
+
+
+@pytest.mark.parametrize("scenario", ["car", "drone"])
+def test_record_summary_names_the_driver_it_recorded(tmp_path, capsys, scenario):
+    drivers = {}
+    for flags in ([], ["--no-perturb"]):
+        bag = tmp_path / ("clean" if flags else "perturbed")
+        argv = ["record", str(bag), "--scenario", scenario, "--episodes", "1", "--episode-s", "1"]
+        assert main([*argv, *flags]) == 0
+        s = json.loads(capsys.readouterr().out)
+        drivers[bool(flags)] = (s["driver"], s["perturbed_fraction"])
+    assert drivers[False][0] == "perturbed expert"
+    assert drivers[True] == ("expert (no perturbations)", 0.0)

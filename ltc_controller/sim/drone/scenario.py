@@ -106,6 +106,11 @@ class DronePerturbationConfig:
         """The clean expert (no perturbations)."""
         return cls(speed_mps, lateral_rate_hz=0.0, yaw_rate_hz=0.0)
 
+    @property
+    def perturbs(self) -> bool:
+        """Whether any perturbation can happen (a lateral or yaw burst rate above zero)."""
+        return self.lateral_rate_hz > 0.0 or self.yaw_rate_hz > 0.0
+
 
 def expert_setpoint(
     sim: DroneSim, cfg: DronePerturbationConfig | None = None
