@@ -27,8 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("bundled", "drone"),
         default=None,
         help="bundled: record expert + DAgger data and train the shipped NCP-19; drone: record "
-        "drone expert + DAgger data, train a 4-output velocity NCP and evaluate it per condition "
-        "(both ignore --bag)",
+        "drone expert + DAgger data, train the shipped 4-output velocity NCP and evaluate it "
+        "(a rerun with the same --work resumes from its bags and epoch checkpoints; both ignore "
+        "--bag)",
     )
     p.add_argument("--work", type=Path, default=Path("train_work"), help="preset work folder")
     p.add_argument("--bag", type=Path, action="append", default=[], help="rosbag2 (repeatable)")

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from .cores import as_compute_dtype
+from .heads import normalize_features
 from .ltc import LTCCell
 from .policy import Policy, PolicyConfig
 
@@ -100,6 +101,7 @@ class StepGraph(nn.Module):
 
     def forward(self, features: Tensor, state: Tensor, elapsed: Tensor) -> tuple[Tensor, Tensor]:
         core = self.core
+        features = normalize_features(features, self.policy.config.feature_norm)
         if isinstance(core, LTCCell):
             eff = self._effective()
             cm_t = eff.cm / (elapsed / core.ode_unfolds)

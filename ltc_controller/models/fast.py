@@ -457,6 +457,7 @@ class FastStepModel:
         self._kernel_fn = _ltc_step if isinstance(self.kernel, FastLTC) else _cfc_step
         # Plain attributes: step() runs at the control rate and avoids property lookups.
         self._features_size = core.sensory_size
+        self._layer_norm = policy.config.feature_norm == "layer"
         self._state_size = core.state_size
         self._step_s = policy.config.step_s
         self._elapsed = np.empty(1)
@@ -515,6 +516,9 @@ class FastStepModel:
             u = np.ascontiguousarray(u, dtype=np.float64)
         elif not u.flags.c_contiguous:
             u = np.ascontiguousarray(u)
+        if self._layer_norm:  # Policy.step's feature_norm, in the features' dtype
+            mean = u.mean(axis=1, keepdims=True)
+            u = (u - mean) / np.sqrt(((u - mean) ** 2).mean(axis=1, keepdims=True) + 1e-5)
         batch = u.shape[0]
         # The runtime passes back the state this method returned: its array (the same memory)
         # is reused, saving the conversion on most calls.

@@ -141,8 +141,6 @@ class ConvHead(nn.Module):
         in_channels: 3.
         dense_units: outputs per channel of the final per-channel dense layer (4).
         normalization: one of :data:`NORMALIZATIONS` (the paper: per-image standardization).
-        feature_norm: one of :data:`FEATURE_NORMS`, applied to the output
-            (:func:`normalize_features`; ``"none"``: the paper's head).
 
     Initialization: Glorot-uniform kernels (Keras default), conv biases 0.01, dense biases 0.
 
@@ -162,15 +160,11 @@ class ConvHead(nn.Module):
         in_channels: int = 3,
         dense_units: int = 4,
         normalization: str = "per_image_standardization",
-        feature_norm: str = "none",
     ) -> None:
         super().__init__()
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; known: {NORMALIZATIONS}")
-        if feature_norm not in FEATURE_NORMS:
-            raise ValueError(f"unknown feature_norm {feature_norm!r}; known: {FEATURE_NORMS}")
         self.normalization = normalization
-        self.feature_norm = feature_norm
         self.image_height = int(image_height)
         self.image_width = int(image_width)
         self.in_channels = int(in_channels)
@@ -223,7 +217,7 @@ class ConvHead(nn.Module):
         maps = self.feature_maps(images)
         x = maps[-1].flatten(2)  # (B, 8, 250)
         y = torch.einsum("bcn,cnk->bck", x, self.dense_weight) + self.dense_bias
-        return normalize_features(F.relu(y).flatten(1), self.feature_norm), maps
+        return F.relu(y).flatten(1), maps
 
 
 # (out_channels, kernel, stride) of the drone paper's trunk, "valid" padding, ReLU.
@@ -252,8 +246,6 @@ class DroneTrunk(nn.Module):
         features: dense width (128).
         dropout: dropout rate after the dense layer (0.1 in the paper; inactive in eval mode).
         normalization: one of :data:`NORMALIZATIONS` (the paper: drone channel statistics).
-        feature_norm: one of :data:`FEATURE_NORMS`, applied to the output
-            (:func:`normalize_features`; ``"none"``: the paper's trunk).
 
     Input dtype: as :class:`ConvHead` (floating point cast, integer images refused).
 
@@ -270,15 +262,11 @@ class DroneTrunk(nn.Module):
         features: int = 128,
         dropout: float = 0.1,
         normalization: str = "drone_channel_standardization",
-        feature_norm: str = "none",
     ) -> None:
         super().__init__()
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; known: {NORMALIZATIONS}")
-        if feature_norm not in FEATURE_NORMS:
-            raise ValueError(f"unknown feature_norm {feature_norm!r}; known: {FEATURE_NORMS}")
         self.normalization = normalization
-        self.feature_norm = feature_norm
         self.image_height, self.image_width = int(image_height), int(image_width)
         self.in_channels = 3
         self.convs = nn.ModuleList()
@@ -327,13 +315,16 @@ class DroneTrunk(nn.Module):
         maps = self.feature_maps(images)
         x = maps[-1].permute(0, 2, 3, 1).flatten(1)  # NHWC, as Keras
         result: Tensor = self.dropout(self.dense(x))
-        return normalize_features(result, self.feature_norm), maps
+        return result, maps
 
 
 def normalize_features(features: Tensor, mode: str) -> Tensor:
-    """Normalise a head's ``(B, F)`` features: ``"none"`` leaves them, ``"layer"`` standardises
-    each sample's vector over its ``F`` features (layer normalisation without parameters, eps
-    1e-5; Ba et al. 2016).
+    """Normalise a head's ``(B, ..., F)`` features: ``"none"`` leaves them, ``"layer"``
+    standardises each sample's vector over its ``F`` features (layer normalisation without
+    parameters, eps 1e-5; Ba et al. 2016). The policy applies it at the core's input
+    (``Policy.step``/``run_sequence``), so that ``Policy.features`` stays the head's own output:
+    the out-of-distribution monitor reads that, and per-frame standardisation would hide from it
+    exactly the brightness and contrast shifts it should see.
 
     Why: the head's ReLU features are unbounded, and training grows them (the bundled NCP-19's
     went from a frame-to-frame spread of about 0.004 at initialisation to 10-60), while an LTC
@@ -360,23 +351,16 @@ def build_head(
     image_height: int,
     image_width: int,
     normalization: str,
-    feature_norm: str = "none",
 ) -> ConvHead | DroneTrunk:
-    """The head named ``head`` (one of :data:`HEADS`) for the given input size, its features
-    normalised as ``feature_norm`` (one of :data:`FEATURE_NORMS`) says.
+    """The head named ``head`` (one of :data:`HEADS`) for the given input size.
 
     Raises:
-        ValueError: unknown head, normalization, feature_norm, or an image too small for the
-            head.
+        ValueError: unknown head, normalization, or an image too small for the head.
     """
     if head == "ncp_conv":
-        return ConvHead(
-            image_height, image_width, normalization=normalization, feature_norm=feature_norm
-        )
+        return ConvHead(image_height, image_width, normalization=normalization)
     if head == "drone_trunk":
-        return DroneTrunk(
-            image_height, image_width, normalization=normalization, feature_norm=feature_norm
-        )
+        return DroneTrunk(image_height, image_width, normalization=normalization)
     raise ValueError(f"unknown head {head!r}; known: {HEADS}")
 
 

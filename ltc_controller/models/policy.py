@@ -57,6 +57,7 @@ from .heads import (
     DroneTrunk,
     build_head,
     head_feature_dim,
+    normalize_features,
 )
 from .ltc import LTCCell
 from .wiring import NCP, FullyConnected, Wiring
@@ -160,10 +161,12 @@ class PolicyConfig:
         crop: pixels cropped from the camera image before resizing (runtime preprocessing).
         normalization: inside the head, on float inputs in [0, 1]:
             ``"per_image_standardization"`` or ``"drone_channel_standardization"``.
-        feature_norm: normalisation of the head's feature vector before the core, ``"none"``
-            (the papers' heads) or ``"layer"`` (per-sample standardisation,
-            :func:`~ltc_controller.models.heads.normalize_features`). Policy files written before
-            this field existed load as ``"none"``.
+        feature_norm: normalisation of the head's feature vector at the core's input
+            (:meth:`Policy.step`, :meth:`Policy.run_sequence`), ``"none"`` (the papers) or
+            ``"layer"`` (per-sample standardisation,
+            :func:`~ltc_controller.models.heads.normalize_features`); :meth:`Policy.features`
+            returns the head's features before it. Policy files written before this field
+            existed load as ``"none"``.
         output_names, output_units: one per output (motor neuron), e.g. ``("steering_angle",)``,
             ``("rad",)``.
         output_scale: output = core output x scale, one per output.
@@ -477,7 +480,7 @@ class Policy(nn.Module):
         self.config = PolicyConfig() if config is None else config
         cfg = self.config
         self.head: ConvHead | DroneTrunk = build_head(
-            cfg.head, cfg.image_height, cfg.image_width, cfg.normalization, cfg.feature_norm
+            cfg.head, cfg.image_height, cfg.image_width, cfg.normalization
         )
         self.core_name = CORE_MODULES[cfg.architecture]
         self.add_module(self.core_name, build_core(cfg))
@@ -533,8 +536,10 @@ class Policy(nn.Module):
     def features(self, images: Tensor) -> Tensor:
         """``(B, 3, H, W)`` float images in [0, 1], ``config.color_order`` -> ``(B, F)``.
 
-        Float16/bfloat16/float64 images are cast to the head's dtype; integer images raise
-        ``TypeError`` (values not in [0, 1]: scale them first). See :class:`ConvHead`.
+        The head's own features, before ``config.feature_norm`` (which :meth:`step` applies):
+        what the out-of-distribution monitor reads. Float16/bfloat16/float64 images are cast to
+        the head's dtype; integer images raise ``TypeError`` (values not in [0, 1]: scale them
+        first). See :class:`ConvHead`.
         """
         features: Tensor = self.head(images)
         return features
@@ -565,6 +570,7 @@ class Policy(nn.Module):
         core = self.core
         dtype = self.output_scale.dtype
         features = as_compute_dtype(features, dtype, "features")
+        features = normalize_features(features, self.config.feature_norm)
         state = as_compute_dtype(state, dtype, "state")
         batch = features.shape[0]
         if features.dim() != 2 or features.shape[1] != core.sensory_size:
@@ -608,6 +614,7 @@ class Policy(nn.Module):
         """
         dtype = self.output_scale.dtype
         features = as_compute_dtype(features, dtype, "features")
+        features = normalize_features(features, self.config.feature_norm)
         if state is not None:
             state = as_compute_dtype(state, dtype, "state")
         batch, frames = features.shape[0], features.shape[1]

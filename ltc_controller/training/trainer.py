@@ -59,6 +59,7 @@ __all__ = [
     "TrainResult",
     "build_policy_config",
     "frame_periods_ns",
+    "init_output_bias",
     "make_windows",
     "train",
     "window_steps",
@@ -123,6 +124,11 @@ class TrainConfig:
         ncp: ``(inter, command, sensory_fanout, inter_fanout, recurrent_command_synapses,
             motor_fanin)`` of the NCP wiring of ``ncp_*`` architectures (motor neurons = outputs,
             seed 22222); None = ``(12, 6, 6, 4, 6, 6)`` for several outputs, the NCP-19 for one.
+        output_bias: ``"zero"`` keeps the core's initial output bias; ``"label_mean"`` shifts
+            it (before training, on a fresh initialisation only) so that the untrained policy's
+            mean output over training windows equals each label's mean: an output that sits
+            far from zero (a cruise ``linear_x``) then needs no saturated motor neuron to hold
+            it, and its scale can follow the label's spread instead of its size.
         feature_norm: ``PolicyConfig.feature_norm``: ``"layer"`` standardises the head's
             features per frame before the core (keeps an LTC's sigmoid sensory synapses out of
             saturation as the head's gain grows in training; see
@@ -153,6 +159,7 @@ class TrainConfig:
     step_s: float = 0.05
     output_scale: float | tuple[float, ...] | None = None
     ncp: tuple[int, ...] | None = None
+    output_bias: str = "zero"
     feature_norm: str = "none"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     device: str = "auto"
@@ -165,6 +172,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.val_fraction={self.val_fraction}: expected [0, 0.9)")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"TrainConfig.device={self.device!r}: expected auto, cpu or cuda")
+        if self.output_bias not in ("zero", "label_mean"):
+            raise ValueError(
+                f"TrainConfig.output_bias={self.output_bias!r}: expected 'zero' or 'label_mean'"
+            )
         if self.ncp is not None and len(self.ncp) != 6:
             raise ValueError(f"TrainConfig.ncp={self.ncp}: expected 6 sizes (see the docstring)")
 
@@ -620,6 +631,24 @@ def train(
             "or lower --seq-len / --batch-size"
         )
 
+    if cfg.output_bias == "label_mean" and init_state is None and resume is None:
+        shift = init_output_bias(
+            policy,
+            demos,
+            periods,
+            _windows_in(train_seg, cfg.seq_len, cfg.seq_len, 0),
+            demos.targets[train_seg >= 0].mean(0),
+            cfg.seq_len,
+            step_ns,
+            _burn_in(cfg),
+            device,
+        )
+        if rank == 0:
+            log(
+                "output bias shifted to the label means: "
+                + ", ".join(f"{n} {d:+.3g}" for n, d in zip(names, shift, strict=True))
+            )
+
     head = [p for n, p in policy.named_parameters() if n.startswith("head.")]
     rest = [p for n, p in policy.named_parameters() if not n.startswith("head.")]
     groups = [{"params": head, "lr": cfg.lr}]
@@ -672,6 +701,9 @@ def train(
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break
+        if val_starts.size and bad_epochs >= cfg.patience:  # resumed after an early stop
+            stopped = True
+            break
         phase = int(shuffle.integers(0, stride))
         starts = _windows_in(train_seg, cfg.seq_len, stride, phase)
         starts = starts[shuffle.permutation(starts.size)]
@@ -705,7 +737,7 @@ def train(
             count += 1
             bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
         bar.close()
-        val_loss, val_mse, val_corr = _validate(
+        val_loss, val_mse, val_corr, val_rs = _validate(
             policy, demos, periods, val_starts, step_ns, cfg, scale_t, device
         )
         train_loss, val_loss, val_mse, val_corr = _all_mean(
@@ -720,6 +752,8 @@ def train(
             "steps": step,
             "wall_s": time.perf_counter() - wall0,
         }
+        # Per output (this rank's validation windows): the mean hides an axis that is not learnt.
+        rec.update({f"val_corr_{n}": r for n, r in zip(names, val_rs, strict=False)})
         history.append(rec)
         improved = not math.isfinite(val_loss) or val_loss < best - 1e-6
         if improved:
@@ -734,6 +768,11 @@ def train(
                 f"epoch {epoch + 1}: train {train_loss:.4f}  val {val_loss:.4f} "
                 f"(mse {val_mse:.3g})  steps {step}  {rec['wall_s']:.0f} s"
                 + ("  *" if improved else "")
+                + (
+                    "  r " + " ".join(f"{n} {r:.2f}" for n, r in zip(names, val_rs, strict=True))
+                    if len(names) > 1 and val_rs
+                    else ""
+                )
             )
             if checkpoint_dir is not None:
                 ck = Path(checkpoint_dir)
@@ -798,6 +837,62 @@ def _neurons(policy: Any) -> int:
         return int(policy.state_size)
 
 
+def _output_bias(policy: Any) -> nn.Parameter:
+    """The core's additive output bias ``(M,)``, added before ``output_scale``: ``output_b`` of
+    an LTC/CfC output map, ``readout_layer.bias`` of the dense cores.
+
+    Raises:
+        ValueError: the core has none (e.g. ``output_mapping`` ``"linear"`` or ``"none"``).
+    """
+    params = dict(policy.core.named_parameters())
+    for name in ("output_b", "readout_layer.bias"):
+        if name in params:
+            return params[name]
+    raise ValueError(
+        f"TrainConfig.output_bias='label_mean': the {type(policy.core).__name__} core has no "
+        "output bias (output_b or readout_layer.bias); use output_bias='zero'"
+    )
+
+
+def init_output_bias(
+    policy: Any,
+    demos: Demonstrations,
+    periods: NDArray[np.int64],
+    starts: NDArray[np.int64],
+    label_mean: NDArray[np.floating[Any]],
+    seq_len: int,
+    step_ns: int,
+    burn_in: int,
+    device: torch.device,
+    windows: int = 32,
+) -> list[float]:
+    """Shift the output bias so that the policy's mean output equals ``label_mean`` ``(M,)``
+    (the training frames' mean label, in the outputs' units).
+
+    The mean output is measured on up to ``windows`` training windows spread evenly over
+    ``starts`` (no augmentation, frames after ``burn_in``). Deterministic, so every
+    distributed rank makes the same shift.
+
+    Returns:
+        The shift of each output in its own unit (label mean - policy mean).
+
+    Raises:
+        ValueError: the core has no output bias (:func:`_output_bias`), or no windows.
+    """
+    bias = _output_bias(policy)
+    if starts.size == 0:
+        raise ValueError("init_output_bias: no training windows")
+    pick = starts[np.unique(np.linspace(0, starts.size - 1, min(windows, starts.size)).astype(int))]
+    x, _, steps = _gather(demos, periods, pick, seq_len, step_ns, device)
+    policy.eval()
+    with torch.no_grad():
+        pred = policy(x, steps)[:, burn_in:]
+        target = torch.as_tensor(label_mean, dtype=pred.dtype, device=pred.device)
+        delta = target - pred.mean((0, 1))
+        bias.add_(delta / policy.output_scale)
+    return [float(d) for d in delta.cpu()]
+
+
 def _burn_in(cfg: TrainConfig) -> int:
     b = cfg.seq_len // 4 if cfg.burn_in is None else cfg.burn_in
     return max(0, min(b, cfg.seq_len - 1))
@@ -821,10 +916,11 @@ def _validate(
     cfg: TrainConfig,
     scale: Tensor,
     device: torch.device,
-) -> tuple[float, float, float]:
-    """(loss, mse, correlation) on the validation windows; see TrainResult.val_corr."""
+) -> tuple[float, float, float, list[float]]:
+    """(loss, mse, correlation, correlation per output) on the validation windows; see
+    TrainResult.val_corr."""
     if starts.size == 0:
-        return math.nan, math.nan, math.nan
+        return math.nan, math.nan, math.nan, []
     policy.eval()
     loss_sum, mse_sum, n = 0.0, 0.0, 0
     preds: list[Tensor] = []
@@ -841,17 +937,25 @@ def _validate(
             n += k
             preds.append(pred[:, b:].reshape(-1, pred.shape[-1]).cpu())
             labels.append(y[:, b:].reshape(-1, y.shape[-1]).cpu())
-    return loss_sum / n, mse_sum / n, _correlation(torch.cat(preds), torch.cat(labels))
+    rs = _correlations(torch.cat(preds), torch.cat(labels))
+    finite = [r for r in rs if not math.isnan(r)]
+    return loss_sum / n, mse_sum / n, float(np.mean(finite)) if finite else math.nan, rs
 
 
-def _correlation(pred: Tensor, y: Tensor) -> float:
-    """Mean over outputs of the Pearson correlation of ``pred`` and ``y`` (``(N, outputs)``);
-    outputs where either side is constant are left out (NaN when all are)."""
+def _correlations(pred: Tensor, y: Tensor) -> list[float]:
+    """Pearson correlation of ``pred`` and ``y`` (``(N, outputs)``) per output; NaN where either
+    side is constant."""
     rs = []
     for j in range(pred.shape[1]):
         a, b = pred[:, j].double(), y[:, j].double()
         a, b = a - a.mean(), b - b.mean()
         den = float(torch.sqrt((a * a).sum() * (b * b).sum()))
-        if den > 1e-12:
-            rs.append(float((a * b).sum()) / den)
+        rs.append(float((a * b).sum()) / den if den > 1e-12 else math.nan)
+    return rs
+
+
+def _correlation(pred: Tensor, y: Tensor) -> float:
+    """Mean over outputs of the Pearson correlation of ``pred`` and ``y`` (``(N, outputs)``);
+    outputs where either side is constant are left out (NaN when all are)."""
+    rs = [r for r in _correlations(pred, y) if not math.isnan(r)]
     return float(np.mean(rs)) if rs else math.nan

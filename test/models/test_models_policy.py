@@ -1,5 +1,6 @@
 """PolicyConfig, Policy and the policy file format (safetensors + JSON metadata)."""
 
+import dataclasses
 import json
 import os
 import stat
@@ -201,16 +202,28 @@ def test_file_written_before_feature_norm_loads_as_none(saved, policy):
         assert torch.equal(loaded.features(images), policy.features(images))
 
 
-def test_feature_norm_round_trips_and_is_applied(tmp_path):
+def test_feature_norm_round_trips_and_is_applied_at_the_core_input(tmp_path):
     cfg = PolicyConfig(output_scale=(0.5,), feature_norm="layer")
-    p = Policy.from_config(cfg, seed=3)
+    p = Policy.from_config(cfg, seed=3).eval()
     loaded = load_policy(save_policy(p, tmp_path / "ln.safetensors"))
     assert loaded.config.feature_norm == "layer"
     images = torch.rand(2, 3, 78, 200)
     with torch.no_grad():
         f = loaded.features(images)
         assert torch.equal(f, p.features(images))
-        assert torch.allclose(f.mean(1), torch.zeros(2), atol=1e-5)
+        # features() is the head's own output (the OOD monitor reads it); the core sees it
+        # standardised per frame, so a feature vector's gain and offset change nothing.
+        assert not torch.allclose(f.mean(1), torch.zeros(2), atol=1e-3)
+        s0 = loaded.initial_state(2)
+        f = f * 100.0  # an initial head's spread is about the variance epsilon's size
+        y, h = loaded.step(f, s0)
+        y2, h2 = loaded.step(f * 50.0 + 3.0, s0)
+        torch.testing.assert_close(y2, y, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(h2, h, atol=1e-4, rtol=1e-4)
+        seq = loaded.run_sequence(torch.stack([f, f * 7.0], 1))[0]
+        torch.testing.assert_close(seq[:, 0], y)
+        plain = Policy.from_config(dataclasses.replace(cfg, feature_norm="none"), seed=3)
+        assert not torch.allclose(plain.eval().step(f * 50.0 + 3.0, s0)[1], h, atol=1e-6)
     with pytest.raises(ValueError, match="config field 'feature_norm'"):
         PolicyConfig(feature_norm="batch")
 

@@ -42,11 +42,14 @@ def test_bundled_drone_policy_is_the_drone_ncp_with_four_velocity_outputs():
     assert outs[-1] is not None and len(outs[-1]) == 4 and all(np.isfinite(outs[-1]))
 
 
-def test_bundled_drone_policy_flies_an_unseen_clean_world_to_the_target():
-    # World 5003 (evaluation episode 3): flying straight ahead at cruise speed passes 1.67 m
-    # from the chair and fails; the policy steers onto it (policies/README.md has its rates).
+def test_bundled_drone_policy_flies_unseen_clean_worlds_where_flying_straight_fails():
+    # Worlds 5001-5003 (evaluation episodes 1-3): flying straight ahead at cruise speed passes
+    # the chair (world 5003 at 1.67 m) and fails; the first bundled policy, which barely
+    # steered, flew past it in 5001 and 5002 to the time limit (16-17 m away). The policy steers
+    # onto it in each (policies/README.md has the rates per condition).
     cfg = DroneEvalConfig(conditions=("clean",), episodes=4, first_world_seed=5000)
-    rec = evaluate_drone_episode(ModelEntry("ncp", DRONE_POLICY), "clean", 3, cfg)
-    assert rec.world_seed == 5003
-    assert rec.success == 1.0 and rec.collisions == 0
-    assert rec.final_distance_m <= 1.0 and rec.time_to_target_s < 20.0
+    for episode in (1, 2, 3):
+        rec = evaluate_drone_episode(ModelEntry("ncp", DRONE_POLICY), "clean", episode, cfg)
+        assert rec.world_seed == 5000 + episode
+        assert rec.success == 1.0 and rec.collisions == 0, rec
+        assert rec.final_distance_m <= 1.0 and rec.time_to_target_s < 20.0, rec

@@ -256,15 +256,24 @@ def test_reduced_drone_preset_records_trains_with_dagger_and_evaluates(tmp_path)
     cfg = load_policy(out).config
     assert cfg.output_names == VELOCITY_AXES
     # The drone NCP (34 neurons, 4 motor neurons) and the per-axis scales of the recipe.
-    assert cfg.units == 34 and cfg.output_scale == (2.0, 0.5, 0.5, 0.5)
+    assert cfg.units == 34 and cfg.output_scale == (0.4, 0.3, 0.5, 0.4)
+    assert cfg.feature_norm == "layer"
+    assert [r["steps"] for r in s["rounds"]] == [2, 2]
+    assert set(s["rounds"][0]["val_corr_per_output"]) <= set(VELOCITY_AXES)
     rows = {r["model"]: r for r in s["evaluation"]["per_model"]}
     assert set(rows) == {"policy", EXPERT} and rows["policy"]["condition"] == "clean"
     assert Path(s["evaluation"]["report"]).is_file()
     assert json.loads((tmp_path / "work" / "summary.json").read_text())["rounds"] == s["rounds"]
-    # A rerun reuses the bags (no re-recording).
+    # A rerun reuses the bags (no re-recording) and resumes each round from its checkpoint:
+    # both rounds had finished, so not one more optimiser step, and the same weights.
     logs: list[str] = []
-    train_drone(tmp_path / "work", out, DRONE_REDUCED, log=logs.append, show_progress=False)
+    first = load_policy(out).state_dict()
+    again = train_drone(tmp_path / "work", out, DRONE_REDUCED, log=logs.append, show_progress=False)
     assert sum(line.startswith("reusing") for line in logs) == 2
+    assert sum(line.startswith("resumed from") for line in logs) == 2
+    assert [r["steps"] for r in again["rounds"]] == [2, 2]
+    for k, v in load_policy(out).state_dict().items():
+        assert torch.equal(v, first[k]), k
 
 
 def test_bag_writer_velocity_setpoints_need_a_twist_type(tmp_path):

@@ -156,6 +156,34 @@ def test_the_sanity_correlation_is_pearson_per_output_averaged():
     assert two == pytest.approx(expected, abs=1e-9)
 
 
+def test_label_mean_output_bias_starts_the_untrained_policy_at_the_label_mean(demos):
+    from ltc_controller.training.trainer import _burn_in, frame_periods_ns, make_windows
+
+    quiet = {"show_progress": False, "log": lambda s: None}
+    # lr 0: one optimiser step leaves the weights as initialised (bias shift included).
+    cfg = replace(SMALL, epochs=1, max_steps=1, lr=0.0, lr_rnn=0.0, val_fraction=0.0)
+    starts = make_windows(demos.segment, cfg.seq_len, cfg.seq_len, 0)
+    idx = starts[:, None] + np.arange(cfg.seq_len)[None, :]
+    periods = frame_periods_ns(demos)
+    from ltc_controller.training.trainer import window_steps
+
+    steps = torch.from_numpy(window_steps(demos.stamps_ns, periods, idx, 50_000_000))
+    x = torch.from_numpy(demos.images[idx]).permute(0, 1, 4, 2, 3).float() / 255.0
+
+    def mean_output(policy):
+        with torch.no_grad():
+            return float(policy(x, steps)[:, _burn_in(cfg) :].mean())
+
+    label = float(demos.targets.mean())
+    spread = float(demos.targets.std())
+    shifted = train(demos, replace(cfg, output_bias="label_mean"), **quiet).policy
+    plain = train(demos, cfg, **quiet).policy
+    assert abs(mean_output(shifted) - label) < 0.02 * spread
+    assert abs(mean_output(plain) - label) > 0.1 * spread  # the shift did something
+    with pytest.raises(ValueError, match="output_bias"):
+        TrainConfig(output_bias="median")
+
+
 def _init_policy(cfg):
     from ltc_controller.models.policy import Policy
     from ltc_controller.training.trainer import build_policy_config
