@@ -31,6 +31,8 @@ def bags(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_fit_then_check_separates_noise_from_clean_frames(bags, tmp_path, capsys):
+    """``monitor fit`` of the bundled NCP-19 on the train/calib bags, then ``monitor check`` of
+    the clean and the noise bag against the clean one, for both monitors."""
     out = tmp_path / "ncp19_ood.safetensors"
     rc = main(
         [
@@ -82,7 +84,14 @@ def test_fit_then_check_separates_noise_from_clean_frames(bags, tmp_path, capsys
 
 
 def test_bad_input_is_a_clear_error(bags, tmp_path, capsys):
-    assert main(["monitor", "check", "--bag", str(bags / "clean")]) == 2
+    from ltc_controller.models.policy import Policy
+    from ltc_controller.models.policy_file import save_policy
+
+    # The bundled NCP-19 carries its statistics; a file without them is refused by name.
+    assert main(["monitor", "check", "--bag", str(bags / "clean")]) == 0
+    capsys.readouterr()
+    bare = save_policy(Policy.from_config(seed=0), tmp_path / "bare.safetensors")
+    assert main(["monitor", "check", "--policy", str(bare), "--bag", str(bags / "clean")]) == 2
     assert "has no statistics" in capsys.readouterr().err
     assert main(["monitor", "fit", "--bag", str(tmp_path / "none"), "-o", str(tmp_path / "x")]) == 2
     assert "monitor:" in capsys.readouterr().err

@@ -33,7 +33,8 @@ NS = "/lc"
 H, W = 78, 200
 SAFETY_ARGS = ["--params-file", VEHICLE, "-p", "command_timeout_s:=0.25"]
 SAFETY_ARGS += ["-p", "heartbeat_timeout_s:=0.5", "-p", "recovery_heartbeats:=3"]
-POLICY_ARGS = ["--params-file", VEHICLE, "-p", "autostart:=false"]
+# Noise frames: out of distribution for the bundled policy's monitor (it would hand over).
+POLICY_ARGS = ["--params-file", VEHICLE, "-p", "autostart:=false", "-p", "ood.enabled:=false"]
 
 
 class Peer:

@@ -143,7 +143,9 @@ class _Lines(logging.Handler):
 
 
 def test_every_health_transition_is_logged_with_its_reasons(rig_factory):
-    rig = rig_factory()
+    # The rig's noise frames are out of distribution for the bundled policy's monitor, which
+    # would hold FAULT (ood_features) from the start; this test is about the camera-off FAULT.
+    rig = rig_factory(**{"ood.enabled": False})
     lines = _Lines()
     rig.dut_node.logger.addHandler(lines)
     assert rig.spin(15.0, lambda: len(rig.hbs) >= 5), "no heartbeats"
@@ -488,7 +490,8 @@ def test_ood_monitor_reports_and_hands_over_only_with_statistics_in_the_file(rig
     ``ood.hand_over`` false caps it at DEGRADED; ``ood.enabled`` false detaches it."""
     from ltc_controller.models.ood import fit_feature_stats
 
-    plain = rig_factory()
+    bare = save_policy(Policy.from_config(seed=0), tmp_path / "bare.safetensors")
+    plain = rig_factory(policy_file=str(bare))
     assert plain.spin(15.0, lambda: len(plain.hbs) >= 3)
     assert plain.status[-1].ood_monitor == "unavailable" and plain.status[-1].ood_score == -1.0
     assert "ood_features" not in plain.status[-1].reasons

@@ -178,13 +178,10 @@ def test_the_runtime_feeds_every_taken_frame_to_the_monitor():
     assert mon.last == pytest.approx(float(policy.feature_stats.scores(feats)[0]), rel=1e-3)
 
 
-def test_the_shipped_candidate_ncp19_carries_its_monitor():
-    from pathlib import Path
+def test_the_bundled_ncp19_carries_its_monitor():
+    from ltc_controller.models.policy_file import BUNDLED_POLICY
 
-    import ltc_controller
-
-    path = Path(ltc_controller.__file__).parent / "policies" / "ncp19_lane_keeping_ln.safetensors"
-    policy = load_policy(path)
+    policy = load_policy(BUNDLED_POLICY)
     stats = policy.feature_stats
     assert policy.config.feature_norm == "layer" and stats is not None
     assert stats.calibration["heldout_minutes"] == pytest.approx(10.0, abs=0.1)
