@@ -153,7 +153,7 @@ def test_monitor_evaluate_drives_through_evaluate_and_refuses_a_file_without_sta
     from ltc_controller.models.policy_file import BUNDLED_POLICY, save_policy
 
     policy = load_policy(BUNDLED_POLICY)
-    policy.feature_stats = None
+    policy.feature_stats = policy.attention_stats = None  # the feature monitor alone here
     plain = save_policy(policy, tmp_path / "plain.safetensors")
     rng = np.random.default_rng(0)
     policy.feature_stats = fit_feature_stats(

@@ -82,7 +82,16 @@ SAFETY_ARGS = [
 ]
 # The Camera's noise frames are out of distribution for the bundled policy's monitor, which
 # would hand over (policy_fault) from the start; these tests are about the other faults.
-POLICY_ARGS = ["--params-file", VEHICLE, "-p", "speed_mps:=2.0", "-p", "ood.enabled:=false"]
+POLICY_ARGS = [
+    "--params-file",
+    VEHICLE,
+    "-p",
+    "speed_mps:=2.0",
+    "-p",
+    "ood.enabled:=false",
+    "-p",
+    "attention.enabled:=false",
+]
 
 FORKSERVER = r"""
 import json, os, signal, sys, traceback

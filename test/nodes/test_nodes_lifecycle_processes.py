@@ -34,7 +34,16 @@ H, W = 78, 200
 SAFETY_ARGS = ["--params-file", VEHICLE, "-p", "command_timeout_s:=0.25"]
 SAFETY_ARGS += ["-p", "heartbeat_timeout_s:=0.5", "-p", "recovery_heartbeats:=3"]
 # Noise frames: out of distribution for the bundled policy's monitor (it would hand over).
-POLICY_ARGS = ["--params-file", VEHICLE, "-p", "autostart:=false", "-p", "ood.enabled:=false"]
+POLICY_ARGS = [
+    "--params-file",
+    VEHICLE,
+    "-p",
+    "autostart:=false",
+    "-p",
+    "ood.enabled:=false",
+    "-p",
+    "attention.enabled:=false",
+]
 
 
 class Peer:

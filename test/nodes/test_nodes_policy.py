@@ -145,7 +145,7 @@ class _Lines(logging.Handler):
 def test_every_health_transition_is_logged_with_its_reasons(rig_factory):
     # The rig's noise frames are out of distribution for the bundled policy's monitor, which
     # would hold FAULT (ood_features) from the start; this test is about the camera-off FAULT.
-    rig = rig_factory(**{"ood.enabled": False})
+    rig = rig_factory(**{"ood.enabled": False, "attention.enabled": False})
     lines = _Lines()
     rig.dut_node.logger.addHandler(lines)
     assert rig.spin(15.0, lambda: len(rig.hbs) >= 5), "no heartbeats"
