@@ -85,7 +85,11 @@ def test_a_short_drive_records_every_frame_with_the_monitor_attached(tmp_path):
     # The attention monitor in the same run: every frame after the first closes a pair.
     a = ep.attention_scores
     assert a is not None and ep.attention_levels is not None and len(a) == len(ep.times)
-    assert np.isnan(a[0]) and np.all(np.isfinite(a[1:])) and np.all(ep.attention_levels[1:] == 2)
+    assert np.isnan(a[0]) and np.all(np.isfinite(a[1:]))
+    # The car starts from rest: the first pairs can be identical maps (score 0 up to rounding);
+    # from the first pair that differs the alarm holds to the end (one onset).
+    first = 1 + int(np.argmax(a[1:] > 2e-9))
+    assert first < 10 and np.all(ep.attention_levels[first:] == 2)
     (att,) = attention_episodes(log.episodes)
     (row,) = summarise_monitor([att])
     assert row["score_p50"] == pytest.approx(float(np.median(a[1:])))
