@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 
 class ParameterError(ValueError):
     """A parameter is unknown, missing, of the wrong type or out of range. The message names it."""
@@ -43,6 +45,10 @@ class ParamSpec:
         elif t is int:
             if isinstance(value, int) and not isinstance(value, bool):
                 value = int(value)
+                if not INT64_MIN <= value <= INT64_MAX:  # rcl_interfaces integer_value is int64
+                    raise ParameterError(
+                        f"parameter '{self.name}': {value} does not fit a ROS 2 integer (int64)"
+                    )
             else:
                 raise ParameterError(f"parameter '{self.name}': expected an integer, got {value!r}")
         elif t is float:

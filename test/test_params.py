@@ -35,6 +35,13 @@ def test_wrong_type_is_rejected():
         resolve(safety_node.PARAMS, {"limits.speed.max": float("nan")})
 
 
+def test_an_integer_beyond_int64_is_named_not_a_crash():
+    # rcl_interfaces carries integers as int64: a larger seed failed in the parameter services.
+    with pytest.raises(ParameterError, match=r"untrained_seed.*int64"):
+        resolve(policy_node.PARAMS, {"untrained_seed": 99999999999999999999})
+    assert resolve(policy_node.PARAMS, {"untrained_seed": 2**63 - 1})["untrained_seed"] == 2**63 - 1
+
+
 def test_integer_is_accepted_for_a_float_parameter():
     assert resolve(safety_node.PARAMS, {"limits.speed.max": 3})["limits.speed.max"] == 3.0
 
