@@ -77,6 +77,20 @@ def default_label(path: Path) -> str:
     return cfg.architecture + (f"({units})" if units else "")
 
 
+def _check_car_outputs(path: Path | None) -> None:
+    """Refuse a policy whose outputs the car's command mapping cannot drive.
+
+    Raises:
+        ParameterError (a ValueError): the outputs do not map to the car's command.
+    """
+    from ltc_controller.models.policy_file import load_policy
+    from ltc_controller.nodes.policy_logic import CommandMapping, check_outputs
+
+    if path is not None:
+        names = load_policy(path).config.output_names
+        check_outputs(CommandMapping(), names, f"{path} for --scenario car")
+
+
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     import torch
 
@@ -118,6 +132,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             ModelEntry(label or default_label(path), path)
             for label, path in parse_policy_args(args.policy)
         ]
+        for m in models:  # e.g. a drone policy given to the car: refused, as the demo does
+            _check_car_outputs(m.path)
         if args.expert:
             models.append(ModelEntry(EXPERT, None))
         if not models:
@@ -191,6 +207,8 @@ def _run_drone(args: argparse.Namespace) -> int:
             ModelEntry(label or default_label(path), path)
             for label, path in parse_policy_args(args.policy)
         ]
+        for m in models:  # e.g. a drone policy given to the car: refused, as the demo does
+            _check_car_outputs(m.path)
         if args.expert:
             models.append(ModelEntry(EXPERT, None))
         if not models:

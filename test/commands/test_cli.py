@@ -130,3 +130,13 @@ def test_an_unknown_option_before_a_nested_subcommand_is_its_parents_error(capsy
     err = capsys.readouterr().err
     assert err.startswith("usage: ltc-controller monitor ")
     assert "ltc-controller monitor: error: unrecognized arguments: --trak-seed" in err
+
+
+def test_evaluate_refuses_a_drone_policy_on_the_car(capsys):
+    from ltc_controller import cli
+    from ltc_controller.commands.demo import DRONE_POLICY
+
+    args = ["evaluate", "--policy", str(DRONE_POLICY), "--conditions", "clean", "--episodes", "1"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "for --scenario car" in err and "linear_x" in err and "twist_mapping direct" in err
