@@ -21,3 +21,21 @@ def discover() -> list[ModuleType]:
         if not info.name.startswith("_")
     ]
     return sorted((m for m in mods if hasattr(m, "NAME")), key=lambda m: m.NAME)
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type`` for a finite number > 0 (learning rates, speeds, distances).
+
+    Raises:
+        argparse.ArgumentTypeError: not a number, not finite, or not positive.
+    """
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0.0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
+    return value

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ltc_controller.commands import positive_float
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "evaluate"
@@ -45,9 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list-conditions", action="store_true", help="print the conditions and exit")
     p.add_argument("--episodes", type=int, default=5, help="episodes per policy and condition")
     p.add_argument("--first-track-seed", type=int, default=5000, help="seed of the first track")
-    p.add_argument("--speed", type=float, default=5.0, help="driving speed (m/s)")
+    p.add_argument("--speed", type=positive_float, default=5.0, help="driving speed (m/s)")
     p.add_argument("--latency", type=float, default=0.02, help="frame-to-command latency (s)")
-    p.add_argument("--distance", type=float, default=None, help="metres per episode (one lap)")
+    p.add_argument(
+        "--distance", type=positive_float, default=None, help="metres per episode (one lap)"
+    )
     p.add_argument("--track-length", type=float, default=None, help="lap length of the tracks (m)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument(

@@ -31,6 +31,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ltc_controller.commands import positive_float
+
 NAME = "monitor"
 HELP = "fit or check a policy's out-of-distribution monitors (features, attention) from bags"
 
@@ -52,7 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ev.add_argument("--policy", type=Path, default=None, help="policy file with statistics")
     ev.add_argument("--conditions", default="clean,noise_0.2,dim,road_texture,occlusion")
     ev.add_argument("--episodes", type=int, default=2, help="episodes (tracks) per condition")
-    ev.add_argument("--distance", type=float, default=300.0, help="m per episode (default 300)")
+    ev.add_argument(
+        "--distance", type=positive_float, default=300.0, help="m per episode (default 300)"
+    )
     ev.add_argument("--first-track-seed", type=int, default=5000)
     ev.add_argument("--output", type=Path, default=None, help="also write the table here (.md)")
     fit.add_argument("--output", "-o", type=Path, required=True, help="policy file to write")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ltc_controller.commands import positive_float
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "train"
@@ -74,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--seq-len", type=int, default=16, help="frames per window (T)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per step and process")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate of the conv head")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate of the conv head")
     p.add_argument("--lr-rnn", type=float, default=5e-3, help="learning rate of the rest")
     p.add_argument("--loss-alpha", type=float, default=0.5, help="turn weighting exp(a|y|/s)")
     p.add_argument("--val-fraction", type=float, default=0.1)

@@ -140,3 +140,21 @@ def test_evaluate_refuses_a_drone_policy_on_the_car(capsys):
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert "for --scenario car" in err and "linear_x" in err and "twist_mapping direct" in err
+
+
+def test_learning_rates_speeds_and_distances_must_be_finite_and_positive(capsys):
+    import pytest
+
+    from ltc_controller import cli
+
+    for args in (
+        ["train", "--lr", "nan"],
+        ["train", "--lr", "-1"],
+        ["evaluate", "--distance", "-5"],
+        ["evaluate", "--speed", "-3"],
+        ["monitor", "evaluate", "--distance", "0"],
+    ):
+        with pytest.raises(SystemExit) as e:
+            cli.main(args)
+        assert e.value.code == 2, args
+        assert "must be a finite number > 0" in capsys.readouterr().err, args
