@@ -223,12 +223,7 @@ def evaluate_episode(
     Raises:
         PolicyFileError: the policy file cannot be loaded.
     """
-    from ltc_controller.models.policy_file import load_policy
-
-    policy = load_policy(model.path) if model.path is not None else None
-    driver = PolicyDriver(policy, speed_mps=cfg.speed_mps) if policy is not None else None
-    name = str(model.path) if model.path is not None else EXPERT
-    return _episode(driver, model.label, name, condition, episode, cfg)[0]
+    return _load_and_run(model, condition, episode, cfg, monitored=False)[0]
 
 
 def evaluate_episode_monitored(
@@ -240,12 +235,20 @@ def evaluate_episode_monitored(
     Raises:
         PolicyFileError: the policy file cannot be loaded.
     """
+    return _load_and_run(model, condition, episode, cfg, monitored=True)
+
+
+def _load_and_run(
+    model: ModelEntry, condition: str, episode: int, cfg: EvalConfig, monitored: bool
+) -> tuple[EpisodeRecord, MonitorEpisode | None]:
+    """Load ``model``'s policy (none for the expert) and run the episode, recording the monitor
+    when ``monitored`` and the file carries statistics."""
     from ltc_controller.models.policy_file import load_policy
 
     policy = load_policy(model.path) if model.path is not None else None
     driver = PolicyDriver(policy, speed_mps=cfg.speed_mps) if policy is not None else None
     name = str(model.path) if model.path is not None else EXPERT
-    stats = policy.feature_stats if policy is not None else None
+    stats = policy.feature_stats if monitored and policy is not None else None
     return _episode(driver, model.label, name, condition, episode, cfg, stats)
 
 
