@@ -80,8 +80,16 @@ def default_label(path: Path) -> str:
     return cfg.architecture + (f"({units})" if units else "")
 
 
+#: Outputs of a car policy trained on Twist commands (yaw rate, and optionally speed).
+_CAR_TWIST_OUTPUTS = frozenset({"angular_z", "linear_x", "speed"})
+
+
 def _check_car_outputs(path: Path | None) -> None:
-    """Refuse a policy whose outputs the car's command mapping cannot drive.
+    """Refuse a policy whose outputs the car cannot drive.
+
+    The car steers with ``steering_angle`` (Ackermann-trained) or with ``angular_z``
+    (Twist-trained; :class:`~ltc_controller.training.closed_loop.PolicyDriver`); a policy with
+    other axes (``linear_y``, ``linear_z``: the drone's) is refused.
 
     Raises:
         ParameterError (a ValueError): the outputs do not map to the car's command.
@@ -89,9 +97,12 @@ def _check_car_outputs(path: Path | None) -> None:
     from ltc_controller.models.policy_file import load_policy
     from ltc_controller.nodes.policy_logic import CommandMapping, check_outputs
 
-    if path is not None:
-        names = load_policy(path).config.output_names
-        check_outputs(CommandMapping(), names, f"{path} for --scenario car")
+    if path is None:
+        return
+    names = load_policy(path).config.output_names
+    if "angular_z" in names and set(names) <= _CAR_TWIST_OUTPUTS:
+        return
+    check_outputs(CommandMapping(), names, f"{path} for --scenario car")
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
