@@ -27,7 +27,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="car: lane keeping (departures/km); drone: fly to the target (success rate, time to "
         "target, collisions), 4-output velocity policies (default car)",
     )
-    p.add_argument("--reduced", action="store_true", help="tiny data and training (minutes)")
+    p.add_argument(
+        "--preset",
+        choices=("full", "cluster", "reduced"),
+        default="full",
+        help="the recipe's budget: full (default; sized for about 2 h of one scenario on 2 "
+        "cores), cluster (the larger budget a Ray cluster makes practical: longer training, "
+        "more DAgger and evaluation), reduced (tiny data and training: minutes, for CI)",
+    )
+    p.add_argument("--reduced", action="store_true", help="the same as --preset reduced")
+    p.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated model labels of the recipe to run (default all; e.g. "
+        "'NCP-19,GRU(64)'; the first is the reference of P(improvement))",
+    )
     p.add_argument("--work", type=Path, default=Path("compare_out"), help="output folder")
     p.add_argument("--bag", type=Path, action="append", default=[], help="use these bags")
     p.add_argument(
@@ -70,18 +84,36 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     from dataclasses import replace
 
     from ltc_controller.training.jobs import JobsFailed
-    from ltc_controller.training.presets import COMPARE_FULL, COMPARE_REDUCED, run_compare
+    from ltc_controller.training.presets import (
+        COMPARE_CLUSTER,
+        COMPARE_FULL,
+        COMPARE_REDUCED,
+        run_compare,
+        select_models,
+    )
 
+    preset = "reduced" if args.reduced else args.preset
     if args.scenario == "drone":
         from ltc_controller.sim.drone.conditions import parse_drone_conditions as parse_conditions
-        from ltc_controller.training.drone_presets import DRONE_COMPARE, DRONE_COMPARE_REDUCED
+        from ltc_controller.training.drone_presets import (
+            DRONE_COMPARE,
+            DRONE_COMPARE_CLUSTER,
+            DRONE_COMPARE_REDUCED,
+        )
 
-        recipe = DRONE_COMPARE_REDUCED if args.reduced else DRONE_COMPARE
+        recipes = {
+            "full": DRONE_COMPARE,
+            "cluster": DRONE_COMPARE_CLUSTER,
+            "reduced": DRONE_COMPARE_REDUCED,
+        }
     else:
         from ltc_controller.sim.conditions import parse_conditions  # type: ignore[assignment]
 
-        recipe = COMPARE_REDUCED if args.reduced else COMPARE_FULL
+        recipes = {"full": COMPARE_FULL, "cluster": COMPARE_CLUSTER, "reduced": COMPARE_REDUCED}
+    recipe = recipes[preset]
     try:
+        if args.models is not None:
+            recipe = replace(recipe, models=select_models(recipe.models, args.models))
         if args.seeds is not None:
             recipe = replace(recipe, seeds=tuple(range(args.seeds)))
         ev = recipe.evaluation

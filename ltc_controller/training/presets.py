@@ -40,11 +40,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUNDLED",
+    "COMPARE_CLUSTER",
     "COMPARE_FULL",
     "COMPARE_REDUCED",
     "BundledRecipe",
     "CompareRecipe",
     "run_compare",
+    "select_models",
     "train_bundled",
 ]
 
@@ -315,7 +317,31 @@ class CompareRecipe:
     monitor_episodes: int = BUNDLED.monitor_episodes
 
 
-COMPARE_FULL = CompareRecipe()
+#: ``compare --preset cluster``: the bundled NCP-19's budget for every model (its data, 6
+#: epochs, its DAgger rounds), 8 search runs x 200 steps, 5 episodes per condition and seed.
+#: About 8 CPU-hours of DAgger recording alone and ~20 of training for 6 models x 5 seeds: a
+#: Ray cluster's budget (``--address``), not a 2-core machine's.
+COMPARE_CLUSTER = CompareRecipe(
+    train=replace(BUNDLED.train, threads=1),
+    evaluation=replace(CompareRecipe().evaluation, episodes=5),
+)
+
+#: ``compare`` (``--preset full``, the default): sized to finish one car run of 6 models x 5
+#: seeds in about 2 h on 2 cores. Costs measured here (CPU-s, one thread): ~1.2 per optimiser
+#: step of 8 x 16 frames (the conv head dominates: every model alike), ~0.2 per simulated
+#: second driven through the runtime with rendering. Budget per policy: ~110 training steps (6,000
+#: expert frames, 3 epochs, early stopping), one DAgger round of 3 on-policy episodes and one
+#: fine-tune epoch, the monitor calibrated on 5 min of expert driving, 8 conditions x 1 episode
+#: of 300 m; per model a search of 3 runs x 50 steps. One thread per job: two jobs at once on
+#: 2 cores ran faster than one job on two threads (``drone_presets``: 1.36 vs 2.81 s a step).
+COMPARE_FULL = CompareRecipe(
+    record=RecordConfig(episodes=10, episode_s=BUNDLED.episode_s, first_track_seed=1000, seed=1),
+    train=replace(BUNDLED.train, epochs=3, patience=2, threads=1),
+    evaluation=replace(CompareRecipe().evaluation, episodes=1),
+    search=SearchConfig(trials=3, steps=50),
+    dagger=DaggerConfig(rounds=1, episodes=3, finetune_epochs=1),
+    monitor_episodes=10,
+)
 
 COMPARE_REDUCED = CompareRecipe(
     seeds=(0,),
@@ -335,6 +361,26 @@ COMPARE_REDUCED = CompareRecipe(
     stats_reps=200,
     monitor_episodes=1,
 )
+
+
+def select_models(
+    models: tuple[tuple[str, str, int | None], ...], labels: str
+) -> tuple[tuple[str, str, int | None], ...]:
+    """The recipe's ``models`` named in ``labels`` (comma-separated, in the order given: the
+    first is the reference of P(improvement)).
+
+    Raises:
+        ValueError: a label is not one of the recipe's, repeated, or none is given.
+    """
+    by_label = {m[0]: m for m in models}
+    wanted = [x.strip() for x in labels.split(",") if x.strip()]
+    unknown = [x for x in wanted if x not in by_label]
+    if not wanted or unknown or len(set(wanted)) != len(wanted):
+        raise ValueError(
+            f"--models {labels!r}: give distinct labels among {', '.join(by_label)}"
+            + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+        )
+    return tuple(by_label[x] for x in wanted)
 
 
 def run_compare(

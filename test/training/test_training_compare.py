@@ -18,9 +18,19 @@ import pytest
 from ltc_controller.cli import main
 from ltc_controller.training.comparison import CAR, DRONE, DaggerConfig, _from_dict
 from ltc_controller.training.drone_evaluation import DroneEvalConfig
-from ltc_controller.training.drone_presets import DRONE_COMPARE, DRONE_COMPARE_REDUCED, DRONE_RECIPE
+from ltc_controller.training.drone_presets import (
+    DRONE_COMPARE,
+    DRONE_COMPARE_CLUSTER,
+    DRONE_COMPARE_REDUCED,
+    DRONE_RECIPE,
+)
 from ltc_controller.training.evaluation import EvalConfig
-from ltc_controller.training.presets import BUNDLED, COMPARE_FULL, COMPARE_REDUCED
+from ltc_controller.training.presets import (
+    BUNDLED,
+    COMPARE_CLUSTER,
+    COMPARE_FULL,
+    COMPARE_REDUCED,
+)
 from ltc_controller.training.search import SearchConfig
 
 
@@ -31,15 +41,25 @@ def test_dagger_config_rejects_a_bad_budget():
 
 
 def test_every_recipe_gives_every_model_the_same_dagger_budget():
-    # the bundled recipe's DAgger for the car, the drone recipe's for the drone
-    assert (COMPARE_FULL.dagger.rounds, COMPARE_FULL.dagger.episodes) == (
+    # cluster: the bundled recipe's DAgger for the car, the drone recipe's for the drone
+    assert (COMPARE_CLUSTER.dagger.rounds, COMPARE_CLUSTER.dagger.episodes) == (
         BUNDLED.dagger_rounds,
         BUNDLED.dagger_episodes,
     )
-    assert (DRONE_COMPARE.dagger.rounds, DRONE_COMPARE.dagger.episodes) == (
+    assert (DRONE_COMPARE_CLUSTER.dagger.rounds, DRONE_COMPARE_CLUSTER.dagger.episodes) == (
         DRONE_RECIPE.dagger_rounds,
         DRONE_RECIPE.dagger_episodes,
     )
+    # full (2 h on 2 cores): one round, fewer episodes, the cluster's models and conditions
+    assert (COMPARE_FULL.dagger.rounds, COMPARE_FULL.dagger.episodes) == (1, 3)
+    assert (DRONE_COMPARE.dagger.rounds, DRONE_COMPARE.dagger.episodes) == (1, 4)
+    assert COMPARE_FULL.models == COMPARE_CLUSTER.models and len(COMPARE_FULL.seeds) >= 5
+    assert COMPARE_FULL.evaluation.conditions == COMPARE_CLUSTER.evaluation.conditions
+    # one thread per job on both (two jobs at once beat one job on two threads)
+    for r in (COMPARE_FULL, COMPARE_CLUSTER, DRONE_COMPARE, DRONE_COMPARE_CLUSTER):
+        assert r.train.threads == 1
+    assert COMPARE_FULL.train.epochs < COMPARE_CLUSTER.train.epochs
+    assert DRONE_COMPARE.record.episodes < DRONE_COMPARE_CLUSTER.record.episodes
     assert COMPARE_REDUCED.dagger.rounds == DRONE_COMPARE_REDUCED.dagger.rounds == 1
     # the drone compares the car's architectures
     assert [m[1:] for m in DRONE_COMPARE.models] == [m[1:] for m in COMPARE_FULL.models]
@@ -155,3 +175,22 @@ def test_monitor_job_fits_a_copy_and_reports_a_fit_it_cannot_make(tmp_path: Path
     bad = fit(bags["tiny"], str(tmp_path / "monitored" / "q.safetensors"))
     assert bad["output"] is None and "too few" in bad["error"]
     assert not (tmp_path / "monitored" / "q.safetensors").exists()
+
+
+def test_models_are_selected_by_label_in_the_order_given():
+    from ltc_controller.training.presets import select_models
+
+    picked = select_models(COMPARE_FULL.models, "GRU(64), NCP-19")
+    assert [m[0] for m in picked] == ["GRU(64)", "NCP-19"]
+    assert picked[1] == COMPARE_FULL.models[0]
+    for bad in ("", "NCP-19,NCP-19", "NCP-19,Transformer"):
+        with pytest.raises(ValueError, match="--models"):
+            select_models(COMPARE_FULL.models, bad)
+
+
+def test_compare_refuses_an_unknown_model_label_before_recording(tmp_path: Path, capsys):
+    rc = main(["compare", "--reduced", "--models", "NCP-19,LSTM(7)", "--work", str(tmp_path)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "unknown: LSTM(7)" in err and "GRU(64)" in err
+    assert not any(tmp_path.iterdir())  # nothing recorded

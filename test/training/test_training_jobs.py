@@ -167,3 +167,39 @@ def test_the_key_is_the_inputs() -> None:
     assert a.key == b.key  # the label is not an input
     assert a.key != _job({"i": 2}, "x").key
     assert a.key != Job("probe", "json:dumps", a.kwargs).key
+
+
+def test_ctrl_c_cancels_a_running_job_without_waiting_for_it(ray_cluster: str, tmp_path: Path):
+    # A driver process runs one 600 s job; SIGINT once the job has started must end the driver
+    # (KeyboardInterrupt, the job cancelled) long before the job would have finished.
+    mark = tmp_path / "started"
+    script = f"""
+import sys
+from pathlib import Path
+from ltc_controller.training.jobs import Job, JobCache, run_jobs
+job = Job("probe", "subprocess:run", {{"args": ["sh", "-c", "touch {mark}; sleep 600"]}})
+try:
+    run_jobs([job], JobCache(Path({str(tmp_path / "cache")!r})), address={ray_cluster!r},
+             progress=False, log=lambda s: print(s, file=sys.stderr, flush=True))
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not mark.exists() and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert mark.exists(), "the job never started"
+        t_int = time.monotonic()
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=300)
+        ended_after_s = time.monotonic() - t_int
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, err
+    assert "interrupted: 1 job(s) cancelled, 0 finished and cached" in err
+    assert ended_after_s < 300  # the job alone runs 600 s
