@@ -44,6 +44,7 @@ from ltc_controller.training.evaluation import (
     monitor_markdown,
     write_monitor,
 )
+from ltc_controller.training.json_safe import json_safe
 from ltc_controller.training.ood_evaluation import (
     DRONE_STOP_S,
     MonitorEpisode,
@@ -355,16 +356,6 @@ def drone_markdown_tables(summary: DroneSummary, sizes_by_model: dict[str, dict[
     return markdown_tables(summary, sizes_by_model, DRONE_METRICS)
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def write_drone_report(
     out_dir: str | Path,
     records: Sequence[DroneEpisodeRecord],
@@ -407,7 +398,7 @@ def write_drone_report(
             w.writerow(asdict(r))
     (out / "summary.json").write_text(
         json.dumps(
-            _json_safe(
+            json_safe(
                 {
                     "scenario": "drone",
                     "config": asdict(cfg),

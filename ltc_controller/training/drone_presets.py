@@ -41,6 +41,7 @@ from ltc_controller.training.drone_evaluation import (
 )
 from ltc_controller.training.drone_recording import DroneRecordConfig, record_drone
 from ltc_controller.training.evaluation import EXPERT, ModelEntry
+from ltc_controller.training.json_safe import json_safe
 from ltc_controller.training.trainer import TrainConfig, train
 
 __all__ = [
@@ -295,21 +296,10 @@ def train_drone(
         }
     summary["wall_s"] = round(time.perf_counter() - t0, 1)
     summary["recipe"] = asdict(recipe)
-    summary = _json_safe(summary)
+    summary = json_safe(summary)
     (work / "summary.json").write_text(json.dumps(summary, indent=1))
     log(f"wrote {output} in {summary['wall_s']:.0f} s")
     return summary
-
-
-def _json_safe(x: Any) -> Any:
-    """Dicts, lists and numbers for JSON: NaN and infinities as None (strict JSON)."""
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def _drone_compare_cluster() -> Any:

@@ -45,6 +45,7 @@ from ltc_controller.sim.drone.scenario import (
     make_drone_sim,
 )
 from ltc_controller.training.bag import BagError, DemoBagWriter, RecordTopics
+from ltc_controller.training.json_safe import json_safe
 from ltc_controller.training.recording import driver_name
 
 __all__ = ["DroneRecordConfig", "drone_topics", "record_drone"]
@@ -248,15 +249,5 @@ def record_drone(
         "real_time_factor": sim_s / wall if wall > 0 else math.inf,
         "driver": driver_name(learner is not None, cfg.perturbation.perturbs),
         "command_type": command_type,
-        "config": _jsonable(asdict(cfg)),
+        "config": json_safe(asdict(cfg)),
     }
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x

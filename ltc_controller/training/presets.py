@@ -30,6 +30,7 @@ from ltc_controller.sim.scenario import PerturbationConfig
 from ltc_controller.training.bag import Demonstrations, read_demonstrations
 from ltc_controller.training.comparison import DaggerConfig
 from ltc_controller.training.evaluation import EvalConfig
+from ltc_controller.training.json_safe import json_safe
 from ltc_controller.training.recording import RecordConfig, record
 from ltc_controller.training.search import SearchConfig
 from ltc_controller.training.trainer import TrainConfig, train
@@ -214,7 +215,7 @@ def train_bundled(
         "rounds": rounds,
         "monitor": monitor,
         "wall_s": round(time.perf_counter() - t0, 1),
-        "recipe": _jsonable(asdict(recipe)),
+        "recipe": json_safe(asdict(recipe)),
     }
     (work / "summary.json").write_text(json.dumps(summary, indent=1))
     log(f"wrote {output} in {summary['wall_s']:.0f} s")
@@ -397,11 +398,3 @@ def run_compare(
     from ltc_controller.training.comparison import run_comparison
 
     return run_comparison(work, recipe, **kwargs)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    return x

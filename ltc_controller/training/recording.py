@@ -20,7 +20,6 @@ segment there.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from ltc_controller.sim.conditions import ImageEffects, get_condition
 from ltc_controller.sim.scenario import PerturbationConfig, PerturbedExpert, make_sim
 from ltc_controller.sim.vehicle import VehicleParams
 from ltc_controller.training.bag import DemoBagWriter, RecordTopics
+from ltc_controller.training.json_safe import json_safe
 
 __all__ = ["RecordConfig", "record"]
 
@@ -196,7 +196,7 @@ def record(
         "sim_s": cfg.episodes * cfg.episode_s,
         "driver": driver_name(learner is not None, cfg.perturbation.perturbs),
         "command_type": command_type,
-        "config": _jsonable(asdict(cfg)),
+        "config": json_safe(asdict(cfg)),
     }
     return summary
 
@@ -207,13 +207,3 @@ def driver_name(learner: bool, perturbed: bool) -> str:
     if learner:
         return "learner (DAgger)"
     return "perturbed expert" if perturbed else "expert (no perturbations)"
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
