@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 from types import ModuleType
 
 
@@ -39,3 +40,35 @@ def positive_float(text: str) -> float:
     if not (math.isfinite(value) and value > 0.0):
         raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
     return value
+
+
+def output_file(text: str) -> Path:
+    """argparse ``type`` for a file the command writes (a policy, a run log, a table): it must
+    be creatable (:func:`ltc_controller.outputs.output_problem`), so an unwritable path is a
+    usage error (exit 2) before any work, not a traceback after it.
+
+    Raises:
+        argparse.ArgumentTypeError: the file cannot be written (the message says why).
+    """
+    return _output(text, folder=False)
+
+
+def output_folder(text: str) -> Path:
+    """argparse ``type`` for a folder the command creates or writes into (reports, bags, work
+    folders); as :func:`output_file`. Nothing is created by the check.
+
+    Raises:
+        argparse.ArgumentTypeError: the folder cannot be created or written into.
+    """
+    return _output(text, folder=True)
+
+
+def _output(text: str, folder: bool) -> Path:
+    import argparse
+
+    from ltc_controller.outputs import output_problem
+
+    problem = output_problem(text, folder=folder)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return Path(text)

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from ltc_controller.commands import output_folder
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "compare"
@@ -28,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "target, collisions), 4-output velocity policies (default car)",
     )
     p.add_argument("--reduced", action="store_true", help="tiny data and training (minutes)")
-    p.add_argument("--work", type=Path, default=Path("compare_out"), help="output folder")
+    p.add_argument("--work", type=output_folder, default="compare_out", help="output folder")
     p.add_argument("--bag", type=Path, action="append", default=[], help="use these bags")
     p.add_argument(
         "--max-pair-dt",

@@ -36,8 +36,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ltc_controller.commands import output_folder
 from ltc_controller.extras import MissingExtra, require
 from ltc_controller.interfaces.command_axes import TWIST, TWIST_STAMPED
+from ltc_controller.outputs import output_problem
 from ltc_controller.supervisor import (
     Interrupted,
     Monitor,
@@ -87,8 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--output",
-        type=Path,
-        default=Path("demo_out"),
+        type=output_folder,
+        default="demo_out",
         help="folder for the logs, run log, summary and plot (default ./demo_out)",
     )
     p.add_argument(
@@ -248,13 +250,10 @@ def check_demo_args(
             return f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']!r} is not an integer"
     if domain_id is not None and not 0 <= domain_id <= 232:
         return f"DDS domain id must be in 0..232, got {domain_id}"
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        probe = output / ".write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        return f"cannot write to the output folder {output}: {e.strerror or e}"
+    # Checked without creating it: a refused demo leaves no empty folder behind.
+    bad = output_problem(output, folder=True)
+    if bad:
+        return f"--output: {bad}"
     if (output / "demo_run.png").is_dir():
         return f"{output / 'demo_run.png'} is a folder; the plot cannot be written"
     if policy:

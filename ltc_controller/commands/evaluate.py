@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ltc_controller.commands import positive_float
+from ltc_controller.commands import output_folder, positive_float
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "evaluate"
@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="add the attention-robustness section (saliency SSIM under camera noise "
         "σ² = 0.1/0.2/0.3, Lechner et al. 2020) for the first file of each label",
     )
-    p.add_argument("--output", "-o", type=Path, default=Path("eval_out"), help="report folder")
+    p.add_argument("--output", "-o", type=output_folder, default="eval_out", help="report folder")
 
 
 def parse_policy_args(items: list[str]) -> list[tuple[str | None, Path]]:

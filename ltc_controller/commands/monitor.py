@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ltc_controller.commands import positive_float
+from ltc_controller.commands import output_file, positive_float
 
 NAME = "monitor"
 HELP = "fit or check a policy's out-of-distribution monitors (features, attention) from bags"
@@ -58,8 +58,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--distance", type=positive_float, default=300.0, help="m per episode (default 300)"
     )
     ev.add_argument("--first-track-seed", type=int, default=5000)
-    ev.add_argument("--output", type=Path, default=None, help="also write the table here (.md)")
-    fit.add_argument("--output", "-o", type=Path, required=True, help="policy file to write")
+    ev.add_argument(
+        "--output", type=output_file, default=None, help="also write the table here (.md)"
+    )
+    fit.add_argument("--output", "-o", type=output_file, required=True, help="policy file to write")
     fit.add_argument("--window-s", type=float, default=1.0, help="EMA time constant (s)")
     fit.add_argument(
         "--false-alarms-per-10min",

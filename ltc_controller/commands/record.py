@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ltc_controller.commands import output_folder
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "record"
@@ -17,7 +18,7 @@ HELP = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("output", type=Path, help="bag directory to create (must not exist)")
+    p.add_argument("output", type=output_folder, help="bag directory to create (must not exist)")
     p.add_argument(
         "--scenario",
         choices=("car", "drone"),

@@ -158,3 +158,67 @@ def test_learning_rates_speeds_and_distances_must_be_finite_and_positive(capsys)
             cli.main(args)
         assert e.value.code == 2, args
         assert "must be a finite number > 0" in capsys.readouterr().err, args
+
+
+# Each command that writes files, with its output option pointing under BLOCKED (a plain file,
+# so nothing can be created below it, as root too).
+_OUTPUT_ARGS = (
+    ["explain", "--policy", "p.safetensors", "--bag", "bag", "--out", "{blocked}/out"],
+    ["monitor", "fit", "--bag", "bag", "-o", "{blocked}/p.safetensors"],
+    ["monitor", "evaluate", "--output", "{blocked}/table.md"],
+    ["record", "{blocked}/bag"],
+    ["train", "--bag", "bag", "-o", "{blocked}/p.safetensors"],
+    ["train", "--preset", "drone", "--work", "{blocked}/work"],
+    ["evaluate", "--expert", "-o", "{blocked}/eval"],
+    ["compare", "--reduced", "--work", "{blocked}/work"],
+    ["demo", "--output", "{blocked}/demo"],
+    ["video-to-bag", "video.mp4", "{blocked}/bag"],
+    ["launch", "config/vehicle.yaml", "--log-dir", "{blocked}/logs"],
+)
+
+
+def test_an_unwritable_output_is_a_usage_error_before_any_work(tmp_path, capsys):
+    import pytest
+
+    from ltc_controller import cli
+
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    for args in _OUTPUT_ARGS:
+        args = [a.format(blocked=blocked) for a in args]
+        with pytest.raises(SystemExit) as e:
+            cli.main(args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2, (args, err)
+        assert f"cannot create {blocked}/" in err and f"{blocked} is not a folder" in err, err
+        assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing was made
+
+
+def test_the_simulator_node_refuses_an_unwritable_log_before_starting(tmp_path, capsys):
+    from ltc_controller import cli
+
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    log = blocked / "run.npz"
+    assert cli.simulator_main(["--log", str(log)]) == 2
+    assert cli.main(["node", "simulator", "--log", str(log)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"simulator: --log: cannot create {log}: {blocked} is not a folder"] * 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_output_problem_names_the_cause_and_creates_nothing(tmp_path):
+    from ltc_controller.outputs import output_problem
+
+    (tmp_path / "f").write_text("")
+    assert output_problem(tmp_path / "new" / "deeper" / "p.safetensors") is None
+    assert output_problem(tmp_path / "new" / "folder", folder=True) is None
+    assert output_problem(tmp_path, folder=True) is None
+    assert output_problem(tmp_path) == f"{tmp_path} is a folder, not a file"
+    assert (
+        output_problem(tmp_path / "f", folder=True)
+        == f"{tmp_path / 'f'} exists and is not a folder"
+    )
+    assert output_problem("") == "an empty path"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # no folder, no probe left
