@@ -42,6 +42,23 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse ``type`` for a count where 0 means "none" (``--attention-every-n``).
+
+    Raises:
+        argparse.ArgumentTypeError: not an integer, or negative.
+    """
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be an integer >= 0")
+    return value
+
+
 def output_file(text: str) -> Path:
     """argparse ``type`` for a file the command writes (a policy, a run log, a table): it must
     be creatable (:func:`ltc_controller.outputs.output_problem`), so an unwritable path is a

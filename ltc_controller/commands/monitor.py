@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ltc_controller.commands import output_file, positive_float
+from ltc_controller.commands import non_negative_int, output_file, positive_float
 
 NAME = "monitor"
 HELP = "fit or check a policy's out-of-distribution monitors (features, attention) from bags"
@@ -73,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     fit.add_argument("--fault-factor", type=float, default=2.0, help="fault = this x degraded")
     fit.add_argument(
         "--attention-every-n",
-        type=int,
+        type=non_negative_int,
         default=1,
         help="attention monitor: one pair of consecutive frames scored every N frames (default "
         "1: every frame); 0 = fit no attention monitor",

@@ -222,3 +222,19 @@ def test_output_problem_names_the_cause_and_creates_nothing(tmp_path):
     )
     assert output_problem("") == "an empty path"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # no folder, no probe left
+
+
+def test_monitor_fit_refuses_a_negative_attention_every_n(tmp_path, capsys):
+    import pytest
+
+    from ltc_controller import cli
+
+    args = ["monitor", "fit", "--bag", "b", "-o", str(tmp_path / "p.safetensors")]
+    for bad, why in (("-3", "must be an integer >= 0"), ("x", "is not an integer")):
+        with pytest.raises(SystemExit) as e:
+            cli.main([*args, "--attention-every-n", bad])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "argument --attention-every-n" in err and why in err, err
+    # 0 stays the documented "fit no attention monitor": parsed, then the missing bag refused.
+    assert cli.main([*args, "--attention-every-n", "0"]) == 2
+    assert "argument --attention-every-n" not in capsys.readouterr().err
