@@ -223,13 +223,9 @@ def scenario_option_problem(scenario: str, given: dict[str, bool]) -> str | None
     """Why these options do not fit ``scenario`` (one line naming the first misplaced option
     and the scenario it belongs to), or ``None``. ``given``: option (a key of
     :data:`SCENARIO_OPTIONS`) -> whether the user gave it."""
-    for option, (owner, why) in SCENARIO_OPTIONS.items():
-        if given.get(option) and owner != scenario:
-            return (
-                f"{option} applies to --scenario {owner} only ({why}); with --scenario "
-                f"{scenario} it would be ignored"
-            )
-    return None
+    from ltc_controller.params import scenario_mismatch
+
+    return scenario_mismatch(scenario, [o for o, g in given.items() if g], SCENARIO_OPTIONS)
 
 
 def check_demo_args(

@@ -238,3 +238,28 @@ def test_monitor_fit_refuses_a_negative_attention_every_n(tmp_path, capsys):
     # 0 stays the documented "fit no attention monitor": parsed, then the missing bag refused.
     assert cli.main([*args, "--attention-every-n", "0"]) == 2
     assert "argument --attention-every-n" not in capsys.readouterr().err
+
+
+def test_the_simulator_node_refuses_the_other_scenarios_parameters_as_the_demo_does(
+    dds_loopback, capsys
+):
+    import pytest
+
+    pytest.importorskip("mujoco")
+    from ltc_controller import cli
+
+    for scenario, param, owner in (
+        ("drone", "track_seed:=3", "car"),
+        ("drone", "lane_width_m:=3.0", "car"),
+        ("car", "world_seed:=3", "drone"),
+        ("car", "drone_condition:=fog", "drone"),
+    ):
+        args = ["node", "simulator", "--ros-args", "-p", f"scenario:={scenario}", "-p", param]
+        assert cli.main(args) == 2, param
+        err = capsys.readouterr().err
+        name = param.split(":=")[0]
+        assert (
+            f"simulator: {name} applies to scenario:={owner} only (" in err
+            and f"with scenario:={scenario} it would be ignored" in err
+        ), err
+        assert "Traceback" not in err
