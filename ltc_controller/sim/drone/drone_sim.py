@@ -17,8 +17,8 @@ descent stopped by an obstacle's top has landed, it is not left descending with 
 
 Collisions: a contact between the airframe's collision sphere and anything but the ground, or the
 ground while ``flying``, starts a collision; :attr:`DroneMetrics.collisions` counts their starts.
-A supporting contact while landing or landed is the touchdown, not a collision; a contact from
-the side while landing still is one.
+A supporting contact while landing is the touchdown, not a collision, and after touchdown
+(disarmed, at rest) no contact is one; a contact from the side while landing still is one.
 Contacts less than :data:`COLLISION_DEBOUNCE_S` after the previous one belong to the same collision
 (a drone still pushed against a trunk bounces off and back).
 
@@ -412,17 +412,17 @@ class DroneSim:
             for i, (g1, g2) in enumerate(d.contact.geom[: d.ncon].tolist()):
                 if cg not in (g1, g2):
                     continue
+                if self.mode == FlightMode.LANDED:
+                    continue  # disarmed at rest: leaning on the chair's back is no collision
                 other = g2 if g1 == cg else g1
                 name = self._mj.mj_id2name(self.model, self._mj.mjtObj.mjOBJ_GEOM, other) or ""
                 if other == self._ground:
                     if self.mode == FlightMode.LANDING:
                         self._touch_down(name)
                         continue
-                    if self.mode == FlightMode.LANDED:
-                        continue
-                elif self.mode != FlightMode.FLYING and self._supports(i):
+                elif self.mode == FlightMode.LANDING and self._supports(i):
                     # Descending onto an obstacle's top: landed once at rest on it.
-                    if self.mode == FlightMode.LANDING and self._at_rest():
+                    if self._at_rest():
                         self._touch_down(name)
                     continue
                 touching = True
