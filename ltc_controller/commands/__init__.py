@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -40,6 +41,45 @@ def positive_float(text: str) -> float:
     if not (math.isfinite(value) and value > 0.0):
         raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type`` for a count >= 1 (episodes, seeds).
+
+    Raises:
+        argparse.ArgumentTypeError: not an integer, or < 1.
+    """
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be an integer >= 1")
+    return value
+
+
+def at_least(minimum: float) -> Callable[[str], float]:
+    """argparse ``type`` for a finite number >= ``minimum`` (a rate >= 0, a factor >= 1).
+
+    The returned function raises ``argparse.ArgumentTypeError`` for anything else.
+    """
+
+    def parse(text: str) -> float:
+        import argparse
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and value >= minimum):
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number >= {minimum:g}")
+        return value
+
+    parse.__name__ = f"number >= {minimum:g}"  # argparse names the type in some errors
+    return parse
 
 
 def non_negative_int(text: str) -> int:

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from ltc_controller.commands import output_folder
+from ltc_controller.commands import output_folder, positive_int
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "compare"
@@ -44,8 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="pair the frame stamped t with the command stamped t + this (s, default 0); each "
         "bag's command-image lag is estimated and logged, with a warning when large: as in train",
     )
-    p.add_argument("--seeds", type=int, default=None, help="training seeds per model")
-    p.add_argument("--episodes", type=int, default=None, help="episodes per model and condition")
+    p.add_argument("--seeds", type=positive_int, default=None, help="training seeds per model")
+    p.add_argument(
+        "--episodes", type=positive_int, default=None, help="episodes per model and condition"
+    )
     p.add_argument(
         "--conditions",
         default=None,

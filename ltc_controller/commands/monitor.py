@@ -31,7 +31,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ltc_controller.commands import non_negative_int, output_file, positive_float
+from ltc_controller.commands import (
+    at_least,
+    non_negative_int,
+    output_file,
+    positive_float,
+    positive_int,
+)
 
 NAME = "monitor"
 HELP = "fit or check a policy's out-of-distribution monitors (features, attention) from bags"
@@ -53,7 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ev = sub.add_parser("evaluate", help="closed loop with the monitor: flagged failures, alarms")
     ev.add_argument("--policy", type=Path, default=None, help="policy file with statistics")
     ev.add_argument("--conditions", default="clean,noise_0.2,dim,road_texture,occlusion")
-    ev.add_argument("--episodes", type=int, default=2, help="episodes (tracks) per condition")
+    ev.add_argument(
+        "--episodes", type=positive_int, default=2, help="episodes (tracks) per condition"
+    )
     ev.add_argument(
         "--distance", type=positive_float, default=300.0, help="m per episode (default 300)"
     )
@@ -62,15 +70,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--output", type=output_file, default=None, help="also write the table here (.md)"
     )
     fit.add_argument("--output", "-o", type=output_file, required=True, help="policy file to write")
-    fit.add_argument("--window-s", type=float, default=1.0, help="EMA time constant (s)")
+    fit.add_argument("--window-s", type=positive_float, default=1.0, help="EMA time constant (s)")
     fit.add_argument(
         "--false-alarms-per-10min",
-        type=float,
+        type=at_least(0.0),
         default=1.0,
         help="alarm onsets allowed on the held-out frames per 10 minutes (default 1)",
     )
-    fit.add_argument("--margin", type=float, default=1.1, help="factor on the calibrated level")
-    fit.add_argument("--fault-factor", type=float, default=2.0, help="fault = this x degraded")
+    fit.add_argument(
+        "--margin", type=at_least(1.0), default=1.1, help="factor on the calibrated level"
+    )
+    fit.add_argument(
+        "--fault-factor", type=at_least(1.0), default=2.0, help="fault = this x degraded"
+    )
     fit.add_argument(
         "--attention-every-n",
         type=non_negative_int,

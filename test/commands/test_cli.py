@@ -263,3 +263,30 @@ def test_the_simulator_node_refuses_the_other_scenarios_parameters_as_the_demo_d
             and f"with scenario:={scenario} it would be ignored" in err
         ), err
         assert "Traceback" not in err
+
+
+def test_counts_and_monitor_factors_are_refused_by_their_option_not_a_config_class(capsys):
+    # These reached RecordConfig / EvalConfig / the monitor's fit, whose errors named the class
+    # or another field (`--false-alarms-per-10min -1` said "window_s must be > 0 and ...").
+    import pytest
+
+    from ltc_controller import cli
+
+    fit = ["monitor", "fit", "--bag", "b", "-o", "p.safetensors"]
+    for args, option, why in (
+        (["record", "bag", "--episodes", "0"], "--episodes", "must be an integer >= 1"),
+        (["record", "bag", "--episode-s", "-1"], "--episode-s", "must be a finite number > 0"),
+        (["evaluate", "--episodes", "0"], "--episodes", "must be an integer >= 1"),
+        (["monitor", "evaluate", "--episodes", "0"], "--episodes", "must be an integer >= 1"),
+        (["compare", "--seeds", "0"], "--seeds", "must be an integer >= 1"),
+        (["compare", "--episodes", "-2"], "--episodes", "must be an integer >= 1"),
+        ([*fit, "--false-alarms-per-10min", "-1"], "--false-alarms-per-10min", ">= 0"),
+        ([*fit, "--window-s", "0"], "--window-s", "must be a finite number > 0"),
+        ([*fit, "--margin", "0.5"], "--margin", "must be a finite number >= 1"),
+        ([*fit, "--fault-factor", "nan"], "--fault-factor", "must be a finite number >= 1"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            cli.main(args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"argument {option}" in err and why in err, (args, err)
+        assert "Config" not in err and "window_s" not in err, err
