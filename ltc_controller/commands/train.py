@@ -68,7 +68,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "and stop (no training)",
     )
     p.add_argument("--max-gap", type=float, default=0.3, help="gap that starts a segment (s)")
-    p.add_argument("--arch", default="ncp_ltc", help="PolicyConfig.architecture (ncp_ltc)")
+    p.add_argument(
+        "--arch",
+        default="ncp_ltc",
+        help="architecture: ncp_ltc (default), ltc_fc, cfc, ncp_cfc, lstm, gru, ctrnn or cnn",
+    )
     p.add_argument("--units", type=int, default=None, help="hidden units (lstm, gru, ...)")
     p.add_argument("--output", "-o", type=output_file, default="policy.safetensors")
     p.add_argument("--epochs", type=int, default=10)
@@ -130,6 +134,16 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         return 0
     if not args.bag:
         print("train: give at least one --bag (or --preset bundled)", file=sys.stderr)
+        return 2
+    from ltc_controller.models.policy import ARCHITECTURES
+
+    if args.arch not in ARCHITECTURES:
+        # Before the bags are read: --check-data would otherwise pass with an arch train refuses.
+        print(
+            f"train: --arch {args.arch!r} is not an architecture; choose from "
+            f"{', '.join(ARCHITECTURES)}",
+            file=sys.stderr,
+        )
         return 2
     try:
         demos = Demonstrations.concatenate(

@@ -290,3 +290,13 @@ def test_counts_and_monitor_factors_are_refused_by_their_option_not_a_config_cla
         err = capsys.readouterr().err
         assert e.value.code == 2 and f"argument {option}" in err and why in err, (args, err)
         assert "Config" not in err and "window_s" not in err, err
+
+
+def test_train_refuses_an_unknown_architecture_before_reading_the_bags(tmp_path, capsys):
+    from ltc_controller import cli
+
+    missing = tmp_path / "no_bag"  # never read: the architecture is refused first
+    rc = cli.main(["train", "--arch", "transformer", "--check-data", "--bag", str(missing)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("train: --arch 'transformer' is not an architecture")
+    assert "ncp_ltc" in err and "lstm" in err and str(missing) not in err
