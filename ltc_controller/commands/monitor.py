@@ -150,7 +150,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 def _fit(args: argparse.Namespace, policy: Any, demos: Any, calibration: Any) -> int:
     from ltc_controller.models.policy_file import save_policy
-    from ltc_controller.training.monitor import fit_monitor
+    from ltc_controller.training.monitor import fit_monitor, statistics_warning
 
     try:
         stats = fit_monitor(
@@ -188,6 +188,9 @@ def _fit(args: argparse.Namespace, policy: Any, demos: Any, calibration: Any) ->
             return 2
     policy.attention_stats = attention
     save_policy(policy, args.output)
+    few = statistics_warning(stats)
+    if few:
+        print(f"monitor: warning: {few}", file=sys.stderr)
     c = stats.calibration
     print(
         f"monitor: {stats.features} features; statistics from {c['train_frames']} frames, "
