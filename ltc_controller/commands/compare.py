@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -72,7 +73,13 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         return 2
     from dataclasses import replace
 
-    from ltc_controller.training.jobs import JobsFailed
+    from ltc_controller.training.jobs import JobsFailed, address_problem
+
+    # Before any recording or training: a bad cluster address used to surface minutes in.
+    problem = address_problem(args.address or os.environ.get("RAY_ADDRESS"))
+    if problem:
+        print(f"compare: {problem}", file=sys.stderr)
+        return 2
     from ltc_controller.training.presets import COMPARE_FULL, COMPARE_REDUCED, run_compare
 
     if args.scenario == "drone":

@@ -300,3 +300,30 @@ def test_train_refuses_an_unknown_architecture_before_reading_the_bags(tmp_path,
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("train: --arch 'transformer' is not an architecture")
     assert "ncp_ltc" in err and "lstm" in err and str(missing) not in err
+
+
+def test_compare_refuses_a_bad_ray_address_before_any_work(tmp_path, capsys, monkeypatch):
+    import socket
+
+    import pytest
+
+    from ltc_controller import cli
+
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    work = tmp_path / "work"
+    for address, says in (
+        ("bad", "expected HOST:PORT, ray://HOST:PORT or auto"),
+        ("ray://host:99999", "expected HOST:PORT"),
+        (f"127.0.0.1:{closed}", f"cannot connect to 127.0.0.1:{closed}"),
+    ):
+        rc = cli.main(["compare", "--reduced", "--work", str(work), "--address", address])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith(f"compare: Ray address {address!r}: ") and says in err
+    monkeypatch.setenv("RAY_ADDRESS", "bad")  # the environment's address is checked the same way
+    assert cli.main(["compare", "--reduced", "--work", str(work)]) == 2
+    assert "Ray address 'bad'" in capsys.readouterr().err
+    assert not work.exists()  # nothing recorded
