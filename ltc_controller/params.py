@@ -170,3 +170,32 @@ def markdown_table(specs: Iterable[ParamSpec]) -> str:
             f"{'yes' if s.read_only else ''} | {s.description} |"
         )
     return "\n".join(rows)
+
+
+def scenario_mismatch(
+    scenario: str,
+    given: Iterable[str],
+    owners: Mapping[str, tuple[str, str]],
+    spelled: str = "--scenario {}",
+) -> str | None:
+    """Why options (or parameters) that only another scenario reads were given with
+    ``scenario`` (one line naming the first such one, the scenario it belongs to and what it is
+    for there), or ``None``. The demo's options and the simulator node's parameters are refused
+    this way instead of being ignored.
+
+    Args:
+        scenario: the scenario chosen (``car``, ``drone``).
+        given: the names the user set.
+        owners: name -> (the scenario that reads it, what it is for there), e.g.
+            ``{"--track-seed": ("car", "the seed of the car's generated track")}``.
+        spelled: how a scenario is written in the message (``--scenario {}``,
+            ``scenario:={}``).
+    """
+    chosen = set(given)
+    for name, (owner, why) in owners.items():
+        if name in chosen and owner != scenario:
+            return (
+                f"{name} applies to {spelled.format(owner)} only ({why}); with "
+                f"{spelled.format(scenario)} it would be ignored"
+            )
+    return None

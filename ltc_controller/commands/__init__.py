@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 
@@ -39,3 +41,91 @@ def positive_float(text: str) -> float:
     if not (math.isfinite(value) and value > 0.0):
         raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type`` for a count >= 1 (episodes, seeds).
+
+    Raises:
+        argparse.ArgumentTypeError: not an integer, or < 1.
+    """
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be an integer >= 1")
+    return value
+
+
+def at_least(minimum: float) -> Callable[[str], float]:
+    """argparse ``type`` for a finite number >= ``minimum`` (a rate >= 0, a factor >= 1).
+
+    The returned function raises ``argparse.ArgumentTypeError`` for anything else.
+    """
+
+    def parse(text: str) -> float:
+        import argparse
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and value >= minimum):
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number >= {minimum:g}")
+        return value
+
+    parse.__name__ = f"number >= {minimum:g}"  # argparse names the type in some errors
+    return parse
+
+
+def non_negative_int(text: str) -> int:
+    """argparse ``type`` for a count where 0 means "none" (``--attention-every-n``).
+
+    Raises:
+        argparse.ArgumentTypeError: not an integer, or negative.
+    """
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be an integer >= 0")
+    return value
+
+
+def output_file(text: str) -> Path:
+    """argparse ``type`` for a file the command writes (a policy, a run log, a table): it must
+    be creatable (:func:`ltc_controller.outputs.output_problem`), so an unwritable path is a
+    usage error (exit 2) before any work, not a traceback after it.
+
+    Raises:
+        argparse.ArgumentTypeError: the file cannot be written (the message says why).
+    """
+    return _output(text, folder=False)
+
+
+def output_folder(text: str) -> Path:
+    """argparse ``type`` for a folder the command creates or writes into (reports, bags, work
+    folders); as :func:`output_file`. Nothing is created by the check.
+
+    Raises:
+        argparse.ArgumentTypeError: the folder cannot be created or written into.
+    """
+    return _output(text, folder=True)
+
+
+def _output(text: str, folder: bool) -> Path:
+    import argparse
+
+    from ltc_controller.outputs import output_problem
+
+    problem = output_problem(text, folder=folder)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return Path(text)

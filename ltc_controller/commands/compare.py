@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from ltc_controller.commands import output_folder, positive_int
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "compare"
@@ -42,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="comma-separated model labels of the recipe to run (default all; e.g. "
         "'NCP-19,GRU(64)'; the first is the reference of P(improvement))",
     )
-    p.add_argument("--work", type=Path, default=Path("compare_out"), help="output folder")
+    p.add_argument("--work", type=output_folder, default="compare_out", help="output folder")
     p.add_argument("--bag", type=Path, action="append", default=[], help="use these bags")
     p.add_argument(
         "--max-pair-dt",
@@ -57,8 +59,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="pair the frame stamped t with the command stamped t + this (s, default 0); each "
         "bag's command-image lag is estimated and logged, with a warning when large: as in train",
     )
-    p.add_argument("--seeds", type=int, default=None, help="training seeds per model")
-    p.add_argument("--episodes", type=int, default=None, help="episodes per model and condition")
+    p.add_argument("--seeds", type=positive_int, default=None, help="training seeds per model")
+    p.add_argument(
+        "--episodes", type=positive_int, default=None, help="episodes per model and condition"
+    )
     p.add_argument(
         "--conditions",
         default=None,
@@ -83,7 +87,13 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         return 2
     from dataclasses import replace
 
-    from ltc_controller.training.jobs import JobsFailed
+    from ltc_controller.training.jobs import JobsFailed, address_problem
+
+    # Before any recording or training: a bad cluster address used to surface minutes in.
+    problem = address_problem(args.address or os.environ.get("RAY_ADDRESS"))
+    if problem:
+        print(f"compare: {problem}", file=sys.stderr)
+        return 2
     from ltc_controller.training.presets import (
         COMPARE_CLUSTER,
         COMPARE_FULL,

@@ -36,8 +36,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ltc_controller.commands import output_folder
 from ltc_controller.extras import MissingExtra, require
 from ltc_controller.interfaces.command_axes import TWIST, TWIST_STAMPED
+from ltc_controller.outputs import output_problem
 from ltc_controller.supervisor import (
     Interrupted,
     Monitor,
@@ -87,8 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--output",
-        type=Path,
-        default=Path("demo_out"),
+        type=output_folder,
+        default="demo_out",
         help="folder for the logs, run log, summary and plot (default ./demo_out)",
     )
     p.add_argument(
@@ -221,13 +223,9 @@ def scenario_option_problem(scenario: str, given: dict[str, bool]) -> str | None
     """Why these options do not fit ``scenario`` (one line naming the first misplaced option
     and the scenario it belongs to), or ``None``. ``given``: option (a key of
     :data:`SCENARIO_OPTIONS`) -> whether the user gave it."""
-    for option, (owner, why) in SCENARIO_OPTIONS.items():
-        if given.get(option) and owner != scenario:
-            return (
-                f"{option} applies to --scenario {owner} only ({why}); with --scenario "
-                f"{scenario} it would be ignored"
-            )
-    return None
+    from ltc_controller.params import scenario_mismatch
+
+    return scenario_mismatch(scenario, [o for o, g in given.items() if g], SCENARIO_OPTIONS)
 
 
 def check_demo_args(
@@ -248,13 +246,10 @@ def check_demo_args(
             return f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']!r} is not an integer"
     if domain_id is not None and not 0 <= domain_id <= 232:
         return f"DDS domain id must be in 0..232, got {domain_id}"
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        probe = output / ".write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        return f"cannot write to the output folder {output}: {e.strerror or e}"
+    # Checked without creating it: a refused demo leaves no empty folder behind.
+    bad = output_problem(output, folder=True)
+    if bad:
+        return f"--output: {bad}"
     if (output / "demo_run.png").is_dir():
         return f"{output / 'demo_run.png'} is a folder; the plot cannot be written"
     if policy:
@@ -364,9 +359,11 @@ def run_demo(
     kill_policy_at_s: float | None = None,
     stamped: bool = False,
 ) -> int:
-    """Run the closed-loop demo. Returns the exit status: 0 after a full drive, 1 when a node
-    died or the drive could not start, 2 for invalid arguments, 130 when interrupted (SIGINT,
-    SIGTERM, SIGHUP); every node process is stopped in every case.
+    """Run the closed-loop demo. Returns the exit status: 0 after a full drive whose checks
+    (:func:`demo_checks`: with ``kill_policy_at_s``, the fallback and, for the drone, the
+    landing) passed, 1 when a node died, the drive could not start or a check failed, 2 for
+    invalid arguments, 130 when interrupted (SIGINT, SIGTERM, SIGHUP); every node process is
+    stopped in every case.
 
     ``duration_s`` None: 20 s for the car; the drone flies until its task ends (within the
     world's time limit), or, after ``kill_policy_at_s``, until it has landed. ``stamped``
@@ -522,6 +519,9 @@ def run_demo(
 
     with np.load(output / "sim_log.npz") as z:
         to_sim = simulator_clock({k: z[k] for k in ("frame_stamp", "frame_sim_t", "start_wall")})
+        collision_log = (
+            (z["phys_t"], z["phys_collisions"]) if "phys_collisions" in z.files else None
+        )
     summary = pipeline_summary(sim, m, t_drive, to_sim)
     summary["policy"] = source
     summary["policy_file_loaded"] = str(m.policy_status.policy_file) if m.policy_status else ""
@@ -534,8 +534,18 @@ def run_demo(
         summary["fault"] = fault_summary(
             m, t_kill, kill_policy_at_s, sim, profile if scenario == "drone" else None, to_sim
         )
+        f = summary["fault"]
+        if collision_log is not None and f.get("fallback_sim_s") is not None:
+            t, n = collision_log
+            before = n[t <= f["fallback_sim_s"]]
+            f["collisions_after_fallback"] = int(n[-1] - (before[-1] if before.size else 0))
+    summary["checks"] = demo_checks(summary)
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary)
+    failed = [c["check"] for c in summary["checks"] if not c["passed"]]
+    if failed:
+        print(f"demo: FAILED checks: {'; '.join(failed)} (see the summary)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -733,6 +743,80 @@ def fault_summary(
         out["touchdown_sim_s"] = sim.get("touchdown_sim_s")
         out["collisions"] = sim["collisions"]
         out["mode"] = sim["mode"]
+        out["touchdown_on"] = sim.get("touchdown_on")
+        out["final_altitude_m"] = sim.get("final_altitude_m")
+    return out
+
+
+#: Slack of the ramp-bound check: the gap between the two clock reads of one safety tick
+#: (steady time for the decision, ROS time for its stamp), as the fault tests allow.
+CLOCK_READ_S = 0.05
+
+
+def landing_outcome(f: dict[str, Any]) -> str:
+    """The drone's landing after a fault, in words: where and when it touched down, or that it
+    had not when the demo ended (``f``: :func:`fault_summary`'s drone keys)."""
+    td = f.get("touchdown_after_fallback_s")
+    alt = f.get("final_altitude_m")
+    at = "" if alt is None else f" at {alt:.2f} m"
+    if td is None:
+        return f"NOT landed when the demo ended (mode {f.get('mode')}{at})"
+    on = f.get("touchdown_on") or "?"
+    where = "the ground" if on == "ground" else f"{on} (an obstacle's top, not the ground)"
+    return f"touched down on {where}{at}, {td:.2f} s after FALLBACK"
+
+
+def demo_checks(s: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the demo claims about its run, each checked: ``{"check", "passed", "seen"}``.
+
+    With a fault injected (``s["fault"]``, :func:`fault_summary`): the safety node fell back;
+    its setpoint reached zero within the ramps' bound (plus :data:`CLOCK_READ_S`) and stayed
+    there; with a landing (drone): it was requested, the drone touched down before the demo
+    ended, and nothing collided after FALLBACK. Without a fault: none (the task's own numbers,
+    e.g. the drone's success, are reported, not checked). A failed check makes the demo's exit
+    status 1.
+    """
+    f = s.get("fault")
+    if f is None:
+        return []
+
+    def check(name: str, passed: bool, seen: str) -> dict[str, Any]:
+        return {"check": name, "passed": bool(passed), "seen": seen}
+
+    out = [check("FALLBACK after the kill", f["fallback"], f.get("fault_name") or "none")]
+    if not f["fallback"]:
+        return out
+    last, bound = f["last_nonzero_after_fallback_ms"], f["zero_bound_ms"]
+    out.append(
+        check(
+            "setpoint at zero within the ramps' bound",
+            last <= bound + 1e3 * CLOCK_READ_S,
+            f"last non-zero tick {last:.0f} ms after FALLBACK, bound {bound:.0f} ms",
+        )
+    )
+    out.append(
+        check(
+            "setpoint zero from then on",
+            f["commands_after_zero_all_zero"],
+            f"zero {_ms_text(f['zero_after_fallback_ms'])} after FALLBACK",
+        )
+    )
+    if "land_after_s" in f:
+        lr = f["land_request_after_fallback_s"]
+        out.append(
+            check(
+                "landing requested",
+                lr is not None,
+                "none" if lr is None else f"{lr:.2f} s after FALLBACK",
+            )
+        )
+    if "touchdown_after_fallback_s" in f:
+        out.append(
+            check("touched down", f["touchdown_after_fallback_s"] is not None, landing_outcome(f))
+        )
+        if "collisions_after_fallback" in f:
+            n = f["collisions_after_fallback"]
+            out.append(check("no collision after FALLBACK", n == 0, f"{n} collision(s)"))
     return out
 
 
@@ -862,6 +946,14 @@ def print_summary(s: dict[str, Any]) -> None:
                         + f", mode {f['mode']}, collisions {f['collisions']} (simulator)",
                     )
                 )
+                lines.append(("landing", landing_outcome(f)))
+    checks = s.get("checks", [])
+    if checks:
+        passed = sum(c["passed"] for c in checks)
+        lines.append(("checks", f"{passed} / {len(checks)} passed"))
+        lines += [
+            (f"  {'ok' if c['passed'] else 'FAILED'}", f"{c['check']}: {c['seen']}") for c in checks
+        ]
     lines.append(("times", s.get("time_base", TIME_BASE)))
     lines.append(("plot", s["plot"]))
     w = max(len(k) for k, _ in lines)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ltc_controller.commands import positive_float
+from ltc_controller.commands import output_folder, positive_float, positive_int
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "evaluate"
@@ -44,7 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="comma-separated condition names, or 'all' (default clean); see --list-conditions",
     )
     p.add_argument("--list-conditions", action="store_true", help="print the conditions and exit")
-    p.add_argument("--episodes", type=int, default=5, help="episodes per policy and condition")
+    p.add_argument(
+        "--episodes", type=positive_int, default=5, help="episodes per policy and condition"
+    )
     p.add_argument("--first-track-seed", type=int, default=5000, help="seed of the first track")
     p.add_argument("--speed", type=positive_float, default=5.0, help="driving speed (m/s)")
     p.add_argument("--latency", type=float, default=0.02, help="frame-to-command latency (s)")
@@ -59,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="add the attention-robustness section (saliency SSIM under camera noise "
         "σ² = 0.1/0.2/0.3, Lechner et al. 2020) for the first file of each label",
     )
-    p.add_argument("--output", "-o", type=Path, default=Path("eval_out"), help="report folder")
+    p.add_argument("--output", "-o", type=output_folder, default="eval_out", help="report folder")
 
 
 def parse_policy_args(items: list[str]) -> list[tuple[str | None, Path]]:

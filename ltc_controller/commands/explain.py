@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from ltc_controller.commands import output_folder
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "explain"
@@ -46,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--command-topic", default=None, help="recorded command topic to plot beside the policies"
     )
-    p.add_argument("--out", type=Path, default=Path("explain_out"), help="output folder")
+    p.add_argument("--out", type=output_folder, default="explain_out", help="output folder")
     p.add_argument(
         "--crop",
         type=parse_crop,

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from ltc_controller.commands import output_folder
+
 NAME = "launch"
 HELP = (
     "start ltc_policy and safety_fallback as processes with a parameter file "
@@ -45,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--log-dir",
-        type=Path,
+        type=output_folder,
         default=None,
         help="write each node's output to DIR/<node>.log instead of this terminal",
     )

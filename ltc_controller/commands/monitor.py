@@ -31,7 +31,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ltc_controller.commands import positive_float
+from ltc_controller.commands import (
+    at_least,
+    non_negative_int,
+    output_file,
+    positive_float,
+    positive_int,
+)
 
 NAME = "monitor"
 HELP = "fit or check a policy's out-of-distribution monitors (features, attention) from bags"
@@ -53,25 +59,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ev = sub.add_parser("evaluate", help="closed loop with the monitor: flagged failures, alarms")
     ev.add_argument("--policy", type=Path, default=None, help="policy file with statistics")
     ev.add_argument("--conditions", default="clean,noise_0.2,dim,road_texture,occlusion")
-    ev.add_argument("--episodes", type=int, default=2, help="episodes (tracks) per condition")
+    ev.add_argument(
+        "--episodes", type=positive_int, default=2, help="episodes (tracks) per condition"
+    )
     ev.add_argument(
         "--distance", type=positive_float, default=300.0, help="m per episode (default 300)"
     )
     ev.add_argument("--first-track-seed", type=int, default=5000)
-    ev.add_argument("--output", type=Path, default=None, help="also write the table here (.md)")
-    fit.add_argument("--output", "-o", type=Path, required=True, help="policy file to write")
-    fit.add_argument("--window-s", type=float, default=1.0, help="EMA time constant (s)")
+    ev.add_argument(
+        "--output", type=output_file, default=None, help="also write the table here (.md)"
+    )
+    fit.add_argument("--output", "-o", type=output_file, required=True, help="policy file to write")
+    fit.add_argument("--window-s", type=positive_float, default=1.0, help="EMA time constant (s)")
     fit.add_argument(
         "--false-alarms-per-10min",
-        type=float,
+        type=at_least(0.0),
         default=1.0,
         help="alarm onsets allowed on the held-out frames per 10 minutes (default 1)",
     )
-    fit.add_argument("--margin", type=float, default=1.1, help="factor on the calibrated level")
-    fit.add_argument("--fault-factor", type=float, default=2.0, help="fault = this x degraded")
+    fit.add_argument(
+        "--margin", type=at_least(1.0), default=1.1, help="factor on the calibrated level"
+    )
+    fit.add_argument(
+        "--fault-factor", type=at_least(1.0), default=2.0, help="fault = this x degraded"
+    )
     fit.add_argument(
         "--attention-every-n",
-        type=int,
+        type=non_negative_int,
         default=1,
         help="attention monitor: one pair of consecutive frames scored every N frames (default "
         "1: every frame); 0 = fit no attention monitor",
@@ -136,7 +150,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 def _fit(args: argparse.Namespace, policy: Any, demos: Any, calibration: Any) -> int:
     from ltc_controller.models.policy_file import save_policy
-    from ltc_controller.training.monitor import fit_monitor
+    from ltc_controller.training.monitor import fit_monitor, statistics_warning
 
     try:
         stats = fit_monitor(
@@ -174,6 +188,9 @@ def _fit(args: argparse.Namespace, policy: Any, demos: Any, calibration: Any) ->
             return 2
     policy.attention_stats = attention
     save_policy(policy, args.output)
+    few = statistics_warning(stats)
+    if few:
+        print(f"monitor: warning: {few}", file=sys.stderr)
     c = stats.calibration
     print(
         f"monitor: {stats.features} features; statistics from {c['train_frames']} frames, "

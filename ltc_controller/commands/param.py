@@ -4,8 +4,9 @@ The same services ``ros2 param`` calls, so this talks to the nodes of this packa
 to any ROS 2 node on rmw_cyclonedds_cpp (ROS 2 services do not cross DDS vendors). The domain is
 ``ROS_DOMAIN_ID``; ``CYCLONEDDS_URI`` configures the network as for the nodes.
 
-Exit status: 0 done; 1 a set was refused or a parameter is not set; 2 the node's services were not
-found in time (or bad arguments).
+Exit status: 0 done; 1 a parameter asked for (get, describe) is not set; 2 bad input: a set the
+node refused (read-only, out of range, wrong type, not declared) or a value that does not parse,
+bad arguments, or the node's services were not found in time.
 """
 
 from __future__ import annotations
@@ -105,11 +106,11 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
                     value = _typed_value(args.value, declared)
                 except RosArgsError as e:
                     print(f"Setting parameter failed: {e}", file=sys.stderr)
-                    return 1
+                    return 2
                 reason = client.set({args.name: value})[0]
-                if reason:
+                if reason:  # the value the user gave is refused: bad input, as everywhere
                     print(f"Setting parameter failed: {reason}", file=sys.stderr)
-                    return 1
+                    return 2
                 print("Set parameter successful")
                 return 0
             if args.verb == "list":

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ltc_controller.commands import output_folder, positive_float, positive_int
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "record"
@@ -17,7 +18,7 @@ HELP = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("output", type=Path, help="bag directory to create (must not exist)")
+    p.add_argument("output", type=output_folder, help="bag directory to create (must not exist)")
     p.add_argument(
         "--scenario",
         choices=("car", "drone"),
@@ -34,9 +35,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality (default 90)")
     p.add_argument(
-        "--episodes", type=int, default=4, help="episodes, one track or world each (default 4)"
+        "--episodes",
+        type=positive_int,
+        default=4,
+        help="episodes, one track or world each (default 4)",
     )
-    p.add_argument("--episode-s", type=float, default=30.0, help="seconds per episode (30)")
+    p.add_argument(
+        "--episode-s", type=positive_float, default=30.0, help="seconds per episode (30)"
+    )
     p.add_argument(
         "--first-track-seed", type=int, default=1000, help="track (drone: world) seed of episode 0"
     )

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ltc_controller.commands import positive_float
+from ltc_controller.commands import output_file, output_folder, positive_float
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "train"
@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(a rerun with the same --work resumes from its bags and epoch checkpoints; both ignore "
         "--bag)",
     )
-    p.add_argument("--work", type=Path, default=Path("train_work"), help="preset work folder")
+    p.add_argument("--work", type=output_folder, default="train_work", help="preset work folder")
     p.add_argument("--bag", type=Path, action="append", default=[], help="rosbag2 (repeatable)")
     p.add_argument("--image-topic", default="/camera/image_raw", help="Image or CompressedImage")
     p.add_argument("--command-topic", default="/expert_cmd", help="command (label) topic")
@@ -68,9 +68,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "and stop (no training)",
     )
     p.add_argument("--max-gap", type=float, default=0.3, help="gap that starts a segment (s)")
-    p.add_argument("--arch", default="ncp_ltc", help="PolicyConfig.architecture (ncp_ltc)")
+    p.add_argument(
+        "--arch",
+        default="ncp_ltc",
+        help="architecture: ncp_ltc (default), ltc_fc, cfc, ncp_cfc, lstm, gru, ctrnn or cnn",
+    )
     p.add_argument("--units", type=int, default=None, help="hidden units (lstm, gru, ...)")
-    p.add_argument("--output", "-o", type=Path, default=Path("policy.safetensors"))
+    p.add_argument("--output", "-o", type=output_file, default="policy.safetensors")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--seq-len", type=int, default=16, help="frames per window (T)")
@@ -93,7 +97,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (0 = torch default)")
-    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder (per epoch)")
+    p.add_argument(
+        "--checkpoint", type=output_folder, default=None, help="checkpoint folder (per epoch)"
+    )
     p.add_argument("--resume", type=Path, default=None, help="continue from a checkpoint")
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many per bag")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -128,6 +134,16 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         return 0
     if not args.bag:
         print("train: give at least one --bag (or --preset bundled)", file=sys.stderr)
+        return 2
+    from ltc_controller.models.policy import ARCHITECTURES
+
+    if args.arch not in ARCHITECTURES:
+        # Before the bags are read: --check-data would otherwise pass with an arch train refuses.
+        print(
+            f"train: --arch {args.arch!r} is not an architecture; choose from "
+            f"{', '.join(ARCHITECTURES)}",
+            file=sys.stderr,
+        )
         return 2
     try:
         demos = Demonstrations.concatenate(

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ltc_controller.commands import output_folder
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "video-to-bag"
@@ -26,7 +27,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", type=Path, help="video file")
-    p.add_argument("output", type=Path, help="bag directory to create (must not exist)")
+    p.add_argument("output", type=output_folder, help="bag directory to create (must not exist)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="default mcap")
     p.add_argument("--topic", default="/camera/image_raw/compressed", help="image topic")
     p.add_argument(

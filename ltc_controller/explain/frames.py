@@ -65,6 +65,42 @@ class BagFrames:
         """``(N,)`` frame stamps (ns)."""
         return np.asarray([f.stamp_ns for f in self.frames], dtype=np.int64)
 
+    def image_size(self) -> tuple[int, int] | None:
+        """``(width, height)`` in pixels of the first frame (a compressed one's from its
+        header), or ``None`` when there is no frame or its header cannot be read (the runtime
+        then counts it as rejected)."""
+        if not self.frames:
+            return None
+        f = self.frames[0]
+        if f.width > 0 and f.height > 0:
+            return f.width, f.height
+        import io
+
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(bytes(f.data))) as im:
+                return int(im.size[0]), int(im.size[1])
+        except (OSError, UnidentifiedImageError, ValueError):
+            return None
+
+
+def crop_problem(crop: Any, size: tuple[int, int] | None, what: str, where: str = "") -> str | None:
+    """Why ``crop`` (a :class:`~ltc_controller.models.policy.Crop`, pixels) leaves nothing of
+    images of ``size`` ``(width, height)``, naming ``what`` (``--crop 50,50,0,0``), the images
+    (``where``, e.g. `` on /camera/image_raw``) and the sizes; ``None`` when something is left
+    or the size is unknown."""
+    if size is None:
+        return None
+    w, h = size
+    if crop.top + crop.bottom < h and crop.left + crop.right < w:
+        return None
+    return (
+        f"{what} leaves nothing of the {w}x{h} images{where}: top + bottom "
+        f"({crop.top + crop.bottom} px) must be < {h} px and left + right "
+        f"({crop.left + crop.right} px) < {w} px"
+    )
+
 
 def _open(bag: Path) -> Any:
     from rosbags.rosbag2 import Reader

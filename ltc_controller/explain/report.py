@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from ltc_controller.explain.frames import read_commands, read_frames
+from ltc_controller.explain.frames import ExplainError, crop_problem, read_commands, read_frames
 from ltc_controller.explain.metrics import attention_stats
 from ltc_controller.explain.openloop import OpenLoopRun, neuron_activity, run_open_loop
 from ltc_controller.explain.plots import (
@@ -148,16 +148,26 @@ def explain(
         title: report title; notes: a paragraph placed under it.
 
     Raises:
-        ExplainError: unusable bag or topic. PolicyFileError: a policy file that does not load.
+        ExplainError: unusable bag or topic, or a crop that leaves nothing of its images.
+        PolicyFileError: a policy file that does not load.
         VideoError: the video cannot be written.
     """
     from ltc_controller.models.policy_file import load_policy
     from ltc_controller.models.summary import model_size
 
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     frames = read_frames(bag, image_topic, max_frames=max_frames, skip=skip)
     loaded = [(label, load_policy(Path(path)), str(path)) for label, path in policies]
+    image_size = frames.image_size()
+    for _, policy, source in loaded:
+        # A crop that leaves nothing has every frame rejected: an empty report, not an answer.
+        used = crop if crop is not None else policy.config.crop
+        sides = f"{used.top},{used.bottom},{used.left},{used.right}"
+        what = f"--crop {sides}" if crop is not None else f"the crop {sides} of {source}"
+        problem = crop_problem(used, image_size, what, f" on {frames.topic}")
+        if problem:
+            raise ExplainError(problem)
+    out_dir.mkdir(parents=True, exist_ok=True)
     labels = _labels(loaded)
     result = ExplainResult(out_dir, out_dir / "report.md")
     recorded = _recorded_commands(bag, command_topic, loaded) if command_topic else None

@@ -87,7 +87,7 @@ class VideoFrames:
             raise
         except (OSError, RuntimeError) as exc:
             self.close()
-            raise VideoError(f"{self.path}: decoding failed: {exc}") from exc
+            raise VideoError(f"{self.path}: decoding failed: {_one_line(exc)}") from exc
         return np.frombuffer(raw, dtype=np.uint8).reshape(self.height, self.width, 3)
 
     def close(self) -> None:
@@ -116,8 +116,18 @@ def read_video(path: str | Path) -> tuple[dict[str, Any], VideoFrames]:
         width, height = (int(v) for v in meta["size"])
     except (OSError, RuntimeError, StopIteration, KeyError, TypeError, ValueError) as exc:
         gen.close()
-        raise VideoError(f"{src}: cannot read as video: {exc}") from exc
+        raise VideoError(f"{src}: cannot read as video: {_one_line(exc)}") from exc
     return meta, VideoFrames(src, gen, width, height)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An FFmpeg failure in one line: imageio-ffmpeg's message (its first line) and FFmpeg's own
+    last line (the cause, after a banner of build options that says nothing to the user)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    head, tail = lines[0], [ln for ln in lines[1:] if not ln.startswith("===")]
+    return f"{head} ({tail[-1]})" if tail else head
 
 
 def video_to_bag(

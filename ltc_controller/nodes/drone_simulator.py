@@ -210,7 +210,10 @@ class DroneSimulatorNode:
         if self.touchdown_wall is None and m.mode == FlightMode.LANDED:
             self.touchdown_wall = self.node.now()
             self.touchdown_sim_t = m.time
-            self.node.logger.info(f"simulator: touchdown at sim time {m.time:.2f} s")
+            self.node.logger.info(
+                f"simulator: touchdown on {self.sim.touchdown_on} at sim time {m.time:.2f} s, "
+                f"altitude {m.altitude:.2f} m"
+            )
         if m.done and not self._reported_done:
             self._reported_done = True
             self.node.logger.info(f"simulator: task {self._outcome(m)} at {m.time:.2f} s")
@@ -407,6 +410,7 @@ class DroneSimulatorNode:
             "hover_speed_mps": self.hover_speed_mps,
             "touchdown_wall_s": self.touchdown_wall,
             "touchdown_sim_s": self.touchdown_sim_t,
+            "touchdown_on": self.sim.touchdown_on or None,
             "distance_flown_m": float(
                 np.sum(
                     np.sqrt(

@@ -96,23 +96,31 @@ def _policy_file_error() -> tuple[type[Exception], ...]:
 
 
 def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int:
-    """Run one node until SIGINT/SIGTERM. Returns the process exit status: 0 on a clean stop,
-    :data:`START_FAILED` (2) when the node could not start (unknown kind, invalid argument or
-    parameter, unreadable policy file, missing optional dependency; the message on stderr names
-    the cause). ``log_path``: where a node with ``write_log`` (the simulator) saves its run; a
-    node with ``open_log`` is told it before spinning (the simulator streams its log beside it).
+    """Run one node until SIGINT/SIGTERM. Returns the process exit status: 0 on a clean stop
+    (1 when the run log could not be written then), :data:`START_FAILED` (2) when the node
+    could not start (unknown kind, invalid argument or parameter, unreadable policy file,
+    missing optional dependency, a ``log_path`` that cannot be written; the message on stderr
+    names the cause). ``log_path``: where a node with ``write_log`` (the simulator) saves its
+    run (``""``: none); a node with ``open_log`` is told it before spinning (the simulator
+    streams its log beside it).
 
     SIGINT and SIGTERM request a stop (:mod:`ltc_controller.stop`) at any moment, a
     second one included: the node stops spinning, writes its log, closes (``close()``:
     workers joined) and shuts its transport down, and the status is 0. A signal that arrives
     while the node is still starting stops it as soon as it is built, without spinning."""
     from ltc_controller import stop
+    from ltc_controller.outputs import output_problem
 
     stop.install()
+    log_path = log_path or None  # "" (a launch file's default): no log
     try:
         problem = missing_extra(kind)
     except ValueError as e:
         problem = str(e)
+    if not problem and log_path is not None:
+        # Checked before the node starts: a log that cannot be written must not end a run.
+        bad = output_problem(log_path)
+        problem = f"--log: {bad}" if bad else ""
     if problem:
         print(problem if problem.startswith(kind) else f"{kind}: {problem}", file=sys.stderr)
         return START_FAILED
@@ -140,6 +148,7 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
         print(f"{kind}: {e}", file=sys.stderr)
         node.shutdown()
         return START_FAILED
+    status = 0
     try:
         if log_path is not None and hasattr(obj, "open_log"):
             obj.open_log(Path(log_path))  # stream the run log next to it while running
@@ -150,10 +159,14 @@ def run_node(kind: str, argv: Sequence[str], log_path: str | None = None) -> int
     finally:
         try:
             if log_path is not None and hasattr(obj, "write_log"):
-                obj.write_log(Path(log_path))
+                try:
+                    obj.write_log(Path(log_path))
+                except OSError as e:  # e.g. the disk filled up or the folder went away
+                    print(f"{kind}: could not write the run log {log_path}: {e}", file=sys.stderr)
+                    status = 1
             if hasattr(obj, "close"):
                 obj.close()
         finally:
             node.shutdown()
             stop.finish()
-    return 0
+    return status

@@ -42,7 +42,7 @@ import numpy as np
 
 from ltc_controller.interfaces.command_axes import TWIST, TWIST_STAMPED
 from ltc_controller.nodes.run_log import RunLog, frame_latencies
-from ltc_controller.params import COMMON, ParamSpec, resolve
+from ltc_controller.params import COMMON, ParameterError, ParamSpec, resolve, scenario_mismatch
 from ltc_controller.sim.drone.conditions import DRONE_CONDITIONS
 from ltc_controller.sim.lane_sim import HISTORY_COLUMNS, LaneKeepingSim
 from ltc_controller.transport import port
@@ -100,6 +100,23 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
 )
 
+#: Parameters that only one scenario reads: name -> (scenario, what it is for there). Set to
+#: anything but the default with the other scenario, the node refuses to start (as the demo
+#: refuses its scenario options) instead of ignoring them.
+SCENARIO_PARAMS: dict[str, tuple[str, str]] = {
+    "track_seed": ("car", "the seed of the car's track"),
+    "track_length_m": ("car", "the lap length of the car's track"),
+    "lane_width_m": ("car", "the lane width of the car's track"),
+    "initial_speed": ("car", "the car's speed at start"),
+    "command_topic": ("car", "the car's Ackermann command topic"),
+    "world_seed": ("drone", "the seed of the drone's world"),
+    "drone_condition": ("drone", "the drone's scene condition"),
+    "twist_topic": ("drone", "the drone's velocity setpoint topic"),
+    "twist_type": ("drone", "the type of the drone's setpoints"),
+    "land_topic": ("drone", "the drone's landing request topic"),
+    "task_topic": ("drone", "the drone's task metrics topic"),
+}
+
 #: Columns of the run log by row kind (``.npz`` keys; ``phys_*`` from HISTORY_COLUMNS).
 FRAME_COLUMNS = {
     "frame_stamp_ns": np.int64,
@@ -155,7 +172,8 @@ class SimulatorNode:
         sim: an already built simulation (tests); default one built from ``params``.
 
     Raises:
-        ValueError: bad parameters.
+        ValueError: bad parameters (:class:`~ltc_controller.params.ParameterError`), one of
+            :data:`SCENARIO_PARAMS` set for the other scenario included.
     """
 
     drone: Any = None
@@ -170,6 +188,10 @@ class SimulatorNode:
         self.params = p = (
             node.declare_parameters(PARAMS) if params is None else resolve_params(params)
         )
+        changed = [n for n in SCENARIO_PARAMS if p[n] != DEFAULT_PARAMS[n]]
+        problem = scenario_mismatch(p["scenario"], changed, SCENARIO_PARAMS, "scenario:={}")
+        if problem:
+            raise ParameterError(problem)
         if p["scenario"] == "drone":
             from ltc_controller.nodes.drone_simulator import DroneSimulatorNode
 

@@ -28,7 +28,54 @@ from typing import Any
 
 import ltc_controller
 
-__all__ = ["Job", "JobCache", "JobsFailed", "RunStats", "ray_session", "run_jobs"]
+__all__ = [
+    "Job",
+    "JobCache",
+    "JobsFailed",
+    "RunStats",
+    "address_problem",
+    "ray_session",
+    "run_jobs",
+]
+
+
+def address_problem(address: str | None, timeout_s: float = 5.0) -> str | None:
+    """Why the Ray cluster ``address`` cannot be used (one line), or ``None``; checked before any
+    work, so a typo is not found after the first minutes of a run. ``None``/``""``: a local
+    instance (nothing to check); ``auto``: a cluster started on this machine must be found (as
+    ``ray.init`` looks for it; not checked if this Ray version lacks that lookup);
+    ``HOST:PORT`` (the head's GCS) or ``ray://HOST:PORT`` (Ray Client): the port must be a
+    number in 1..65535 and accept a TCP connection within ``timeout_s``."""
+    if not address:
+        return None
+    if address == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+        except ImportError:  # a private API: without it, ray.init's own error comes later
+            return None
+        try:
+            canonicalize_bootstrap_address("auto")
+        except ConnectionError:
+            return (
+                "Ray address 'auto': no Ray cluster is running on this machine (`ray start --head`)"
+            )
+        return None
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return (
+            f"Ray address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto "
+            "(e.g. 10.0.0.5:6379)"
+        )
+    import socket
+
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        return f"Ray address {address!r}: cannot connect to {host}:{port} ({e.strerror or e})"
+    return None
+
 
 #: Inside :func:`ray_session`: a Ray instance started by a run_jobs call stays up for the next.
 _session: dict[str, bool] = {"open": False, "started": False}

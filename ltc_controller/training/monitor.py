@@ -28,7 +28,35 @@ from ltc_controller.models.ood import (
 from ltc_controller.training.bag import Demonstrations, Frames
 from ltc_controller.training.trainer import split_segments
 
-__all__ = ["attention_scores", "fit_attention", "fit_monitor", "head_features"]
+__all__ = [
+    "MIN_FRAMES_PER_FEATURE",
+    "attention_scores",
+    "fit_attention",
+    "fit_monitor",
+    "head_features",
+    "statistics_warning",
+]
+
+#: Fewer statistics frames than this per feature: the mean and covariance of the head's features
+#: are estimated from too little data (a rule of thumb for covariance estimates), the scores of
+#: in-distribution frames come out high, and so do the calibrated thresholds.
+MIN_FRAMES_PER_FEATURE = 10
+
+
+def statistics_warning(stats: FeatureStats) -> str | None:
+    """A one-line warning when ``stats`` came from fewer than :data:`MIN_FRAMES_PER_FEATURE`
+    frames per feature (``stats.calibration["train_frames"]``), saying why it matters; else
+    ``None``."""
+    n = int(stats.calibration.get("train_frames", 0))
+    need = MIN_FRAMES_PER_FEATURE * stats.features
+    if n >= need:
+        return None
+    return (
+        f"the statistics come from {n} frames for {stats.features} features (fewer than "
+        f"{need}, {MIN_FRAMES_PER_FEATURE} per feature): the feature covariance is poorly "
+        f"estimated, so in-distribution frames score high and the thresholds (degraded "
+        f"{stats.degraded:.3f}) are unreliable; fit on more frames (--bag, --max-frames)"
+    )
 
 
 def head_features(policy: Any, images: NDArray[np.uint8], batch: int = 256) -> NDArray[np.float32]:

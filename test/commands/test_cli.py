@@ -158,3 +158,172 @@ def test_learning_rates_speeds_and_distances_must_be_finite_and_positive(capsys)
             cli.main(args)
         assert e.value.code == 2, args
         assert "must be a finite number > 0" in capsys.readouterr().err, args
+
+
+# Each command that writes files, with its output option pointing under BLOCKED (a plain file,
+# so nothing can be created below it, as root too).
+_OUTPUT_ARGS = (
+    ["explain", "--policy", "p.safetensors", "--bag", "bag", "--out", "{blocked}/out"],
+    ["monitor", "fit", "--bag", "bag", "-o", "{blocked}/p.safetensors"],
+    ["monitor", "evaluate", "--output", "{blocked}/table.md"],
+    ["record", "{blocked}/bag"],
+    ["train", "--bag", "bag", "-o", "{blocked}/p.safetensors"],
+    ["train", "--preset", "drone", "--work", "{blocked}/work"],
+    ["evaluate", "--expert", "-o", "{blocked}/eval"],
+    ["compare", "--reduced", "--work", "{blocked}/work"],
+    ["demo", "--output", "{blocked}/demo"],
+    ["video-to-bag", "video.mp4", "{blocked}/bag"],
+    ["launch", "config/vehicle.yaml", "--log-dir", "{blocked}/logs"],
+)
+
+
+def test_an_unwritable_output_is_a_usage_error_before_any_work(tmp_path, capsys):
+    import pytest
+
+    from ltc_controller import cli
+
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    for args in _OUTPUT_ARGS:
+        args = [a.format(blocked=blocked) for a in args]
+        with pytest.raises(SystemExit) as e:
+            cli.main(args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2, (args, err)
+        assert f"cannot create {blocked}/" in err and f"{blocked} is not a folder" in err, err
+        assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing was made
+
+
+def test_the_simulator_node_refuses_an_unwritable_log_before_starting(tmp_path, capsys):
+    from ltc_controller import cli
+
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    log = blocked / "run.npz"
+    assert cli.simulator_main(["--log", str(log)]) == 2
+    assert cli.main(["node", "simulator", "--log", str(log)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"simulator: --log: cannot create {log}: {blocked} is not a folder"] * 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_output_problem_names_the_cause_and_creates_nothing(tmp_path):
+    from ltc_controller.outputs import output_problem
+
+    (tmp_path / "f").write_text("")
+    assert output_problem(tmp_path / "new" / "deeper" / "p.safetensors") is None
+    assert output_problem(tmp_path / "new" / "folder", folder=True) is None
+    assert output_problem(tmp_path, folder=True) is None
+    assert output_problem(tmp_path) == f"{tmp_path} is a folder, not a file"
+    assert (
+        output_problem(tmp_path / "f", folder=True)
+        == f"{tmp_path / 'f'} exists and is not a folder"
+    )
+    assert output_problem("") == "an empty path"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # no folder, no probe left
+
+
+def test_monitor_fit_refuses_a_negative_attention_every_n(tmp_path, capsys):
+    import pytest
+
+    from ltc_controller import cli
+
+    args = ["monitor", "fit", "--bag", "b", "-o", str(tmp_path / "p.safetensors")]
+    for bad, why in (("-3", "must be an integer >= 0"), ("x", "is not an integer")):
+        with pytest.raises(SystemExit) as e:
+            cli.main([*args, "--attention-every-n", bad])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "argument --attention-every-n" in err and why in err, err
+    # 0 stays the documented "fit no attention monitor": parsed, then the missing bag refused.
+    assert cli.main([*args, "--attention-every-n", "0"]) == 2
+    assert "argument --attention-every-n" not in capsys.readouterr().err
+
+
+def test_the_simulator_node_refuses_the_other_scenarios_parameters_as_the_demo_does(
+    dds_loopback, capsys
+):
+    import pytest
+
+    pytest.importorskip("mujoco")
+    from ltc_controller import cli
+
+    for scenario, param, owner in (
+        ("drone", "track_seed:=3", "car"),
+        ("drone", "lane_width_m:=3.0", "car"),
+        ("car", "world_seed:=3", "drone"),
+        ("car", "drone_condition:=fog", "drone"),
+    ):
+        args = ["node", "simulator", "--ros-args", "-p", f"scenario:={scenario}", "-p", param]
+        assert cli.main(args) == 2, param
+        err = capsys.readouterr().err
+        name = param.split(":=")[0]
+        assert (
+            f"simulator: {name} applies to scenario:={owner} only (" in err
+            and f"with scenario:={scenario} it would be ignored" in err
+        ), err
+        assert "Traceback" not in err
+
+
+def test_counts_and_monitor_factors_are_refused_by_their_option_not_a_config_class(capsys):
+    # These reached RecordConfig / EvalConfig / the monitor's fit, whose errors named the class
+    # or another field (`--false-alarms-per-10min -1` said "window_s must be > 0 and ...").
+    import pytest
+
+    from ltc_controller import cli
+
+    fit = ["monitor", "fit", "--bag", "b", "-o", "p.safetensors"]
+    for args, option, why in (
+        (["record", "bag", "--episodes", "0"], "--episodes", "must be an integer >= 1"),
+        (["record", "bag", "--episode-s", "-1"], "--episode-s", "must be a finite number > 0"),
+        (["evaluate", "--episodes", "0"], "--episodes", "must be an integer >= 1"),
+        (["monitor", "evaluate", "--episodes", "0"], "--episodes", "must be an integer >= 1"),
+        (["compare", "--seeds", "0"], "--seeds", "must be an integer >= 1"),
+        (["compare", "--episodes", "-2"], "--episodes", "must be an integer >= 1"),
+        ([*fit, "--false-alarms-per-10min", "-1"], "--false-alarms-per-10min", ">= 0"),
+        ([*fit, "--window-s", "0"], "--window-s", "must be a finite number > 0"),
+        ([*fit, "--margin", "0.5"], "--margin", "must be a finite number >= 1"),
+        ([*fit, "--fault-factor", "nan"], "--fault-factor", "must be a finite number >= 1"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            cli.main(args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"argument {option}" in err and why in err, (args, err)
+        assert "Config" not in err and "window_s" not in err, err
+
+
+def test_train_refuses_an_unknown_architecture_before_reading_the_bags(tmp_path, capsys):
+    from ltc_controller import cli
+
+    missing = tmp_path / "no_bag"  # never read: the architecture is refused first
+    rc = cli.main(["train", "--arch", "transformer", "--check-data", "--bag", str(missing)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("train: --arch 'transformer' is not an architecture")
+    assert "ncp_ltc" in err and "lstm" in err and str(missing) not in err
+
+
+def test_compare_refuses_a_bad_ray_address_before_any_work(tmp_path, capsys, monkeypatch):
+    import socket
+
+    import pytest
+
+    from ltc_controller import cli
+
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    work = tmp_path / "work"
+    for address, says in (
+        ("bad", "expected HOST:PORT, ray://HOST:PORT or auto"),
+        ("ray://host:99999", "expected HOST:PORT"),
+        (f"127.0.0.1:{closed}", f"cannot connect to 127.0.0.1:{closed}"),
+    ):
+        rc = cli.main(["compare", "--reduced", "--work", str(work), "--address", address])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith(f"compare: Ray address {address!r}: ") and says in err
+    monkeypatch.setenv("RAY_ADDRESS", "bad")  # the environment's address is checked the same way
+    assert cli.main(["compare", "--reduced", "--work", str(work)]) == 2
+    assert "Ray address 'bad'" in capsys.readouterr().err
+    assert not work.exists()  # nothing recorded

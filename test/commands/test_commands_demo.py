@@ -149,16 +149,19 @@ def test_demo_rejects_a_missing_policy_file_before_starting_nodes(tmp_path):
     assert not (tmp_path / "ltc_policy.log").exists()
 
 
-@pytest.mark.parametrize("bad", [["--duration", "-5"], ["--domain-id", "500"]])
+@pytest.mark.parametrize(
+    "bad", [["--duration", "-5"], ["--domain-id", "500"], ["--kill-policy-at", "-1"]]
+)
 def test_demo_rejects_invalid_arguments_with_one_line(tmp_path, bad):
     r = subprocess.run(
-        [sys.executable, "-m", "ltc_controller", "demo", "--output", str(tmp_path), *bad],
+        [sys.executable, "-m", "ltc_controller", "demo", "--output", str(tmp_path / "out"), *bad],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("demo: ")
+    assert not (tmp_path / "out").exists()  # refused before its output folder was made
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,9 @@ def test_drone_demo_policy_sigkill_hovers_then_lands_without_collision(tmp_path,
     assert f["hover_speed_mps"] < 0.15
     assert f["touchdown_after_fallback_s"] > f["land_received_after_fallback_s"]
     assert f["mode"] == "landed" and f["collisions"] == 0
+    assert f["touchdown_on"] == "ground" and f["collisions_after_fallback"] == 0
+    assert [c for c in s["checks"] if not c["passed"]] == [] and len(s["checks"]) == 6
+    assert "6 / 6 passed" in r.stdout and "touched down on the ground" in r.stdout
     assert s["final_altitude_m"] < 0.15 and s["collisions"] == 0
     assert [x["state"] for x in s["safety_states"]][-1] == "FALLBACK"
     assert s["land_requests"] >= 1
@@ -181,3 +184,76 @@ def test_demo_rejects_drone_arguments_that_cannot_work_in_one_line(
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("demo: ") and says in err, err
     assert not (tmp_path / "ltc_policy.log").exists()
+
+
+def _fault(**over):
+    """A drone fault summary (fault_summary's keys) of a good run, with ``over`` changed."""
+    f = {
+        "kill_at_s": 20.0,
+        "fallback": True,
+        "fault_name": "command_timeout",
+        "kill_to_fallback_ms": 250.0,
+        "command_timeout_s": 0.25,
+        "zero_bound_ms": 355.0,
+        "zero_after_fallback_ms": 320.0,
+        "last_nonzero_after_fallback_ms": 300.0,
+        "zero_within_bound": True,
+        "commands_after_zero_all_zero": True,
+        "land_after_s": 5.0,
+        "land_request_after_fallback_s": 5.01,
+        "no_land_request_until_s": 4.99,
+        "touchdown_after_fallback_s": 8.31,
+        "land_received_after_fallback_s": 5.02,
+        "hover_speed_mps": 0.001,
+        "collisions": 0,
+        "mode": "landed",
+        "touchdown_on": "ground",
+        "final_altitude_m": 0.06,
+        "collisions_after_fallback": 0,
+    }
+    return {**f, **over}
+
+
+def test_demo_checks_pass_a_landed_drone_and_fail_one_left_landing_on_the_chair():
+    ok = demo.demo_checks({"fault": _fault()})
+    assert [c["check"] for c in ok] == [
+        "FALLBACK after the kill",
+        "setpoint at zero within the ramps' bound",
+        "setpoint zero from then on",
+        "landing requested",
+        "touched down",
+        "no collision after FALLBACK",
+    ]
+    assert all(c["passed"] for c in ok)
+    assert ok[4]["seen"] == "touched down on the ground at 0.06 m, 8.31 s after FALLBACK"
+    # On the seat, at rest: landed, and said where.
+    seat = demo.demo_checks({"fault": _fault(touchdown_on="target_seat", final_altitude_m=0.57)})[4]
+    assert (
+        seat["passed"]
+        and "target_seat (an obstacle's top, not the ground) at 0.57 m" in (seat["seen"])
+    )
+    # The reported run: still `landing` on the chair at the demo's cap, one collision.
+    bad = demo.demo_checks(
+        {
+            "fault": _fault(
+                touchdown_after_fallback_s=None,
+                mode="landing",
+                touchdown_on=None,
+                final_altitude_m=0.57,
+                collisions_after_fallback=1,
+            )
+        }
+    )
+    failed = {c["check"]: c["seen"] for c in bad if not c["passed"]}
+    assert failed == {
+        "touched down": "NOT landed when the demo ended (mode landing at 0.57 m)",
+        "no collision after FALLBACK": "1 collision(s)",
+    }
+    over = demo.demo_checks({"fault": _fault(last_nonzero_after_fallback_ms=500.0)})
+    assert [c["check"] for c in over if not c["passed"]] == [
+        "setpoint at zero within the ramps' bound"
+    ]
+    assert demo.demo_checks({"fault": _fault(fallback=False)}) == [
+        {"check": "FALLBACK after the kill", "passed": False, "seen": "command_timeout"}
+    ]
+    assert demo.demo_checks({}) == []  # no fault injected: nothing claimed

@@ -47,8 +47,9 @@ def test_fit_then_check_separates_noise_from_clean_frames(bags, tmp_path, capsys
         ]
     )
     assert rc == 0
-    text = capsys.readouterr().out
+    text, err = capsys.readouterr()
     assert "32 features; statistics from 360 frames" in text and "240 calibration frames" in text
+    assert "warning" not in err  # 360 frames >= 10 per feature
     stats = load_policy(out).feature_stats
     assert stats is not None and stats.calibration["heldout_onsets_fault"] == 0
     # The attention monitor, calibrated on the same 2 x 6 s: pairs 50 ms apart (20 Hz camera).
@@ -97,6 +98,19 @@ def test_bad_input_is_a_clear_error(bags, tmp_path, capsys):
     assert "monitor:" in capsys.readouterr().err
     assert main(["monitor", "fit", "-o", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_fit_on_few_frames_warns_that_the_statistics_are_unreliable(bags, tmp_path, capsys):
+    out = tmp_path / "few.safetensors"
+    args = ["monitor", "fit", "--bag", str(bags / "train"), "--max-frames", "100"]
+    assert main([*args, "--attention-every-n", "0", "-o", str(out)]) == 0
+    text, err = capsys.readouterr()
+    n = int(text.split("statistics from ")[1].split(" frames")[0])
+    assert n < 320 and out.is_file()
+    assert err.startswith(
+        f"monitor: warning: the statistics come from {n} frames for 32 features (fewer than "
+        "320, 10 per feature): the feature covariance is poorly estimated"
+    ), err
 
 
 def _camera_only(src, dst, topic="/camera/image_raw"):

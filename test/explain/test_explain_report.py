@@ -167,6 +167,42 @@ def test_explain_names_the_topics_when_the_image_topic_is_missing(tmp_path, caps
     assert "expected sensor_msgs/msg/Image" in capsys.readouterr().err
 
 
+def test_explain_refuses_a_crop_that_leaves_nothing_naming_the_sizes(tmp_path, capsys):
+    bag = tmp_path / "bag"
+    write_bag(bag, STAMPS[:3])
+    files = policy_files(tmp_path)
+    out = tmp_path / "out"
+    args = ["explain", "--policy", str(files["cnn"]), "--bag", str(bag), "--out", str(out)]
+    assert main([*args, "--crop", "50,50,0,0"]) == 2  # 100 px of a 78 px high image
+    err = capsys.readouterr().err
+    assert err == (
+        "explain: --crop 50,50,0,0 leaves nothing of the 200x78 images on /camera/image_raw: "
+        "top + bottom (100 px) must be < 78 px and left + right (0 px) < 200 px\n"
+    )
+    assert main([*args, "--crop", "0,0,100,100"]) == 2  # the width: 200 px of 200
+    assert "left + right (200 px) < 200 px" in capsys.readouterr().err
+    assert not out.exists()  # refused before the report folder was made
+    assert main([*args, "--crop", "38,39,0,0", "--video", "none"]) == 0  # 1 px row left
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["policies"]["cnn (cnn)"]["frames_used"] == 3
+
+
+def test_the_image_size_of_a_compressed_frame_comes_from_its_header():
+    import io
+
+    from ltc_controller.explain.frames import BagFrames
+    from ltc_controller.runtime.preprocess import frame_from_compressed
+
+    buf = io.BytesIO()
+    PILImage.fromarray(road_image(0, h=30, w=64)).save(buf, format="PNG")
+    frame = frame_from_compressed(1.0, 0, "png", buf.getvalue())
+    assert BagFrames(Path("b"), "/c", "sensor_msgs/msg/CompressedImage", [frame]).image_size() == (
+        64,
+        30,
+    )
+    assert BagFrames(Path("b"), "/c", "sensor_msgs/msg/Image").image_size() is None
+
+
 @pytest.mark.parametrize("arch", ["ncp_ltc", "lstm"])
 def test_open_loop_run_equals_the_training_pass_on_jittered_stamps(tmp_path, arch):
     """The runtime's stepping (one tick per frame stamp) and Policy.forward with the step counts

@@ -151,6 +151,29 @@ def test_land_descends_at_the_bounded_rate_then_disarms_and_stays(fsim):
     fsim.step(1.0)
     assert fsim.altitude == pytest.approx(z, abs=0.005)
     assert fsim.metrics.collisions == 0  # touchdown is not a collision
+    assert fsim.touchdown_on == "ground"
+
+
+def test_landing_on_the_chairs_seat_is_a_touchdown_there_once_at_rest():
+    # World 7 (the drone demo's): the drone hovers over the chair and lands; the seat stops the
+    # descent at 0.57 m. It used to stay in `landing` there with armed motors, counted as a
+    # collision, until it slid off.
+    with DroneSim(7, render_enabled=False) as sim:
+        tx, ty, _ = sim.world.target
+        sim.data.qpos[0:3] = (tx, ty, 1.2)
+        sim._mj.mj_forward(sim.model, sim.data)
+        sim.step(1.0)
+        sim.land()
+        sim.step(1.0)
+        assert sim.mode == FlightMode.LANDING and sim.touchdown_on == ""
+        sim.step(4.0)
+        assert sim.mode == FlightMode.LANDED and not sim.armed
+        assert sim.touchdown_on == "target_seat"
+        assert sim.altitude == pytest.approx(0.565, abs=0.02)  # seat top 0.50 m + the sphere
+        assert sim.metrics.collisions == 0
+        sim.step(5.0)
+        assert sim.altitude == pytest.approx(0.565, abs=0.02)  # stays on the seat, disarmed
+        assert sim.motor_thrusts == (0.0, 0.0, 0.0, 0.0)
 
 
 def test_flying_into_a_trunk_is_one_collision():

@@ -282,7 +282,7 @@ def test_cli_set_get_describe_and_refusal(env: dict[str, str], target: str, clie
     got = _cli(env, "get", target, "rate_hz", "mode")
     assert got.returncode == 0 and got.stdout.splitlines() == ["rate_hz: 25.0", "mode: hold"]
     refused = _cli(env, "set", target, "frame_id", "odom")
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # a refused value is bad input, as elsewhere in the CLI
     assert "Setting parameter failed: parameter 'frame_id' is read-only" in refused.stderr
     desc = _cli(env, "describe", target, "rate_hz")
     assert desc.returncode == 0

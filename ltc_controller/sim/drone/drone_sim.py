@@ -9,10 +9,16 @@ an external force at the centre of mass; gravity, rigid-body motion and contacts
 
 Flight modes: ``flying`` (tracking the setpoint), ``landing`` (after :meth:`DroneSim.land`: zero
 horizontal velocity, yaw held, descent at ``land_speed_mps``; setpoints are ignored) and
-``landed`` (touchdown: the ground contact disarms the motors; the drone rests on the ground).
+``landed`` (touchdown: the motors are disarmed; :attr:`DroneSim.touchdown_on` names what the
+drone rests on). Touchdown is the first ground contact while landing, or, on top of an obstacle
+(the chair's seat), a supporting contact (normal within :data:`SUPPORT_MAX_TILT_DEG` of vertical,
+the drone above it) once the drone is at rest there (speed below :data:`REST_SPEED_MPS`): a
+descent stopped by an obstacle's top has landed, it is not left descending with armed motors.
 
 Collisions: a contact between the airframe's collision sphere and anything but the ground, or the
 ground while ``flying``, starts a collision; :attr:`DroneMetrics.collisions` counts their starts.
+A supporting contact while landing is the touchdown, not a collision, and after touchdown
+(disarmed, at rest) no contact is one; a contact from the side while landing still is one.
 Contacts less than :data:`COLLISION_DEBOUNCE_S` after the previous one belong to the same collision
 (a drone still pushed against a trunk bounces off and back).
 
@@ -50,10 +56,22 @@ from ltc_controller.sim.drone.world import (
     generate_world,
 )
 
-__all__ = ["COLLISION_DEBOUNCE_S", "HISTORY_COLUMNS", "DroneMetrics", "DroneSim", "FlightMode"]
+__all__ = [
+    "COLLISION_DEBOUNCE_S",
+    "HISTORY_COLUMNS",
+    "REST_SPEED_MPS",
+    "SUPPORT_MAX_TILT_DEG",
+    "DroneMetrics",
+    "DroneSim",
+    "FlightMode",
+]
 
 #: Contacts closer together than this (s) count as one collision.
 COLLISION_DEBOUNCE_S = 1.0
+#: A contact whose normal is within this of vertical, below the drone, supports it (a top).
+SUPPORT_MAX_TILT_DEG = 30.0
+#: Landing on an obstacle's top: touchdown once the drone's speed is below this (m/s).
+REST_SPEED_MPS = 0.05
 
 #: Columns of :meth:`DroneSim.history`, one row per velocity-loop tick: time (s), position (m),
 #: yaw (rad), world velocity (m/s), distance to target (m), collision count, held setpoint
@@ -264,6 +282,8 @@ class DroneSim:
         self._in_contact = False
         self._last_contact_t = -math.inf
         self.last_collision = ""
+        #: what the drone touched down on (``ground``, ``target_seat``, ...); "" before touchdown
+        self.touchdown_on = ""
         self._reached_at = math.nan
         self._collided_before_reach = False
         self._min_dist = self.world.distance_to_target(x, y)
@@ -389,25 +409,48 @@ class DroneSim:
         hit = ""
         if d.ncon:
             cg = self._col_geom
-            for g1, g2 in d.contact.geom[: d.ncon].tolist():
+            for i, (g1, g2) in enumerate(d.contact.geom[: d.ncon].tolist()):
                 if cg not in (g1, g2):
                     continue
+                if self.mode == FlightMode.LANDED:
+                    continue  # disarmed at rest: leaning on the chair's back is no collision
                 other = g2 if g1 == cg else g1
+                name = self._mj.mj_id2name(self.model, self._mj.mjtObj.mjOBJ_GEOM, other) or ""
                 if other == self._ground:
                     if self.mode == FlightMode.LANDING:
-                        self.mode = FlightMode.LANDED
-                        self.armed = False
+                        self._touch_down(name)
                         continue
-                    if self.mode == FlightMode.LANDED:
-                        continue
+                elif self.mode == FlightMode.LANDING and self._supports(i):
+                    # Descending onto an obstacle's top: landed once at rest on it.
+                    if self._at_rest():
+                        self._touch_down(name)
+                    continue
                 touching = True
-                hit = self._mj.mj_id2name(self.model, self._mj.mjtObj.mjOBJ_GEOM, other) or ""
+                hit = name
         if touching:
             if not self._in_contact and self.time - self._last_contact_t > COLLISION_DEBOUNCE_S:
                 self._collisions += 1
                 self.last_collision = hit
             self._last_contact_t = self.time
         self._in_contact = touching
+
+    def _supports(self, k: int) -> bool:
+        """Contact ``k`` holds the drone up: its normal near vertical, its point below the
+        centre of mass (MuJoCo's contact frame: the first row is the normal)."""
+        c = self.data.contact[k]
+        return bool(
+            abs(float(c.frame[2])) >= math.cos(math.radians(SUPPORT_MAX_TILT_DEG))
+            and float(c.pos[2]) < float(self.data.qpos[2])
+        )
+
+    def _at_rest(self) -> bool:
+        v = self.data.qvel[0:3]
+        return float(math.sqrt(float(v @ v))) < REST_SPEED_MPS
+
+    def _touch_down(self, on: str) -> None:
+        self.mode = FlightMode.LANDED
+        self.armed = False
+        self.touchdown_on = on
 
     def _record(self) -> None:
         if not self.record_history:
