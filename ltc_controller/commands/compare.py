@@ -76,7 +76,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="Ray cluster to run the jobs on (host:port, ray://..., auto; default $RAY_ADDRESS, "
         "else a local Ray instance on this machine's cores); --work must be on a shared disk",
     )
-    p.add_argument("--num-cpus", type=int, default=None, help="cores of the local Ray instance")
+    p.add_argument(
+        "--num-cpus", type=positive_int, default=None, help="cores of the local Ray instance"
+    )
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
