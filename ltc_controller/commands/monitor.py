@@ -67,6 +67,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     ev.add_argument("--first-track-seed", type=int, default=5000)
     ev.add_argument(
+        "--speed",
+        type=positive_float,
+        default=5.0,
+        help="driving speed (m/s, default 5); the hand-over brakes from it at 4 m/s²",
+    )
+    ev.add_argument(
+        "--latency", type=float, default=0.02, help="frame-to-command latency (s, default 0.02)"
+    )
+    ev.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch CPU threads (default 1, as in evaluate: more threads contend on a loaded "
+        "machine)",
+    )
+    ev.add_argument(
         "--output", type=output_file, default=None, help="also write the table here (.md)"
     )
     fit.add_argument("--output", "-o", type=output_file, required=True, help="policy file to write")
@@ -317,11 +333,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     except MissingExtra as e:
         print(e, file=sys.stderr)
         return 2
+    import torch
+
     from ltc_controller.sim.conditions import parse_conditions
     from ltc_controller.training.evaluation import EvalConfig, ModelEntry, evaluate
     from ltc_controller.training.ood_evaluation import (
         MonitorLog,
         attention_episodes,
+        car_stop_s,
         monitor_table,
         summarise_monitor,
     )
@@ -333,6 +352,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             conditions=conds,
             episodes=args.episodes,
             first_track_seed=args.first_track_seed,
+            speed_mps=args.speed,
+            latency_s=args.latency,
             distance_m=args.distance,
         )
     except (PolicyFileError, KeyError, ValueError) as e:
@@ -341,15 +362,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     stats = _stats(args, policy)
     if stats is None:
         return 2
+    torch.set_num_threads(max(1, args.threads))
     log = MonitorLog()
     path = args.policy or BUNDLED_POLICY
-    evaluate([ModelEntry("policy", Path(path))], cfg, progress=print, monitor=log)
-    table = monitor_table(summarise_monitor(log.episodes))
+    try:
+        evaluate([ModelEntry("policy", Path(path))], cfg, progress=print, monitor=log)
+    except ValueError as e:  # e.g. a latency of a camera period or more, before any driving
+        print(f"monitor: {e}", file=sys.stderr)
+        return 2
+    stop_s = car_stop_s(cfg.speed_mps)
+    table = monitor_table(summarise_monitor(log.episodes, stop_s=stop_s))
     att = attention_episodes(log.episodes)
     if att:
         table += (
             "\n\nattention monitor (saliency instability; score: pair scores):\n\n"
-            + monitor_table(summarise_monitor(att), digits=4)
+            + monitor_table(summarise_monitor(att, stop_s=stop_s), digits=4)
         )
     print(table)
     if args.output is not None:

@@ -40,6 +40,7 @@ from ltc_controller.training.ood_evaluation import (
     MonitorEpisode,
     MonitorLog,
     MonitorRecorder,
+    car_stop_s,
     episode_records,
     jsonable,
     monitor_table,
@@ -475,6 +476,7 @@ def write_report(
         w.writeheader()
         for r in records:
             w.writerow(asdict(r))
+    stop_s = car_stop_s(cfg.speed_mps)
     (out / "summary.json").write_text(
         json.dumps(
             {
@@ -482,7 +484,7 @@ def write_report(
                 "per_model": summary.per_model,
                 "per_policy": summary.per_policy,
                 "sizes": sizes,
-                **({} if monitor is None else {"monitor": write_monitor(out, monitor, CAR_STOP_S)}),
+                **({} if monitor is None else {"monitor": write_monitor(out, monitor, stop_s)}),
             },
             indent=1,
         )
@@ -508,7 +510,7 @@ def write_report(
     text += [f"![{p}]({p})" for p in pngs]
     text.append("")
     if monitor is not None:
-        text += [monitor_markdown(monitor), ""]
+        text += [monitor_markdown(monitor, stop_s=stop_s), ""]
     report = out / "report.md"
     report.write_text("\n".join(text))
     return report

@@ -18,12 +18,13 @@ seeded effects):
 
 - **without** the hand-over: the failures as they happened;
 - **with** it: at the first FAULT the safety node falls back and the vehicle stops within
-  ``stop_s`` (car: brake from 5 m/s at the vehicle profile's 4 m/s², :data:`CAR_STOP_S`; drone:
-  the setpoint ramps to a hover from at most 2 m/s at 3 m/s², :data:`DRONE_STOP_S`,
-  ``config/drone.yaml``) and waits there. Failures before the FAULT, or within ``stop_s`` after
-  it, still happen; later departures or collisions are *avoided* (a time-out is not: a hovering
-  drone does not reach its target either). An episode whose first FAULT is followed by no
-  failure at all is a *needless fallback*.
+  ``stop_s`` (car: brake from the driving speed at the vehicle profile's 4 m/s²,
+  :func:`car_stop_s`, 1.25 s from 5 m/s; drone: the setpoint ramps to a hover from at most
+  2 m/s at 3 m/s², :data:`DRONE_STOP_S`, ``config/drone.yaml``) and waits there. Failures
+  before the FAULT, or within ``stop_s`` after it, still happen; later departures or
+  collisions are *avoided* (a time-out is not: a hovering drone does not reach its target
+  either). An episode whose first FAULT is followed by no failure at all is a *needless
+  fallback*.
 
 A failure is *flagged* when the monitor was DEGRADED or worse at some frame in the
 ``window_s`` (10 s) before it, ending ``lead_s`` (1 s) before it: time enough to hand over. (For
@@ -56,7 +57,9 @@ from ltc_controller.models.ood import FeatureStats, auroc
 from ltc_controller.runtime.ood import AttentionMonitor, FeatureMonitor
 
 __all__ = [
+    "CAR_DECEL_MPS2",
     "CAR_STOP_S",
+    "car_stop_s",
     "DRONE_STOP_S",
     "MONITOR_METRICS",
     "UNAVAILABLE",
@@ -73,8 +76,19 @@ __all__ = [
     "summarise_monitor_models",
 ]
 
-#: Car: braking from 5 m/s at the vehicle profile's 4 m/s² deceleration (s).
-CAR_STOP_S = 1.25
+#: Car: the fallback's deceleration, the vehicle profile's ``speed.decel`` (m/s²,
+#: ``config/vehicle.yaml``).
+CAR_DECEL_MPS2 = 4.0
+
+
+def car_stop_s(speed_mps: float) -> float:
+    """Time (s) the car's fallback takes to brake from ``speed_mps`` (m/s) to a stop at
+    :data:`CAR_DECEL_MPS2`."""
+    return speed_mps / CAR_DECEL_MPS2
+
+
+#: Car: braking from 5 m/s, the evaluations' default speed (s).
+CAR_STOP_S = car_stop_s(5.0)
 #: Drone: the fallback ramps the setpoint to a hover from at most 2 m/s at 3 m/s² (s).
 DRONE_STOP_S = 2.0 / 3.0
 #: What a report says for a policy file without the monitor's statistics.

@@ -159,9 +159,10 @@ def test_fit_and_check_need_only_the_camera_topic(bags, tmp_path, capsys):
 
 
 def test_monitor_evaluate_drives_through_evaluate_and_refuses_a_file_without_statistics(
-    tmp_path, capsys
+    tmp_path, capsys, monkeypatch
 ):
     import numpy as np
+    import torch
 
     from ltc_controller.models.ood import fit_feature_stats
     from ltc_controller.models.policy_file import BUNDLED_POLICY, save_policy
@@ -177,11 +178,18 @@ def test_monitor_evaluate_drives_through_evaluate_and_refuses_a_file_without_sta
     monitored = save_policy(policy, tmp_path / "monitored.safetensors")
     table = tmp_path / "table.md"
     args = ["--conditions", "clean,noise_0.3", "--episodes", "1", "--distance", "10"]
+    threads: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
     rc = main(["monitor", "evaluate", "--policy", str(monitored), *args, "--output", str(table)])
     assert rc == 0
+    assert threads == [1]  # one torch thread by default, as `evaluate` (2 contend under load)
     rows = [line.split("|") for line in table.read_text().splitlines()[2:]]
     assert [r[1].strip() for r in rows] == ["clean", "noise_0.3"]
     assert rows[0][4].strip() == "" and 0.0 <= float(rows[1][4]) <= 1.0  # AUROC vs clean
     capsys.readouterr()
     assert main(["monitor", "evaluate", "--policy", str(plain), *args]) == 2
     assert "has no statistics" in capsys.readouterr().err
+    # A command latency of a whole 20 Hz camera period: one line, exit 2, no traceback.
+    late = [*args, "--speed", "8", "--latency", "0.05"]
+    assert main(["monitor", "evaluate", "--policy", str(monitored), *late]) == 2
+    assert "latency_s=0.05: expected in [0, 0.05)" in capsys.readouterr().err

@@ -10,8 +10,10 @@ import pytest
 
 from ltc_controller.models.ood import AttentionStats, auroc, fit_feature_stats
 from ltc_controller.training.ood_evaluation import (
+    CAR_STOP_S,
     MonitorEpisode,
     attention_episodes,
+    car_stop_s,
     monitor_table,
     summarise_monitor,
 )
@@ -46,6 +48,17 @@ def test_flagged_avoided_and_needless_fallbacks_are_counted_from_the_frames():
     assert c["alarms_per_10min"] == pytest.approx(30.0)  # one onset in 20 s of clean driving
     assert d["auroc"] == 1.0 and np.isnan(c["auroc"])
     assert "| dim | 0.2 | 5.00 | 1.000 |" in monitor_table([d])
+
+
+def test_a_faster_car_brakes_longer_so_a_departure_soon_after_the_fault_is_not_avoided():
+    assert CAR_STOP_S == car_stop_s(5.0) == pytest.approx(1.25)  # 5 m/s at 4 m/s²
+    assert car_stop_s(15.0) == pytest.approx(3.75)
+    # FAULT at t = 3 s, a departure at 6 s: after a 1.25 s stop (avoided), within a 3.75 s one.
+    ep = _ep("dim", [0] * 4 + [1, 1] + [2] * 14, [6.0], scores=5.0)
+    (slow,) = summarise_monitor([ep], stop_s=car_stop_s(5.0))
+    (fast,) = summarise_monitor([ep], stop_s=car_stop_s(15.0))
+    assert (slow["fell_back"], slow["avoided"], slow["flagged"]) == (1, 1, 1)
+    assert (fast["fell_back"], fast["avoided"], fast["flagged"]) == (1, 0, 1)
 
 
 def test_auroc_counts_ties_half_and_rejects_empty_sides():
