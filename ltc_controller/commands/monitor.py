@@ -4,11 +4,12 @@
   of the policy's head on part of their segments and calibrate the thresholds on the rest
   (:func:`~ltc_controller.training.monitor.fit_monitor`), write the policy file with them
   (``--output``; the input file is never changed in place unless ``--output`` names it).
-- ``evaluate``: drive the policy closed loop (car simulator) under conditions with the monitor
-  attached (the episodes of ``ltc-controller evaluate``, whose report carries the same
-  columns), and print per condition the AUROC, false alarms per 10 minutes, the departures
-  flagged at least 1 s ahead, and what a hand-over at FAULT would have done (departures avoided,
-  needless fallbacks): :mod:`ltc_controller.training.ood_evaluation`.
+- ``evaluate``: drive the policy closed loop (car simulator; ``--scenario drone``: fly it in
+  the drone's worlds) under conditions with the monitor attached (the episodes of
+  ``ltc-controller evaluate``, whose report carries the same columns), and print per condition
+  the AUROC, false alarms per 10 minutes, the failures (car: departures; drone: collisions and
+  time-outs) flagged at least 1 s ahead, and what a hand-over at FAULT would have done (failures
+  avoided, needless fallbacks): :mod:`ltc_controller.training.ood_evaluation`.
 - ``check``: score the frames of bags with a fitted policy: per bag the score quantiles, the share
   of frames above each threshold, the alarm onsets per 10 minutes, and with ``--clean BAG`` the
   AUROC of per-frame scores (each bag against the clean one: 0.5 = no separation, 1 = perfect);
@@ -58,22 +59,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         sp.add_argument("--max-frames", type=int, default=None, help="frames per bag at most")
     ev = sub.add_parser("evaluate", help="closed loop with the monitor: flagged failures, alarms")
     ev.add_argument("--policy", type=Path, default=None, help="policy file with statistics")
-    ev.add_argument("--conditions", default="clean,noise_0.2,dim,road_texture,occlusion")
     ev.add_argument(
-        "--episodes", type=positive_int, default=2, help="episodes (tracks) per condition"
+        "--scenario",
+        choices=("car", "drone"),
+        default="car",
+        help="car (lane keeping, default) or drone (fly to the target; a velocity policy)",
     )
     ev.add_argument(
-        "--distance", type=positive_float, default=300.0, help="m per episode (default 300)"
+        "--conditions",
+        default=None,
+        help="comma-separated conditions (default car: clean,noise_0.2,dim,road_texture,"
+        "occlusion; drone: clean,autumn,range,target_occluded,distractors)",
     )
-    ev.add_argument("--first-track-seed", type=int, default=5000)
+    ev.add_argument(
+        "--episodes",
+        type=positive_int,
+        default=2,
+        help="episodes (tracks or worlds) per condition",
+    )
+    ev.add_argument(
+        "--distance",
+        type=positive_float,
+        default=None,
+        help="car: m per episode (default 300)",
+    )
+    ev.add_argument(
+        "--time-limit",
+        type=positive_float,
+        default=None,
+        help="drone: s per episode at most (default: the world's time limit)",
+    )
+    ev.add_argument("--first-track-seed", type=int, default=5000, help="first track/world seed")
     ev.add_argument(
         "--speed",
         type=positive_float,
-        default=5.0,
-        help="driving speed (m/s, default 5); the hand-over brakes from it at 4 m/s²",
+        default=None,
+        help="car: driving speed (m/s, default 5); the hand-over brakes from it at 4 m/s²",
     )
     ev.add_argument(
-        "--latency", type=float, default=0.02, help="frame-to-command latency (s, default 0.02)"
+        "--latency",
+        type=float,
+        default=None,
+        help="car: frame-to-command latency (s, default 0.02)",
     )
     ev.add_argument(
         "--threads",
@@ -325,6 +352,7 @@ def _check_attention(args: argparse.Namespace, policy: Any, demos: list[Any], cl
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from ltc_controller.commands.demo import DRONE_POLICY
     from ltc_controller.extras import MissingExtra, require
     from ltc_controller.models.policy_file import BUNDLED_POLICY, PolicyFileError, load_policy
 
@@ -333,11 +361,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     except MissingExtra as e:
         print(e, file=sys.stderr)
         return 2
-    import torch
-
-    from ltc_controller.sim.conditions import parse_conditions
-    from ltc_controller.training.evaluation import EvalConfig, ModelEntry, evaluate
+    from ltc_controller.training.evaluation import ModelEntry
     from ltc_controller.training.ood_evaluation import (
+        DRONE_STOP_S,
         MonitorLog,
         attention_episodes,
         car_stop_s,
@@ -345,43 +371,106 @@ def _evaluate(args: argparse.Namespace) -> int:
         summarise_monitor,
     )
 
-    try:
-        policy = load_policy(args.policy or BUNDLED_POLICY)
-        conds = tuple(c.name for c in parse_conditions(args.conditions))
-        cfg = EvalConfig(
-            conditions=conds,
-            episodes=args.episodes,
-            first_track_seed=args.first_track_seed,
-            speed_mps=args.speed,
-            latency_s=args.latency,
-            distance_m=args.distance,
+    drone = args.scenario == "drone"
+    car_only = {"--distance": args.distance, "--speed": args.speed, "--latency": args.latency}
+    other = next((k for k, v in car_only.items() if v is not None), None) if drone else None
+    if not drone and args.time_limit is not None:
+        other = "--time-limit"
+    if other is not None:
+        print(
+            f"monitor: {other} applies to the {'car' if drone else 'drone'} only", file=sys.stderr
         )
+        return 2
+    path = args.policy or (DRONE_POLICY if drone else BUNDLED_POLICY)
+    try:
+        policy = load_policy(path)
+        run = _drone_runner(args) if drone else _car_runner(args)
     except (PolicyFileError, KeyError, ValueError) as e:
         print(f"monitor: {e}", file=sys.stderr)
         return 2
     stats = _stats(args, policy)
     if stats is None:
         return 2
-    torch.set_num_threads(max(1, args.threads))
     log = MonitorLog()
-    path = args.policy or BUNDLED_POLICY
     try:
-        evaluate([ModelEntry("policy", Path(path))], cfg, progress=print, monitor=log)
-    except ValueError as e:  # e.g. a latency of a camera period or more, before any driving
+        run(ModelEntry("policy", Path(path)), log)
+    except (PolicyFileError, ValueError) as e:  # e.g. a car policy flown as the drone
         print(f"monitor: {e}", file=sys.stderr)
         return 2
-    stop_s = car_stop_s(cfg.speed_mps)
-    table = monitor_table(summarise_monitor(log.episodes, stop_s=stop_s))
+    stop_s, failures = (
+        (DRONE_STOP_S, "failures") if drone else (car_stop_s(_car_speed(args)), "departures")
+    )
+    table = monitor_table(summarise_monitor(log.episodes, stop_s=stop_s), failures)
     att = attention_episodes(log.episodes)
     if att:
         table += (
             "\n\nattention monitor (saliency instability; score: pair scores):\n\n"
-            + monitor_table(summarise_monitor(att, stop_s=stop_s), digits=4)
+            + monitor_table(summarise_monitor(att, stop_s=stop_s), failures, digits=4)
         )
     print(table)
     if args.output is not None:
         args.output.write_text(table + "\n")
     return 0
+
+
+def _car_runner(args: argparse.Namespace) -> Any:
+    """``run(model, log)`` flying ``monitor evaluate``'s car episodes (``evaluate``'s).
+
+    Raises:
+        KeyError: an unknown condition. ValueError: a bad protocol.
+    """
+    import torch
+
+    from ltc_controller.sim.conditions import parse_conditions
+    from ltc_controller.training.evaluation import EvalConfig, evaluate
+
+    cfg = EvalConfig(
+        conditions=tuple(
+            c.name
+            for c in parse_conditions(
+                args.conditions or "clean,noise_0.2,dim,road_texture,occlusion"
+            )
+        ),
+        episodes=args.episodes,
+        first_track_seed=args.first_track_seed,
+        speed_mps=_car_speed(args),
+        latency_s=0.02 if args.latency is None else args.latency,
+        distance_m=300.0 if args.distance is None else args.distance,
+    )
+    torch.set_num_threads(args.threads)
+    return lambda model, log: evaluate([model], cfg, progress=print, monitor=log)
+
+
+def _car_speed(args: argparse.Namespace) -> float:
+    """``--speed`` (m/s), default 5."""
+    return 5.0 if args.speed is None else float(args.speed)
+
+
+def _drone_runner(args: argparse.Namespace) -> Any:
+    """``run(model, log)`` flying ``monitor evaluate --scenario drone``'s episodes
+    (``evaluate --scenario drone``'s: worlds from ``--first-track-seed``, one torch thread).
+
+    Raises:
+        KeyError: an unknown condition. ValueError: a bad protocol.
+    """
+    import torch
+
+    from ltc_controller.sim.drone.conditions import parse_drone_conditions
+    from ltc_controller.training.drone_evaluation import DroneEvalConfig, evaluate_drone
+
+    cfg = DroneEvalConfig(
+        conditions=tuple(
+            c.name
+            for c in parse_drone_conditions(
+                args.conditions or "clean,autumn,range,target_occluded,distractors"
+            )
+        ),
+        episodes=args.episodes,
+        first_world_seed=args.first_track_seed,
+        max_time_s=args.time_limit,
+    )
+    torch.set_num_threads(args.threads)  # default 1: batch-1 inference, more threads contend
+    return lambda model, log: evaluate_drone([model], cfg, progress=print, monitor=log)
 
 
 def _stats(args: argparse.Namespace, policy: Any) -> Any:

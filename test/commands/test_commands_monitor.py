@@ -193,3 +193,62 @@ def test_monitor_evaluate_drives_through_evaluate_and_refuses_a_file_without_sta
     late = [*args, "--speed", "8", "--latency", "0.05"]
     assert main(["monitor", "evaluate", "--policy", str(monitored), *late]) == 2
     assert "latency_s=0.05: expected in [0, 0.05)" in capsys.readouterr().err
+
+
+def test_the_drone_policy_fits_both_monitors_and_flies_with_them(tmp_path, capsys):
+    """The bundled drone NCP-34 (paper-2020 conv head, 4 Twist outputs): ``monitor fit`` on
+    recorded drone frames gives it the feature statistics and the attention calibration
+    (VisualBackProp pairs 50 ms apart), and ``monitor evaluate --scenario drone`` flies it with
+    both monitors attached: heavy camera noise scores above clean on both."""
+    from ltc_controller.commands.demo import DRONE_POLICY
+    from ltc_controller.sim.drone.scenario import DronePerturbationConfig
+    from ltc_controller.training.drone_recording import DroneRecordConfig, record_drone
+
+    record_drone(
+        tmp_path / "train", DroneRecordConfig(episodes=2, episode_s=3.0, first_world_seed=1000)
+    )
+    calm = DronePerturbationConfig.none(1.0)
+    record_drone(
+        tmp_path / "calib",
+        DroneRecordConfig(episodes=2, episode_s=3.0, first_world_seed=2000, perturbation=calm),
+    )
+    out = tmp_path / "drone_ood.safetensors"
+    fit = ["monitor", "fit", "--policy", str(DRONE_POLICY), "--bag", str(tmp_path / "train")]
+    assert main([*fit, "--calibration-bag", str(tmp_path / "calib"), "-o", str(out)]) == 0
+    assert "32 features; statistics from 120 frames" in capsys.readouterr().out
+    fitted = load_policy(out)
+    att = fitted.attention_stats
+    assert fitted.feature_stats is not None and att is not None
+    assert att.pair_gap_s == pytest.approx(0.075) and att.calibration["heldout_frames"] == 118
+    assert att.fault == pytest.approx(2.0 * att.degraded) and att.degraded > 0.0
+    table = tmp_path / "table.md"
+    args = ["--scenario", "drone", "--conditions", "clean,noise_0.3", "--episodes", "1"]
+    rc = main(
+        [
+            "monitor",
+            "evaluate",
+            "--policy",
+            str(out),
+            *args,
+            "--time-limit",
+            "3",
+            "--output",
+            str(table),
+        ]
+    )
+    assert rc == 0
+    features, attention = table.read_text().split("attention monitor")
+    # Statistics from 120 frames are rough (32 features): a looser AUROC bound for them.
+    for part, least in ((features, 0.7), (attention, 0.9)):
+        rows = {
+            line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in part.splitlines()
+            if line.startswith("| ") and not line.startswith("| condition")
+        }
+        assert list(rows) == ["clean", "noise_0.3"]
+        assert rows["clean"][2] == "" and float(rows["noise_0.3"][2]) > least  # AUROC vs clean
+        assert float(rows["noise_0.3"][1]) > 2.0 * float(rows["clean"][1])  # median score
+    # The car's distance does not apply to the drone: a clear error, exit 2.
+    capsys.readouterr()
+    assert main(["monitor", "evaluate", "--policy", str(out), *args, "--distance", "5"]) == 2
+    assert "--distance applies to the car only" in capsys.readouterr().err

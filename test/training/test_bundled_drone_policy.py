@@ -53,3 +53,21 @@ def test_bundled_drone_policy_flies_unseen_clean_worlds_where_flying_straight_fa
         assert rec.world_seed == 5000 + episode
         assert rec.success == 1.0 and rec.collisions == 0, rec
         assert rec.final_distance_m <= 1.0 and rec.time_to_target_s < 20.0, rec
+
+
+def test_bundled_drone_policy_carries_both_monitors_calibrated_on_ten_minutes_of_flight():
+    # `monitor fit` on the recipe's 96 expert worlds + a 12-world DAgger bag (statistics) and 72
+    # unperturbed expert flights in worlds 2000-2071 (thresholds); policies/README.md.
+    p = load_policy(DRONE_POLICY)
+    st, att = p.feature_stats, p.attention_stats
+    assert st is not None and att is not None
+    assert st.features == 32 and st.calibration["train_frames"] == 18065
+    assert st.calibration["heldout_frames"] == 12270 and st.calibration["heldout_minutes"] > 10.0
+    assert st.calibration["heldout_onsets_fault"] == 0 and st.fault == 2.0 * st.degraded
+    assert abs(st.degraded - 1.924) < 5e-4
+    # The attention monitor: every frame's saliency against the one 50 ms before.
+    assert att.every_n_frames == 1 and abs(att.pair_gap_s - 0.075) < 1e-9
+    assert (
+        att.calibration["heldout_frames"] == 12198 and att.calibration["heldout_onsets_fault"] == 0
+    )
+    assert abs(att.degraded - 0.6091) < 5e-5 and att.fault == 2.0 * att.degraded

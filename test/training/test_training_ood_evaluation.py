@@ -208,6 +208,7 @@ def test_a_drone_time_out_is_recorded_as_a_failure_in_the_same_episode(tmp_path)
     policy = load_policy(
         Path(__file__).parents[2] / "ltc_controller/policies/ncp_drone_fly_to_target.safetensors"
     )
+    policy.attention_stats = None  # the feature monitor alone (the bundled file has both)
     rng = np.random.default_rng(0)
     policy.feature_stats = fit_feature_stats(
         rng.normal(100.0, 0.01, size=(100, 32)),
