@@ -302,12 +302,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     from ltc_controller.sim.conditions import parse_conditions
     from ltc_controller.training.evaluation import EvalConfig, ModelEntry, evaluate
-    from ltc_controller.training.ood_evaluation import (
-        MonitorLog,
-        attention_episodes,
-        monitor_table,
-        summarise_monitor,
-    )
+    from ltc_controller.training.ood_evaluation import MonitorLog, monitor_tables
 
     try:
         policy = load_policy(args.policy or BUNDLED_POLICY)
@@ -327,13 +322,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     log = MonitorLog()
     path = args.policy or BUNDLED_POLICY
     evaluate([ModelEntry("policy", Path(path))], cfg, progress=print, monitor=log)
-    table = monitor_table(summarise_monitor(log.episodes))
-    att = attention_episodes(log.episodes)
-    if att:
-        table += (
-            "\n\nattention monitor (saliency instability; score: pair scores):\n\n"
-            + monitor_table(summarise_monitor(att), digits=4)
-        )
+    # The same tables as the per-model ones of `evaluate`'s report.
+    table = monitor_tables(log.episodes)
     print(table)
     if args.output is not None:
         args.output.write_text(table + "\n")

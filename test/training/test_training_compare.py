@@ -142,15 +142,32 @@ def test_monitor_job_fits_a_copy_and_reports_a_fit_it_cannot_make(tmp_path: Path
         )
     pairing = {"label_offset_s": 0.0, "max_pair_dt_s": 0.05}
 
-    def fit(data: Path, out: str) -> dict:
+    def fit(data: Path, out: str, attention_every_n: int = 1) -> dict:
         return monitor_job(
-            [str(data)], "d", pairing, None, str(bags["calib"]), "c", str(policy), "p", out
+            [str(data)],
+            "d",
+            pairing,
+            None,
+            str(bags["calib"]),
+            "c",
+            str(policy),
+            "p",
+            out,
+            attention_every_n=attention_every_n,
         )
 
     res = fit(bags["data"], str(tmp_path / "monitored" / "p.safetensors"))
-    stats = load_policy(res["output"]).feature_stats
+    fitted = load_policy(res["output"])
+    stats = fitted.feature_stats
     assert stats is not None and stats.degraded == res["degraded"] > 0.0
     assert res["train_frames"] == 20 and res["heldout_frames"] == 20  # 1 s at 20 Hz each
+    # The attention monitor calibrated on the same calibration frames: 19 consecutive pairs.
+    att = fitted.attention_stats
+    assert att is not None and att.degraded == res["attention"]["degraded"] > 0.0
+    assert (att.every_n_frames, res["attention"]["heldout_frames"]) == (1, 19)
+    assert att.pair_gap_s == pytest.approx(0.075)  # 1.5 camera periods
+    none = fit(bags["data"], str(tmp_path / "monitored" / "n.safetensors"), attention_every_n=0)
+    assert none["attention"] is None and load_policy(none["output"]).attention_stats is None
     assert load_policy(policy).feature_stats is None  # the trained file is left as it was
     bad = fit(bags["tiny"], str(tmp_path / "monitored" / "q.safetensors"))
     assert bad["output"] is None and "too few" in bad["error"]
