@@ -106,16 +106,30 @@ def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path:
     mon = summary["monitor"]
     assert mon["fitted"] and len(mon["fits"]) == 6
     rows = {(r["model"], r["condition"]): r for r in mon["per_model"]}
+    # The attention monitor, calibrated alike on the drone trunk's saliency, beside it.
+    arows = {(r["model"], r["condition"]): r for r in mon["attention"]["per_model"]}
+    assert mon["attention"]["unavailable"] == []
+    for name, fit in mon["fits"].items():
+        att = load_policy(tmp_path / "monitored" / name).attention_stats
+        assert att is not None and att.degraded == fit["attention"]["degraded"] > 0.0
+        assert fit["attention"]["heldout_frames"] > 0
     for label in labels:
-        assert rows[(label, "clean")]["auroc"] is None
-        assert 0.0 <= rows[(label, "fog")]["auroc"] <= 1.0
+        for r in (rows, arows):
+            assert r[(label, "clean")]["auroc"] is None
+            assert 0.0 <= r[(label, "fog")]["auroc"] <= 1.0
     assert "## Out-of-distribution monitor" in report and "| fog | 0.0 |" in report
     assert "Metric: monitor_auroc (IQM" in out and "| fog | 1 |" in out.split("monitor_auroc")[1]
+    assert "**attention monitor AUROC, shifted vs clean pair scores**" in report
+    assert "attention: unavailable" not in report
+    assert "Metric: attention_auroc (IQM" in out
+    assert "| fog | 1 |" in out.split("Metric: attention_auroc")[1]
     with open(tmp_path / "report" / "monitor_episodes.csv") as f:
         mrows = list(csv.DictReader(f))
     assert len(mrows) == 12
     for m in mrows:
         assert int(m["failures"]) in (0, 1) and 0 <= int(m["flagged"]) <= int(m["failures"])
+        assert 0 <= int(m["attention_flagged"]) <= int(m["failures"])
+        assert int(m["frames"]) - 1 <= int(m["attention_pairs"]) <= int(m["frames"])
     # Episodes are cut at 2 s; one that did not reach the target counts at that limit in the
     # time-to-target statistics.
     with open(tmp_path / "report" / "episodes.csv") as f:

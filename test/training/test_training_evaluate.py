@@ -231,19 +231,36 @@ def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(t
     assert mon["fitted"] and len(mon["fits"]) == 6
     assert {f["heldout_frames"] for f in mon["fits"].values()} == {80}  # one 4 s episode
     for name, fit in mon["fits"].items():
-        stats = load_policy(tmp_path / "monitored" / name).feature_stats
+        fitted = load_policy(tmp_path / "monitored" / name)
+        stats, att = fitted.feature_stats, fitted.attention_stats
         assert stats is not None and stats.degraded == fit["degraded"] > 0.0
+        # ... and its attention monitor on the same calibration episode: 79 pairs of 80 frames.
+        assert att is not None and att.degraded == fit["attention"]["degraded"] > 0.0
+        assert fit["attention"]["heldout_frames"] == 79 and att.every_n_frames == 1
     rows = {(r["model"], r["condition"]): r for r in mon["per_model"]}
-    assert len(rows) == 12
+    arows = {(r["model"], r["condition"]): r for r in mon["attention"]["per_model"]}
+    assert len(rows) == len(arows) == 12 and mon["attention"]["unavailable"] == []
     for label in labels:
-        assert rows[(label, "clean")]["auroc"] is None  # clean against itself: undefined
-        assert 0.0 <= rows[(label, "noise_0.1")]["auroc"] <= 1.0
-        assert rows[(label, "clean")]["alarms_per_10min"] >= 0.0
+        for r in (rows, arows):
+            assert r[(label, "clean")]["auroc"] is None  # clean against itself: undefined
+            assert 0.0 <= r[(label, "noise_0.1")]["auroc"] <= 1.0
+            assert r[(label, "clean")]["alarms_per_10min"] >= 0.0
+    with open(tmp_path / "report" / "monitor_episodes.csv") as f:
+        mrows = list(csv.DictReader(f))
+    assert len(mrows) == 12
+    for m in mrows:  # a pair per frame after the first
+        assert int(m["frames"]) - 1 <= int(m["attention_pairs"]) <= int(m["frames"])
+        assert 0 <= int(m["attention_flagged"]) <= int(m["failures"])
     text = report.read_text()
     assert "## Out-of-distribution monitor" in text and "monitor: unavailable" not in text
     assert "**monitor AUROC, shifted vs clean frames**" in text
+    assert "**attention monitor AUROC, shifted vs clean pair scores**" in text
+    assert "attention: unavailable" not in text and "Its attention monitor" in text
     assert "Metric: monitor_auroc (IQM" in out and "Metric: alarms_per_10min (IQM" in out
+    assert "Metric: attention_auroc (IQM" in out
+    assert "Metric: attention_alarms_per_10min (IQM" in out
     assert "| noise_0.1 | 1 |" in out.split("Metric: monitor_auroc")[1]  # ranked per shift
+    assert "| noise_0.1 | 1 |" in out.split("Metric: attention_auroc")[1]
     # Two training steps cannot make a policy that follows the image: the sanity check says so
     # per policy, and the tables still hold all six models.
     failed = {f["model"] for f in summary["training_failures"]}
