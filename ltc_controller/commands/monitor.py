@@ -365,10 +365,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ltc_controller.training.ood_evaluation import (
         DRONE_STOP_S,
         MonitorLog,
-        attention_episodes,
         car_stop_s,
-        monitor_table,
-        summarise_monitor,
+        monitor_tables,
     )
 
     drone = args.scenario == "drone"
@@ -400,13 +398,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     stop_s, failures = (
         (DRONE_STOP_S, "failures") if drone else (car_stop_s(_car_speed(args)), "departures")
     )
-    table = monitor_table(summarise_monitor(log.episodes, stop_s=stop_s), failures)
-    att = attention_episodes(log.episodes)
-    if att:
-        table += (
-            "\n\nattention monitor (saliency instability; score: pair scores):\n\n"
-            + monitor_table(summarise_monitor(att, stop_s=stop_s), failures, digits=4)
-        )
+    # The same tables as the per-model ones of `evaluate`'s report.
+    table = monitor_tables(log.episodes, failures, stop_s)
     print(table)
     if args.output is not None:
         args.output.write_text(table + "\n")

@@ -16,12 +16,14 @@ inputs):
    monitor fitted (:func:`~ltc_controller.training.monitor.fit_monitor`, the same for every
    model: statistics from the shared expert frames, thresholds calibrated on one shared bag of
    ``monitor_episodes`` unperturbed expert episodes on tracks/worlds 2000.., 1 false alarm per
-   10 min); the copy with the monitor goes to ``work/monitored``;
-5. that policy is evaluated per condition and episode on unseen tracks/worlds, the monitor
+   10 min), and its attention monitor calibrated on the same calibration episodes
+   (:func:`~ltc_controller.training.monitor.fit_attention`, one pair every
+   :data:`ATTENTION_EVERY_N` frames); the copy with both goes to ``work/monitored``;
+5. that policy is evaluated per condition and episode on unseen tracks/worlds, both monitors
    recorded in the same episodes (:mod:`~ltc_controller.training.ood_evaluation`); the report
-   gains its columns per model x condition (AUROC, alarm onsets per 10 min, failures flagged
+   gains their columns per model x condition (AUROC, alarm onsets per 10 min, failures flagged
    >= 1 s ahead), with IQM intervals over seeds x tracks for the AUROC and the clean false
-   alarm rate.
+   alarm rate of each.
 
 A scenario (:class:`Scenario`: :data:`CAR`, :data:`DRONE`) supplies what differs: the recorder,
 the label axes, the evaluation episode and its record, the report and the metrics the statistics
@@ -56,6 +58,9 @@ __all__ = [
 ]
 
 IMAGE_TOPIC = "/camera/image_raw"
+#: The attention monitor's pair rate in ``compare``'s fits: one pair every N frames (1: every
+#: frame, as ``monitor fit`` and the bundled file; 0: no attention monitor).
+ATTENTION_EVERY_N = 1
 LABEL_TOPIC = "/expert_cmd"
 _JOBS = "ltc_controller.training.comparison"
 
@@ -569,6 +574,7 @@ def _run(
                             "policy": str(policy),
                             "policy_id": _files_id([str(policy)], content=True),
                             "output": str(work / "monitored" / Path(policy).name),
+                            "attention_every_n": ATTENTION_EVERY_N,
                         },
                         label=f"monitor {Path(policy).stem}",
                     ),
@@ -832,33 +838,53 @@ def monitor_job(
     policy: str,
     policy_id: str,
     output: str,
+    attention_every_n: int = ATTENTION_EVERY_N,
 ) -> dict[str, Any]:
     """Ray job: fit the out-of-distribution monitor of the policy file ``policy``
     (:func:`~ltc_controller.training.monitor.fit_monitor` with its defaults: statistics from
-    every frame of the expert ``bags``, thresholds calibrated on the ``calibration`` bag) and
-    write the policy with it to ``output``. ``data_id``, ``calibration_id`` and ``policy_id``
-    are part of the cache key only.
+    every frame of the expert ``bags``, thresholds calibrated on the ``calibration`` bag),
+    calibrate its attention monitor on the same ``calibration`` frames
+    (:func:`~ltc_controller.training.monitor.fit_attention` with its defaults, one pair every
+    ``attention_every_n`` frames; 0: none), and write the policy with them to ``output``.
+    ``data_id``, ``calibration_id`` and ``policy_id`` are part of the cache key only.
 
     Returns:
-        ``{"policy", "output", "degraded", "fault", **calibration}`` (the fit's calibration
-        record: frames, minutes, onsets on the calibration frames ...); when the fit is
-        impossible (e.g. non-finite features of a failed training), ``{"policy", "output":
-        None, "error"}``: the comparison goes on without that policy's monitor.
+        ``{"policy", "output", "degraded", "fault", **calibration, "attention"}`` (the feature
+        fit's calibration record: frames, minutes, onsets on the calibration frames ...;
+        ``attention``: ``{"degraded", "fault", "every_n_frames", "pair_gap_s",
+        **calibration}``, or ``{"error"}`` when its calibration is impossible, the file then
+        carrying the feature monitor alone, or None with ``attention_every_n`` 0); when the
+        feature fit is impossible (e.g. non-finite features of a failed training), ``{"policy",
+        "output": None, "error"}``: the comparison goes on without that policy's monitors.
     """
     from ltc_controller.models.policy_file import load_policy, save_policy
-    from ltc_controller.training.monitor import fit_monitor
+    from ltc_controller.training.monitor import fit_attention, fit_monitor
 
     p = load_policy(policy)
     own = {"label_offset_s": 0.0, "max_pair_dt_s": pairing["max_pair_dt_s"]}  # our stamps
     try:
-        stats = fit_monitor(
-            p,
-            _read(bags, command_fields=command_fields, **pairing),
-            calibration=_read([calibration], command_fields=command_fields, **own),
-        )
+        calib = _read([calibration], command_fields=command_fields, **own)
+        demos = _read(bags, command_fields=command_fields, **pairing)
+        stats = fit_monitor(p, demos, calibration=calib)
     except ValueError as e:
         return {"policy": policy, "output": None, "error": str(e)}
     p.feature_stats = stats
+    attention: dict[str, Any] | None = None
+    p.attention_stats = None  # never a calibration the input file brought from elsewhere
+    if attention_every_n > 0:
+        try:
+            att = fit_attention(p, calib, calibration=calib, every_n_frames=attention_every_n)
+        except ValueError as e:
+            attention = {"error": str(e)}
+        else:
+            p.attention_stats = att
+            attention = {
+                "degraded": att.degraded,
+                "fault": att.fault,
+                "every_n_frames": att.every_n_frames,
+                "pair_gap_s": att.pair_gap_s,
+                **att.calibration,
+            }
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     save_policy(p, output)
     return {
@@ -867,6 +893,7 @@ def monitor_job(
         "degraded": stats.degraded,
         "fault": stats.fault,
         **stats.calibration,
+        "attention": attention,
     }
 
 
@@ -950,45 +977,68 @@ def _monitor_md(episodes: int, fits: Mapping[str, Mapping[str, Any]]) -> str:
         for name, f in fits.items()
         if not f.get("output")
     )
+    att = [f["attention"] for f in ok if f.get("attention") and not f["attention"].get("error")]
+    failed += "".join(
+        f"- `{name}`: attention monitor not calibrated ({f['attention']['error']}); evaluated "
+        "with the feature monitor alone\n"
+        for name, f in fits.items()
+        if f.get("output") and f.get("attention") and f["attention"].get("error")
+    )
+    att_md = ""
+    if att:
+        n = sorted({int(a["every_n_frames"]) for a in att})
+        a_onsets = [int(a["heldout_onsets_degraded"]) for a in att]
+        att_md = (
+            f" Its attention monitor (saliency instability) calibrated alike on the same "
+            f"episodes for {len(att)} of {len(fits)} policies, one pair every "
+            f"{'/'.join(map(str, n))} frame(s); alarm onsets there per policy: "
+            f"{'-'.join(str(v) for v in sorted({min(a_onsets), max(a_onsets)}))}."
+        )
     return (
         "Out-of-distribution monitor: fitted for every policy alike (statistics from the "
         f"expert frames, thresholds calibrated to 1 false alarm per 10 min on {episodes} "
         f"unperturbed expert episode(s) on unseen tracks/worlds 2000.., "
         f"{', '.join(f'{m:g}' for m in sorted(minutes))} min; alarm onsets there per policy: "
         f"{'-'.join(str(v) for v in sorted({min(onsets, default=0), max(onsets, default=0)}))}"
-        "); its tables are in the "
-        "report's last section, its intervals below.\n\n" + (failed + "\n" if failed else "")
+        f").{att_md} The tables are in the report's last section, the intervals below.\n\n"
+        + (failed + "\n" if failed else "")
     )
 
 
 def _monitor_stats_md(log: Any, reference: str, reps: int) -> str:
     """IQM intervals over seeds x tracks (and P(reference better)) of the monitor's per-episode
     AUROC (shifted conditions; each episode against the same policy's clean episode on the same
-    track) and of its alarm onsets per 10 min in the clean condition (false alarms). The share
-    of failures flagged ahead has no per-episode value where an episode has no failure: the
-    report gives it pooled (mean ± sd over seeds), without an interval."""
+    track) and of its alarm onsets per 10 min in the clean condition (false alarms); then the
+    same of the attention monitor (``attention_auroc``, ``attention_alarms_per_10min``) over
+    the episodes that recorded it. The share of failures flagged ahead has no per-episode value
+    where an episode has no failure: the report gives it pooled (mean ± sd over seeds), without
+    an interval."""
     from ltc_controller.training.ood_evaluation import episode_records
     from ltc_controller.training.stats import comparison_tables
     from ltc_controller.training.stats import markdown as stats_markdown
 
     recs = episode_records(log.episodes)
     parts = []
-    shifted = [r for r in recs if r.condition != "clean" and math.isfinite(r.monitor_auroc)]
-    if shifted:
-        parts.append(
-            stats_markdown(
-                comparison_tables(shifted, metric="monitor_auroc", reference=reference, reps=reps),
-                "{:.3f}",
+    for auroc, alarms, has in (
+        ("monitor_auroc", "alarms_per_10min", lambda r: True),
+        ("attention_auroc", "attention_alarms_per_10min", lambda r: r.attention_pairs is not None),
+    ):
+        shifted = [r for r in recs if r.condition != "clean" and math.isfinite(getattr(r, auroc))]
+        if shifted:
+            parts.append(
+                stats_markdown(
+                    comparison_tables(shifted, metric=auroc, reference=reference, reps=reps),
+                    "{:.3f}",
+                )
             )
-        )
-    clean = [r for r in recs if r.condition == "clean"]
-    if clean:
-        parts.append(
-            stats_markdown(
-                comparison_tables(clean, metric="alarms_per_10min", reference=reference, reps=reps),
-                "{:.1f}",
+        clean = [r for r in recs if r.condition == "clean" and has(r)]
+        if clean:
+            parts.append(
+                stats_markdown(
+                    comparison_tables(clean, metric=alarms, reference=reference, reps=reps),
+                    "{:.1f}",
+                )
             )
-        )
     return "\n\n".join(parts)
 
 
@@ -996,10 +1046,12 @@ def _monitor_summary(
     log: Any, fits: Mapping[str, Mapping[str, Any]], sc: Scenario
 ) -> dict[str, Any]:
     """The output's ``monitor``: each fit, and per model x condition the monitor's numbers
-    (strict JSON)."""
+    and, under ``attention``, the attention monitor's (strict JSON)."""
     from ltc_controller.training.ood_evaluation import (
         CAR_STOP_S,
         DRONE_STOP_S,
+        attention_episodes,
+        attention_unavailable,
         jsonable,
         summarise_monitor_models,
     )
@@ -1012,6 +1064,12 @@ def _monitor_summary(
             "fitted": True,
             "fits": dict(fits),
             "per_model": summarise_monitor_models(log.episodes, stop_s=stop).per_model,
+            "attention": {
+                "unavailable": attention_unavailable(log),
+                "per_model": summarise_monitor_models(
+                    attention_episodes(log.episodes), stop_s=stop
+                ).per_model,
+            },
         }
     )
 

@@ -182,6 +182,8 @@ def evaluate_drone(
                         f", monitor alarm frames {np.mean(mep.levels >= 1):.0%}, fault frames "
                         f"{np.mean(mep.levels >= 2):.0%}"
                     )
+                    if mep.attention_levels is not None:
+                        line += f", attention alarm frames {np.mean(mep.attention_levels >= 1):.0%}"
                 if progress is not None:
                     progress(f"{line}, {time.perf_counter() - t0:.0f} s")
     return records, sizes

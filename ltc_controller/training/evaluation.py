@@ -34,16 +34,20 @@ from ltc_controller.sim.conditions import Condition, get_condition
 from ltc_controller.sim.scenario import make_sim
 from ltc_controller.training.closed_loop import PolicyDriver, drive_episode
 from ltc_controller.training.ood_evaluation import (
+    ATTENTION_METRICS,
+    ATTENTION_UNAVAILABLE,
     CAR_STOP_S,
     MONITOR_METRICS,
     UNAVAILABLE,
     MonitorEpisode,
     MonitorLog,
     MonitorRecorder,
+    attention_episodes,
+    attention_unavailable,
     car_stop_s,
     episode_records,
     jsonable,
-    monitor_table,
+    monitor_tables,
     summarise_monitor,
     summarise_monitor_models,
 )
@@ -210,6 +214,8 @@ def evaluate(
                         f", monitor alarm frames {np.mean(mep.levels >= 1):.0%}, fault frames "
                         f"{np.mean(mep.levels >= 2):.0%}"
                     )
+                    if mep.attention_levels is not None:
+                        line += f", attention alarm frames {np.mean(mep.attention_levels >= 1):.0%}"
                 if progress is not None:
                     progress(f"{line}, {time.perf_counter() - t0:.0f} s")
     return records, sizes
@@ -524,24 +530,28 @@ def monitor_markdown(
     stop_s: float = CAR_STOP_S,
 ) -> str:
     """The report's out-of-distribution monitor section: a line per policy file without
-    statistics (:data:`~ltc_controller.training.ood_evaluation.UNAVAILABLE`), then for the
-    others the models x conditions tables of
-    :data:`~ltc_controller.training.ood_evaluation.MONITOR_METRICS` (mean ± sd over seeds) and
-    per model the with/without hand-over table
-    (:func:`~ltc_controller.training.ood_evaluation.monitor_table`). ``failures`` names the
-    scenario's failures in the tables, ``kinds`` says what one is; ``stop_s`` is the
-    fallback's stopping time (s)."""
+    statistics (:data:`~ltc_controller.training.ood_evaluation.UNAVAILABLE`) and per file
+    without the attention monitor's calibration
+    (:data:`~ltc_controller.training.ood_evaluation.ATTENTION_UNAVAILABLE`), then the models x
+    conditions tables of :data:`~ltc_controller.training.ood_evaluation.MONITOR_METRICS` and,
+    where recorded, of :data:`~ltc_controller.training.ood_evaluation.ATTENTION_METRICS` (mean ±
+    sd over seeds), and per model the with/without hand-over tables of both monitors
+    (:func:`~ltc_controller.training.ood_evaluation.monitor_tables`, as ``monitor evaluate``
+    prints them). ``failures`` names the scenario's failures in the tables, ``kinds`` says what
+    one is; ``stop_s`` is the fallback's stopping time (s)."""
     lines = [
         "## Out-of-distribution monitor",
         "",
         "Recorded in the same episodes as the tables above, for every policy file that carries "
-        "the monitor's feature statistics (`ltc-controller monitor fit`). AUROC: each shifted "
-        "condition's per-frame scores against the same policy's clean frames (0.5 = no "
-        "separation; none for clean). Alarm onsets per 10 min in the clean condition are false "
-        f"alarms. A failure ({kinds}) is flagged when the monitor was DEGRADED or worse in "
-        "the 10 s before it, at least 1 s before it. With the hand-over, the first FAULT "
-        f"falls back and the vehicle stops within {stop_s:.3g} s: later {failures} are "
-        "avoided; a fallback followed by none is needless.",
+        "the monitor's feature statistics (`ltc-controller monitor fit`); the attention monitor "
+        "(saliency instability between consecutive frames) beside it for the files that also "
+        "carry its calibration. AUROC: each shifted condition's per-frame scores (attention: "
+        "pair scores) against the same policy's clean ones (0.5 = no separation; none for "
+        "clean). Alarm onsets per 10 min in the clean condition are false alarms. A failure "
+        f"({kinds}) is flagged when the monitor was DEGRADED or worse in the 10 s before it, "
+        "at least 1 s before it. With the hand-over, the first FAULT of that monitor falls "
+        f"back and the vehicle stops within {stop_s:.3g} s: later {failures} are avoided; a "
+        "fallback followed by none is needless.",
         "",
     ]
     for name in log.unavailable:
@@ -549,7 +559,12 @@ def monitor_markdown(
             f"- `{Path(name).name}`: {UNAVAILABLE} (the file carries no feature statistics; "
             "`ltc-controller monitor fit` adds them)"
         )
-    if log.unavailable:
+    for name in attention_unavailable(log):
+        lines.append(
+            f"- `{Path(name).name}`: {ATTENTION_UNAVAILABLE} (the file carries no attention "
+            "calibration; `ltc-controller monitor fit` adds it)"
+        )
+    if lines[-1] != "":
         lines.append("")
     if log.episodes:
         lines.append(
@@ -557,21 +572,33 @@ def monitor_markdown(
                 summarise_monitor_models(log.episodes, stop_s=stop_s), None, MONITOR_METRICS
             )
         )
+        att = attention_episodes(log.episodes)
+        if att:
+            lines += [
+                "",
+                markdown_tables(
+                    summarise_monitor_models(att, stop_s=stop_s), None, ATTENTION_METRICS
+                ),
+            ]
         for model in dict.fromkeys(e.model for e in log.episodes):
-            rows = summarise_monitor([e for e in log.episodes if e.model == model], stop_s=stop_s)
             lines += [
                 "",
                 f"**{model}**: the monitor with and without the hand-over",
                 "",
-                monitor_table(rows, failures),
+                monitor_tables(
+                    [e for e in log.episodes if e.model == model], failures, stop_s=stop_s
+                ),
             ]
     return "\n".join(lines)
 
 
 def write_monitor(out: Path, log: MonitorLog, stop_s: float) -> dict[str, Any]:
     """Write ``out/monitor_episodes.csv`` (one row per episode with the monitor,
-    :class:`~ltc_controller.training.ood_evaluation.MonitorRecord`) and return the monitor's
-    part of ``summary.json`` (strict JSON: NaN as null)."""
+    :class:`~ltc_controller.training.ood_evaluation.MonitorRecord`: the feature monitor's
+    columns, then the attention monitor's, empty without it) and return the monitor's part of
+    ``summary.json`` (strict JSON: NaN as null): the feature monitor's ``unavailable``,
+    ``per_model``, ``per_policy``, ``with_handover``, and the same of the attention monitor
+    under ``attention``."""
     recs = episode_records(log.episodes)
     if recs:
         with open(out / "monitor_episodes.csv", "w", newline="") as f:
@@ -580,12 +607,20 @@ def write_monitor(out: Path, log: MonitorLog, stop_s: float) -> dict[str, Any]:
             for r in recs:
                 w.writerow(asdict(r))
     models = summarise_monitor_models(log.episodes, stop_s=stop_s)
+    att = attention_episodes(log.episodes)
+    att_models = summarise_monitor_models(att, stop_s=stop_s)
     return jsonable(
         {
             "unavailable": log.unavailable,
             "per_model": models.per_model,
             "per_policy": models.per_policy,
             "with_handover": summarise_monitor(log.episodes, stop_s=stop_s),
+            "attention": {
+                "unavailable": attention_unavailable(log),
+                "per_model": att_models.per_model,
+                "per_policy": att_models.per_policy,
+                "with_handover": summarise_monitor(att, stop_s=stop_s),
+            },
         }
     )
 

@@ -39,7 +39,11 @@ one); it is undefined (NaN) for ``clean`` itself and when ``clean`` was not driv
 When the driven policy carries the attention monitor's calibration
 (:class:`~ltc_controller.models.ood.AttentionStats`), the recorder attaches it too and notes its
 pair scores and levels per frame; :func:`attention_episodes` turns the episodes into ones whose
-scores and levels are the attention monitor's, for the same summaries and tables.
+scores and levels are the attention monitor's, for the same summaries and tables (its AUROC:
+pair scores of the shifted condition against the clean condition's). Every report of these
+episodes (``monitor evaluate``, ``evaluate``, ``compare``) shows both monitors through
+:func:`monitor_tables`, :func:`episode_records` (``attention_*`` columns) and
+:func:`attention_unavailable`.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ from ltc_controller.models.ood import FeatureStats, auroc
 from ltc_controller.runtime.ood import AttentionMonitor, FeatureMonitor
 
 __all__ = [
+    "ATTENTION_METRICS",
+    "ATTENTION_UNAVAILABLE",
     "CAR_DECEL_MPS2",
     "CAR_STOP_S",
     "car_stop_s",
@@ -64,6 +70,7 @@ __all__ = [
     "MONITOR_METRICS",
     "UNAVAILABLE",
     "attention_episodes",
+    "attention_unavailable",
     "MonitorEpisode",
     "MonitorLog",
     "MonitorModels",
@@ -72,6 +79,7 @@ __all__ = [
     "episode_records",
     "jsonable",
     "monitor_table",
+    "monitor_tables",
     "summarise_monitor",
     "summarise_monitor_models",
 ]
@@ -93,12 +101,20 @@ CAR_STOP_S = car_stop_s(5.0)
 DRONE_STOP_S = 2.0 / 3.0
 #: What a report says for a policy file without the monitor's statistics.
 UNAVAILABLE = "monitor: unavailable"
+#: What a report says for a policy file without the attention monitor's calibration.
+ATTENTION_UNAVAILABLE = "attention: unavailable"
 
 #: ``(key, title, format)`` of the per model x condition monitor tables (mean ± sd over seeds).
 MONITOR_METRICS = (
     ("auroc", "monitor AUROC, shifted vs clean frames", "{:.3f}"),
     ("alarms_per_10min", "monitor alarm onsets / 10 min (clean: false alarms)", "{:.1f}"),
     ("flagged_share", "failures flagged >= 1 s ahead by the monitor", "{:.0%}"),
+)
+#: :data:`MONITOR_METRICS` of the attention monitor (rows of :func:`attention_episodes`).
+ATTENTION_METRICS = (
+    ("auroc", "attention monitor AUROC, shifted vs clean pair scores", "{:.3f}"),
+    ("alarms_per_10min", "attention monitor alarm onsets / 10 min (clean: false alarms)", "{:.1f}"),
+    ("flagged_share", "failures flagged >= 1 s ahead by the attention monitor", "{:.0%}"),
 )
 
 
@@ -277,16 +293,30 @@ class MonitorRecorder:
         )
 
 
+def _attention_view(e: MonitorEpisode) -> MonitorEpisode | None:
+    """``e`` with the attention monitor's scores (the scored pairs only) and levels in place of
+    the feature monitor's; None when ``e`` did not record it."""
+    if e.attention_scores is None or e.attention_levels is None:
+        return None
+    s = e.attention_scores
+    return replace(e, scores=s[np.isfinite(s)], levels=e.attention_levels)
+
+
 def attention_episodes(episodes: Sequence[MonitorEpisode]) -> list[MonitorEpisode]:
     """The episodes that recorded the attention monitor, with its scores (the scored pairs
     only) and levels in place of the feature monitor's, for :func:`summarise_monitor` and
     :func:`monitor_table`."""
-    out = []
-    for e in episodes:
-        if e.attention_scores is None or e.attention_levels is None:
-            continue
-        s = e.attention_scores
-        out.append(replace(e, scores=s[np.isfinite(s)], levels=e.attention_levels))
+    return [a for a in map(_attention_view, episodes) if a is not None]
+
+
+def attention_unavailable(log: MonitorLog) -> list[str]:
+    """The policy files of ``log`` without the attention monitor's calibration, in order: those
+    without the monitor at all (``log.unavailable``), then those whose episodes recorded only
+    the feature monitor."""
+    out = list(log.unavailable)
+    for e in log.episodes:
+        if e.attention_scores is None and e.policy not in out:
+            out.append(e.policy)
     return out
 
 
@@ -423,6 +453,10 @@ class MonitorRecord:
         alarms_per_10min, faults_per_10min: onsets of DEGRADED-or-worse, of FAULT, per 10 min.
         failures, flagged: failures, and those flagged >= ``lead_s`` ahead.
         first_fault_s: time of the first FAULT (s; NaN: none).
+        attention_pairs, attention_score_p50, attention_auroc, attention_alarms_per_10min,
+            attention_faults_per_10min, attention_flagged, attention_first_fault_s: the same
+            for the attention monitor (pairs scored, their median score, AUROC of pair scores
+            against the clean episode's); None / NaN when the episode did not record it.
     """
 
     model: str
@@ -438,35 +472,76 @@ class MonitorRecord:
     failures: int
     flagged: int
     first_fault_s: float
+    attention_pairs: int | None = None
+    attention_score_p50: float = math.nan
+    attention_auroc: float = math.nan
+    attention_alarms_per_10min: float = math.nan
+    attention_faults_per_10min: float = math.nan
+    attention_flagged: int | None = None
+    attention_first_fault_s: float = math.nan
+
+
+def _episode_numbers(
+    e: MonitorEpisode, ref: MonitorEpisode | None, lead_s: float, window_s: float
+) -> dict[str, Any]:
+    """One episode's numbers (:class:`MonitorRecord`'s, unprefixed; ``auroc`` against ``ref``,
+    the same policy's clean episode on the same track/world)."""
+    auc = _auroc([ref], [e]) if ref is not None and e.condition != "clean" else math.nan
+    per_10 = 600.0 / e.duration_s if e.duration_s > 0 else math.nan
+    faults = np.flatnonzero(e.levels >= 2)
+    events = e.events()
+    return {
+        "frames": len(e.scores),
+        "score_p50": float(np.median(e.scores)) if len(e.scores) else math.nan,
+        "auroc": auc,
+        "alarms_per_10min": _onsets(e.levels, 1) * per_10,
+        "faults_per_10min": _onsets(e.levels, 2) * per_10,
+        "failures": len(events),
+        "flagged": sum(_flagged(e, t, lead_s, window_s) for t in events),
+        "first_fault_s": float(e.times[faults[0]]) if len(faults) else math.nan,
+    }
 
 
 def episode_records(
     episodes: Sequence[MonitorEpisode], lead_s: float = 1.0, window_s: float = 10.0
 ) -> list[MonitorRecord]:
-    """One :class:`MonitorRecord` per episode, in order."""
+    """One :class:`MonitorRecord` per episode, in order: the feature monitor's numbers, and the
+    attention monitor's where the episode recorded it."""
     clean = {(e.policy, e.episode): e for e in episodes if e.condition == "clean"}
     out = []
     for e in episodes:
         ref = clean.get((e.policy, e.episode))
-        auc = _auroc([ref], [e]) if ref is not None and e.condition != "clean" else math.nan
-        per_10 = 600.0 / e.duration_s if e.duration_s > 0 else math.nan
-        faults = np.flatnonzero(e.levels >= 2)
-        events = e.events()
+        n = _episode_numbers(e, ref, lead_s, window_s)
+        att: dict[str, Any] = {}
+        a = _attention_view(e)
+        if a is not None:
+            a_ref = _attention_view(ref) if ref is not None else None
+            m = _episode_numbers(a, a_ref, lead_s, window_s)
+            att = {
+                "attention_pairs": m["frames"],
+                "attention_score_p50": m["score_p50"],
+                "attention_auroc": m["auroc"],
+                "attention_alarms_per_10min": m["alarms_per_10min"],
+                "attention_faults_per_10min": m["faults_per_10min"],
+                "attention_flagged": m["flagged"],
+                "attention_first_fault_s": m["first_fault_s"],
+            }
         out.append(
             MonitorRecord(
                 model=e.model,
                 policy=e.policy,
                 condition=e.condition,
                 episode=e.episode,
-                frames=len(e.scores),
+                frames=n["frames"],
                 duration_s=e.duration_s,
-                score_p50=float(np.median(e.scores)) if len(e.scores) else math.nan,
-                monitor_auroc=auc,
-                alarms_per_10min=_onsets(e.levels, 1) * per_10,
-                faults_per_10min=_onsets(e.levels, 2) * per_10,
-                failures=len(events),
-                flagged=sum(_flagged(e, t, lead_s, window_s) for t in events),
-                first_fault_s=float(e.times[faults[0]]) if len(faults) else math.nan,
+                score_p50=n["score_p50"],
+                monitor_auroc=n["auroc"],
+                alarms_per_10min=n["alarms_per_10min"],
+                faults_per_10min=n["faults_per_10min"],
+                failures=n["failures"],
+                flagged=n["flagged"],
+                first_fault_s=n["first_fault_s"],
+                **att,
             )
         )
     return out
@@ -494,6 +569,28 @@ def monitor_table(
             f"{r['avoided']} | {r['needless']} |"
         )
     return "\n".join(lines)
+
+
+def monitor_tables(
+    episodes: Sequence[MonitorEpisode],
+    failures: str = "departures",
+    stop_s: float = CAR_STOP_S,
+    lead_s: float = 1.0,
+    window_s: float = 10.0,
+) -> str:
+    """The with/without hand-over tables of one model's ``episodes``: the feature monitor's
+    (:func:`monitor_table` of :func:`summarise_monitor`), then, when the episodes recorded the
+    attention monitor, its own (of :func:`attention_episodes`; score = pair scores, 4 digits)
+    under a line that names it. ``monitor evaluate`` prints this; the evaluation reports hold
+    it per model."""
+    text = monitor_table(summarise_monitor(episodes, lead_s, window_s, stop_s), failures)
+    att = attention_episodes(episodes)
+    if att:
+        text += (
+            "\n\nattention monitor (saliency instability; score: pair scores):\n\n"
+            + monitor_table(summarise_monitor(att, lead_s, window_s, stop_s), failures, digits=4)
+        )
+    return text
 
 
 def jsonable(x: Any) -> Any:

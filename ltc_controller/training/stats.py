@@ -32,6 +32,8 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     # The out-of-distribution monitor (training/ood_evaluation.py MonitorRecord).
     "monitor_auroc": True,
     "alarms_per_10min": False,
+    "attention_auroc": True,
+    "attention_alarms_per_10min": False,
 }
 
 

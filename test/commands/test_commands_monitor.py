@@ -168,13 +168,16 @@ def test_monitor_evaluate_drives_through_evaluate_and_refuses_a_file_without_sta
     from ltc_controller.models.policy_file import BUNDLED_POLICY, save_policy
 
     policy = load_policy(BUNDLED_POLICY)
-    policy.feature_stats = policy.attention_stats = None  # the feature monitor alone here
+    attention = policy.attention_stats  # the bundled file's calibration
+    assert attention is not None
+    policy.feature_stats = policy.attention_stats = None
     plain = save_policy(policy, tmp_path / "plain.safetensors")
     rng = np.random.default_rng(0)
     policy.feature_stats = fit_feature_stats(
         rng.normal(0.0, 1.0, size=(200, 32)),
         [(rng.normal(0.0, 1.0, size=(40, 32)), np.arange(40) * 0.05)],
     )
+    policy.attention_stats = attention
     monitored = save_policy(policy, tmp_path / "monitored.safetensors")
     table = tmp_path / "table.md"
     args = ["--conditions", "clean,noise_0.3", "--episodes", "1", "--distance", "10"]
@@ -183,9 +186,17 @@ def test_monitor_evaluate_drives_through_evaluate_and_refuses_a_file_without_sta
     rc = main(["monitor", "evaluate", "--policy", str(monitored), *args, "--output", str(table)])
     assert rc == 0
     assert threads == [1]  # one torch thread by default, as `evaluate` (2 contend under load)
-    rows = [line.split("|") for line in table.read_text().splitlines()[2:]]
+    features, att = table.read_text().split("attention monitor (saliency instability")
+    rows = [line.split("|") for line in features.strip().splitlines()[2:]]
     assert [r[1].strip() for r in rows] == ["clean", "noise_0.3"]
     assert rows[0][4].strip() == "" and 0.0 <= float(rows[1][4]) <= 1.0  # AUROC vs clean
+    # The attention monitor's table from the same episodes (the shared monitor_tables): its
+    # pair scores, 4 digits; noise makes consecutive saliency maps disagree.
+    arows = [line.split("|") for line in att.strip().splitlines()[4:]]
+    assert [r[1].strip() for r in arows] == ["clean", "noise_0.3"]
+    p50 = [float(r[3]) for r in arows]
+    assert 0.0 <= p50[0] < p50[1] and len(arows[0][3].strip().split(".")[1]) == 4
+    assert arows[0][4].strip() == "" and 0.5 < float(arows[1][4]) <= 1.0
     capsys.readouterr()
     assert main(["monitor", "evaluate", "--policy", str(plain), *args]) == 2
     assert "has no statistics" in capsys.readouterr().err

@@ -126,16 +126,30 @@ def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path:
     mon = summary["monitor"]
     assert mon["fitted"] and len(mon["fits"]) == 6
     rows = {(r["model"], r["condition"]): r for r in mon["per_model"]}
+    # The attention monitor, calibrated alike on the drone trunk's saliency, beside it.
+    arows = {(r["model"], r["condition"]): r for r in mon["attention"]["per_model"]}
+    assert mon["attention"]["unavailable"] == []
+    for name, fit in mon["fits"].items():
+        att = load_policy(tmp_path / "monitored" / name).attention_stats
+        assert att is not None and att.degraded == fit["attention"]["degraded"] > 0.0
+        assert fit["attention"]["heldout_frames"] > 0
     for label in labels:
-        assert rows[(label, "clean")]["auroc"] is None
-        assert 0.0 <= rows[(label, "fog")]["auroc"] <= 1.0
+        for r in (rows, arows):
+            assert r[(label, "clean")]["auroc"] is None
+            assert 0.0 <= r[(label, "fog")]["auroc"] <= 1.0
     assert "## Out-of-distribution monitor" in report and "| fog | 0.0 |" in report
     assert "Metric: monitor_auroc (IQM" in out and "| fog | 1 |" in out.split("monitor_auroc")[1]
+    assert "**attention monitor AUROC, shifted vs clean pair scores**" in report
+    assert "attention: unavailable" not in report
+    assert "Metric: attention_auroc (IQM" in out
+    assert "| fog | 1 |" in out.split("Metric: attention_auroc")[1]
     with open(tmp_path / "report" / "monitor_episodes.csv") as f:
         mrows = list(csv.DictReader(f))
     assert len(mrows) == 12
     for m in mrows:
         assert int(m["failures"]) in (0, 1) and 0 <= int(m["flagged"]) <= int(m["failures"])
+        assert 0 <= int(m["attention_flagged"]) <= int(m["failures"])
+        assert int(m["frames"]) - 1 <= int(m["attention_pairs"]) <= int(m["frames"])
     # Episodes are cut at 2 s; one that did not reach the target counts at that limit in the
     # time-to-target statistics.
     with open(tmp_path / "report" / "episodes.csv") as f:
@@ -162,15 +176,32 @@ def test_monitor_job_fits_a_copy_and_reports_a_fit_it_cannot_make(tmp_path: Path
         )
     pairing = {"label_offset_s": 0.0, "max_pair_dt_s": 0.05}
 
-    def fit(data: Path, out: str) -> dict:
+    def fit(data: Path, out: str, attention_every_n: int = 1) -> dict:
         return monitor_job(
-            [str(data)], "d", pairing, None, str(bags["calib"]), "c", str(policy), "p", out
+            [str(data)],
+            "d",
+            pairing,
+            None,
+            str(bags["calib"]),
+            "c",
+            str(policy),
+            "p",
+            out,
+            attention_every_n=attention_every_n,
         )
 
     res = fit(bags["data"], str(tmp_path / "monitored" / "p.safetensors"))
-    stats = load_policy(res["output"]).feature_stats
+    fitted = load_policy(res["output"])
+    stats = fitted.feature_stats
     assert stats is not None and stats.degraded == res["degraded"] > 0.0
     assert res["train_frames"] == 20 and res["heldout_frames"] == 20  # 1 s at 20 Hz each
+    # The attention monitor calibrated on the same calibration frames: 19 consecutive pairs.
+    att = fitted.attention_stats
+    assert att is not None and att.degraded == res["attention"]["degraded"] > 0.0
+    assert (att.every_n_frames, res["attention"]["heldout_frames"]) == (1, 19)
+    assert att.pair_gap_s == pytest.approx(0.075)  # 1.5 camera periods
+    none = fit(bags["data"], str(tmp_path / "monitored" / "n.safetensors"), attention_every_n=0)
+    assert none["attention"] is None and load_policy(none["output"]).attention_stats is None
     assert load_policy(policy).feature_stats is None  # the trained file is left as it was
     bad = fit(bags["tiny"], str(tmp_path / "monitored" / "q.safetensors"))
     assert bad["output"] is None and "too few" in bad["error"]

@@ -100,14 +100,19 @@ def test_evaluate_command_writes_markdown_png_csv_and_json(circling_policy, tmp_
     report = (out / "report.md").read_text()
     assert report.count("monitor: unavailable") == 2
     assert summ["monitor"]["unavailable"] == [str(circling_policy), str(second)]
+    # ... nor the attention monitor's calibration.
+    assert report.count("attention: unavailable") == 2
+    assert summ["monitor"]["attention"]["unavailable"] == [str(circling_policy), str(second)]
 
 
 def test_evaluate_reports_the_monitor_from_the_same_episodes(circling_policy, tmp_path, capsys):
     """A policy file whose statistics no camera frame matches: FAULT from the first frame, so
-    every departure after the first second is flagged and the hand-over stops the car."""
+    every departure after the first second is flagged and the hand-over stops the car. Its
+    attention calibration is one that consecutive real frames exceed: the attention monitor
+    alarms from its first pair that differs, in the same episodes."""
     import numpy as np
 
-    from ltc_controller.models.ood import fit_feature_stats
+    from ltc_controller.models.ood import AttentionStats, fit_feature_stats
     from ltc_controller.models.policy_file import load_policy
 
     p = load_policy(circling_policy)
@@ -116,6 +121,7 @@ def test_evaluate_reports_the_monitor_from_the_same_episodes(circling_policy, tm
         rng.normal(100.0, 0.01, size=(100, 32)),
         [(rng.normal(100.0, 0.01, size=(40, 32)), np.arange(40) * 0.05)],
     )
+    p.attention_stats = AttentionStats(1.0, 0.075, 1, 1e-9, 2e-9)
     monitored = save_policy(p, tmp_path / "monitored.safetensors")
     out = tmp_path / "rep"
     args = ["--conditions", "clean,noise_0.2", "--episodes", "1", "--distance", "20"]
@@ -139,9 +145,29 @@ def test_evaluate_reports_the_monitor_from_the_same_episodes(circling_policy, tm
         assert r["flagged_share"] == pytest.approx(r["flagged"] / deps)
     assert rows["clean"]["auroc"] is None and 0.0 <= rows["noise_0.2"]["auroc"] <= 1.0
     assert float(monitor["noise_0.2"]["monitor_auroc"]) == pytest.approx(rows["noise_0.2"]["auroc"])
+    # The attention monitor, recorded in the same episodes: a pair per frame after the first
+    # (a departure resets the policy, not the camera), FAULT within the first half second.
+    att = summ["monitor"]["attention"]
+    assert att["unavailable"] == []
+    arows = {r["condition"]: r for r in att["with_handover"]}
+    for cond in ("clean", "noise_0.2"):
+        m, deps = monitor[cond], int(episodes[cond]["departures"])
+        assert int(m["frames"]) - 1 <= int(m["attention_pairs"]) <= int(m["frames"])
+        assert 0.0 <= float(m["attention_first_fault_s"]) < 0.5
+        assert deps - 1 <= int(m["attention_flagged"]) <= deps
+        r = arows[cond]
+        assert (r["failures"], r["flagged"]) == (deps, int(m["attention_flagged"]))
+        assert (r["fell_back"], r["needless"]) == (1, 0) and r["score_p50"] > 0.0
+    assert monitor["clean"]["attention_auroc"] == "nan" and arows["clean"]["auroc"] is None
+    assert 0.0 <= float(monitor["noise_0.2"]["attention_auroc"]) <= 1.0
+    assert float(monitor["noise_0.2"]["attention_auroc"]) == pytest.approx(
+        arows["noise_0.2"]["auroc"]
+    )
     report = (out / "report.md").read_text()
-    assert "monitor: unavailable" not in report
+    assert "monitor: unavailable" not in report and "attention: unavailable" not in report
     assert "**circle**: the monitor with and without the hand-over" in report
+    assert "**attention monitor AUROC, shifted vs clean pair scores**" in report
+    assert "attention monitor (saliency instability; score: pair scores)" in report
 
 
 def test_evaluate_rejects_a_bad_policy_file_and_an_unknown_condition(tmp_path, capsys):
@@ -205,19 +231,36 @@ def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(t
     assert mon["fitted"] and len(mon["fits"]) == 6
     assert {f["heldout_frames"] for f in mon["fits"].values()} == {80}  # one 4 s episode
     for name, fit in mon["fits"].items():
-        stats = load_policy(tmp_path / "monitored" / name).feature_stats
+        fitted = load_policy(tmp_path / "monitored" / name)
+        stats, att = fitted.feature_stats, fitted.attention_stats
         assert stats is not None and stats.degraded == fit["degraded"] > 0.0
+        # ... and its attention monitor on the same calibration episode: 79 pairs of 80 frames.
+        assert att is not None and att.degraded == fit["attention"]["degraded"] > 0.0
+        assert fit["attention"]["heldout_frames"] == 79 and att.every_n_frames == 1
     rows = {(r["model"], r["condition"]): r for r in mon["per_model"]}
-    assert len(rows) == 12
+    arows = {(r["model"], r["condition"]): r for r in mon["attention"]["per_model"]}
+    assert len(rows) == len(arows) == 12 and mon["attention"]["unavailable"] == []
     for label in labels:
-        assert rows[(label, "clean")]["auroc"] is None  # clean against itself: undefined
-        assert 0.0 <= rows[(label, "noise_0.1")]["auroc"] <= 1.0
-        assert rows[(label, "clean")]["alarms_per_10min"] >= 0.0
+        for r in (rows, arows):
+            assert r[(label, "clean")]["auroc"] is None  # clean against itself: undefined
+            assert 0.0 <= r[(label, "noise_0.1")]["auroc"] <= 1.0
+            assert r[(label, "clean")]["alarms_per_10min"] >= 0.0
+    with open(tmp_path / "report" / "monitor_episodes.csv") as f:
+        mrows = list(csv.DictReader(f))
+    assert len(mrows) == 12
+    for m in mrows:  # a pair per frame after the first
+        assert int(m["frames"]) - 1 <= int(m["attention_pairs"]) <= int(m["frames"])
+        assert 0 <= int(m["attention_flagged"]) <= int(m["failures"])
     text = report.read_text()
     assert "## Out-of-distribution monitor" in text and "monitor: unavailable" not in text
     assert "**monitor AUROC, shifted vs clean frames**" in text
+    assert "**attention monitor AUROC, shifted vs clean pair scores**" in text
+    assert "attention: unavailable" not in text and "Its attention monitor" in text
     assert "Metric: monitor_auroc (IQM" in out and "Metric: alarms_per_10min (IQM" in out
+    assert "Metric: attention_auroc (IQM" in out
+    assert "Metric: attention_alarms_per_10min (IQM" in out
     assert "| noise_0.1 | 1 |" in out.split("Metric: monitor_auroc")[1]  # ranked per shift
+    assert "| noise_0.1 | 1 |" in out.split("Metric: attention_auroc")[1]
     # Two training steps cannot make a policy that follows the image: the sanity check says so
     # per policy, and the tables still hold all six models.
     failed = {f["model"] for f in summary["training_failures"]}

@@ -3,6 +3,7 @@ bookkeeping on constructed episodes, and a short real drive with the monitor att
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,69 @@ def test_per_model_rows_average_the_seeds_and_episode_auroc_pairs_the_same_track
     assert np.isnan(clean["auroc"]) and np.isnan(clean["flagged_share"])
 
 
+def test_reports_show_the_attention_monitor_beside_the_features_and_name_files_without_it(
+    tmp_path,
+):
+    import csv
+
+    from ltc_controller.training.evaluation import monitor_markdown, write_monitor
+    from ltc_controller.training.ood_evaluation import (
+        CAR_STOP_S,
+        MonitorLog,
+        attention_unavailable,
+        episode_records,
+    )
+
+    def ep(policy: str, model: str, cond: str, att: float | None, deps: list[float]):
+        e = _ep(cond, [0] * 20, deps, scores=1.0)  # 10 s, the feature monitor quiet
+        e.model, e.policy = model, policy
+        if att is not None:  # the first frame closes no pair; alarm from 2 s on
+            e.attention_scores = np.r_[np.nan, np.full(19, att)]
+            e.attention_levels = np.asarray([0] * 4 + [1 if att > 0.1 else 0] * 16, np.int8)
+        return e
+
+    eps = [
+        ep("a.safetensors", "NCP", "clean", 0.001, []),
+        ep("a.safetensors", "NCP", "dim", 0.5, [5.0]),
+        ep("b.safetensors", "CNN", "clean", None, []),  # a file with the feature monitor only
+        ep("b.safetensors", "CNN", "dim", None, [5.0]),
+    ]
+    log = MonitorLog(episodes=eps, unavailable=["c.safetensors"])
+    assert attention_unavailable(log) == ["c.safetensors", "b.safetensors"]
+    recs = {(r.policy, r.condition): r for r in episode_records(eps)}
+    a = recs[("a.safetensors", "dim")]
+    assert (a.frames, a.attention_pairs, a.attention_auroc) == (20, 19, 1.0)
+    assert a.monitor_auroc == 0.5  # the feature scores tie
+    assert a.attention_flagged == 1 and np.isnan(a.attention_first_fault_s)  # never FAULT
+    assert a.attention_alarms_per_10min == pytest.approx(60.0)  # 1 onset in 10 s
+    assert a.attention_score_p50 == 0.5 and np.isnan(
+        recs[("a.safetensors", "clean")].attention_auroc
+    )
+    b = recs[("b.safetensors", "dim")]
+    assert b.attention_pairs is None and b.attention_flagged is None and np.isnan(b.attention_auroc)
+    text = monitor_markdown(log)
+    assert "- `c.safetensors`: monitor: unavailable" in text
+    assert "- `b.safetensors`: attention: unavailable" in text
+    assert "- `a.safetensors`: attention" not in text
+    att_auroc = text.split("**attention monitor AUROC, shifted vs clean pair scores**")[1]
+    assert "| NCP | n/a | 1.000 |" in att_auroc and "| CNN |" not in att_auroc.split("**")[0]
+    ncp = text.split("**NCP**: the monitor with and without the hand-over")[1].split("**CNN**")[0]
+    assert "attention monitor (saliency instability; score: pair scores)" in ncp
+    assert "| dim | 0.2 | 0.5000 | 1.000 | 60.0 | 0.0 | 1 | 1/1 |" in ncp
+    cnn = text.split("**CNN**: the monitor with and without the hand-over")[1]
+    assert "attention monitor" not in cnn
+    summ = json.loads(json.dumps(write_monitor(tmp_path, log, CAR_STOP_S)))  # strict JSON
+    rows = {(r["model"], r["condition"]): r for r in summ["attention"]["per_model"]}
+    assert set(rows) == {("NCP", "clean"), ("NCP", "dim")}
+    assert rows[("NCP", "dim")]["auroc"] == 1.0 and rows[("NCP", "clean")]["auroc"] is None
+    assert summ["attention"]["unavailable"] == ["c.safetensors", "b.safetensors"]
+    with open(tmp_path / "monitor_episodes.csv") as f:
+        csv_rows = {(r["policy"], r["condition"]): r for r in csv.DictReader(f)}
+    assert csv_rows[("a.safetensors", "dim")]["attention_pairs"] == "19"
+    assert float(csv_rows[("a.safetensors", "dim")]["attention_auroc"]) == 1.0
+    assert csv_rows[("b.safetensors", "dim")]["attention_pairs"] == ""
+
+
 def test_monitor_episode_comes_back_from_json_unchanged():
     import json
 
@@ -214,6 +278,8 @@ def test_a_drone_time_out_is_recorded_as_a_failure_in_the_same_episode(tmp_path)
         rng.normal(100.0, 0.01, size=(100, 32)),
         [(rng.normal(100.0, 0.01, size=(40, 32)), np.arange(40) * 0.05)],
     )
+    # The attention monitor on the drone's trunk, alarming from the first pair that differs.
+    policy.attention_stats = AttentionStats(1.0, 0.075, 1, 1e-9, 2e-9)
     path = save_policy(policy, tmp_path / "far.safetensors")
     cfg = DroneEvalConfig(conditions=("clean",), episodes=1, max_time_s=2.0)
     log = MonitorLog()
@@ -230,5 +296,18 @@ def test_a_drone_time_out_is_recorded_as_a_failure_in_the_same_episode(tmp_path)
         0,  # a hover does not reach the target either
         0,
     )
+    a = ep.attention_scores
+    assert a is not None and ep.attention_levels is not None and len(a) == 40
+    assert np.isnan(a[0]) and np.all(np.isfinite(a[1:]))  # every frame after the first pairs
+    first = 1 + int(np.argmax(a[1:] > 2e-9))
+    assert first < 10 and np.all(ep.attention_levels[first:] == 2)
     text = write_drone_report(tmp_path / "rep", [rec], sizes, cfg, monitor=log).read_text()
     assert "| clean | 0.0 | " in text and "| 1 | 1/1 | 1/1 | 0 | 0 |" in text
+    # The attention monitor's table, from the same episode: the time-out flagged by it too.
+    att = text.split("attention monitor (saliency instability; score: pair scores)")[1]
+    assert "| clean | 0.0 | " in att and "| 1 | 1/1 | 1/1 | 0 | 0 |" in att
+    assert "attention: unavailable" not in text
+    summ = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    (row,) = summ["monitor"]["attention"]["with_handover"]
+    assert (row["failures"], row["flagged"], row["fell_back"]) == (1, 1, 1)
+    assert row["score_p50"] == pytest.approx(float(np.median(a[1:])))
