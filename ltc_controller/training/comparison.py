@@ -1047,19 +1047,19 @@ def _monitor_summary(
 ) -> dict[str, Any]:
     """The output's ``monitor``: each fit, and per model x condition the monitor's numbers
     and, under ``attention``, the attention monitor's (strict JSON)."""
+    from ltc_controller.training.json_safe import json_safe
     from ltc_controller.training.ood_evaluation import (
         CAR_STOP_S,
         DRONE_STOP_S,
         attention_episodes,
         attention_unavailable,
-        jsonable,
         summarise_monitor_models,
     )
 
     if log is None:
         return {"fitted": False}
     stop = DRONE_STOP_S if sc.name == "drone" else CAR_STOP_S
-    return jsonable(
+    return json_safe(
         {
             "fitted": True,
             "fits": dict(fits),

@@ -33,6 +33,7 @@ from ltc_controller.extras import needs_extra
 from ltc_controller.sim.conditions import Condition, get_condition
 from ltc_controller.sim.scenario import make_sim
 from ltc_controller.training.closed_loop import PolicyDriver, drive_episode
+from ltc_controller.training.json_safe import json_safe
 from ltc_controller.training.ood_evaluation import (
     ATTENTION_METRICS,
     ATTENTION_UNAVAILABLE,
@@ -46,7 +47,6 @@ from ltc_controller.training.ood_evaluation import (
     attention_unavailable,
     car_stop_s,
     episode_records,
-    jsonable,
     monitor_tables,
     summarise_monitor,
     summarise_monitor_models,
@@ -609,7 +609,7 @@ def write_monitor(out: Path, log: MonitorLog, stop_s: float) -> dict[str, Any]:
     models = summarise_monitor_models(log.episodes, stop_s=stop_s)
     att = attention_episodes(log.episodes)
     att_models = summarise_monitor_models(att, stop_s=stop_s)
-    return jsonable(
+    return json_safe(
         {
             "unavailable": log.unavailable,
             "per_model": models.per_model,

@@ -77,7 +77,6 @@ __all__ = [
     "MonitorRecord",
     "MonitorRecorder",
     "episode_records",
-    "jsonable",
     "monitor_table",
     "monitor_tables",
     "summarise_monitor",
@@ -591,14 +590,3 @@ def monitor_tables(
             + monitor_table(summarise_monitor(att, lead_s, window_s, stop_s), failures, digits=4)
         )
     return text
-
-
-def jsonable(x: Any) -> Any:
-    """Dicts, lists and numbers for strict JSON: NaN and infinities as None."""
-    if isinstance(x, dict):
-        return {k: jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
