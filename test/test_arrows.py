@@ -25,6 +25,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "params": frozenset(),
     "extras": frozenset(),
     "stop": frozenset(),
+    "outputs": frozenset(),  # can a file be written there: nodes check their output paths
     "interfaces": frozenset(),
     "transport": frozenset({"params", "interfaces", "stop"}),
     "sim": frozenset({"extras"}),
@@ -39,6 +40,7 @@ ALLOWED: dict[str, frozenset[str]] = {
             "sim",
             "extras",
             "stop",
+            "outputs",
         }
     ),
     "training": frozenset({"runtime", "models", "sim", "interfaces", "extras"}),

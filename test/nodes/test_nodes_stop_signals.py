@@ -23,8 +23,9 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("dds_loopback")]
 
 def _start(kind: str, *extra: str, ignore_sigint: bool = False) -> subprocess.Popen[str]:
     def preexec() -> None:
-        if ignore_sigint:  # as a non-interactive shell starts a background job
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # As a non-interactive shell starts a background job, or the default action: never
+        # what this test process inherited (pytest itself may run as such a background job).
+        signal.signal(signal.SIGINT, signal.SIG_IGN if ignore_sigint else signal.SIG_DFL)
 
     return subprocess.Popen(
         [sys.executable, "-m", "ltc_controller", "node", kind, *extra],

@@ -185,8 +185,14 @@ except KeyboardInterrupt:
     sys.exit(130)
 """
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    # SIGINT's default action in the driver, whatever this process inherited (pytest run as a
+    # shell's background job ignores it, and Python then installs no KeyboardInterrupt handler).
     driver = subprocess.Popen(
-        [sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", script],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 300
