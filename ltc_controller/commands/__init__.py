@@ -43,6 +43,31 @@ def positive_float(text: str) -> float:
     return value
 
 
+def float_in(low: float, high: float, *, open_low: bool = False) -> Callable[[str], float]:
+    """argparse ``type`` for a finite number in ``[low, high]`` (``(low, high]`` with
+    ``open_low``): time offsets, tolerances and durations whose huge values overflow the
+    integer-ns stamps (``--label-offset-s inf``, ``--episode-s 1e308``).
+
+    Raises:
+        argparse.ArgumentTypeError: not a number, or outside the range.
+    """
+    import argparse
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        above = value > low if open_low else value >= low
+        if not (math.isfinite(value) and above and value <= high):
+            bracket = "(" if open_low else "["
+            raise argparse.ArgumentTypeError(f"{text} must be in {bracket}{low:g}, {high:g}]")
+        return value
+
+    return parse
+
+
 def positive_int(text: str) -> int:
     """argparse ``type`` for a count >= 1 (episodes, seeds).
 

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from ltc_controller.commands import output_folder, positive_int
+from ltc_controller.commands import float_in, output_folder, positive_int
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "compare"
@@ -48,13 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bag", type=Path, action="append", default=[], help="use these bags")
     p.add_argument(
         "--max-pair-dt",
-        type=float,
+        type=float_in(0.0, 10.0, open_low=True),
         default=0.05,
         help="--bag pairing tolerance (s, default 0.05): as in train",
     )
     p.add_argument(
         "--label-offset-s",
-        type=float,
+        type=float_in(-60.0, 60.0),
         default=0.0,
         help="pair the frame stamped t with the command stamped t + this (s, default 0); each "
         "bag's command-image lag is estimated and logged, with a warning when large: as in train",
@@ -104,6 +104,13 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         select_models,
     )
 
+    missing = [str(b) for b in args.bag if not Path(b).exists()]
+    if missing:
+        print(f"compare: --bag not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.reduced and args.preset != "full":
+        print(f"compare: --reduced and --preset {args.preset} conflict", file=sys.stderr)
+        return 2
     preset = "reduced" if args.reduced else args.preset
     if args.scenario == "drone":
         from ltc_controller.sim.drone.conditions import parse_drone_conditions as parse_conditions

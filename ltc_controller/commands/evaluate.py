@@ -86,7 +86,7 @@ def default_label(path: Path) -> str:
 _CAR_TWIST_OUTPUTS = frozenset({"angular_z", "linear_x", "speed"})
 
 
-def _check_car_outputs(path: Path | None) -> None:
+def check_car_outputs(path: Path | None) -> None:
     """Refuse a policy whose outputs the car cannot drive.
 
     The car steers with ``steering_angle`` (Ackermann-trained) or with ``angular_z``
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             for label, path in parse_policy_args(args.policy)
         ]
         for m in models:  # e.g. a drone policy given to the car: refused, as the demo does
-            _check_car_outputs(m.path)
+            check_car_outputs(m.path)
         if args.expert:
             models.append(ModelEntry(EXPERT, None))
         if not models:

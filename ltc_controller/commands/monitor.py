@@ -361,6 +361,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     except MissingExtra as e:
         print(e, file=sys.stderr)
         return 2
+    from ltc_controller.commands.evaluate import check_car_outputs
     from ltc_controller.training.evaluation import ModelEntry
     from ltc_controller.training.ood_evaluation import (
         DRONE_STOP_S,
@@ -381,6 +382,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     path = args.policy or (DRONE_POLICY if drone else BUNDLED_POLICY)
     try:
+        if not drone:  # e.g. the drone policy given to the car: refused, as evaluate does
+            check_car_outputs(Path(path))
         policy = load_policy(path)
         run = _drone_runner(args) if drone else _car_runner(args)
     except (PolicyFileError, KeyError, ValueError) as e:

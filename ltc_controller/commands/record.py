@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
-from ltc_controller.commands import output_folder, positive_float, positive_int
+from ltc_controller.commands import float_in, output_folder, positive_int
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "record"
@@ -41,7 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="episodes, one track or world each (default 4)",
     )
     p.add_argument(
-        "--episode-s", type=positive_float, default=30.0, help="seconds per episode (30)"
+        "--episode-s",
+        type=float_in(0.0, 86400.0, open_low=True),
+        default=30.0,
+        help="seconds per episode (30)",
     )
     p.add_argument(
         "--first-track-seed", type=int, default=1000, help="track (drone: world) seed of episode 0"
@@ -97,6 +101,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
 
     if args.scenario == "drone":
         return _run_drone(args)
+    done = _Episodes(args.output)
     ctype = {"ackermann": ACKERMANN, "twist": TWIST, "twist_stamped": TWIST_STAMPED}[
         args.command_type or "ackermann"
     ]
@@ -117,6 +122,10 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             seed=args.seed,
             perturbation=pert,
         )
+        if args.dagger is not None:  # e.g. the drone policy driving the car: refused
+            from ltc_controller.commands.evaluate import check_car_outputs
+
+            check_car_outputs(args.dagger)
         learner = load_policy(args.dagger) if args.dagger is not None else None
         summary = record(
             args.output,
@@ -126,9 +135,10 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             topics=RecordTopics(args.image_topic, args.label_topic, executed, args.odom_topic),
             command_type=ctype,
             learner=learner,
-            progress=lambda i, n: print(f"episode {i}/{n}", file=sys.stderr),
+            progress=done.note,
         )
     except (BagError, PolicyFileError, ValueError, KeyError) as e:
+        done.discard_empty(args.output)
         print(f"record: {e}", file=sys.stderr)
         return 2
     summary.pop("config", None)
@@ -136,9 +146,28 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     return 0
 
 
+class _Episodes:
+    """Finished episodes of a recording (its progress callback): a recording refused before
+    its first episode ended removes the bag folder it created, so that a corrected rerun to the
+    same path is not refused as "already exists"; a recorded episode is never removed."""
+
+    def __init__(self, output: Path) -> None:
+        self.created = not Path(output).exists()
+        self.count = 0
+
+    def note(self, i: int, n: int) -> None:
+        self.count = i
+        print(f"episode {i}/{n}", file=sys.stderr)
+
+    def discard_empty(self, output: Path) -> None:
+        if self.created and self.count == 0 and Path(output).is_dir():
+            shutil.rmtree(output, ignore_errors=True)
+
+
 def _run_drone(args: argparse.Namespace) -> int:
     """``record --scenario drone``: the perturbed drone expert (or a DAgger policy) in seeded
     worlds, Twist setpoints (see :mod:`ltc_controller.training.drone_recording`)."""
+    done = _Episodes(args.output)
     from ltc_controller.interfaces.command_axes import TWIST, TWIST_STAMPED
     from ltc_controller.models.policy_file import PolicyFileError, load_policy
     from ltc_controller.sim.drone.scenario import DronePerturbationConfig
@@ -188,9 +217,10 @@ def _run_drone(args: argparse.Namespace) -> int:
             ),
             command_type=ctype,
             learner=learner,
-            progress=lambda i, n: print(f"episode {i}/{n}", file=sys.stderr),
+            progress=done.note,
         )
     except (BagError, PolicyFileError, ValueError, KeyError) as e:
+        done.discard_empty(args.output)
         print(f"record: {e}", file=sys.stderr)
         return 2
     summary.pop("config", None)

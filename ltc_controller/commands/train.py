@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ltc_controller.commands import output_file, output_folder, positive_float
+from ltc_controller.commands import float_in, output_file, output_folder, positive_float
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "train"
@@ -47,14 +47,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-pair-dt",
-        type=float,
+        type=float_in(0.0, 10.0, open_low=True),
         default=0.05,
         help="pairing tolerance (s, default 0.05): each frame gets the command nearest to its "
         "stamp + --label-offset-s, if within this; frames without one are dropped (unpaired)",
     )
     p.add_argument(
         "--label-offset-s",
-        type=float,
+        type=float_in(-60.0, 60.0),
         default=0.0,
         help="pair the frame stamped t with the command stamped t + this (s, default 0). "
         "Commands stamped late by half a frame or more otherwise label every frame with another "

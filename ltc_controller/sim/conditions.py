@@ -187,9 +187,11 @@ def parse_conditions(text: str) -> list[Condition]:
     """``"clean,noise_0.1"`` -> conditions; ``"all"`` gives every condition.
 
     Raises:
-        KeyError: an unknown name.
+        KeyError: an unknown name, or no name.
     """
     names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise KeyError(f"no condition named in {text!r} (comma-separated names, or 'all')")
     if names == ["all"]:
         return list(CONDITIONS.values())
     return [get_condition(n) for n in names]

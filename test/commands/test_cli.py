@@ -275,7 +275,7 @@ def test_counts_and_monitor_factors_are_refused_by_their_option_not_a_config_cla
     fit = ["monitor", "fit", "--bag", "b", "-o", "p.safetensors"]
     for args, option, why in (
         (["record", "bag", "--episodes", "0"], "--episodes", "must be an integer >= 1"),
-        (["record", "bag", "--episode-s", "-1"], "--episode-s", "must be a finite number > 0"),
+        (["record", "bag", "--episode-s", "-1"], "--episode-s", "must be in (0, 86400]"),
         (["evaluate", "--episodes", "0"], "--episodes", "must be an integer >= 1"),
         (["monitor", "evaluate", "--episodes", "0"], "--episodes", "must be an integer >= 1"),
         (["compare", "--seeds", "0"], "--seeds", "must be an integer >= 1"),
@@ -327,3 +327,48 @@ def test_compare_refuses_a_bad_ray_address_before_any_work(tmp_path, capsys, mon
     assert cli.main(["compare", "--reduced", "--work", str(work)]) == 2
     assert "Ray address 'bad'" in capsys.readouterr().err
     assert not work.exists()  # nothing recorded
+
+
+def test_car_commands_refuse_the_drone_policy_and_empty_condition_lists(tmp_path, capsys):
+    from ltc_controller import cli
+    from ltc_controller.commands.demo import DRONE_POLICY
+
+    drone = ["--policy", str(DRONE_POLICY)]
+    assert cli.main(["monitor", "evaluate", *drone, "--episodes", "1", "--distance", "5"]) == 2
+    assert "for --scenario car" in capsys.readouterr().err
+    bag = tmp_path / "bag"
+    assert cli.main(["record", str(bag), "--dagger", str(DRONE_POLICY), "--episodes", "1"]) == 2
+    assert "for --scenario car" in capsys.readouterr().err and not bag.exists()
+    for cmd in (["evaluate", "--expert"], ["monitor", "evaluate"]):
+        assert cli.main([*cmd, "--conditions", ",,", "--episodes", "1"]) == 2
+        assert "no condition named in ',,'" in capsys.readouterr().err
+
+
+def test_a_recording_refused_before_its_first_episode_leaves_no_bag(tmp_path, capsys):
+    from ltc_controller import cli
+
+    bag = tmp_path / "bag"
+    args = ["record", str(bag), "--episodes", "1", "--episode-s", "1"]
+    assert cli.main([*args, "--first-track-seed", "-1"]) == 2
+    assert "record:" in capsys.readouterr().err and not bag.exists()
+    assert cli.main(args) == 0  # the corrected rerun to the same path
+    assert (bag / "metadata.yaml").exists()
+
+
+def test_time_options_out_of_range_and_missing_bags_are_refused_up_front(tmp_path, capsys):
+    import pytest
+
+    from ltc_controller import cli
+
+    for args in (
+        ["train", "--bag", str(tmp_path), "--check-data", "--label-offset-s", "inf"],
+        ["compare", "--reduced", "--max-pair-dt", "nan", "--work", str(tmp_path / "w")],
+        ["record", str(tmp_path / "b"), "--episode-s", "1e308"],
+    ):
+        with pytest.raises(SystemExit) as e:
+            cli.main(args)
+        assert e.value.code == 2
+        assert "must be in" in capsys.readouterr().err
+    assert cli.main(["compare", "--reduced", "--bag", str(tmp_path / "nope")]) == 2
+    assert "--bag not found" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()

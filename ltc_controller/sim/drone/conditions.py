@@ -175,9 +175,11 @@ def parse_drone_conditions(text: str) -> list[DroneCondition]:
     """``"clean,fog"`` -> conditions; ``"all"`` gives every drone condition.
 
     Raises:
-        KeyError: an unknown name.
+        KeyError: an unknown name, or no name.
     """
     names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise KeyError(f"no condition named in {text!r} (comma-separated names, or 'all')")
     if names == ["all"]:
         return list(DRONE_CONDITIONS.values())
     return [get_drone_condition(n) for n in names]
