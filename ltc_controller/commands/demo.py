@@ -671,7 +671,16 @@ def fault_summary(
     out: dict[str, Any] = {"kill_at_s": kill_at_s, "kill_wall_s": t_kill}
     if to_sim is not None:
         out["kill_sim_s"] = to_sim(t_kill)
-    fb = next((k for k, t in enumerate(ticks) if t.state == "FALLBACK"), None)
+    # The kill's FALLBACK: the first at or after the kill (an earlier one, e.g. a load-induced
+    # command timeout that recovered, is not the answer to the kill).
+    fb = next(
+        (
+            k
+            for k, t in enumerate(ticks)
+            if t.state == "FALLBACK" and t.stamp_s >= t_kill - CLOCK_READ_S
+        ),
+        None,
+    )
     if fb is None:
         out["fallback"] = False
         return out

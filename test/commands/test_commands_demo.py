@@ -272,3 +272,23 @@ def test_demo_kill_policy_at_measures_the_car_stopping_on_the_safety_stamps(tmp_
     assert f["last_active_after_last_command_ms"] < 1e3 * (f["command_timeout_s"] + 0.05)
     assert f["last_nonzero_after_fallback_ms"] <= f["zero_bound_ms"] + 50.0
     assert f["commands_after_zero_all_zero"] and "land_after_s" not in f
+
+
+def test_the_kills_fallback_is_the_first_one_after_the_kill():
+    # A load-induced FALLBACK that recovered before the kill is not the kill's answer (a fresh
+    # user saw "kill -> FALLBACK tick -6658 ms" pass the check).
+    from ltc_controller.commands.demo import fault_summary
+    from ltc_controller.supervisor import Monitor, SafetyTick
+
+    def tick(t: float, state: str, n: int, v: float = 1.0) -> SafetyTick:
+        fault = "command_timeout" if state == "FALLBACK" else ""
+        return SafetyTick(t, state, fault, False, ("steering_angle", "speed"), (0.0, v), n)
+
+    m = Monitor()
+    m.safety_ticks.extend(tick(0.02 * k, "ACTIVE", k) for k in range(50))  # 0 .. 0.98 s
+    m.safety_ticks.extend(tick(1.0 + 0.02 * k, "FALLBACK", 50, 0.0) for k in range(10))
+    m.safety_ticks.extend(tick(1.2 + 0.02 * k, "ACTIVE", 51 + k) for k in range(40))  # to 1.98
+    m.safety_ticks.extend(tick(2.0 + 0.02 * k, "FALLBACK", 90, 0.0) for k in range(20))
+    f = fault_summary(m, t_kill=1.95, kill_at_s=1.95, sim={}, profile=None)
+    assert f["fallback"] and f["fallback_stamp_s"] == pytest.approx(2.0)
+    assert f["kill_to_fallback_ms"] == pytest.approx(50.0)
