@@ -25,22 +25,31 @@ def discover() -> list[ModuleType]:
     return sorted((m for m in mods if hasattr(m, "NAME")), key=lambda m: m.NAME)
 
 
+def _parse(
+    text: str, kind: type[float] | type[int], ok: Callable[[float], bool], why: str
+) -> float:
+    """``kind(text)`` if it is a finite number for which ``ok`` holds, else the argparse error
+    ``"<text> must be <why>"`` (the one parse of every numeric option type below)."""
+    import argparse
+    import math
+
+    try:
+        value = kind(text)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"{text} must be {why}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """argparse ``type`` for a finite number > 0 (learning rates, speeds, distances).
 
     Raises:
         argparse.ArgumentTypeError: not a number, not finite, or not positive.
     """
-    import argparse
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0.0):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
-    return value
+    return float(_parse(text, float, lambda v: v > 0.0, "a finite number > 0"))
 
 
 def float_in(low: float, high: float, *, open_low: bool = False) -> Callable[[str], float]:
@@ -51,21 +60,12 @@ def float_in(low: float, high: float, *, open_low: bool = False) -> Callable[[st
     Raises:
         argparse.ArgumentTypeError: not a number, or outside the range.
     """
-    import argparse
-    import math
+    why = f"in {'(' if open_low else '['}{low:g}, {high:g}]"
 
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        above = value > low if open_low else value >= low
-        if not (math.isfinite(value) and above and value <= high):
-            bracket = "(" if open_low else "["
-            raise argparse.ArgumentTypeError(f"{text} must be in {bracket}{low:g}, {high:g}]")
-        return value
+    def ok(v: float) -> bool:
+        return (v > low if open_low else v >= low) and v <= high
 
-    return parse
+    return lambda text: float(_parse(text, float, ok, why))
 
 
 def positive_int(text: str) -> int:
@@ -74,15 +74,7 @@ def positive_int(text: str) -> int:
     Raises:
         argparse.ArgumentTypeError: not an integer, or < 1.
     """
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be an integer >= 1")
-    return value
+    return int(_parse(text, int, lambda v: v >= 1, "an integer >= 1"))
 
 
 def at_least(minimum: float) -> Callable[[str], float]:
@@ -92,16 +84,7 @@ def at_least(minimum: float) -> Callable[[str], float]:
     """
 
     def parse(text: str) -> float:
-        import argparse
-        import math
-
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (math.isfinite(value) and value >= minimum):
-            raise argparse.ArgumentTypeError(f"{text} must be a finite number >= {minimum:g}")
-        return value
+        return float(_parse(text, float, lambda v: v >= minimum, f"a finite number >= {minimum:g}"))
 
     parse.__name__ = f"number >= {minimum:g}"  # argparse names the type in some errors
     return parse
@@ -113,15 +96,7 @@ def non_negative_int(text: str) -> int:
     Raises:
         argparse.ArgumentTypeError: not an integer, or negative.
     """
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be an integer >= 0")
-    return value
+    return int(_parse(text, int, lambda v: v >= 0, "an integer >= 0"))
 
 
 def output_file(text: str) -> Path:
