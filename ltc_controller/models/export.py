@@ -5,7 +5,11 @@ Three graphs, each a plain function of tensors (batch dimension B dynamic in ONN
 * ``"step"``: ``(features (B, F), state (B, S), elapsed (B, 1) seconds) -> (outputs (B, M),
   new_state (B, S))``, outputs already multiplied by ``config.output_scale``;
 * ``"head"``: ``images (B, 3, H, W) float [0, 1] -> features (B, F)`` (normalisation inside);
-* ``"image_step"``: ``(images, state, elapsed) -> (outputs, new_state, features)``.
+* ``"image_step"``: ``(images, state, elapsed) -> (outputs, new_state, features)``;
+* ``"head_maps"``: ``images -> (features (B, F), channel_mean_0 (B, H_0, W_0), ...)``: the head
+  and, per conv layer, the channel mean of its activations (after ReLU), which is what
+  VisualBackProp needs (Bojarski et al. 2018, Alg. 1), so the attention monitor gets features and
+  saliency from one ONNX pass (heads with ``features_and_maps`` only).
 
 The LTC step is exported fused: the effective weights (softplus applied in implicit mode, only
 the wiring's synapses gathered) are computed once at export and stored as constants, and the
@@ -45,6 +49,7 @@ from .policy import Policy, PolicyConfig
 __all__ = [
     "GRAPHS",
     "HeadGraph",
+    "HeadMapsGraph",
     "ImageStepGraph",
     "OnnxStepModel",
     "StepGraph",
@@ -53,7 +58,7 @@ __all__ = [
     "export_torchscript",
 ]
 
-GRAPHS = ("step", "head", "image_step")
+GRAPHS = ("step", "head", "image_step", "head_maps")
 CONFIG_KEY = "ltc_controller.config"
 GRAPH_KEY = "ltc_controller.graph"
 STATE_SIZE_KEY = "ltc_controller.state_size"
@@ -124,6 +129,24 @@ class HeadGraph(nn.Module):
         return features
 
 
+class HeadMapsGraph(nn.Module):
+    """Export form of the head's ``features_and_maps``: ``images (B, 3, H, W) -> (features
+    (B, F), channel_mean_l (B, H_l, W_l) for each conv layer l, shallow to deep)``."""
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__()
+        self.head = policy.eval().head
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        features, maps = self.head.features_and_maps(images)
+        return (features, *(m.mean(dim=1) for m in maps))
+
+
+def has_maps(policy: Policy) -> bool:
+    """Whether ``policy``'s head can export the ``"head_maps"`` graph."""
+    return callable(getattr(policy.head, "features_and_maps", None))
+
+
 class ImageStepGraph(nn.Module):
     """``(images, state, elapsed) -> (outputs, new_state, features)``: head and step in one."""
 
@@ -143,7 +166,17 @@ class ImageStepGraph(nn.Module):
 def _graph(
     policy: Policy, graph: str
 ) -> tuple[nn.Module, tuple[Tensor, ...], list[str], list[str]]:
-    """Module, example inputs, input names and output names of one graph."""
+    """Module, example inputs, input names and output names of one graph.
+
+    The module is in eval mode: the exporters put a module back into its own mode afterwards,
+    recursively, so a wrapper left in train mode would switch the policy's dropout on."""
+    module, example, inputs, outputs = _graph_parts(policy, graph)
+    return module.eval(), example, inputs, outputs
+
+
+def _graph_parts(
+    policy: Policy, graph: str
+) -> tuple[nn.Module, tuple[Tensor, ...], list[str], list[str]]:
     cfg = policy.config
     ref = policy.output_scale
     features = torch.zeros(1, cfg.feature_dim, dtype=ref.dtype)
@@ -162,6 +195,13 @@ def _graph(
         )
     if graph == "head":
         return HeadGraph(policy), (images,), ["images"], ["features"]
+    if graph == "head_maps":
+        if not has_maps(policy):
+            raise ValueError(f"{type(policy.head).__name__} has no conv activations to export")
+        with torch.no_grad():
+            layers = len(policy.head.features_and_maps(images)[1])
+        means = [f"channel_mean_{i}" for i in range(layers)]
+        return HeadMapsGraph(policy), (images,), ["images"], ["features", *means]
     if graph == "image_step":
         return (
             ImageStepGraph(policy),
@@ -204,13 +244,13 @@ def export_onnx(
     Args:
         policy: the policy (put in eval mode).
         path: file to write, or None to only return the bytes.
-        graph: ``"step"``, ``"head"`` or ``"image_step"``.
+        graph: ``"step"``, ``"head"``, ``"image_step"`` or ``"head_maps"``.
 
     Returns:
         The serialized ONNX model.
 
     Raises:
-        ValueError: unknown graph.
+        ValueError: unknown graph; ``"head_maps"`` of a head without conv layers.
         ImportError: ``onnx`` is not installed.
     """
     import onnx
@@ -250,12 +290,15 @@ def export_onnx(
 
 
 def export_onnx_pair(policy: Policy, directory: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write ``head.onnx`` and ``step.onnx`` into ``directory`` (for :class:`OnnxStepModel`)."""
+    """Write ``head.onnx`` and ``step.onnx`` into ``directory`` (for :class:`OnnxStepModel`),
+    and ``head_maps.onnx`` when the head has conv activations (for the attention monitor)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     head, step = out / "head.onnx", out / "step.onnx"
     export_onnx(policy, head, "head")
     export_onnx(policy, step, "step")
+    if has_maps(policy):
+        export_onnx(policy, out / "head_maps.onnx", "head_maps")
     return head, step
 
 
@@ -280,6 +323,8 @@ class OnnxStepModel:
         step: ``step.onnx`` path or bytes from :func:`export_onnx`.
         head: ``head.onnx`` path or bytes, or None (then :meth:`features` raises).
         threads: ONNX Runtime intra-op threads (1 suits batch-1 control).
+        head_maps: ``head_maps.onnx`` path or bytes, or None (then
+            :meth:`features_and_channel_means` raises and ``has_channel_means`` is false).
 
     Raises:
         ValueError: a file that is not a ltc_controller step/head graph (no config metadata).
@@ -290,6 +335,7 @@ class OnnxStepModel:
         step: str | os.PathLike[str] | bytes,
         head: str | os.PathLike[str] | bytes | None = None,
         threads: int = 1,
+        head_maps: str | os.PathLike[str] | bytes | None = None,
     ) -> None:
         self._step = _session(step, threads)
         meta = self._step.get_modelmeta().custom_metadata_map
@@ -306,17 +352,37 @@ class OnnxStepModel:
                 raise ValueError(f"{_name(head)}: not a ltc_controller head graph")
             if head_meta.get(CONFIG_KEY) != meta[CONFIG_KEY]:
                 raise ValueError("head and step graphs come from different policy configs")
+        self._maps = None
+        self._maps_names: list[str] = []
+        if head_maps is not None:
+            self._maps = _session(head_maps, threads)
+            maps_meta = self._maps.get_modelmeta().custom_metadata_map
+            if maps_meta.get(GRAPH_KEY) != "head_maps":
+                raise ValueError(f"{_name(head_maps)}: not a ltc_controller head_maps graph")
+            if maps_meta.get(CONFIG_KEY) != meta[CONFIG_KEY]:
+                raise ValueError("head_maps and step graphs come from different policy configs")
+            self._maps_names = [o.name for o in self._maps.get_outputs()]
 
     @classmethod
     def from_directory(cls, directory: str | os.PathLike[str], threads: int = 1) -> OnnxStepModel:
-        """Load ``head.onnx`` and ``step.onnx`` written by :func:`export_onnx_pair`."""
+        """Load ``head.onnx`` and ``step.onnx`` written by :func:`export_onnx_pair`, and
+        ``head_maps.onnx`` when the directory has it."""
         d = Path(directory)
-        return cls(d / "step.onnx", d / "head.onnx", threads)
+        maps = d / "head_maps.onnx"
+        return cls(d / "step.onnx", d / "head.onnx", threads, maps if maps.is_file() else None)
 
     @classmethod
     def from_policy(cls, policy: Policy, threads: int = 1) -> OnnxStepModel:
-        """Export ``policy`` in memory and load it."""
-        return cls(export_onnx(policy, None, "step"), export_onnx(policy, None, "head"), threads)
+        """Export ``policy`` in memory and load it (with the ``"head_maps"`` graph when its head
+        has conv activations)."""
+        maps = export_onnx(policy, None, "head_maps") if has_maps(policy) else None
+        step, head = export_onnx(policy, None, "step"), export_onnx(policy, None, "head")
+        return cls(step, head, threads, maps)
+
+    @property
+    def has_channel_means(self) -> bool:
+        """Whether :meth:`features_and_channel_means` is available (a head_maps graph)."""
+        return self._maps is not None
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -350,6 +416,24 @@ class OnnxStepModel:
         x = _np32(images, "images")
         (features,) = self._head.run(["features"], {"images": x})
         return torch.from_numpy(features)
+
+    def features_and_channel_means(
+        self, images: Tensor
+    ) -> tuple[Tensor, list[npt.NDArray[np.float32]]]:
+        """One pass of the head_maps graph: the features ``(B, F)`` (as :meth:`features`) and,
+        per conv layer shallow to deep, the channel mean of its activations ``(B, H_l, W_l)``
+        (float32), for the attention monitor's VisualBackProp.
+
+        Raises:
+            RuntimeError: no head_maps graph was loaded.
+            TypeError: as :meth:`features`.
+        """
+        if self._maps is None:
+            raise RuntimeError("OnnxStepModel was loaded without a head_maps graph")
+        if not images.is_floating_point():
+            raise TypeError(f"images have dtype {images.dtype}; expected floating-point images")
+        features, *means = self._maps.run(self._maps_names, {"images": _np32(images, "images")})
+        return torch.from_numpy(features), means
 
     def step(
         self, features: Tensor, state: Tensor, elapsed_s: float | Tensor | None = None

@@ -70,6 +70,15 @@ class StallableModel:
         """``(1, 3, H, W)`` -> ``(1, F)`` (the inner model's)."""
         return self.inner.features(images)
 
+    @property
+    def has_channel_means(self) -> bool:
+        """Whether the inner model offers ``features_and_channel_means`` (ONNX head_maps)."""
+        return bool(getattr(self.inner, "has_channel_means", False))
+
+    def features_and_channel_means(self, images: torch.Tensor) -> tuple[torch.Tensor, list[Any]]:
+        """The inner model's features and per-layer channel means (see ``OnnxStepModel``)."""
+        return self.inner.features_and_channel_means(images)  # type: ignore[attr-defined]
+
     def step(
         self, features: torch.Tensor, state: torch.Tensor, elapsed_s: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +110,8 @@ class Engine:
             (None: the file has none); attached to the runtime while ``ood.enabled``.
         attention: the attention monitor on the policy file's calibration (None: the file has
             none); attached to the runtime while ``attention.enabled``. It runs the policy's
-            own head (one pass for features and saliency with the torch and numba backends).
+            own head (one pass for features and saliency with the torch and numba backends;
+            with onnx, one pass of the exported ``head_maps`` graph).
     """
 
     policy: Policy
@@ -219,7 +229,8 @@ def build_engine(
     att = getattr(policy, "attention_stats", None)
     if att is not None:
         # After build_runtime: the head is where the backend put it. The torch and numba
-        # backends take their features from this head, so one pass gives both.
+        # backends take their features from this head, so one pass gives both; onnx gives both
+        # from its head_maps graph (AttentionMonitor.take asks the model).
         engine.attention = AttentionMonitor(att, policy.head, fused=p["backend"] != "onnx")
     engine.configure_monitor(p)
     return engine

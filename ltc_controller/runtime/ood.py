@@ -106,8 +106,10 @@ class AttentionMonitor:
     (Bojarski et al. 2018, Alg. 1; :func:`~ltc_controller.models.attention.visual_backprop`)
     needs, computes the frame's saliency map and scores it against the previous frame's. Other
     frames go through :meth:`skip`. With a backend whose features do not come from the torch
-    head (ONNX), :meth:`take` runs the model for the features and the head a second time for the
-    activations (``fused`` false; twice the head's cost on those frames).
+    head (``fused`` false), :meth:`take` gets both from the model's own pass when it offers
+    ``features_and_channel_means`` (the ONNX backend's ``head_maps`` graph); otherwise it runs the
+    model for the features and the torch head a second time for the activations (twice the
+    head's cost on those frames).
 
     The saliency here is VisualBackProp before its per-image min-max normalisation (the Pearson
     correlation does not change under it), computed in NumPy into preallocated buffers: channel
@@ -227,10 +229,15 @@ class AttentionMonitor:
         ``torch.inference_mode()``. ``images``: ``(1, 3, H, W)`` on the head's device."""
         if self.fused:
             features, maps = self.head.features_and_maps(images)  # type: ignore[operator]
+            self._channel_means(maps)
+        elif getattr(model, "has_channel_means", False):
+            features, means = model.features_and_channel_means(images)
+            for dst, src in zip(self._means, means, strict=True):
+                np.copyto(dst, src[0])
         else:
             features = model.features(images)
-            maps = self.head.feature_maps(images)  # type: ignore[operator]
-        self._saliency(maps)
+            self._channel_means(self.head.feature_maps(images))  # type: ignore[operator]
+        self._saliency()
         self.saliency_maps += 1
         cur = self._cur_flat
         np.subtract(cur, np.float32(cur.mean()), out=cur)  # centred: r is a cosine now
@@ -252,14 +259,17 @@ class AttentionMonitor:
         self._prev_t = stamp_s
         return features
 
-    def _saliency(self, maps: list[Tensor]) -> None:
-        """VisualBackProp (un-normalised) of one frame's activations into ``self._cur``."""
+    def _channel_means(self, maps: list[Tensor]) -> None:
+        """Each conv layer's channel mean of one frame's activations into ``self._means``."""
         for a_t, dev, m in zip(self._means_t, self._means_dev, maps, strict=True):
             if self._direct:
                 torch.mean(m[0], dim=0, out=a_t)
             else:
                 torch.mean(m[0], dim=0, out=dev)
                 a_t.copy_(dev)
+
+    def _saliency(self) -> None:
+        """VisualBackProp (un-normalised) from ``self._means`` into ``self._cur``."""
         means = self._means
         mask = means[-1]
         last = len(self._layers) - 1

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ltc_controller.models.export import (
+    GRAPHS,
     OnnxStepModel,
     export_onnx,
     export_onnx_pair,
@@ -142,3 +143,22 @@ def test_an_onnx_pair_loads_and_a_head_is_no_step_graph(tmp_path):
     np.testing.assert_allclose(_drive(model), _drive(policy), rtol=0, atol=TOL)
     with pytest.raises(ValueError, match="not a ltc_controller step graph"):
         OnnxStepModel(tmp_path / "gru" / "head.onnx")
+
+
+def test_export_leaves_the_policy_in_eval_mode(tmp_path):
+    """The exporters restore a module's own mode recursively afterwards: a graph wrapper left in
+    train mode switched the drone trunk's dropout on in the exported policy."""
+    policy = Policy.from_config(
+        PolicyConfig(head="drone_trunk", image_height=144, image_width=256, architecture="cnn"),
+        seed=0,
+    ).eval()
+    x = torch.rand(1, 3, 144, 256, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        before = policy.features(x)
+    for graph in GRAPHS:
+        export_onnx(policy, None, graph)
+        assert not any(m.training for m in policy.modules()), graph
+    export_torchscript(policy, tmp_path / "head.pt", "head")
+    assert not any(m.training for m in policy.modules())
+    with torch.inference_mode():
+        assert torch.equal(policy.features(x), before)

@@ -95,6 +95,50 @@ def test_unfused_backend_gives_the_same_features_and_scores():
             assert fused.last == other.last or (math.isnan(fused.last) and math.isnan(other.last))
 
 
+@pytest.mark.parametrize("head", ["ncp_conv", "drone_trunk"])
+def test_the_onnx_backend_gives_features_and_scores_from_one_pass(head, tmp_path):
+    """ONNX: features and channel means from the exported head_maps graph (one pass), equal to
+    the torch head's within float tolerance; the same from a directory written by
+    export_onnx_pair, and without head_maps.onnx the two-pass path still scores."""
+    pytest.importorskip("onnxruntime")
+    from ltc_controller.models.export import OnnxStepModel, export_onnx_pair
+
+    kw: dict = {"head": head}
+    if head == "drone_trunk":
+        kw.update(image_height=144, image_width=256, architecture="cnn")
+    policy = Policy.from_config(PolicyConfig(**kw), seed=0).eval()
+    h, w = policy.config.image_height, policy.config.image_width
+    x = torch.rand(5, 3, h, w, generator=torch.Generator().manual_seed(1))
+    export_onnx_pair(policy, tmp_path / "pair")
+    assert (tmp_path / "pair" / "head_maps.onnx").is_file()
+    loaded = OnnxStepModel.from_directory(tmp_path / "pair")
+    (tmp_path / "pair" / "head_maps.onnx").unlink()
+    two_pass = OnnxStepModel.from_directory(tmp_path / "pair")
+    assert loaded.has_channel_means and not two_pass.has_channel_means
+    models = [OnnxStepModel.from_policy(policy), loaded, two_pass]
+    ref = AttentionMonitor(_stats(), policy.head)
+    mons = [AttentionMonitor(_stats(), policy.head, fused=False) for _ in models]
+    calls = []
+    orig = AttentionMonitor._channel_means
+
+    def spy(self, maps):
+        calls.append(self)
+        return orig(self, maps)
+
+    with torch.inference_mode(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(AttentionMonitor, "_channel_means", spy)
+        for i in range(len(x)):
+            want = ref.take(x[i : i + 1], i / RATE_HZ, policy)
+            for m, mon in zip(models, mons, strict=True):
+                got = mon.take(x[i : i + 1], i / RATE_HZ, m)
+                torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+                if i > 0:
+                    assert mon.last == pytest.approx(ref.last, abs=1e-4)
+    # The torch head ran for the reference and for the two-pass model only.
+    assert set(map(id, calls)) == {id(ref), id(mons[2])}
+    assert all(m.pairs == 4 for m in mons)
+
+
 def test_a_sliding_scene_is_stable_and_noise_is_not():
     policy = Policy.from_config(seed=0).eval()
     road = visual_backprop(policy.head, _road(10)).numpy()
@@ -276,3 +320,26 @@ def test_the_engine_attaches_the_files_monitor_and_applies_the_parameters():
     assert eng.attention_state == "disabled" and eng.attention_level(p) == 0
     plain = build_engine(dict(resolve(PARAMS, {})), time.monotonic, Policy.from_config(seed=0))
     assert plain.attention is None and plain.attention_state == "unavailable"
+
+
+def test_the_engine_on_onnx_takes_saliency_from_the_models_own_pass():
+    """backend onnx: not fused with the torch head, and the runtime's (stallable) model offers
+    the head_maps graph's channel means, so a due frame costs one head pass."""
+    pytest.importorskip("onnxruntime")
+    import time
+
+    from ltc_controller.nodes.policy_engine import build_engine
+    from ltc_controller.nodes.policy_params import PARAMS
+    from ltc_controller.params import resolve
+
+    policy = Policy.from_config(seed=0)
+    policy.attention_stats = _stats()
+    p = dict(resolve(PARAMS, {"backend": "onnx"}))
+    eng = build_engine(p, time.monotonic, policy)
+    att = eng.attention
+    assert att is not None and not att.fused and eng.runtime.model.has_channel_means
+    x = _road(1)
+    with torch.inference_mode():
+        f = att.take(x, 0.0, eng.runtime.model)
+    torch.testing.assert_close(f, policy.features(x), atol=1e-4, rtol=1e-4)
+    assert att.saliency_maps == 1
