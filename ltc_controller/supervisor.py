@@ -223,14 +223,16 @@ class Launcher:
         """SIGINT every live process (those named in ``order`` first, in that order), wait,
         SIGKILL stragglers. Returns the exit statuses.
 
-        ``signalled``: the processes already got a SIGINT (Ctrl-C in a terminal reaches the
-        whole process group); they are given ``timeout_s`` to end before a second one, which
-        would interrupt their clean shutdown.
+        ``signalled``: this process got a SIGINT or SIGTERM. From a terminal's Ctrl-C the nodes
+        got it too (it reaches the whole process group) and are given up to a second to end on
+        their own; a signal sent to this process alone (``kill -INT PID``) reached none of them,
+        so every node still running then gets its SIGINT as usual (a second one is harmless to
+        a node: :mod:`ltc_controller.stop`).
         """
         codes: dict[str, int] = {}
         kinds = [k for k in order if k in self.procs] + [k for k in self.procs if k not in order]
         if signalled:
-            end = time.monotonic() + timeout_s
+            end = time.monotonic() + min(timeout_s, 1.0)
             while time.monotonic() < end and any(p.poll() is None for p in self.procs.values()):
                 time.sleep(0.05)
         for kind in kinds:

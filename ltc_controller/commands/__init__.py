@@ -77,6 +77,20 @@ def positive_int(text: str) -> int:
     return int(_parse(text, int, lambda v: v >= 1, "an integer >= 1"))
 
 
+#: The largest seed: seeds reach the nodes as ROS 2 integer parameters (int64).
+MAX_SEED = 2**63 - 1
+
+
+def seed(text: str) -> int:
+    """argparse ``type`` for a seed (tracks, worlds, training): an integer in
+    ``[0, 2**63 - 1]`` (NumPy refuses negative seeds; a ROS 2 integer parameter is int64).
+
+    Raises:
+        argparse.ArgumentTypeError: not an integer, or outside the range.
+    """
+    return int(_parse(text, int, lambda v: 0 <= v <= MAX_SEED, f"an integer in [0, {MAX_SEED}]"))
+
+
 def at_least(minimum: float) -> Callable[[str], float]:
     """argparse ``type`` for a finite number >= ``minimum`` (a rate >= 0, a factor >= 1).
 

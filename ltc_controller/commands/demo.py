@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ltc_controller.commands import output_folder
+from ltc_controller.commands import output_folder, seed
 from ltc_controller.extras import MissingExtra, require
 from ltc_controller.interfaces.command_axes import TWIST, TWIST_STAMPED
 from ltc_controller.outputs import output_problem
@@ -104,7 +104,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # one given with the other scenario instead of ignoring it (SCENARIO_OPTIONS).
     p.add_argument(
         "--world-seed",
-        type=int,
+        type=seed,
         default=None,
         help=f"drone: seed of the generated world (default {DRONE_DEMO_WORLD_SEED}: unseen in "
         "training and evaluation)",
@@ -133,7 +133,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--track-seed",
-        type=int,
+        type=seed,
         default=None,
         help=f"car: seed of the generated track (default {DEMO_TRACK_SEED}: a curve within 20 s)",
     )
@@ -405,9 +405,15 @@ def run_demo(
             profile = drone_profile()
         except FileNotFoundError as e:
             problem = problem or str(e)
+        world_s = get_drone_condition(condition).world.time_limit_s
         if duration_s is None:
-            task_s = get_drone_condition(condition).world.time_limit_s + _SETTLE_S
+            task_s = world_s + _SETTLE_S
             limit_s = task_s if kill_policy_at_s is None else kill_policy_at_s + _LAND_MARGIN_S
+        if not problem and kill_policy_at_s is not None and kill_policy_at_s >= world_s:
+            problem = (
+                f"--kill-policy-at {kill_policy_at_s} s is past the flight's time limit "
+                f"({world_s:g} s under {condition or 'clean'}): the task would end first"
+            )
     if not problem and kill_policy_at_s is not None and kill_policy_at_s >= limit_s:
         problem = f"--kill-policy-at {kill_policy_at_s} s is not within the drive ({limit_s} s)"
     if problem:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ltc_controller.commands import output_folder, positive_float, positive_int
+from ltc_controller.commands import output_folder, positive_float, positive_int, seed
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "evaluate"
@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--episodes", type=positive_int, default=5, help="episodes per policy and condition"
     )
-    p.add_argument("--first-track-seed", type=int, default=5000, help="seed of the first track")
+    p.add_argument("--first-track-seed", type=seed, default=5000, help="seed of the first track")
     p.add_argument("--speed", type=positive_float, default=5.0, help="driving speed (m/s)")
     p.add_argument("--latency", type=float, default=0.02, help="frame-to-command latency (s)")
     p.add_argument(

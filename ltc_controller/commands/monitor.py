@@ -38,6 +38,7 @@ from ltc_controller.commands import (
     output_file,
     positive_float,
     positive_int,
+    seed,
 )
 
 NAME = "monitor"
@@ -89,7 +90,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="drone: s per episode at most (default: the world's time limit)",
     )
-    ev.add_argument("--first-track-seed", type=int, default=5000, help="first track/world seed")
+    ev.add_argument("--first-track-seed", type=seed, default=5000, help="first track/world seed")
     ev.add_argument(
         "--speed",
         type=positive_float,

@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ltc_controller.commands import float_in, output_folder, positive_int
+from ltc_controller.commands import float_in, output_folder, positive_int, seed
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "record"
@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds per episode (30)",
     )
     p.add_argument(
-        "--first-track-seed", type=int, default=1000, help="track (drone: world) seed of episode 0"
+        "--first-track-seed", type=seed, default=1000, help="track (drone: world) seed of episode 0"
     )
     p.add_argument("--condition", default="clean", help="scenario condition (default clean)")
     p.add_argument(
@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="driving speed in m/s (default 5; drone: the expert's cruise speed, default 1)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of starts and perturbations")
+    p.add_argument("--seed", type=seed, default=0, help="seed of starts and perturbations")
     p.add_argument(
         "--no-perturb", action="store_true", help="clean expert (no bursts or excursions)"
     )

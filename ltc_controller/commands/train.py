@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ltc_controller.commands import float_in, output_file, output_folder, positive_float
+from ltc_controller.commands import float_in, output_file, output_folder, positive_float, seed
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "train"
@@ -84,7 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-alpha", type=float, default=0.5, help="turn weighting exp(a|y|/s)")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--patience", type=int, default=3, help="early stopping patience (epochs)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--step-s", type=float, default=0.05, help="integration step (s)")
     p.add_argument(
         "--feature-norm",

@@ -284,6 +284,11 @@ def test_counts_and_monitor_factors_are_refused_by_their_option_not_a_config_cla
         ([*fit, "--window-s", "0"], "--window-s", "must be a finite number > 0"),
         ([*fit, "--margin", "0.5"], "--margin", "must be a finite number >= 1"),
         ([*fit, "--fault-factor", "nan"], "--fault-factor", "must be a finite number >= 1"),
+        # Seeds: NumPy refuses negative ones; beyond int64 the node failed ~37 s into a demo.
+        (["demo", "--track-seed", str(2**63)], "--track-seed", "in [0, 9223372036854775807]"),
+        (["demo", "--world-seed", "-3"], "--world-seed", "must be an integer in [0,"),
+        (["evaluate", "--first-track-seed", "-1"], "--first-track-seed", "an integer in [0,"),
+        (["record", "bag", "--seed", "x"], "--seed", "'x' is not an integer"),
     ):
         with pytest.raises(SystemExit) as e:
             cli.main(args)

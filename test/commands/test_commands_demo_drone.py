@@ -174,6 +174,11 @@ def test_drone_demo_rejects_a_car_policy_naming_its_outputs(tmp_path, capsys):
         ({"scenario": "drone", "world_seed": -1}, "--world-seed must be >= 0"),
         ({"scenario": "drone", "kill_policy_at_s": -2.0}, "--kill-policy-at must be >= 0"),
         ({"scenario": "drone", "duration_s": 3.0, "kill_policy_at_s": 5.0}, "not within the drive"),
+        ({"scenario": "drone", "kill_policy_at_s": 30.0}, "past the flight's time limit (25 s"),
+        (
+            {"scenario": "drone", "condition": "range", "kill_policy_at_s": 50.0},
+            "(45 s under range)",
+        ),
     ],
 )
 def test_demo_rejects_drone_arguments_that_cannot_work_in_one_line(
