@@ -77,6 +77,31 @@ def positive_int(text: str) -> int:
     return int(_parse(text, int, lambda v: v >= 1, "an integer >= 1"))
 
 
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """argparse ``type`` for an integer in ``[low, high]`` (a JPEG quality).
+
+    The returned function raises ``argparse.ArgumentTypeError`` for anything else.
+    """
+    return lambda text: int(_parse(text, int, lambda v: low <= v <= high, f"in [{low}, {high}]"))
+
+
+def topic_name(text: str) -> str:
+    """argparse ``type`` for a ROS 2 topic name (``/camera/image_raw``, ``camera/image_raw``).
+
+    Raises:
+        argparse.ArgumentTypeError: empty, or not a valid ROS 2 name (the message says why).
+    """
+    import argparse
+
+    from ltc_controller.transport.dds import NameError_, resolve_topic_name
+
+    try:
+        resolve_topic_name(text, "node", "/")
+    except NameError_ as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 #: The largest seed: seeds reach the nodes as ROS 2 integer parameters (int64).
 MAX_SEED = 2**63 - 1
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ltc_controller.commands import output_folder, positive_float, positive_int, seed
+from ltc_controller.commands import float_in, output_folder, positive_float, positive_int, seed
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "evaluate"
@@ -48,13 +48,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--episodes", type=positive_int, default=5, help="episodes per policy and condition"
     )
     p.add_argument("--first-track-seed", type=seed, default=5000, help="seed of the first track")
-    p.add_argument("--speed", type=positive_float, default=5.0, help="driving speed (m/s)")
-    p.add_argument("--latency", type=float, default=0.02, help="frame-to-command latency (s)")
     p.add_argument(
-        "--distance", type=positive_float, default=None, help="metres per episode (one lap)"
+        "--speed",
+        type=float_in(0.0, 50.0, open_low=True),
+        default=None,
+        help="car: driving speed (m/s, default 5)",
     )
-    p.add_argument("--track-length", type=float, default=None, help="lap length of the tracks (m)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument(
+        "--latency", type=float_in(0.0, 1.0), default=0.02, help="frame-to-command latency (s)"
+    )
+    p.add_argument(
+        "--distance",
+        type=float_in(0.0, 1e6, open_low=True),
+        default=None,
+        help="metres per episode (one lap)",
+    )
+    p.add_argument(
+        "--track-length", type=positive_float, default=None, help="lap length of the tracks (m)"
+    )
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     p.add_argument(
         "--attention",
         action="store_true",
@@ -139,7 +151,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             conditions=conds,
             episodes=args.episodes,
             first_track_seed=args.first_track_seed,
-            speed_mps=args.speed,
+            speed_mps=5.0 if args.speed is None else args.speed,
             latency_s=args.latency,
             distance_m=args.distance,
             track_length_m=args.track_length,
@@ -189,7 +201,7 @@ def _run_drone(args: argparse.Namespace) -> int:
         return 0
     ignored = [
         f"--{n.replace('_', '-')}"
-        for n in ("attention", "distance", "track_length")
+        for n in ("attention", "distance", "track_length", "speed")
         if getattr(args, n) not in (None, False)
     ]
     if ignored:

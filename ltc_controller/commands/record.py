@@ -8,7 +8,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from ltc_controller.commands import float_in, output_folder, positive_int, seed
+from ltc_controller.commands import (
+    float_in,
+    int_in,
+    output_folder,
+    positive_int,
+    seed,
+    topic_name,
+)
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "record"
@@ -34,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write sensor_msgs/CompressedImage (JPEG) on <image-topic>/compressed",
     )
-    p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality (default 90)")
+    p.add_argument(
+        "--jpeg-quality", type=int_in(1, 100), default=90, help="JPEG quality (default 90)"
+    )
     p.add_argument(
         "--episodes",
         type=positive_int,
@@ -53,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--condition", default="clean", help="scenario condition (default clean)")
     p.add_argument(
         "--speed",
-        type=float,
+        type=float_in(0.0, 50.0, open_low=True),
         default=None,
         help="driving speed in m/s (default 5; drone: the expert's cruise speed, default 1)",
     )
@@ -77,14 +86,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "car's body velocity (linear.x = speed, angular.z = speed * tan(steering) / wheelbase) "
         "or the drone's velocity setpoint (linear.x/y/z, angular.z)",
     )
-    p.add_argument("--image-topic", default="/camera/image_raw", help="image topic")
-    p.add_argument("--label-topic", default="/expert_cmd", help="clean expert command topic")
+    p.add_argument(
+        "--image-topic", type=topic_name, default="/camera/image_raw", help="image topic"
+    )
+    p.add_argument(
+        "--label-topic", type=topic_name, default="/expert_cmd", help="clean expert command topic"
+    )
     p.add_argument(
         "--executed-topic",
+        type=topic_name,
         default=None,
         help="executed command topic (default /ackermann_cmd, /cmd_vel for Twist)",
     )
-    p.add_argument("--odom-topic", default="/odom", help="odometry topic")
+    p.add_argument("--odom-topic", type=topic_name, default="/odom", help="odometry topic")
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:

@@ -12,7 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ltc_controller.commands import float_in, output_file, output_folder, positive_float, seed
+from ltc_controller.commands import (
+    float_in,
+    non_negative_int,
+    output_file,
+    output_folder,
+    positive_float,
+    seed,
+    topic_name,
+)
 from ltc_controller.extras import MissingExtra, require
 
 NAME = "train"
@@ -34,8 +42,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--work", type=output_folder, default="train_work", help="preset work folder")
     p.add_argument("--bag", type=Path, action="append", default=[], help="rosbag2 (repeatable)")
-    p.add_argument("--image-topic", default="/camera/image_raw", help="Image or CompressedImage")
-    p.add_argument("--command-topic", default="/expert_cmd", help="command (label) topic")
+    p.add_argument(
+        "--image-topic",
+        type=topic_name,
+        default="/camera/image_raw",
+        help="Image or CompressedImage",
+    )
+    p.add_argument(
+        "--command-topic", type=topic_name, default="/expert_cmd", help="command (label) topic"
+    )
     p.add_argument(
         "--command-field",
         action="append",
@@ -67,7 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="read the bags, print the pairing counts and each bag's command-image lag as JSON, "
         "and stop (no training)",
     )
-    p.add_argument("--max-gap", type=float, default=0.3, help="gap that starts a segment (s)")
+    p.add_argument(
+        "--max-gap", type=positive_float, default=0.3, help="gap that starts a segment (s)"
+    )
     p.add_argument(
         "--arch",
         default="ncp_ltc",
@@ -96,7 +113,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (0 = torch default)")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=1, help="CPU threads (0 = torch default)"
+    )
     p.add_argument(
         "--checkpoint", type=output_folder, default=None, help="checkpoint folder (per epoch)"
     )

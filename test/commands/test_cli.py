@@ -147,17 +147,47 @@ def test_learning_rates_speeds_and_distances_must_be_finite_and_positive(capsys)
 
     from ltc_controller import cli
 
-    for args in (
-        ["train", "--lr", "nan"],
-        ["train", "--lr", "-1"],
-        ["evaluate", "--distance", "-5"],
-        ["evaluate", "--speed", "-3"],
-        ["monitor", "evaluate", "--distance", "0"],
+    for args, why in (
+        (["train", "--lr", "nan"], "must be a finite number > 0"),
+        (["train", "--lr", "-1"], "must be a finite number > 0"),
+        (["train", "--max-gap", "-1"], "must be a finite number > 0"),
+        (["evaluate", "--distance", "-5"], "must be in (0, 1e+06]"),
+        (["evaluate", "--distance", "1e300"], "must be in (0, 1e+06]"),
+        (["evaluate", "--speed", "-3"], "must be in (0, 50]"),
+        (["evaluate", "--speed", "1e6"], "must be in (0, 50]"),
+        (["evaluate", "--threads", "0"], "must be an integer >= 1"),
+        (["evaluate", "--track-length", "-1"], "must be a finite number > 0"),
+        (["record", "bag", "--speed", "nan"], "must be in (0, 50]"),
+        (["record", "bag", "--jpeg-quality", "500"], "must be in [1, 100]"),
+        (["monitor", "evaluate", "--distance", "0"], "must be a finite number > 0"),
     ):
         with pytest.raises(SystemExit) as e:
             cli.main(args)
         assert e.value.code == 2, args
-        assert "must be a finite number > 0" in capsys.readouterr().err, args
+        assert why in capsys.readouterr().err, args
+
+
+def test_topic_names_are_checked_as_ros_names(capsys):
+    import pytest
+
+    from ltc_controller import cli
+
+    for args in (
+        ["record", "bag", "--image-topic", ""],
+        ["record", "bag", "--odom-topic", "/odom/"],
+        ["train", "--bag", "b", "-o", "p.safetensors", "--command-topic", "/a//b"],
+    ):
+        with pytest.raises(SystemExit) as e:
+            cli.main(args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "topic" in err and "argument --" in err, (args, err)
+
+
+def test_evaluate_refuses_the_car_speed_for_the_drone(capsys):
+    from ltc_controller import cli
+
+    assert cli.main(["evaluate", "--scenario", "drone", "--speed", "3", "--expert"]) == 2
+    assert "--speed apply to the car only" in capsys.readouterr().err
 
 
 # Each command that writes files, with its output option pointing under BLOCKED (a plain file,
@@ -354,7 +384,7 @@ def test_a_recording_refused_before_its_first_episode_leaves_no_bag(tmp_path, ca
 
     bag = tmp_path / "bag"
     args = ["record", str(bag), "--episodes", "1", "--episode-s", "1"]
-    assert cli.main([*args, "--first-track-seed", "-1"]) == 2
+    assert cli.main([*args, "--condition", "no_such_condition"]) == 2
     assert "record:" in capsys.readouterr().err and not bag.exists()
     assert cli.main(args) == 0  # the corrected rerun to the same path
     assert (bag / "metadata.yaml").exists()
