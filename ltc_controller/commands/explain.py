@@ -47,7 +47,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--command-topic", default=None, help="recorded command topic to plot beside the policies"
     )
-    p.add_argument("--out", type=output_folder, default="explain_out", help="output folder")
+    p.add_argument(
+        "--output",
+        "--out",
+        dest="out",
+        type=output_folder,
+        default="explain_out",
+        help="output folder (--out: the same)",
+    )
     p.add_argument(
         "--crop",
         type=parse_crop,

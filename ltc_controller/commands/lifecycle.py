@@ -16,6 +16,8 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from ltc_controller.transport.lifecycle import REQUESTS
+
 if TYPE_CHECKING:
     from ltc_controller.transport.dds import DdsNode
 
@@ -31,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for sp in (get, put, ls):
         sp.add_argument("node", help="node name, e.g. /car/ltc_policy")
         sp.add_argument("--timeout", type=float, default=5.0, help="seconds to find the node")
-    put.add_argument("transition", help="configure, activate, deactivate, cleanup or shutdown")
+    # The requests a node takes (ROS 2 lifecycle design); a misspelt one is a usage error (2).
+    put.add_argument("transition", choices=REQUESTS, help="the transition to request")
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:

@@ -407,3 +407,19 @@ def test_time_options_out_of_range_and_missing_bags_are_refused_up_front(tmp_pat
     assert cli.main(["compare", "--reduced", "--bag", str(tmp_path / "nope")]) == 2
     assert "--bag not found" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_a_misspelt_lifecycle_transition_is_a_usage_error_and_explain_takes_output(capsys):
+    import pytest
+
+    from ltc_controller import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["lifecycle", "set", "/car/ltc_policy", "activte"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "invalid choice: 'activte'" in err and "activate" in err
+    # explain writes to --output like every other command (--out still works).
+    parser, _ = cli.build_parser()
+    for flag in ("--output", "--out"):
+        args = parser.parse_args(["explain", "--policy", "p", "--bag", "b", flag, "x"])
+        assert str(args.out) == "x"
