@@ -211,9 +211,11 @@ def main() -> int:
     parser.add_argument("--control-hz", type=float, default=20.0)
     args = parser.parse_args()
 
+    from ltc_controller.supervisor import claim_domain
     from ltc_controller.transport.dds import loopback_env
 
-    os.environ.update(loopback_env(100 + os.getpid() % 130))
+    domain, _lock = claim_domain()  # held until this process ends
+    os.environ.update(loopback_env(domain))
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     cores = os.cpu_count() or 1
     print(

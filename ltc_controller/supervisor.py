@@ -8,8 +8,8 @@
 - :class:`Stack` is the closed loop on one DDS domain on loopback (simulator, ``safety_fallback``,
   ``ltc_policy``) plus a :class:`Monitor` participant in this process that records what the
   stack reports; the demo (:mod:`ltc_controller.commands.demo`) and the tests use it. A stack
-  that picks its own domain takes one no other stack on this machine holds
-  (:func:`claim_domain`).
+  that picks its own domain takes one that nothing else on this machine holds
+  (:func:`claim_domain`; the tests' DDS fixture takes its domains the same way).
 
 :class:`ProcessDied` and :class:`Interrupted` are what a supervising loop raises when a node
 ended while it should run, or when a signal asked it to stop; :func:`log_tail` quotes a node's
@@ -41,47 +41,42 @@ __all__ = [
     "log_tail",
 ]
 
-#: Domains a stack picks from when it is given none.
+#: Domains a stack (or a test module) picks from when it is given none.
 AUTO_DOMAINS = range(100, 200)
 
 
-def claim_domain(domain_id: int | None = None) -> tuple[int, Any]:
+def claim_domain(domain_id: int | None = None, prefer: int | None = None) -> tuple[int, Any]:
     """A DDS domain for a stack, and the open lock file that holds it (keep it open while the
     stack runs; the lock goes with the process).
 
-    ``domain_id`` None: the first of :data:`AUTO_DOMAINS`, starting at one derived from the pid,
-    that no other stack on this machine holds (an exclusive ``flock`` on
-    ``$TMPDIR/ltc_controller-dds-domains/<id>.lock``): two stacks on one domain see each other's
-    frames and commands, and a demo then reports the other stack's drive as its own. A given
-    ``domain_id`` is used as it is, locked when free (the lock is then None when another holds it).
+    ``domain_id`` None: the first of :data:`AUTO_DOMAINS`, from ``prefer`` on (default: one
+    derived from the pid), that no other holder on this machine has locked (an exclusive
+    ``flock`` on ``$TMPDIR/ltc_controller-dds-domains/<id>.lock``): two stacks on one domain see
+    each other's frames and commands, and a demo then reports the other stack's drive as its
+    own. A given ``domain_id`` is the caller's choice (``ROS_DOMAIN_ID``, ``--domain-id``): it is
+    returned as it is, with no lock.
 
     Raises:
         RuntimeError: every domain of :data:`AUTO_DOMAINS` is held.
     """
+    if domain_id is not None:
+        return domain_id, None
     folder = Path(tempfile.gettempdir()) / "ltc_controller-dds-domains"
     folder.mkdir(parents=True, exist_ok=True)
-
-    def lock(dom: int) -> Any:
+    n = len(AUTO_DOMAINS)
+    first = (os.getpid() if prefer is None else prefer - AUTO_DOMAINS.start) % n
+    for k in range(n):
+        dom = AUTO_DOMAINS[(first + k) % n]
         f = open(folder / f"{dom}.lock", "a")  # noqa: SIM115 - held open while the stack runs
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             f.close()
-            return None
-        return f
-
-    if domain_id is not None:
-        return domain_id, lock(domain_id)
-    n = len(AUTO_DOMAINS)
-    first = os.getpid() % n
-    for k in range(n):
-        dom = AUTO_DOMAINS[(first + k) % n]
-        held = lock(dom)
-        if held is not None:
-            return dom, held
+            continue
+        return dom, f
     raise RuntimeError(
-        f"every DDS domain {AUTO_DOMAINS.start}..{AUTO_DOMAINS.stop - 1} is held by another "
-        "stack on this machine; give one with ROS_DOMAIN_ID or --domain-id"
+        f"every DDS domain {AUTO_DOMAINS.start}..{AUTO_DOMAINS.stop - 1} is held on this "
+        "machine; give one with ROS_DOMAIN_ID or --domain-id"
     )
 
 
@@ -288,12 +283,6 @@ class Stack:
             domain_id = int(env_dom) if env_dom else None
         #: The DDS domain of the stack's nodes.
         self.domain_id, self._domain_lock = claim_domain(domain_id)
-        if self._domain_lock is None:
-            print(
-                f"warning: DDS domain {self.domain_id} is in use by another stack on this "
-                "machine; its nodes will see this one's topics",
-                file=sys.stderr,
-            )
         self.env = {**os.environ, **loopback_env(), "ROS_DOMAIN_ID": str(domain_id)}
         self.env.setdefault("MUJOCO_GL", "osmesa")
         # The monitor is a DDS participant; keep the nodes on DDS too in a ROS-sourced shell.

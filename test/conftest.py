@@ -2,7 +2,8 @@
 
 ``dds_loopback``: every test module that talks DDS gets a ROS domain of its own on loopback
 (Cyclone DDS bound to 127.0.0.1, see :func:`ltc_controller.transport.dds.loopback_env`), so two
-modules, or two test runs on one machine, never see each other's participants. It sets
+modules, or two test runs on one machine, never see each other's participants (the domain is
+locked while the module runs: :func:`ltc_controller.supervisor.claim_domain`). It sets
 ``CYCLONEDDS_URI`` and ``ROS_DOMAIN_ID`` in ``os.environ`` for the module (subprocesses inherit
 them) and restores both afterwards. Opt in with ``pytestmark = pytest.mark.usefixtures(
 "dds_loopback")`` or by taking the fixture (its value is the domain id).
@@ -22,9 +23,10 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def module_domain(module: str, pid: int | None = None) -> int:
-    """A domain id in 100..229 that depends on the test module and the test process."""
+    """A domain id in 100..199 that depends on the test module and the test process (where the
+    fixture starts looking for a free one)."""
     key = f"{os.getpid() if pid is None else pid}:{module}".encode()
-    return 100 + zlib.crc32(key) % 130
+    return 100 + zlib.crc32(key) % 100
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +34,11 @@ def dds_loopback(request: pytest.FixtureRequest) -> Iterator[int]:
     """This module's DDS domain id, with the loopback environment set while the module runs."""
     cyclonedds = pytest.importorskip("cyclonedds", reason="cyclonedds is not installed")
     del cyclonedds
+    from ltc_controller.supervisor import claim_domain
     from ltc_controller.transport.dds import loopback_env
 
-    domain = module_domain(request.module.__name__)
+    # Locked while the module runs, so two test runs (or a demo) on this machine never meet.
+    domain, lock = claim_domain(prefer=module_domain(request.module.__name__))
     saved = {k: os.environ.get(k) for k in _ENV_KEYS}
     os.environ.update(loopback_env(domain))
     yield domain
@@ -43,6 +47,7 @@ def dds_loopback(request: pytest.FixtureRequest) -> Iterator[int]:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+    lock.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -495,6 +495,10 @@ def run_demo(
         if stack.spin_for(max(0.0, limit_s - (time.monotonic() - t0)), done):
             stack.spin_for(_SETTLE_S)
         t_drive = time.monotonic() - t0
+        # The safety node's statuses from the drive's last tenths of a second may still be on
+        # their way (more so under load): take them, so a late state change is in the summary.
+        t_end = time.time()
+        stack.spin_for(1.0, lambda m: bool(m.safety_ticks) and m.safety_ticks[-1].stamp_s >= t_end)
     except ProcessDied as e:
         died = str(e)
     except (KeyboardInterrupt, Interrupted) as e:
