@@ -344,24 +344,28 @@ class OnnxStepModel:
         self.config = PolicyConfig.from_json(meta[CONFIG_KEY], strict=True)
         self.state_size = int(meta[STATE_SIZE_KEY])
         self._inputs = {i.name for i in self._step.get_inputs()}
-        self._head = None
-        if head is not None:
-            self._head = _session(head, threads)
-            head_meta = self._head.get_modelmeta().custom_metadata_map
-            if head_meta.get(GRAPH_KEY) != "head":
-                raise ValueError(f"{_name(head)}: not a ltc_controller head graph")
-            if head_meta.get(CONFIG_KEY) != meta[CONFIG_KEY]:
-                raise ValueError("head and step graphs come from different policy configs")
-        self._maps = None
-        self._maps_names: list[str] = []
-        if head_maps is not None:
-            self._maps = _session(head_maps, threads)
-            maps_meta = self._maps.get_modelmeta().custom_metadata_map
-            if maps_meta.get(GRAPH_KEY) != "head_maps":
-                raise ValueError(f"{_name(head_maps)}: not a ltc_controller head_maps graph")
-            if maps_meta.get(CONFIG_KEY) != meta[CONFIG_KEY]:
-                raise ValueError("head_maps and step graphs come from different policy configs")
-            self._maps_names = [o.name for o in self._maps.get_outputs()]
+        self._head = self._companion(head, "head", meta[CONFIG_KEY], threads)
+        self._maps = self._companion(head_maps, "head_maps", meta[CONFIG_KEY], threads)
+        self._maps_names = [o.name for o in self._maps.get_outputs()] if self._maps else []
+
+    @staticmethod
+    def _companion(
+        source: str | os.PathLike[str] | bytes | None, graph: str, config: str, threads: int
+    ) -> Any:
+        """The session of a head graph beside the step graph (None: not given).
+
+        Raises:
+            ValueError: not a ``graph`` graph, or made from another policy config.
+        """
+        if source is None:
+            return None
+        session = _session(source, threads)
+        meta = session.get_modelmeta().custom_metadata_map
+        if meta.get(GRAPH_KEY) != graph:
+            raise ValueError(f"{_name(source)}: not a ltc_controller {graph} graph")
+        if meta.get(CONFIG_KEY) != config:
+            raise ValueError(f"{graph} and step graphs come from different policy configs")
+        return session
 
     @classmethod
     def from_directory(cls, directory: str | os.PathLike[str], threads: int = 1) -> OnnxStepModel:
