@@ -19,6 +19,8 @@ import hashlib
 import importlib
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -177,6 +179,33 @@ def call(fn: str, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
     return result, time.perf_counter() - t0
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+_sigterm: dict[str, Any] = {"saved": None}
+
+
+def _interrupt_on_sigterm(before: Any) -> None:
+    """After ``ray.init``: SIGTERM ends the run as Ctrl-C does (running tasks cancelled,
+    finished ones cached, Ray shut down). Ray's own driver handler exits at once, leaving a
+    stack dump from Ray's C++ core and idle workers behind. :func:`_shutdown_ray` puts back
+    ``before``, the handler from before ``ray.init``."""
+    if threading.current_thread() is threading.main_thread():
+        _sigterm["saved"] = before
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _shutdown_ray() -> None:
+    import ray
+
+    ray.shutdown()
+    saved = _sigterm["saved"]
+    if saved is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, saved)
+        _sigterm["saved"] = None
+
+
 @contextmanager
 def ray_session() -> Iterator[None]:
     """Keep the Ray instance that the first :func:`run_jobs` inside the block starts (if any
@@ -193,9 +222,7 @@ def ray_session() -> Iterator[None]:
         started = _session["started"]
         _session.update(open=False, started=False)
         if started:
-            import ray
-
-            ray.shutdown()
+            _shutdown_ray()
 
 
 def run_jobs(
@@ -258,6 +285,7 @@ def _run_on_ray(
     address = address or os.environ.get("RAY_ADDRESS") or None
     started_here = not ray.is_initialized()
     if started_here:
+        before = signal.getsignal(signal.SIGTERM)
         ray.init(
             address=address,
             num_cpus=None if address else num_cpus,
@@ -265,6 +293,7 @@ def _run_on_ray(
             log_to_driver=False,
             configure_logging=False,
         )
+        _interrupt_on_sigterm(before)
         if _session["open"]:
             _session["started"], started_here = True, False  # ray_session shuts it down
     st.address = address or "local"
@@ -304,7 +333,7 @@ def _run_on_ray(
         if bar is not None:
             bar.close()
         if started_here:
-            ray.shutdown()
+            _shutdown_ray()
     if failures:
         raise JobsFailed(failures)
 
