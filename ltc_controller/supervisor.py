@@ -283,7 +283,7 @@ class Stack:
             domain_id = int(env_dom) if env_dom else None
         #: The DDS domain of the stack's nodes.
         self.domain_id, self._domain_lock = claim_domain(domain_id)
-        self.env = {**os.environ, **loopback_env(), "ROS_DOMAIN_ID": str(domain_id)}
+        self.env = {**os.environ, **loopback_env(), "ROS_DOMAIN_ID": str(self.domain_id)}
         self.env.setdefault("MUJOCO_GL", "osmesa")
         # The monitor is a DDS participant; keep the nodes on DDS too in a ROS-sourced shell.
         self.env.setdefault("LTC_CONTROLLER_TRANSPORT", "dds")
