@@ -137,3 +137,18 @@ def test_stacks_that_pick_their_domain_never_share_one(tmp_path, monkeypatch):
     # Released by close and by the holder's exit: both come back.
     assert claim_domain(prefer=first)[0] == first
     assert claim_domain(prefer=other)[0] == other
+
+
+def test_a_stack_without_a_domain_gives_its_nodes_the_one_it_claimed(tmp_path, monkeypatch):
+    from ltc_controller.supervisor import AUTO_DOMAINS, Stack, claim_domain
+
+    monkeypatch.delenv("ROS_DOMAIN_ID", raising=False)
+    stack = Stack(tmp_path / "out")
+    try:
+        assert stack.domain_id in AUTO_DOMAINS
+        assert stack.env["ROS_DOMAIN_ID"] == str(stack.domain_id)
+        assert claim_domain(prefer=stack.domain_id)[0] != stack.domain_id  # held
+    finally:
+        stack.stop()
+    monkeypatch.setenv("ROS_DOMAIN_ID", "42")
+    assert Stack(tmp_path / "out2").env["ROS_DOMAIN_ID"] == "42"
