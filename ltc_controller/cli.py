@@ -96,11 +96,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         i = args_in.index("--ros-args")
         args_in, ros_tail = args_in[:i], args_in[i:]
 
-    ap, commands = build_parser()
-    a = ap.parse_args(args_in)
     try:
+        ap, commands = build_parser()
+        a = ap.parse_args(args_in)
         rc = int(commands[a.cmd].run(a, ros_tail))
         sys.stdout.flush()
+    except KeyboardInterrupt:
+        # Ctrl-C before a command installs its own handling (e.g. during its imports): one
+        # line, the shell's status for SIGINT, not a traceback.
+        print(" ".join(["ltc-controller", *args_in[:1]]) + ": interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader went away (`... | head`): not an error of ours; keep the interpreter's exit
         # flush from raising again by pointing stdout at /dev/null.

@@ -36,6 +36,7 @@ __all__ = [
     "Monitor",
     "ProcessDied",
     "SafetyTick",
+    "DomainInUse",
     "Stack",
     "claim_domain",
     "log_tail",
@@ -45,36 +46,60 @@ __all__ = [
 AUTO_DOMAINS = range(100, 200)
 
 
+#: Environment variable naming a domain whose lock a parent process holds for its children
+#: (the tests' DDS fixture): a stack given that domain shares it instead of refusing it.
+DOMAIN_HELD_ENV = "LTC_CONTROLLER_DOMAIN_HELD"
+
+
+class DomainInUse(RuntimeError):
+    """The DDS domain asked for is held by another stack on this machine."""
+
+
 def claim_domain(domain_id: int | None = None, prefer: int | None = None) -> tuple[int, Any]:
     """A DDS domain for a stack, and the open lock file that holds it (keep it open while the
     stack runs; the lock goes with the process).
 
-    ``domain_id`` None: the first of :data:`AUTO_DOMAINS`, from ``prefer`` on (default: one
-    derived from the pid), that no other holder on this machine has locked (an exclusive
-    ``flock`` on ``$TMPDIR/ltc_controller-dds-domains/<id>.lock``): two stacks on one domain see
-    each other's frames and commands, and a demo then reports the other stack's drive as its
-    own. A given ``domain_id`` is the caller's choice (``ROS_DOMAIN_ID``, ``--domain-id``): it is
-    returned as it is, with no lock.
+    Two stacks on one domain see each other's frames and commands, and a demo then reports the
+    other stack's drive as its own; so a stack holds an exclusive ``flock`` on
+    ``$TMPDIR/ltc_controller-dds-domains/<id>.lock`` while it runs. ``domain_id`` None: the
+    first free domain of :data:`AUTO_DOMAINS`, from ``prefer`` on (default: one derived from the
+    pid). A given ``domain_id`` (``ROS_DOMAIN_ID``, ``--domain-id``) is locked when free, shared
+    (lock None) when :data:`DOMAIN_HELD_ENV` names it, and refused otherwise.
 
     Raises:
-        RuntimeError: every domain of :data:`AUTO_DOMAINS` is held.
+        DomainInUse: the given domain is held by another stack, or every domain of
+            :data:`AUTO_DOMAINS` is.
     """
-    if domain_id is not None:
-        return domain_id, None
     folder = Path(tempfile.gettempdir()) / "ltc_controller-dds-domains"
     folder.mkdir(parents=True, exist_ok=True)
-    n = len(AUTO_DOMAINS)
-    first = (os.getpid() if prefer is None else prefer - AUTO_DOMAINS.start) % n
-    for k in range(n):
-        dom = AUTO_DOMAINS[(first + k) % n]
+
+    def lock(dom: int) -> Any:
         f = open(folder / f"{dom}.lock", "a")  # noqa: SIM115 - held open while the stack runs
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             f.close()
-            continue
-        return dom, f
-    raise RuntimeError(
+            return None
+        return f
+
+    if domain_id is not None:
+        if os.environ.get(DOMAIN_HELD_ENV) == str(domain_id):
+            return domain_id, None
+        held = lock(domain_id)
+        if held is None:
+            raise DomainInUse(
+                f"DDS domain {domain_id} is in use by another demo, soak or test run on this "
+                "machine (its nodes would see this one's topics); give another domain or none"
+            )
+        return domain_id, held
+    n = len(AUTO_DOMAINS)
+    first = (os.getpid() if prefer is None else prefer - AUTO_DOMAINS.start) % n
+    for k in range(n):
+        dom = AUTO_DOMAINS[(first + k) % n]
+        held = lock(dom)
+        if held is not None:
+            return dom, held
+    raise DomainInUse(
         f"every DDS domain {AUTO_DOMAINS.start}..{AUTO_DOMAINS.stop - 1} is held on this "
         "machine; give one with ROS_DOMAIN_ID or --domain-id"
     )
@@ -276,13 +301,13 @@ class Stack:
         self.scenario = scenario
         self.twist_type = twist_type
 
-        self.output = output
-        output.mkdir(parents=True, exist_ok=True)
         if domain_id is None:
             env_dom = os.environ.get("ROS_DOMAIN_ID")
             domain_id = int(env_dom) if env_dom else None
-        #: The DDS domain of the stack's nodes.
+        #: The DDS domain of the stack's nodes (raises DomainInUse before anything is made).
         self.domain_id, self._domain_lock = claim_domain(domain_id)
+        self.output = output
+        output.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, **loopback_env(), "ROS_DOMAIN_ID": str(self.domain_id)}
         self.env.setdefault("MUJOCO_GL", "osmesa")
         # The monitor is a DDS participant; keep the nodes on DDS too in a ROS-sourced shell.

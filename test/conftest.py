@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-_ENV_KEYS = ("CYCLONEDDS_URI", "ROS_DOMAIN_ID")
+_ENV_KEYS = ("CYCLONEDDS_URI", "ROS_DOMAIN_ID", "LTC_CONTROLLER_DOMAIN_HELD")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -34,13 +34,14 @@ def dds_loopback(request: pytest.FixtureRequest) -> Iterator[int]:
     """This module's DDS domain id, with the loopback environment set while the module runs."""
     cyclonedds = pytest.importorskip("cyclonedds", reason="cyclonedds is not installed")
     del cyclonedds
-    from ltc_controller.supervisor import claim_domain
+    from ltc_controller.supervisor import DOMAIN_HELD_ENV, claim_domain
     from ltc_controller.transport.dds import loopback_env
 
     # Locked while the module runs, so two test runs (or a demo) on this machine never meet.
     domain, lock = claim_domain(prefer=module_domain(request.module.__name__))
     saved = {k: os.environ.get(k) for k in _ENV_KEYS}
     os.environ.update(loopback_env(domain))
+    os.environ[DOMAIN_HELD_ENV] = str(domain)  # the module's stacks and demos share it
     yield domain
     for k, v in saved.items():
         if v is None:

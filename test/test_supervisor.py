@@ -111,13 +111,20 @@ def test_stacks_that_pick_their_domain_never_share_one(tmp_path, monkeypatch):
     other process holds; the lock goes with its holder. A given domain is taken as it is."""
     import tempfile
 
-    from ltc_controller.supervisor import AUTO_DOMAINS, claim_domain
+    from ltc_controller.supervisor import AUTO_DOMAINS, DomainInUse, claim_domain
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.delenv("LTC_CONTROLLER_DOMAIN_HELD", raising=False)
     first, lock = claim_domain()
     assert first in AUTO_DOMAINS and lock is not None
+    # A given domain: refused while another holder has it, shared when the caller says it
+    # holds it for its children (the tests' fixture), locked when free.
+    with pytest.raises(DomainInUse, match=f"DDS domain {first} is in use"):
+        claim_domain(first)
+    monkeypatch.setenv("LTC_CONTROLLER_DOMAIN_HELD", str(first))
     assert claim_domain(first) == (first, None)
+    monkeypatch.delenv("LTC_CONTROLLER_DOMAIN_HELD")
     # Another process, preferring the held domain, gets the next free one.
     code = (
         "import sys; from ltc_controller.supervisor import claim_domain; "
@@ -134,13 +141,14 @@ def test_stacks_that_pick_their_domain_never_share_one(tmp_path, monkeypatch):
     finally:
         child.communicate("")
     lock.close()
-    # Released by close and by the holder's exit: both come back.
+    # Released by close and by the holder's exit: both come back, the given one locked.
     assert claim_domain(prefer=first)[0] == first
-    assert claim_domain(prefer=other)[0] == other
+    dom, held = claim_domain(other)
+    assert dom == other and held is not None
 
 
 def test_a_stack_without_a_domain_gives_its_nodes_the_one_it_claimed(tmp_path, monkeypatch):
-    from ltc_controller.supervisor import AUTO_DOMAINS, Stack, claim_domain
+    from ltc_controller.supervisor import AUTO_DOMAINS, DomainInUse, Stack, claim_domain
 
     monkeypatch.delenv("ROS_DOMAIN_ID", raising=False)
     stack = Stack(tmp_path / "out")
@@ -151,4 +159,11 @@ def test_a_stack_without_a_domain_gives_its_nodes_the_one_it_claimed(tmp_path, m
     finally:
         stack.stop()
     monkeypatch.setenv("ROS_DOMAIN_ID", "42")
-    assert Stack(tmp_path / "out2").env["ROS_DOMAIN_ID"] == "42"
+    monkeypatch.delenv("LTC_CONTROLLER_DOMAIN_HELD", raising=False)
+    first = Stack(tmp_path / "out2")
+    assert first.env["ROS_DOMAIN_ID"] == "42"
+    # A second stack on the same given domain is refused before it makes anything.
+    with pytest.raises(DomainInUse):
+        Stack(tmp_path / "out3")
+    assert not (tmp_path / "out3").exists()
+    first.stop()

@@ -11,11 +11,11 @@ under a named condition; both nodes with the drone profile ``config/drone.yaml``
 setpoints straight from the policy's four outputs, hover then land on a fault) until the task
 ends (reached, collision, time limit).
 
-Fault injection: ``--kill-policy-at S`` SIGKILLs ``ltc_policy`` S seconds into the drive and the
-demo goes on without it; the summary's ``fault`` section measures the safety node's answer on
-its own stamps (last ACTIVE tick, FALLBACK tick, the tick whose output reached zero, the landing
-request) and, for the drone, the simulator's log (setpoints received, landing, touchdown,
-collisions).
+Fault injection: ``--kill-policy-at S`` SIGKILLs ``ltc_policy`` S seconds after the safety node
+went ACTIVE and the demo goes on without it; the summary's ``fault`` section measures the safety
+node's answer on its own stamps (last ACTIVE tick, FALLBACK tick, the tick whose output reached
+zero, the landing request) and, for the drone, the simulator's log (setpoints received, landing,
+touchdown, collisions).
 
 Time base: every time of day the summary prints (safety state changes, the fault's events) is
 simulator time, s since the simulator started, the time axis of ``demo_run.png``
@@ -41,6 +41,7 @@ from ltc_controller.extras import MissingExtra, require
 from ltc_controller.interfaces.command_axes import TWIST, TWIST_STAMPED
 from ltc_controller.outputs import output_problem
 from ltc_controller.supervisor import (
+    DomainInUse,
     Interrupted,
     Monitor,
     ProcessDied,
@@ -95,8 +96,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--policy",
-        type=str,
-        default="",
+        type=_policy_path,
+        default=None,
         help="policy file (.safetensors); default: bundled (car: ncp19_lane_keeping, drone: "
         f"{DRONE_POLICY.name})",
     )
@@ -127,7 +128,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="S",
-        help="fault injection: SIGKILL ltc_policy S seconds into the drive and go on without "
+        help="fault injection: SIGKILL ltc_policy S seconds after the safety node went ACTIVE "
+        "and go on without "
         "it (car: ramp to a stop; drone: hover, then land after land_after_s); the summary "
         "measures it",
     )
@@ -141,7 +143,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--domain-id",
         type=int,
         default=None,
-        help="DDS domain (default: ROS_DOMAIN_ID, else one derived from the pid)",
+        help="DDS domain (default: ROS_DOMAIN_ID, else one in 100-199 that no other demo, soak "
+        "or test run on this machine holds)",
     )
 
 
@@ -154,7 +157,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     return run_demo(
         duration_s=args.duration,
         output=args.output,
-        policy=args.policy,
+        policy=args.policy or "",
         track_seed=args.track_seed,
         domain_id=args.domain_id,
         scenario=args.scenario,
@@ -228,6 +231,20 @@ def scenario_option_problem(scenario: str, given: dict[str, bool]) -> str | None
     return scenario_mismatch(scenario, [o for o, g in given.items() if g], SCENARIO_OPTIONS)
 
 
+def _policy_path(text: str) -> str:
+    """argparse ``type`` of ``--policy``: a path; an empty one is refused (leaving the option out
+    runs the bundled policy).
+
+    Raises:
+        argparse.ArgumentTypeError: an empty path.
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "an empty path (leave --policy out for the bundled policy)"
+        )
+    return text
+
+
 def check_demo_args(
     duration_s: float | None,
     output: Path,
@@ -238,7 +255,7 @@ def check_demo_args(
     """Why the demo cannot start with these arguments (a one-line message), or ``None``.
     A given policy must load and its outputs fit the scenario's command mapping."""
     if duration_s is not None and not (duration_s > 0 and duration_s < 24 * 3600):
-        return f"--duration must be > 0 s, got {duration_s}"
+        return f"--duration must be in (0, 86400) s, got {duration_s:g}"
     if domain_id is None and os.environ.get("ROS_DOMAIN_ID"):
         try:
             domain_id = int(os.environ["ROS_DOMAIN_ID"])
@@ -430,9 +447,13 @@ def run_demo(
     def on_signal(signum: int, frame: Any) -> None:
         raise Interrupted(signal.Signals(signum).name)
 
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     source = policy_source(policy, scenario)
-    stack = Stack(output, node_args, domain_id, scenario=scenario, twist_type=twist_type)
+    try:
+        stack = Stack(output, node_args, domain_id, scenario=scenario, twist_type=twist_type)
+    except DomainInUse as e:
+        print(f"demo: {e}", file=sys.stderr)
+        return 2
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     died: str | None = None
     interrupted = ""
     t_drive = float("nan")

@@ -65,10 +65,14 @@ def _topic(ns: str, name: str) -> str:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from ltc_controller.transport.dds import DdsNode
+    from ltc_controller.transport.dds import DdsNode, NameError_, normalize_namespace
     from ltc_controller.transport.port import LATCHED, RELIABLE
 
-    ns = "/" + args.namespace.strip("/") if args.namespace.strip("/") else "/"
+    try:
+        ns = normalize_namespace(args.namespace)
+    except NameError_ as e:
+        print(f"estop: --namespace: {e}", file=sys.stderr)
+        return 2
     node = DdsNode("ltc_controller_estop", parameter_services=False, rosout=False)
     last: list[Any] = []
     events: list[str] = []

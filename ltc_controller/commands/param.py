@@ -126,6 +126,6 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
                 else:
                     print("\n".join(_describe(d)))
             return status
-    except (ParameterServiceError, NameError_) as e:
+    except (ParameterServiceError, NameError_, ValueError) as e:  # ValueError: no node name
         print(f"param {args.verb} {node}: {e}", file=sys.stderr)
         return 2

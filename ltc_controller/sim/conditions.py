@@ -191,7 +191,7 @@ def parse_conditions(text: str) -> list[Condition]:
     """
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise KeyError(f"no condition named in {text!r} (comma-separated names, or 'all')")
+        raise UnknownCondition(f"no condition named in {text!r} (comma-separated names, or 'all')")
     if names == ["all"]:
         return list(CONDITIONS.values())
     return [get_condition(n) for n in names]

@@ -423,3 +423,36 @@ def test_a_misspelt_lifecycle_transition_is_a_usage_error_and_explain_takes_outp
     for flag in ("--output", "--out"):
         args = parser.parse_args(["explain", "--policy", "p", "--bag", "b", flag, "x"])
         assert str(args.out) == "x"
+
+
+def test_the_new_users_bad_inputs_are_one_line_refusals(tmp_path, capsys):
+    """From a new user's trial: a bad estop namespace and an empty param node were tracebacks,
+    an empty --policy ran the bundled one, --duration 100000 gave the wrong reason, and an empty
+    condition list printed its message in quotes."""
+    import pytest
+
+    from ltc_controller import cli
+
+    assert cli.main(["estop", "status", "--namespace", "bad name!"]) == 2
+    assert capsys.readouterr().err.startswith("estop: --namespace: invalid namespace")
+    assert cli.main(["param", "list", ""]) == 2
+    assert "a node name is needed" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["demo", "--policy", ""])
+    assert e.value.code == 2 and "--policy: an empty path" in capsys.readouterr().err
+    assert cli.main(["demo", "--duration", "100000", "--output", str(tmp_path / "d")]) == 2
+    assert "--duration must be in (0, 86400) s, got 100000" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--expert", "--conditions", ""]) == 2
+    assert capsys.readouterr().err.startswith("evaluate: no condition named in ''")
+
+
+def test_ctrl_c_before_a_command_takes_over_is_one_line(monkeypatch, capsys):
+    # A Ctrl-C while the commands import (the first seconds of `demo`) was a 50-line traceback.
+    from ltc_controller import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["demo"]) == 130
+    assert capsys.readouterr().err == "ltc-controller demo: interrupted\n"

@@ -179,7 +179,7 @@ def parse_drone_conditions(text: str) -> list[DroneCondition]:
     """
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise KeyError(f"no condition named in {text!r} (comma-separated names, or 'all')")
+        raise UnknownCondition(f"no condition named in {text!r} (comma-separated names, or 'all')")
     if names == ["all"]:
         return list(DRONE_CONDITIONS.values())
     return [get_drone_condition(n) for n in names]
