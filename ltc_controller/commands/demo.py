@@ -454,6 +454,11 @@ def run_demo(
         print(f"demo: {e}", file=sys.stderr)
         return 2
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # Started as a background job of a shell without job control: SIGINT arrives ignored.
+        # The nodes take SIGINT regardless (ltc_controller.stop), so the demo must too, or a
+        # group SIGINT stops the nodes under a demo that then reports them as failed.
+        old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     died: str | None = None
     interrupted = ""
     t_drive = float("nan")

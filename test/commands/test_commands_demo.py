@@ -199,7 +199,7 @@ def _children(pid: int) -> dict[int, str]:
     return out
 
 
-def _start_demo(tmp_path):
+def _start_demo(tmp_path, sigint=signal.SIG_DFL, new_group=False):
     p = subprocess.Popen(
         [
             sys.executable,
@@ -216,7 +216,8 @@ def _start_demo(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         # Python's own SIGINT handling, as in a terminal (a CI background job ignores SIGINT).
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
+        start_new_session=new_group,
     )
     for line in p.stdout:
         if "driving for" in line:
@@ -253,6 +254,22 @@ def test_a_signal_to_the_demo_alone_stops_every_node(tmp_path, sig):
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and f"interrupted ({sig.name})" in err
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in kids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in kids)
+
+
+def test_a_demo_started_with_sigint_ignored_still_stops_on_a_group_sigint(tmp_path):
+    """A background job of a shell without job control starts with SIGINT ignored; the nodes
+    take SIGINT all the same, so the demo must too: a group SIGINT is an interruption (130),
+    not "simulator exited with status 0" and exit 1."""
+    p = _start_demo(tmp_path, sigint=signal.SIG_IGN, new_group=True)
+    kids = _children(p.pid)
+    assert len(kids) == 3
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted (SIGINT)" in err, err[-2000:]
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in kids) and time.monotonic() < deadline:
         time.sleep(0.1)
