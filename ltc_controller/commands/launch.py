@@ -65,8 +65,17 @@ def _check(params_file: Path, nodes: list[str], ros_args: list[str]) -> str:
     for node in nodes:
         try:
             parse_ros_args(["--ros-args", "--params-file", str(params_file), *ros_args], node)
+            from_file = parse_ros_args(["--ros-args", "--params-file", str(params_file)], node)
         except RosArgsError as e:
             return f"launch: {e}"
+        if not from_file.params:
+            # Not an error (the defaults are a valid setup), but an empty or misnamed section
+            # is more often a mistake than a choice: say so instead of starting silently.
+            print(
+                f"launch: {params_file} sets no parameter of {node} (no '{node}:' or '/**:' "
+                "section with ros__parameters); it starts on its defaults",
+                file=sys.stderr,
+            )
     return ""
 
 

@@ -141,3 +141,21 @@ def test_launch_refuses_a_missing_parameter_file(tmp_path):
     p = launch([str(tmp_path / "nope.yaml")], log)
     assert p.wait(60) == 2
     assert "nope.yaml" in log.read_text()
+
+
+def test_launch_names_a_node_its_parameter_file_leaves_on_defaults(tmp_path, capsys):
+    from ltc_controller.commands.launch import _check
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert _check(empty, ["safety_fallback", "ltc_policy"], []) == ""
+    err = capsys.readouterr().err
+    assert "sets no parameter of safety_fallback" in err
+    assert "sets no parameter of ltc_policy" in err
+    only_safety = tmp_path / "safety.yaml"
+    only_safety.write_text("safety_fallback:\n  ros__parameters:\n    rate_hz: 50.0\n")
+    assert _check(only_safety, ["safety_fallback", "ltc_policy"], []) == ""
+    err = capsys.readouterr().err
+    assert "of ltc_policy" in err and "of safety_fallback" not in err
+    _check(ROOT / "config" / "vehicle.yaml", ["safety_fallback", "ltc_policy"], [])
+    assert "sets no parameter" not in capsys.readouterr().err
