@@ -165,6 +165,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     print()
     print(out["stats_table"])
     print()
+    print(out["expert_table"])
+    print(out["attention_table"])
     print(out["cost_table"])
     keys = (
         "scenario",
@@ -176,6 +178,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         "wall_s",
         "jobs",
         "monitor",
+        "attention",
     )
     print(json.dumps({k: out[k] for k in keys}, indent=2))
     return 0

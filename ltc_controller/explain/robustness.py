@@ -43,6 +43,7 @@ __all__ = [
     "attention_robustness_section",
     "robustness_table",
     "saliency_robustness",
+    "saliency_ssim_per_frame",
     "sim_frames",
     "ssim",
 ]
@@ -137,6 +138,39 @@ def _saliency(policy: Policy, images: NDArray[np.float32], batch_size: int) -> N
     return torch.cat(out).numpy()
 
 
+def saliency_ssim_per_frame(
+    policy: Policy,
+    images: NDArray[np.float32],
+    variances: Sequence[float] = NOISE_VARIANCES,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> tuple[NDArray[Any], dict[float, NDArray[np.float64]]]:
+    """VisualBackProp maps of the clean frames, and per noise variance the SSIM of each frame's
+    clean map against its noisy one (the per-frame numbers behind :func:`saliency_robustness`).
+
+    Args:
+        policy, images, variances, seed, batch_size: see :func:`saliency_robustness`.
+
+    Returns:
+        ``(maps, {variance: ssim})``: ``maps`` ``(N, H, W)`` non-negative, ``ssim`` ``(N,)``.
+
+    Raises:
+        ValueError: ``images`` not ``(N, 3, H, W)`` with N >= 1, or a negative variance.
+    """
+    if images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:
+        raise ValueError(f"images must be (N, 3, H, W) with N >= 1, got {images.shape}")
+    policy.eval()
+    clean = _saliency(policy, images, batch_size)
+    out: dict[float, NDArray[np.float64]] = {}
+    for var in variances:
+        rng = np.random.default_rng([seed, round(var * 1e6)])
+        noisy = _saliency(policy, add_noise(images, var, rng), batch_size)
+        out[float(var)] = np.array(
+            [ssim(c, n_, data_range=1.0) for c, n_ in zip(clean, noisy, strict=True)]
+        )
+    return clean, out
+
+
 def saliency_robustness(
     policy: Policy,
     images: NDArray[np.float32],
@@ -159,17 +193,12 @@ def saliency_robustness(
     Raises:
         ValueError: ``images`` not ``(N, 3, H, W)`` with N >= 1, or a negative variance.
     """
-    if images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:
-        raise ValueError(f"images must be (N, 3, H, W) with N >= 1, got {images.shape}")
-    policy.eval()
-    clean = _saliency(policy, images, batch_size)
+    _, per_frame = saliency_ssim_per_frame(policy, images, variances, seed, batch_size)
     out: dict[float, SsimStats] = {}
-    for var in variances:
-        rng = np.random.default_rng([seed, round(var * 1e6)])
-        noisy = _saliency(policy, add_noise(images, var, rng), batch_size)
-        values = [ssim(c, n_, data_range=1.0) for c, n_ in zip(clean, noisy, strict=True)]
+    for var, v in per_frame.items():
+        values = [float(x) for x in v]
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        out[float(var)] = SsimStats(statistics.fmean(values), sd, len(values))
+        out[var] = SsimStats(statistics.fmean(values), sd, len(values))
     return out
 
 

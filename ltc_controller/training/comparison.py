@@ -24,6 +24,16 @@ inputs):
    gains their columns per model x condition (AUROC, alarm onsets per 10 min, failures flagged
    >= 1 s ahead), with IQM intervals over seeds x tracks for the AUROC and the clean false
    alarm rate of each.
+6. with ``recipe.expert_reference``, the privileged expert drives every condition x episode
+   once (not per model): its rows join the tables, and each policy's steering-rate RMS (car)
+   or time to target (drone) is put over the expert's on the same episode;
+7. with ``recipe.attention_frames`` > 0, every trained policy's attention is measured on the
+   same frames of the calibration episodes
+   (:mod:`~ltc_controller.training.attention_evaluation`: saliency SSIM under camera noise,
+   saliency mass on marking-like / target-like pixels), one job per policy.
+
+Every table of steps 5-7 is an IQM with a 95 % stratified-bootstrap interval and P(first model
+better) (:mod:`~ltc_controller.training.stats`).
 
 A scenario (:class:`Scenario`: :data:`CAR`, :data:`DRONE`) supplies what differs: the recorder,
 the label axes, the evaluation episode and its record, the report and the metrics the statistics
@@ -49,6 +59,7 @@ __all__ = [
     "SCENARIOS",
     "DaggerConfig",
     "Scenario",
+    "attention_job",
     "dagger_job",
     "evaluate_job",
     "monitor_job",
@@ -61,6 +72,8 @@ IMAGE_TOPIC = "/camera/image_raw"
 #: The attention monitor's pair rate in ``compare``'s fits: one pair every N frames (1: every
 #: frame, as ``monitor fit`` and the bundled file; 0: no attention monitor).
 ATTENTION_EVERY_N = 1
+#: Calibration episodes recorded for the attention stage when the recipe fits no monitor.
+ATTENTION_CALIBRATION_EPISODES = 5
 LABEL_TOPIC = "/expert_cmd"
 _JOBS = "ltc_controller.training.comparison"
 
@@ -101,6 +114,11 @@ class Scenario(ABC):
     command_fields: tuple[str, ...] | None = None
     #: Metrics of the statistics tables (keys of ``stats.HIGHER_IS_BETTER``).
     stats_metrics: tuple[str, ...] = ()
+    #: The metric each policy is put against the expert's in the expert reference (its ratio
+    #: per episode: 1 = as the expert).
+    expert_ratio_metric: str = ""
+    #: The colour mask of the attention stage's task mass (``explain.metrics``).
+    attention_mask: str = ""
     record_config_type: type = object
     eval_config_type: type = object
 
@@ -129,9 +147,10 @@ class Scenario(ABC):
     def evaluate_episode(
         self, label: str, policy: str, condition: str, k: int, cfg: Any
     ) -> tuple[Any, Any]:
-        """Episode ``k`` of ``policy`` under ``condition``: the scenario's episode record and
-        the monitor's :class:`~ltc_controller.training.ood_evaluation.MonitorEpisode` (None
-        when the file has no statistics)."""
+        """Episode ``k`` of ``policy`` (``""``: the privileged expert) under ``condition``: the
+        scenario's episode record and the monitor's
+        :class:`~ltc_controller.training.ood_evaluation.MonitorEpisode` (None when the file has
+        no statistics)."""
         raise NotImplementedError
 
     @abstractmethod
@@ -162,6 +181,8 @@ class _Car(Scenario):
     name = "car"
     title = "Model comparison (car): NCP-19 vs LSTM, GRU, CT-RNN, CNN on the same data"
     stats_metrics = ("departures_per_km", "mean_abs_lateral_error_m", "steering_rate_rms")
+    expert_ratio_metric = "steering_rate_rms"
+    attention_mask = "marking_like"
 
     def __init__(self) -> None:
         from ltc_controller.training.evaluation import EvalConfig
@@ -201,9 +222,9 @@ class _Car(Scenario):
     def evaluate_episode(
         self, label: str, policy: str, condition: str, k: int, cfg: Any
     ) -> tuple[Any, Any]:
-        from ltc_controller.training.evaluation import ModelEntry, evaluate_episode_monitored
+        from ltc_controller.training.evaluation import evaluate_episode_monitored
 
-        return evaluate_episode_monitored(ModelEntry(label, Path(policy)), condition, k, cfg)
+        return evaluate_episode_monitored(_entry(label, policy), condition, k, cfg)
 
     def episode_record(self, d: Mapping[str, Any]) -> Any:
         from ltc_controller.training.evaluation import EpisodeRecord
@@ -233,6 +254,8 @@ class _Drone(Scenario):
     title = "Model comparison (drone): NCP vs LSTM, GRU, CT-RNN, CNN on the same data"
     command_fields = ("all",)  # the four Twist axes: a velocity policy
     stats_metrics = ("success", "time_to_target_s", "collisions")
+    expert_ratio_metric = "time_to_target_s"
+    attention_mask = "target_like"
 
     def __init__(self) -> None:
         from ltc_controller.training.drone_evaluation import DroneEvalConfig
@@ -275,9 +298,8 @@ class _Drone(Scenario):
         self, label: str, policy: str, condition: str, k: int, cfg: Any
     ) -> tuple[Any, Any]:
         from ltc_controller.training.drone_evaluation import evaluate_drone_episode_monitored
-        from ltc_controller.training.evaluation import ModelEntry
 
-        return evaluate_drone_episode_monitored(ModelEntry(label, Path(policy)), condition, k, cfg)
+        return evaluate_drone_episode_monitored(_entry(label, policy), condition, k, cfg)
 
     def episode_record(self, d: Mapping[str, Any]) -> Any:
         from ltc_controller.training.drone_evaluation import DroneEpisodeRecord
@@ -377,7 +399,7 @@ def _run(
 ) -> dict[str, Any]:
     from ltc_controller.models import policy as policy_mod
     from ltc_controller.models.policy_file import load_policy
-    from ltc_controller.training.evaluation import model_sizes
+    from ltc_controller.training.evaluation import EXPERT, model_sizes
     from ltc_controller.training.jobs import Job, JobCache, RunStats, run_jobs
     from ltc_controller.training.stats import comparison_tables
     from ltc_controller.training.stats import markdown as stats_markdown
@@ -553,14 +575,19 @@ def _run(
     evaluated = [res["output"] for res in trained]
     monitor_stats = RunStats()
     monitor_fits: dict[str, dict[str, Any]] = {}
-    if recipe.monitor_episodes > 0:
+    calib: Path | None = None
+    if recipe.monitor_episodes > 0 or recipe.attention_frames > 0:
         calib = _bag(
             sc,
             work / "calibration",
-            sc.calibration_record(recipe.record, recipe.monitor_episodes),
+            sc.calibration_record(
+                recipe.record, recipe.monitor_episodes or ATTENTION_CALIBRATION_EPISODES
+            ),
             log,
         )
         calib_id = _files_id([str(calib)])
+    if recipe.monitor_episodes > 0:
+        assert calib is not None
         fits = jobs(
             [
                 keep(
@@ -591,6 +618,32 @@ def _run(
         # A policy whose fit failed is evaluated as trained; its report line says unavailable.
         evaluated = [f["output"] or f["policy"] for f in fits]
         monitor_fits = {Path(f["policy"]).name: f for f in fits}
+    # The attention stage: every trained policy's saliency on the same calibration frames.
+    attention_stats = RunStats()
+    attention_results: list[dict[str, Any]] = []
+    if recipe.attention_frames > 0:
+        assert calib is not None
+        attention_results = jobs(
+            [
+                Job(
+                    "attention",
+                    f"{_JOBS}:attention_job",
+                    {
+                        "calibration": str(calib.resolve()),
+                        "calibration_id": calib_id,
+                        "command_fields": fields_,
+                        "max_pair_dt_s": max_pair_dt_s,
+                        "policy": res["output"],
+                        "policy_id": _files_id([res["output"]], content=True),
+                        "mask": sc.attention_mask,
+                        "frames": recipe.attention_frames,
+                    },
+                    label=f"attention {Path(res['output']).stem}",
+                )
+                for res in trained
+            ],
+            attention_stats,
+        )
     t_monitor = time.perf_counter() - t0 - t_data - t_train
 
     ev = recipe.evaluation
@@ -618,8 +671,31 @@ def _run(
                         label=f"evaluate {Path(policy).stem} {cname} ep {k}",
                     )
                 )
+    n_model_jobs = len(eval_jobs)
+    if recipe.expert_reference:
+        # The privileged expert once per condition x episode: the reference every model's
+        # closed-loop numbers are put against (same tracks/worlds).
+        for cname in ev.conditions:
+            for k in range(ev.episodes):
+                eval_jobs.append(
+                    Job(
+                        "evaluate",
+                        f"{_JOBS}:evaluate_job",
+                        {
+                            "scenario": sc.name,
+                            "label": EXPERT,
+                            "policy": "",
+                            "policy_id": "",
+                            "condition": cname,
+                            "episode": k,
+                            "eval_config": eval_cfg,
+                        },
+                        label=f"evaluate expert {cname} ep {k}",
+                    )
+                )
     eval_stats = RunStats()
     records = []
+    expert_records = []
     monitor_log = None
     if recipe.monitor_episodes > 0:
         from ltc_controller.training.ood_evaluation import MonitorEpisode, MonitorLog
@@ -627,9 +703,12 @@ def _run(
         monitor_log = MonitorLog(
             unavailable=[f["policy"] for f in monitor_fits.values() if not f.get("output")]
         )
-    for r in jobs(eval_jobs, eval_stats):
+    for i, r in enumerate(jobs(eval_jobs, eval_stats)):
         r = dict(r)
         mon = r.pop("monitor", None)
+        if i >= n_model_jobs:
+            expert_records.append(sc.episode_record(r))
+            continue
         records.append(sc.episode_record(r))
         if monitor_log is not None and mon is not None:
             monitor_log.episodes.append(MonitorEpisode.from_dict(mon))
@@ -643,10 +722,14 @@ def _run(
     )
     if monitor_log is not None and monitor_log.episodes:
         stats_md += "\n\n" + _monitor_stats_md(monitor_log, reference, recipe.stats_reps)
+    expert_md = _expert_md(sc, records, expert_records, reference, recipe.stats_reps)
+    attention_md = _attention_md(
+        runs, trained, attention_results, reference, recipe, calib is not None
+    )
     rr = recipe.train
     report = sc.write_report(
         work / "report",
-        records,
+        [*records, *expert_records],
         sizes,
         ev,
         title=sc.title,
@@ -667,6 +750,10 @@ def _run(
             + _failures_md(failures, len(trained), recipe.min_val_corr)
             + _monitor_md(recipe.monitor_episodes, monitor_fits)
             + stats_md
+            + "\n\n"
+            + expert_md
+            + "\n\n"
+            + attention_md
         ),
         monitor=monitor_log,
     )
@@ -674,7 +761,7 @@ def _run(
     for r in records:
         if r.policy in sizes:
             by_model.setdefault(r.model, sizes[r.policy])
-    table = sc.tables(records, by_model)
+    table = sc.tables([*records, *expert_records], by_model)
     cost = _cost_table(
         sc,
         [(label, res["output"]) for (label, *_), res in zip(runs, trained, strict=True)],
@@ -687,6 +774,9 @@ def _run(
         "report": str(report),
         "table": table,
         "stats_table": stats_md,
+        "expert_table": expert_md,
+        "attention_table": attention_md,
+        "attention": {Path(a["policy"]).name: a for a in attention_results},
         "cost_table": cost,
         "skipped": skipped,
         "training_failures": failures,
@@ -703,7 +793,13 @@ def _run(
             "address": next(
                 (
                     s.address
-                    for s in (train_stats, dagger_stats, monitor_stats, eval_stats)
+                    for s in (
+                        train_stats,
+                        dagger_stats,
+                        monitor_stats,
+                        attention_stats,
+                        eval_stats,
+                    )
                     if s.address
                 ),
                 "none (all cached)",
@@ -712,6 +808,7 @@ def _run(
             "train": {"ran": train_stats.ran, "cached": train_stats.cached},
             "dagger": {"ran": dagger_stats.ran, "cached": dagger_stats.cached},
             "monitor": {"ran": monitor_stats.ran, "cached": monitor_stats.cached},
+            "attention": {"ran": attention_stats.ran, "cached": attention_stats.cached},
             "evaluate": {"ran": eval_stats.ran, "cached": eval_stats.cached},
         },
         "monitor": _monitor_summary(monitor_log, monitor_fits, sc),
@@ -915,7 +1012,127 @@ def evaluate_job(
     return {**asdict(rec), "monitor": None if mon is None else mon.to_dict()}
 
 
+def attention_job(
+    calibration: str,
+    calibration_id: str,
+    command_fields: list[str] | None,
+    max_pair_dt_s: float,
+    policy: str,
+    policy_id: str,
+    mask: str,
+    frames: int,
+) -> dict[str, Any]:
+    """Ray job: the attention numbers of the policy file ``policy`` on ``frames`` frames spread
+    evenly over the ``calibration`` bag (unseen tracks/worlds, unperturbed expert):
+    :func:`~ltc_controller.training.attention_evaluation.measure_attention` with the ``mask``
+    colour mask (``calibration_id``, ``policy_id``: cache key only).
+
+    Returns:
+        ``{"policy", **measure_attention's result}``.
+    """
+    from ltc_controller.models.policy_file import load_policy
+    from ltc_controller.training.attention_evaluation import measure_attention
+
+    own = {"label_offset_s": 0.0, "max_pair_dt_s": max_pair_dt_s}  # our stamps
+    calib = _read([calibration], command_fields=command_fields, **own)
+    res = measure_attention(
+        load_policy(policy), calib.images, calib.segment, mask=mask, frames=frames
+    )
+    return {"policy": policy, **res}
+
+
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def _entry(label: str, policy: str) -> Any:
+    """The evaluators' model entry: ``policy`` ``""`` is the privileged expert."""
+    from ltc_controller.training.evaluation import EXPERT, ModelEntry
+
+    return ModelEntry(EXPERT, None) if not policy else ModelEntry(label, Path(policy))
+
+
+def _expert_md(
+    sc: Scenario,
+    records: Sequence[Any],
+    expert: Sequence[Any],
+    reference: str,
+    reps: int,
+) -> str:
+    """The expert-reference section: each policy's ``sc.expert_ratio_metric`` over the
+    expert's on the same episode, IQM over seeds x episodes with P(``reference`` better)."""
+    from types import SimpleNamespace
+
+    from ltc_controller.training.evaluation import EXPERT
+    from ltc_controller.training.stats import comparison_tables, metric_value
+    from ltc_controller.training.stats import markdown as stats_markdown
+
+    head = "## Expert reference"
+    if not expert:
+        return f"{head}\n\nNot run (the recipe's expert_reference is off).\n"
+    m = sc.expert_ratio_metric
+    ref = {(e.condition, e.episode): metric_value(e, m) for e in expert}
+    ratios = []
+    for r in records:
+        base = ref.get((r.condition, r.episode))
+        if base is None or not base > 0:
+            continue
+        ratios.append(
+            SimpleNamespace(
+                model=r.model,
+                policy=r.policy,
+                condition=r.condition,
+                episode=r.episode,
+                **{f"{m}_ratio": metric_value(r, m) / base},
+            )
+        )
+    text = [
+        head,
+        "",
+        f"The privileged expert drove every condition x episode once (the rows `{EXPERT}` of "
+        f"the tables above). Below: each policy's {m} divided by the expert's on the same "
+        "episode (1 = as the expert"
+        + ("; a flight that missed the target counts at the time limit" if m.endswith("_s") else "")
+        + ").",
+        "",
+    ]
+    if ratios:
+        text.append(
+            stats_markdown(
+                comparison_tables(ratios, metric=f"{m}_ratio", reference=reference, reps=reps)
+            )
+        )
+    else:
+        text.append(f"No ratio: the expert's {m} is 0 in every episode.")
+    return "\n".join(text) + "\n"
+
+
+def _attention_md(
+    runs: Sequence[tuple[str, str, int | None, int]],
+    trained: Sequence[Mapping[str, Any]],
+    results: Sequence[Mapping[str, Any]],
+    reference: str,
+    recipe: Any,
+    have_calibration: bool,
+) -> str:
+    from ltc_controller.training.attention_evaluation import (
+        attention_markdown,
+        attention_records,
+    )
+
+    records = [
+        rec
+        for (label, *_), res, a in zip(runs, trained, results, strict=True)
+        for rec in attention_records(label, res["output"], a)
+    ]
+    source = (
+        f"spread evenly over the {recipe.monitor_episodes or ATTENTION_CALIBRATION_EPISODES} "
+        "calibration episode(s) (unseen tracks/worlds 2000.., unperturbed expert)"
+        if have_calibration and recipe.attention_frames > 0
+        else "the recipe's attention_frames is 0"
+    )
+    return attention_markdown(
+        records, results, reference=reference, reps=recipe.stats_reps, source=source
+    )
 
 
 def _quiet(_: str) -> None:

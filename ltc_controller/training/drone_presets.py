@@ -374,6 +374,7 @@ def _drone_compare_reduced() -> Any:
         dagger=DaggerConfig(rounds=1, episodes=1, finetune_epochs=1),
         stats_reps=200,
         monitor_episodes=1,
+        attention_frames=8,
     )
 
 

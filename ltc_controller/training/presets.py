@@ -267,6 +267,13 @@ class CompareRecipe:
             the expert's labels on held-out frames (``TrainResult.val_corr``) must reach this;
             a policy below it is a *training failure*: counted, named in the report, and kept
             in every table (never dropped).
+        expert_reference: evaluate the privileged expert once per condition x episode and put
+            every policy's closed-loop numbers against it (car: steering-rate RMS ratio; drone:
+            time-to-target ratio) in the report.
+        attention_frames: frames of the attention stage (saliency SSIM under noise, saliency
+            mass on the task), spread over the calibration episodes, the same for every
+            policy (:mod:`~ltc_controller.training.attention_evaluation`); 0: no attention
+            stage.
     """
 
     models: tuple[tuple[str, str, int | None], ...] = (
@@ -316,6 +323,8 @@ class CompareRecipe:
     scenario: str = "car"
     stats_reps: int = 2000
     monitor_episodes: int = BUNDLED.monitor_episodes
+    expert_reference: bool = True
+    attention_frames: int = 200
 
 
 #: ``compare --preset cluster``: the bundled NCP-19's budget for every model (its data, 6
@@ -361,6 +370,7 @@ COMPARE_REDUCED = CompareRecipe(
     dagger=DaggerConfig(rounds=1, episodes=1, finetune_epochs=1),
     stats_reps=200,
     monitor_episodes=1,
+    attention_frames=8,
 )
 
 

@@ -34,6 +34,12 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "alarms_per_10min": False,
     "attention_auroc": True,
     "attention_alarms_per_10min": False,
+    # The attention stage (training/attention_evaluation.py AttentionRecord).
+    "saliency_ssim": True,
+    "task_mass": True,
+    # The expert reference (training/comparison.py): a policy's metric over the expert's.
+    "steering_rate_rms_ratio": False,
+    "time_to_target_s_ratio": False,
 }
 
 
@@ -62,7 +68,7 @@ def score_matrix(records: Sequence[Any], model: str, condition: str, metric: str
     rows: dict[str, dict[int, float]] = {}
     for r in records:
         if r.model == model and r.condition == condition:
-            rows.setdefault(r.policy, {})[r.episode] = _value(r, metric)
+            rows.setdefault(r.policy, {})[r.episode] = metric_value(r, metric)
     if not rows:
         raise ValueError(f"no episodes of {model!r} under {condition!r}")
     episodes = sorted(next(iter(rows.values())))
@@ -71,7 +77,8 @@ def score_matrix(records: Sequence[Any], model: str, condition: str, metric: str
     return np.array([[rows[p][k] for k in episodes] for p in sorted(rows)], dtype=np.float64)
 
 
-def _value(r: Any, metric: str) -> float:
+def metric_value(r: Any, metric: str) -> float:
+    """The score of record ``r`` on ``metric`` as the statistics use it (:func:`score_matrix`)."""
     if metric == "departures_per_km":
         km = max(float(r.distance_m), 1e-9) / 1000.0
         return float(r.departures) / km

@@ -102,13 +102,9 @@ def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path:
     summary = json.loads(out[out.index("\n{") :])
     assert summary["scenario"] == "drone"
     jobs = summary["jobs"]
-    assert [jobs[k]["ran"] for k in ("search", "train", "dagger", "monitor", "evaluate")] == [
-        6,
-        6,
-        6,
-        6,
-        12,
-    ]
+    kinds = ("search", "train", "dagger", "monitor", "attention", "evaluate")
+    # 12 policy episodes and the expert's 2 (once per condition x world)
+    assert [jobs[k]["ran"] for k in kinds] == [6, 6, 6, 6, 6, 14]
     for name, rounds in summary["dagger"]["per_policy"].items():
         # one on-policy episode of at most 4 s at 20 Hz, flown by this policy itself
         assert len(rounds) == 1 and 0 < rounds[0]["dagger_frames"] <= 80, name
@@ -154,9 +150,15 @@ def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path:
     # time-to-target statistics.
     with open(tmp_path / "report" / "episodes.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 12 and {float(r["time_limit_s"]) for r in rows} == {2.0}
-    if not any(float(r["success"]) for r in rows):
+    assert len(rows) == 14 and {float(r["time_limit_s"]) for r in rows} == {2.0}
+    if not any(float(r["success"]) for r in rows if r["model"] != "expert"):
         assert "| clean | 1 | CNN | 2.00 | [2.00, 2.00] |" in out
+    # The expert reference (time to target over the expert's, a miss counted at the limit) and
+    # the attention stage (mass on the red target-like pixels) for the drone.
+    assert [r["model"] for r in rows].count("expert") == 2
+    assert "Metric: time_to_target_s_ratio (IQM" in out
+    assert {a["mask"] for a in summary["attention"].values()} == {"target_like"}
+    assert "Metric: task_mass (IQM" in out or "No task-mass number" in out
 
 
 def test_monitor_job_fits_a_copy_and_reports_a_fit_it_cannot_make(tmp_path: Path):

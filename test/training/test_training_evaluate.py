@@ -221,7 +221,8 @@ def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(t
         assert round0.is_file()  # the learner that drove round 1
     assert len(expert_frames) == 1 and expert_frames.pop() > 80
     assert "DAgger: 1 round(s) of 1 on-policy episode(s)" in report.read_text()
-    assert summary["jobs"]["evaluate"] == {"ran": 12, "cached": 0}
+    # 6 policies x 2 conditions x 1 episode, and the expert once per condition x episode.
+    assert summary["jobs"]["evaluate"] == {"ran": 14, "cached": 0}
     # Every policy got its out-of-distribution monitor fitted alike (one Ray job each) on the
     # shared calibration bag, and was evaluated with it.
     from ltc_controller.models.policy_file import load_policy
@@ -261,6 +262,26 @@ def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(t
     assert "Metric: attention_alarms_per_10min (IQM" in out
     assert "| noise_0.1 | 1 |" in out.split("Metric: monitor_auroc")[1]  # ranked per shift
     assert "| noise_0.1 | 1 |" in out.split("Metric: attention_auroc")[1]
+    # The expert reference: its rows in the tables, each policy's steering-rate RMS over the
+    # expert's on the same track, ranked with P(NCP-19 better).
+    assert "| expert | 1 | – |" in out and "## Expert reference" in text
+    assert "Metric: steering_rate_rms_ratio (IQM" in out
+    with open(tmp_path / "report" / "episodes.csv") as f:
+        erows = [r for r in csv.DictReader(f) if r["model"] == "expert"]
+    assert sorted(r["condition"] for r in erows) == ["clean", "noise_0.1"]
+    ratio = out.split("Metric: steering_rate_rms_ratio")[1]
+    assert "| clean | 6 |" in ratio and "expert" not in ratio.split("## Attention")[0]
+    # The attention stage: one job per policy on the same 8 calibration frames; SSIM per noise
+    # variance and the mass on marking-like pixels, each ranked with P(NCP-19 better).
+    assert summary["jobs"]["attention"] == {"ran": 6, "cached": 0}
+    for name, a in summary["attention"].items():
+        assert a["frames"] == 8 and a["mask"] == "marking_like" and a["episodes"] == [0], name
+        for var in ("0.1", "0.2", "0.3"):
+            assert -1.0 <= a["ssim"][var][0] <= 1.0
+        assert 0.0 <= a["share"][0] < 1.0
+    att = out.split("## Attention (saliency SSIM")[1]
+    assert "Metric: saliency_ssim (IQM" in att and "| noise_0.3 | 6 |" in att
+    assert "## Attention (saliency SSIM" in text
     # Two training steps cannot make a policy that follows the image: the sanity check says so
     # per policy, and the tables still hold all six models.
     failed = {f["model"] for f in summary["training_failures"]}
@@ -277,7 +298,8 @@ def test_reduced_compare_trains_and_evaluates_every_model_and_prints_the_table(t
     assert [jobs[k]["ran"] for k in ("search", "train", "dagger")] == [0, 0, 1]
     assert [jobs[k]["cached"] for k in ("search", "train", "dagger")] == [6, 6, 5]
     assert jobs["monitor"]["ran"] <= 1 and jobs["monitor"]["cached"] >= 5
-    assert jobs["evaluate"]["ran"] <= 2 and jobs["evaluate"]["cached"] >= 10
+    assert jobs["evaluate"]["ran"] <= 2 and jobs["evaluate"]["cached"] >= 12
+    assert jobs["attention"]["ran"] <= 1 and jobs["attention"]["cached"] >= 5
     assert (tmp_path / "policies" / "cnn_seed0.safetensors").is_file()
 
 
