@@ -72,6 +72,8 @@ IMAGE_TOPIC = "/camera/image_raw"
 #: The attention monitor's pair rate in ``compare``'s fits: one pair every N frames (1: every
 #: frame, as ``monitor fit`` and the bundled file; 0: no attention monitor).
 ATTENTION_EVERY_N = 1
+#: Optuna's ``TPESampler`` default ``n_startup_trials``: its first proposals are random.
+TPE_STARTUP_TRIALS = 10
 #: Calibration episodes recorded for the attention stage when the recipe fits no monitor.
 ATTENTION_CALIBRATION_EPISODES = 5
 LABEL_TOPIC = "/expert_cmd"
@@ -739,7 +741,15 @@ def _run(
             f"head lr {rr.lr}, core lr {rr.lr_rnn}"
             + (
                 f" (searched per model: {recipe.search.trials} runs x {recipe.search.steps} "
-                f"steps each, rates in the output's learning_rates)"
+                f"steps each, rates in the output's learning_rates"
+                + (
+                    f"; with {recipe.search.trials} <= {TPE_STARTUP_TRIALS} runs Optuna's TPE is "
+                    "still in its seeded random start-up, so every model tried the same rate "
+                    "pairs and kept its best: equal for all, but no model-specific proposal"
+                    if recipe.search.trials <= TPE_STARTUP_TRIALS
+                    else ""
+                )
+                + ")"
                 if recipe.search is not None
                 else ""
             )

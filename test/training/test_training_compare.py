@@ -117,6 +117,8 @@ def test_reduced_drone_compare_trains_dagger_and_evaluates_every_model(tmp_path:
     assert "**success rate**" in out and "**collisions per episode**" in out
     report = (tmp_path / "report" / "report.md").read_text()
     assert "DAgger: 1 round(s) of 1 on-policy episode(s)" in report
+    # 2 search runs: the report says TPE proposed the same random pairs to every model
+    assert "with 2 <= 10 runs Optuna's TPE is still in its seeded random start-up" in report
     # The monitor, fitted alike for every model, in the same episodes: a 2 s episode that did
     # not reach the target is a time-out failure (a hover cannot avoid it).
     mon = summary["monitor"]
