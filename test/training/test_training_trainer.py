@@ -133,7 +133,9 @@ def test_the_learning_rate_search_is_seeded_within_its_ranges_and_needs_validati
     pytest.importorskip("optuna", reason="needs the [compare] extra (optuna)")
     from ltc_controller.training.search import SearchConfig, search_learning_rates
 
-    sc = SearchConfig(trials=2, steps=2, lr=(1e-4, 1e-3), lr_rnn=(1e-3, 1e-2), seed=7)
+    sc = SearchConfig(
+        trials=2, steps=2, lr=(1e-4, 1e-3), lr_rnn=(1e-3, 1e-2), seed=7, start_from_config=False
+    )
     a = search_learning_rates(demos, SMALL, sc)
     assert len(a["trials"]) == 2 and 1e-4 <= a["lr"] <= 1e-3 and 1e-3 <= a["lr_rnn"] <= 1e-2
     assert a["best_val_loss"] == min(t["val_loss"] for t in a["trials"])
@@ -141,6 +143,27 @@ def test_the_learning_rate_search_is_seeded_within_its_ranges_and_needs_validati
     assert [t["lr"] for t in b["trials"]] == [t["lr"] for t in a["trials"]]  # seeded
     with pytest.raises(ValueError, match="validation data"):
         search_learning_rates(demos, replace(SMALL, val_fraction=0.0), sc)
+
+
+def test_the_search_starts_from_the_recipes_rates_and_keeps_them_unless_beaten(demos):
+    pytest.importorskip("optuna", reason="needs the [compare] extra (optuna)")
+    from ltc_controller.training.search import SearchConfig, search_learning_rates
+
+    cfg = replace(SMALL, lr=2e-3, lr_rnn=1e-2)
+    sc = SearchConfig(trials=3, steps=2, seed=7)
+    res = search_learning_rates(demos, cfg, sc)
+    first = res["trials"][0]
+    assert (first["lr"], first["lr_rnn"]) == (2e-3, 1e-2)  # run 0: the recipe's own rates
+    # the other runs are the sampler's proposals, within the ranges
+    assert len({(t["lr"], t["lr_rnn"]) for t in res["trials"]}) == 3
+    assert all(1e-4 <= t["lr"] <= 1e-2 and 1e-4 <= t["lr_rnn"] <= 3e-2 for t in res["trials"])
+    best = min(res["trials"], key=lambda t: t["val_loss"])
+    assert (res["lr"], res["lr_rnn"]) == (best["lr"], best["lr_rnn"])
+    # a config without a core rate starts from its head rate on both
+    none = search_learning_rates(demos, replace(cfg, lr_rnn=None), replace(sc, trials=1))
+    assert (none["lr"], none["lr_rnn"]) == (2e-3, 2e-3)
+    with pytest.raises(ValueError, match="outside its range"):
+        search_learning_rates(demos, replace(cfg, lr=0.5), sc)
 
 
 def test_the_sanity_correlation_is_pearson_per_output_averaged():
