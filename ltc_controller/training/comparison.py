@@ -650,51 +650,36 @@ def _run(
 
     ev = recipe.evaluation
     eval_cfg = asdict(ev)
-    eval_jobs: list[Job] = []
     sizes: dict[str, dict[str, int]] = {}
+    # (label, policy file, its hash, name in the progress line) of everything evaluated.
+    entries: list[tuple[str, str, str, str]] = []
     for (label, *_), policy in zip(runs, evaluated, strict=True):
         sizes[policy] = model_sizes(load_policy(policy))
-        digest = _files_id([policy], content=True)
-        for cname in ev.conditions:
-            for k in range(ev.episodes):
-                eval_jobs.append(
-                    Job(
-                        "evaluate",
-                        f"{_JOBS}:evaluate_job",
-                        {
-                            "scenario": sc.name,
-                            "label": label,
-                            "policy": policy,
-                            "policy_id": digest,
-                            "condition": cname,
-                            "episode": k,
-                            "eval_config": eval_cfg,
-                        },
-                        label=f"evaluate {Path(policy).stem} {cname} ep {k}",
-                    )
-                )
-    n_model_jobs = len(eval_jobs)
+        entries.append((label, policy, _files_id([policy], content=True), Path(policy).stem))
+    n_model_jobs = len(entries) * len(ev.conditions) * ev.episodes
     if recipe.expert_reference:
         # The privileged expert once per condition x episode: the reference every model's
         # closed-loop numbers are put against (same tracks/worlds).
-        for cname in ev.conditions:
-            for k in range(ev.episodes):
-                eval_jobs.append(
-                    Job(
-                        "evaluate",
-                        f"{_JOBS}:evaluate_job",
-                        {
-                            "scenario": sc.name,
-                            "label": EXPERT,
-                            "policy": "",
-                            "policy_id": "",
-                            "condition": cname,
-                            "episode": k,
-                            "eval_config": eval_cfg,
-                        },
-                        label=f"evaluate expert {cname} ep {k}",
-                    )
-                )
+        entries.append((EXPERT, "", "", EXPERT))
+    eval_jobs = [
+        Job(
+            "evaluate",
+            f"{_JOBS}:evaluate_job",
+            {
+                "scenario": sc.name,
+                "label": label,
+                "policy": policy,
+                "policy_id": digest,
+                "condition": cname,
+                "episode": k,
+                "eval_config": eval_cfg,
+            },
+            label=f"evaluate {name} {cname} ep {k}",
+        )
+        for label, policy, digest, name in entries
+        for cname in ev.conditions
+        for k in range(ev.episodes)
+    ]
     eval_stats = RunStats()
     records = []
     expert_records = []

@@ -336,8 +336,8 @@ def _drone_compare_cluster() -> Any:
 def _drone_compare() -> Any:
     """`compare --scenario drone` (``--preset full``): the cluster recipe cut to about 2 h on 2
     cores for 6 models x 5 seeds (~1.4 CPU-s per optimiser step of 8 x 16 frames, one thread):
-    48 expert worlds, 3 epochs (early stopping), a search of 3 runs per model (each as long as
-    the training, the recipe's rates first), one
+    48 expert worlds, 3 epochs (early stopping), a search of 3 runs x 40 steps per model (the
+    recipe's rates first), one
     DAgger round of 4 flights with one fine-tune epoch, the monitor calibrated on 30 flights,
     and 5 conditions x 2 unseen worlds. The bundled drone policy needed ~1,000 steps to fly:
     expect training failures at this budget (counted in the report), and use the cluster preset
@@ -353,7 +353,7 @@ def _drone_compare() -> Any:
         evaluation=DroneEvalConfig(
             conditions=("clean", "winter", "fog", "noise_0.1", "urban"), episodes=2
         ),
-        search=SearchConfig(trials=3),
+        search=SearchConfig(trials=3, steps=40),
         dagger=DaggerConfig(rounds=1, episodes=4, finetune_epochs=1),
         monitor_episodes=30,
     )

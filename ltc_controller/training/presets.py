@@ -328,8 +328,7 @@ class CompareRecipe:
 
 
 #: ``compare --preset cluster``: the bundled NCP-19's budget for every model (its data, 6
-#: epochs, its DAgger rounds), 4 search runs each as long as the training, 5 episodes per
-#: condition and seed.
+#: epochs, its DAgger rounds), 8 search runs x 200 steps, 5 episodes per condition and seed.
 #: About 8 CPU-hours of DAgger recording alone and ~20 of training for 6 models x 5 seeds: a
 #: Ray cluster's budget (``--address``), not a 2-core machine's.
 COMPARE_CLUSTER = CompareRecipe(
@@ -343,15 +342,14 @@ COMPARE_CLUSTER = CompareRecipe(
 #: second driven through the runtime with rendering. Budget per policy: ~110 training steps (6,000
 #: expert frames, 3 epochs, early stopping), one DAgger round of 3 on-policy episodes and one
 #: fine-tune epoch, the monitor calibrated on 5 min of expert driving, 8 conditions x 1 episode
-#: of 300 m; per model a search of 3 runs, each as long as the training (the recipe's rates
-#: first; a 50-step horizon picked the NCP-19 rates that made it steer roughly). One thread per
+#: of 300 m; per model a search of 3 runs x 50 steps (the recipe's rates first). One thread per
 #: job: two jobs at once on 2 cores ran faster than one job on two threads (``drone_presets``:
 #: 1.36 vs 2.81 s a step).
 COMPARE_FULL = CompareRecipe(
     record=RecordConfig(episodes=10, episode_s=BUNDLED.episode_s, first_track_seed=1000, seed=1),
     train=replace(BUNDLED.train, epochs=3, patience=2, threads=1),
     evaluation=replace(CompareRecipe().evaluation, episodes=1),
-    search=SearchConfig(trials=3),
+    search=SearchConfig(trials=3, steps=50),
     dagger=DaggerConfig(rounds=1, episodes=3, finetune_epochs=1),
     monitor_episodes=10,
 )

@@ -1,13 +1,12 @@
 """The same small learning-rate search for every model of a comparison, on validation data only.
 
-Each model gets ``trials`` training runs (the same budget for every architecture): by default
-each as long as the training it chooses the rates for (its epochs and early stopping), or
-``steps`` optimiser steps; the first at the recipe's own rates (``start_from_config``), the rest
-proposed by Optuna's TPE sampler (seeded; its first 10 proposals are random), each scored by
-the validation loss on held-out segments of the training data (``TrainConfig.val_fraction``; the
-evaluation tracks are never seen). Searched: the head's and the recurrent core's learning rates
-(``lr``, ``lr_rnn``: for the LTC the core rate also drives its ODE parameters: gleak, vleak, cm,
-sigma, mu, w, erev), on a log scale.
+Each model gets ``trials`` training runs of ``steps`` optimiser steps (the same budget for every
+architecture; ``steps=None``: each run as long as the training itself): the first at the
+recipe's own rates (``start_from_config``), the rest proposed by Optuna's TPE sampler (seeded;
+its first 10 proposals are random), each scored by the validation loss on held-out segments of
+the training data (``TrainConfig.val_fraction``; the evaluation tracks are never seen).
+Searched: the head's and the recurrent core's learning rates (``lr``, ``lr_rnn``: for the LTC the
+core rate also drives its ODE parameters: gleak, vleak, cm, sigma, mu, w, erev), on a log scale.
 """
 
 from __future__ import annotations
@@ -28,24 +27,20 @@ class SearchConfig:
 
     Attributes:
         trials: training runs per model.
-        steps: optimiser steps per run; None (default): each run is the training itself (the
-            config's epochs, early stopping and step limit). A shorter horizon ranks rates by
-            how fast they start, not by where the training ends: on the car's `full` data the
-            NCP-19's best pair at 50 steps (head/core 1.3e-3/5.9e-3) trained, in the full 122
-            steps, to a worse validation loss and 1.5-2.6x the expert's steering-rate RMS
-            against 1.2-1.3x at the recipe's rates (README, "The full car run").
+        steps: optimiser steps per run; None: each run is the training itself (the config's
+            epochs, early stopping and step limit). On the car's `full` data the full horizon
+            ranked the NCP-19's rate pairs as 50 steps did (README, "The full car run"), so
+            the presets keep their short horizons.
         lr: ``(low, high)`` of the head's learning rate.
         lr_rnn: ``(low, high)`` of the core's learning rate.
         seed: the sampler's seed.
         start_from_config: the first run uses the training config's own ``lr`` / ``lr_rnn``
-            (Optuna ``enqueue_trial``), so a model leaves the recipe's rates only for a pair
-            that validates better. Without it a budget of a few runs is a handful of random
-            pairs, and the NCP-19 drew pairs that trained it into rough steering
-            (README, "The full car run").
+            (Optuna ``enqueue_trial``), so the recipe's rates are always a candidate and a
+            model leaves them only for a pair that validates better.
     """
 
-    trials: int = 4
-    steps: int | None = None
+    trials: int = 8
+    steps: int | None = 200
     lr: tuple[float, float] = (1e-4, 1e-2)
     lr_rnn: tuple[float, float] = (1e-4, 3e-2)
     seed: int = 0
